@@ -1,0 +1,317 @@
+"""Hyperparameters as frozen dataclasses; YAML presets fill them, `--set section.key=value` overrides.
+
+A stage's identity is a short hash of its effective config *excluding fields left at their
+defaults*, so adding a field with a default never invalidates stored results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import ConfigError
+from bench.io import short_hash
+from bench.registry import suggest
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = "toyland"
+
+
+def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
+    """A hyperparameter: a default and a one-line help string."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults (frozen dataclasses)")
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Where the data comes from: toyland (generated) or a real data root."""
+
+    source: str = hp("toyland", "'toyland' generates the miniature world; 'real' reads data_root")
+    scale: str = hp("default", "toyland scale: smoke, default or large")
+    seed: int = hp(0, "toyland generator seed")
+    data_root: str = hp("", "root of real datasets (used when source is 'real')")
+    features: str = hp("", "region-feature directory or TSV for real data (default: under data_root)")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which pre-trained model the tickets live in."""
+
+    preset: str = hp("toy-uniter", "backbone preset (see `ticketbench presets`)")
+    checkpoint: str = hp("", "local path (or hub id when online) of pre-trained weights for real presets")
+    device: str = hp("auto", "auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pre-training of toy presets on the world's captions (real presets use their checkpoint)."""
+
+    steps: int = hp(600, "optimizer steps")
+    batch_size: int = hp(32, "examples per step")
+    lr: float = hp(1e-3, "peak learning rate")
+    warmup: float = hp(0.1, "fraction of steps for linear warm-up")
+    weight_decay: float = hp(0.01, "AdamW weight decay")
+    objectives: str = hp("mlm:2,itm:2,mrm:1", "objective mix as name:weight (mrm only for region backbones)")
+    mask_prob: float = hp(0.15, "MLM / MRM masking probability")
+    seed: int = hp(0, "pre-training seed")
+
+
+@dataclass(frozen=True)
+class FindConfig:
+    """Ticket search: IMP per source plus the one-shot sources."""
+
+    sources: tuple = hp(
+        ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr", "pretrain"),
+        "source tasks for IMP ('pretrain' = the pre-training objective mix)",
+    )
+    one_shot: tuple = hp(("omp:vqa", "pretrained_magnitude"), "one-shot sources method[:task]")
+    prune_fraction: float = hp(0.2, "fraction pruned per IMP round (of the original weights unless `of_remaining`)")
+    of_remaining: bool = hp(False, "prune a fraction of the remaining weights instead of the original")
+    rewind_step: int = hp(0, "rewind to θ0 (0) or to step k of fine-tuning (late rewinding)")
+    steps: int = hp(0, "fine-tuning steps per IMP round (0 = the task's fine-tuning steps)")
+    include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
+    exclude: tuple = hp((), "regex patterns removed from the prunable set")
+    seed: int = hp(0, "search seed")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning of θ0 ⊙ m on a target task (0 / empty = the task's recipe for the preset)."""
+
+    steps: int = hp(0, "optimizer steps (0 = task recipe)")
+    batch_size: int = hp(0, "examples per step (0 = task recipe)")
+    lr: float = hp(0.0, "peak learning rate (0 = task recipe)")
+    head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
+    warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0")
+    weight_decay: float = hp(0.01, "AdamW weight decay")
+    betas: tuple = hp((0.9, 0.98), "AdamW betas")
+    grad_clip: float = hp(2.0, "gradient-norm clipping (0 = off)")
+    grad_accum: int = hp(1, "gradient accumulation steps")
+    eval_batch_size: int = hp(64, "examples per evaluation batch")
+    max_text_len: int = hp(40, "text tokens kept (longer texts are truncated)")
+    dev_limit: int = hp(0, "evaluate on at most this many dev examples (0 = all)")
+    bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    """The transfer matrix: every source ticket x sparsity x target task x seed."""
+
+    tasks: tuple = hp(
+        ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr"), "target tasks"
+    )
+    sparsities: tuple = hp((0.3, 0.5, 0.7, 0.9), "sparsities of the ladder")
+    seeds: int = hp(1, "fine-tuning seeds per pair")
+    baselines: tuple = hp(("random",), "baselines at every sparsity")
+    controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
+    control_sparsities: tuple = hp((0.5,), "sparsities at which controls run")
+    executor: str = hp("local", "local or ray")
+    workers: int = hp(1, "local worker processes")
+    ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Tables and figures."""
+
+    transfer_sparsities: tuple = hp((), "sparsities of the transfer tables ('' = every ladder sparsity)")
+    relaxed: float = hp(0.99, "relaxed matching: fraction of dense accuracy")
+    tie_margin: float = hp(0.0, "--compare tie margin in points (0 = one std over seeds)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole study."""
+
+    name: str = hp("toyland", "config name (default output directory runs/<name>)")
+    world: WorldConfig = field(default_factory=WorldConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    find: FindConfig = field(default_factory=FindConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    matrix: MatrixConfig = field(default_factory=MatrixConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+SECTIONS = ["world", "backbone", "pretrain", "find", "finetune", "matrix", "report"]
+
+
+def _section_type(name: str) -> type:
+    return typing.get_type_hints(Config)[name]
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Convert a YAML or --set value to the type of the field's default."""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value]
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        return (value,)
+    elif isinstance(default, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{where}: expected {type(default).__name__}, found {value!r}")
+
+
+def _all_keys() -> list[str]:
+    keys = ["name"]
+    for s in SECTIONS:
+        keys += [f"{s}.{f.name}" for f in fields(_section_type(s))]
+    return keys
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: unknown key '{key}'{suggest(key, _all_keys())}")
+
+
+def build_config(data: dict, where: str = "config") -> Config:
+    """Build a Config from nested dict data, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, found {type(data).__name__}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "name":
+            kwargs["name"] = _coerce(value, "", f"{where}: name")
+            continue
+        if key not in SECTIONS:
+            raise _unknown(str(key), where)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: section '{key}' must be a mapping, found {value!r}")
+        cls = _section_type(key)
+        defaults = {f.name: f.default for f in fields(cls)}
+        sec = {}
+        for k, v in value.items():
+            if k not in defaults:
+                raise _unknown(f"{key}.{k}", where)
+            sec[k] = _coerce(v, defaults[k], f"{where}: {key}.{k}")
+        kwargs[key] = cls(**sec)
+    return Config(**kwargs)
+
+
+def resolve_config_path(name_or_path: str | None) -> Path:
+    """A config given by path, or by preset name under configs/ (`smoke` → configs/smoke.yaml)."""
+    if not name_or_path:
+        name_or_path = DEFAULT_CONFIG
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        return p
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(c.stem for c in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"unknown config '{name_or_path}'{suggest(name_or_path, known)}; known: {', '.join(known)}")
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Load a YAML preset (safe loader), then apply `section.key=value` overrides."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)
+    cfg = build_config(data, where=str(path))
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key == "name":
+            cfg = dataclasses.replace(cfg, name=value)
+            continue
+        if "." not in key:
+            raise _unknown(key, "--set")
+        section, name = key.split(".", 1)
+        if section not in SECTIONS:
+            raise _unknown(key, "--set")
+        sec = getattr(cfg, section)
+        defaults = {f.name: f.default for f in fields(sec)}
+        if name not in defaults:
+            raise _unknown(key, "--set")
+        parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
+        new = _coerce(parsed, defaults[name], f"--set {key}")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
+    return cfg
+
+
+def non_default(section_obj: Any) -> dict[str, Any]:
+    """The fields of a section dataclass that differ from their defaults."""
+    out = {}
+    for f in fields(section_obj):
+        v = getattr(section_obj, f.name)
+        if v != f.default:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_hash(*parts: Any) -> str:
+    """Identity of a stage: hash of the non-default fields of the given sections (and plain values)."""
+    payload = []
+    for p in parts:
+        if dataclasses.is_dataclass(p) and not isinstance(p, type):
+            payload.append([type(p).__name__, non_default(p)])
+        else:
+            payload.append(p)
+    return short_hash(payload)
+
+
+def to_dict(cfg: Config) -> dict:
+    """Full effective config as plain data (for records)."""
+    d = dataclasses.asdict(cfg)
+
+    def untuple(x):
+        if isinstance(x, dict):
+            return {k: untuple(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [untuple(v) for v in x]
+        return x
+
+    return untuple(d)
+
+
+def describe_config() -> str:
+    """Every field with its default and help (for `ticketbench run --help-config`)."""
+    lines = []
+    for s in SECTIONS:
+        cls = _section_type(s)
+        lines.append(f"{s}:  {cls.__doc__.strip().splitlines()[0]}")
+        for f in fields(cls):
+            lines.append(f"  {s}.{f.name} = {f.default!r}  # {f.metadata.get('help', '')}")
+    return "\n".join(lines)

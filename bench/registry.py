@@ -1,0 +1,75 @@
+"""Name → object registries with 'did you mean' suggestions (tasks, backbones, methods all use this)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+from bench.errors import TicketbenchError
+
+T = TypeVar("T")
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest known name, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """A named collection; `get` of an unknown name raises a one-line error with a suggestion."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._items: dict[str, T] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register `obj` under `name`; without `obj`, return a decorator."""
+
+        def add(item: T) -> T:
+            if name in self._items and self._items[name] is not item:
+                raise TicketbenchError(f"{self.kind} '{name}' is already registered")
+            self._items[name] = item
+            return item
+
+        return add(obj) if obj is not None else add
+
+    def _load_entry_points(self) -> None:
+        # Plugins installed by other distributions register themselves on import.
+        if self._entry_points_loaded or not self.entry_point_group:
+            return
+        self._entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.entry_point_group):
+            if ep.name not in self._items:
+                obj = ep.load()
+                if ep.name not in self._items:
+                    self._items[ep.name] = obj
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        try:
+            return self._items[name]
+        except KeyError:
+            known = sorted(self._items)
+            raise TicketbenchError(
+                f"unknown {self.kind} '{name}'{suggest(name, known)}; known: {', '.join(known)}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def items(self) -> list[tuple[str, T]]:
+        self._load_entry_points()
+        return list(self._items.items())
