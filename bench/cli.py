@@ -1,0 +1,272 @@
+"""The `ticketbench` command: one subcommand per pipeline stage, plus ticket, task and preset tools.
+
+Errors caused by input are printed as one line (`ticketbench: error: ...`) with a non-zero exit;
+`--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from bench.errors import TicketbenchError
+
+STAGES = ("world", "pretrain", "find", "matrix", "report")
+
+
+def _fmt(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+def _add_config_args(p: argparse.ArgumentParser, subset: bool = True) -> None:
+    p.add_argument("config", nargs="?", default=None,
+                   help="YAML config path or preset name under configs/ (default: toyland)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<config name>/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field, e.g. --set finetune.steps=50 (repeatable)")
+    if subset:
+        p.add_argument("--sources", default=None, help="comma-separated source subset, e.g. imp:vqa,random")
+        p.add_argument("--tasks", default=None, help="comma-separated target-task subset, e.g. vqa,gqa")
+        p.add_argument("--sparsities", default=None, help="comma-separated sparsity subset, e.g. 0.5,0.7")
+        p.add_argument("--seeds", type=int, default=None, help="number of fine-tuning seeds per pair")
+        p.add_argument("--executor", choices=("local", "ray"), default=None, help="local processes or Ray")
+        p.add_argument("--workers", type=int, default=None, help="local worker processes")
+        p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="ticketbench", formatter_class=fmt,
+        description=_fmt("""
+            Lottery-ticket transfer benchmarks for vision-and-language transformers.
+
+            The pipeline: world -> pretrain -> find -> matrix -> report. `ticketbench run` runs every
+            stage in order on the embedded default (toyland, toy-uniter), skipping stages whose output
+            exists, so re-running resumes after any interruption.
+        """),
+        epilog=_fmt("""
+            examples:
+              ticketbench run                         # the embedded default, results in runs/toyland/
+              ticketbench run smoke --out /tmp/smoke  # the 90-second pipeline used by CI
+              ticketbench report runs/toyland         # rebuild tables and figures from the store
+              ticketbench tickets ls runs/toyland     # the tickets a run found
+        """),
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", formatter_class=fmt, help="run every stage in order (resumable)",
+                       description=_fmt("""
+            Run world, pretrain, find, matrix and report in order. Each stage is content-addressed by
+            its config hash and skipped when its output exists; finished fine-tuning runs are never
+            recomputed, so re-running after an interruption resumes.
+        """), epilog=_fmt("""
+            examples:
+              ticketbench run                                    # configs/toyland.yaml -> runs/toyland/
+              ticketbench run configs/smoke.yaml --out /tmp/s    # small and fast
+              ticketbench run --tasks vqa,gqa --sparsities 0.5 --seeds 3
+              ticketbench run --only matrix --executor ray --ray-address auto
+        """))
+    _add_config_args(p)
+    p.add_argument("--only", choices=STAGES, default=None, help="run one stage only")
+
+    for stage, what, example in (
+        ("pretrain", "pre-train a toy backbone on the world's captions (MLM+ITM+MRM) -> θ0",
+         "ticketbench pretrain smoke --out /tmp/s"),
+        ("find", "search tickets: IMP per source task and on the pre-training mix, plus one-shot sources",
+         "ticketbench find --sources imp:vqa,imp:pretrain --out runs/toyland"),
+        ("matrix", "fine-tune θ0⊙m for every source ticket x sparsity x target task x seed",
+         "ticketbench matrix --tasks vqa --workers 2"),
+    ):
+        p = sub.add_parser(stage, formatter_class=fmt, help=what,
+                           description=_fmt(f"""
+                {what[0].upper() + what[1:]}.
+                Earlier stages run first when their output is missing.
+            """), epilog=f"example:\n  {example}\n")
+        _add_config_args(p)
+
+    p = sub.add_parser("world", formatter_class=fmt, help="generate toyland, or show a world",
+                       description=_fmt("""
+            Generate toyland: a seeded miniature world that writes all seven tasks and a caption corpus
+            in the real datasets' file formats (VQA v2 JSON, GQA, NLVR2 jsonl, SNLI-VE, RefCOCO+ refs +
+            instances, Flickr30k Karpathy JSON, VCR jsonl) with region features in the UNITER (npz) and
+            LXMERT (TSV) layouts. The same seed gives byte-identical files.
+        """), epilog=_fmt("""
+            examples:
+              ticketbench world --out /tmp/world --scale smoke
+              ticketbench world --show /tmp/world     # counts, chance levels, contact sheet PNG
+        """))
+    p.add_argument("--out", default=None, help="directory to write the world into")
+    p.add_argument("--seed", type=int, default=0, help="generator seed")
+    p.add_argument("--scale", choices=("smoke", "default", "large"), default="default", help="world size")
+    p.add_argument("--show", metavar="DIR", default=None,
+                   help="print counts and chance levels of a world and write DIR/contact_sheet.png")
+
+    p = sub.add_parser("report", formatter_class=fmt, help="rebuild tables and figures from a results store",
+                       description=_fmt("""
+            Rebuild every table (CSV, Markdown, LaTeX) and figure (PNG, PDF) under OUT_DIR/report/
+            from the results store alone. Never trains. With --compare METHOD, rank a registered pruning
+            method against imp, omp, pretrained_magnitude and random on every task and sparsity.
+        """), epilog=_fmt("""
+            examples:
+              ticketbench report runs/toyland
+              ticketbench report runs/toyland --compare snip
+        """))
+    p.add_argument("out_dir", help="output directory of a run")
+    p.add_argument("--compare", metavar="METHOD", default=None, help="compare this method with the baselines")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    p = sub.add_parser("figures", formatter_class=fmt, help="write the papers' figures and tables",
+                       description=_fmt("""
+            Write the figures and tables the papers show, with the papers' known numbers beside this run's
+            (--paper vl: Gan et al. 2022, vision-and-language tickets; --paper bert: Chen et al. 2020).
+        """), epilog="example:\n  ticketbench figures runs/toyland --paper vl\n")
+    p.add_argument("out_dir", help="output directory of a run")
+    p.add_argument("--paper", choices=("vl", "bert"), default="vl", help="which paper's figures")
+
+    p = sub.add_parser("tickets", formatter_class=fmt, help="list, show and compare ticket files",
+                       description="Inspect tickets: ls a store, show one ticket, diff two (Jaccard overlap).",
+                       epilog=_fmt("""
+            examples:
+              ticketbench tickets ls runs/toyland
+              ticketbench tickets show runs/toyland/tickets/<hash>/imp__vqa/sparsity-0.50.safetensors
+              ticketbench tickets diff A.safetensors B.safetensors
+        """))
+    tsub = p.add_subparsers(dest="tickets_command", metavar="ACTION")
+    t = tsub.add_parser("ls", help="table of the tickets in a store or run directory")
+    t.add_argument("path")
+    t = tsub.add_parser("show", help="metadata and per-tensor sparsity of one ticket")
+    t.add_argument("path")
+    t = tsub.add_parser("diff", help="overlap of kept weights of two tickets of one backbone")
+    t.add_argument("a")
+    t.add_argument("b")
+
+    sub.add_parser("tasks", help="list the task registry (metric, head, splits, expected files)",
+                   description="List the registered tasks: headline metric, head, splits, files, chance level.",
+                   epilog="example:\n  ticketbench tasks\n", formatter_class=fmt)
+    sub.add_parser("presets", help="list backbone presets (parameters, weights source)",
+                   description="List the backbone presets with parameter counts and where weights come from.",
+                   epilog="example:\n  ticketbench presets\n", formatter_class=fmt)
+    p = sub.add_parser("config", help="print the effective config, or every field with its help",
+                       description="Print the effective config of CONFIG with overrides, or --fields.",
+                       epilog="examples:\n  ticketbench config smoke --set finetune.steps=10\n"
+                              "  ticketbench config --fields\n", formatter_class=fmt)
+    _add_config_args(p, subset=False)
+    p.add_argument("--fields", action="store_true", help="list every config field with default and help")
+    return parser
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _stage_options(args: argparse.Namespace) -> dict:
+    return dict(
+        sources=_split(args.sources), tasks=_split(args.tasks),
+        sparsities=[float(s) for s in _split(args.sparsities)] if args.sparsities else None,
+        seeds=args.seeds, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
+        quiet=args.quiet,
+    )
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cmd = args.command
+    if cmd is None:
+        parser.print_help()
+        return 0
+    if cmd in ("run", "pretrain", "find", "matrix"):
+        from bench.config import load_config
+        from bench.runner.stages import run_pipeline
+
+        cfg = load_config(args.config, args.overrides)
+        stages = [args.only] if cmd == "run" and args.only else (list(STAGES) if cmd == "run" else [cmd])
+        run_pipeline(cfg, out=args.out, stages=stages, upto=(cmd != "run"), **_stage_options(args))
+        return 0
+    if cmd == "world":
+        from bench.data.toyland import generate_world, show_world
+
+        if args.show:
+            print(show_world(args.show, Path(args.show) / "contact_sheet.png"))
+            return 0
+        if not args.out:
+            raise TicketbenchError("world: give --out DIR to generate, or --show DIR to inspect")
+        generate_world(args.out, seed=args.seed, scale=args.scale)
+        print(f"world written to {args.out}")
+        return 0
+    if cmd == "report":
+        from reports import build_report
+
+        path = build_report(args.out_dir, compare=args.compare)
+        if not args.quiet:
+            print(f"report written to {path}")
+        return 0
+    if cmd == "figures":
+        from reports import paper_figures
+
+        print(f"figures written to {paper_figures(args.out_dir, args.paper)}")
+        return 0
+    if cmd == "tickets":
+        from tickets import tools
+
+        if args.tickets_command == "ls":
+            print(tools.ls(args.path))
+        elif args.tickets_command == "show":
+            print(tools.show(args.path))
+        elif args.tickets_command == "diff":
+            print(tools.diff(args.a, args.b))
+        else:
+            raise TicketbenchError("tickets: give an action: ls, show or diff")
+        return 0
+    if cmd == "tasks":
+        from bench.tasks import describe_tasks
+
+        print(describe_tasks())
+        return 0
+    if cmd == "presets":
+        from bench.backbones import describe_presets
+
+        print(describe_presets())
+        return 0
+    if cmd == "config":
+        from bench.config import describe_config, load_config, to_dict
+
+        if args.fields:
+            print(describe_config())
+        else:
+            import yaml
+
+            print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False))
+        return 0
+    raise TicketbenchError(f"unknown command {cmd}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("TICKETBENCH_DEBUG") == "1"
+    try:
+        return _dispatch(args, parser)
+    except TicketbenchError as e:
+        if debug:
+            raise
+        print(f"ticketbench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ticketbench: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if debug:
+            raise
+        # Disk full, read-only output directory, permission denied: one line, stored results untouched.
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"ticketbench: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

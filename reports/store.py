@@ -1,0 +1,233 @@
+"""Reading the results store: run records → `report/matrix.csv`, tickets, task facts.
+
+Nothing here trains or writes anything but `report/matrix.csv`; every other module of `reports`
+works from the DataFrame `collect_matrix` returns and from the ticket files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from bench.errors import DataError, TicketError
+from bench.io import atomic_write_text, read_json
+
+MATRIX_COLUMNS = [
+    "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
+    "dense_value", "relative", "run_id",
+]
+_REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
+DENSE = "dense"
+# Sparsities are stored as fractions; rounding keeps 0.7 and 0.7000000001 in one group.
+SPARSITY_DECIMALS = 4
+
+
+def matrix_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "report" / "matrix.csv"
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """'imp:vqa' → ('imp', 'vqa'); 'random' → ('random', '')."""
+    method, _, task = source.partition(":")
+    return method, task
+
+
+def _record_row(path: Path, rec: dict) -> dict:
+    missing = [k for k in _REQUIRED if k not in rec or rec[k] is None]
+    if missing:
+        raise DataError(f"{path}: missing field '{missing[0]}' in a done run record")
+    try:
+        value = float(rec["value"])
+        sparsity = round(float(rec["sparsity"]), SPARSITY_DECIMALS)
+        seed = int(rec["seed"])
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: value/sparsity/seed must be numbers, found "
+            f"{rec['value']!r}/{rec['sparsity']!r}/{rec['seed']!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise DataError(f"{path}: field 'value' must be finite, found {rec['value']!r}")
+    method, source_task = split_source(str(rec["source"]))
+    return {
+        "backbone": str(rec["backbone"]),
+        "source": str(rec["source"]),
+        "method": str(rec.get("method") or method),
+        "source_task": str(rec.get("source_task") or source_task or ""),
+        "sparsity": sparsity,
+        "task": str(rec["task"]),
+        "metric": str(rec["metric"]),
+        "value": value,
+        "seed": seed,
+        "run_id": str(rec.get("run_id") or path.parent.name),
+    }
+
+
+def read_records(out_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """All run records under `<out>/runs/*/record.json`, split into (done, failed)."""
+    done, failed = [], []
+    for path in sorted(Path(out_dir).glob("runs/*/record.json")):
+        rec = read_json(path)
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+        status = rec.get("status")
+        if status == "done":
+            done.append({**rec, "_path": path})
+        elif status == "failed":
+            failed.append({**rec, "_path": path})
+        else:
+            raise DataError(f"{path}: field 'status' must be 'done' or 'failed', found {status!r}")
+    return done, failed
+
+
+def _add_dense(df: pd.DataFrame) -> pd.DataFrame:
+    """dense_value: the dense run of the same backbone, task and seed (else the mean of that
+    task's dense seeds, so a ticket seed without its dense twin is still comparable; else NaN)."""
+    dense = df[df["source"] == DENSE]
+    same_seed = dense.groupby(["backbone", "task", "seed"])["value"].mean()
+    any_seed = dense.groupby(["backbone", "task"])["value"].mean()
+    keys_seed = list(zip(df["backbone"], df["task"], df["seed"]))
+    keys_task = list(zip(df["backbone"], df["task"]))
+    df["dense_value"] = [
+        same_seed.get(k, any_seed.get(kt, float("nan"))) for k, kt in zip(keys_seed, keys_task)
+    ]
+    df["relative"] = df["value"] / df["dense_value"]
+    return df
+
+
+def collect_matrix(out_dir: str | Path) -> pd.DataFrame:
+    """(Re)write `<out>/report/matrix.csv` from every done run record and return it.
+
+    Failed runs are left out; their count is in `df.attrs["failed"]` and their ids in
+    `df.attrs["failed_runs"]`. An empty store (no done runs) yields an empty frame with the
+    matrix columns; `build_report` turns that into a one-line error.
+    """
+    done, failed = read_records(out_dir)
+    rows = [_record_row(r["_path"], r) for r in done]
+    df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
+    df = _add_dense(df)[MATRIX_COLUMNS]
+    df = df.sort_values(["backbone", "task", "source", "sparsity", "seed"], kind="stable").reset_index(drop=True)
+    atomic_write_text(matrix_path(out_dir), df.to_csv(index=False))
+    df.attrs["failed"] = len(failed)
+    df.attrs["failed_runs"] = [str(r.get("run_id") or r["_path"].parent.name) for r in failed]
+    return df
+
+
+def run_facts(out_dir: str | Path) -> dict:
+    """Setup facts for the README from the done records: devices, versions, wall time."""
+    done, failed = read_records(out_dir)
+    devices, versions, total = set(), {}, 0.0
+    for r in done:
+        env = r.get("env") or {}
+        if env.get("device"):
+            devices.add(str(env["device"]))
+        for k in ("ticketbench", "torch", "transformers", "python"):
+            if env.get(k):
+                versions.setdefault(k, set()).add(str(env[k]))
+        t = (r.get("timings") or {}).get("total_s")
+        if isinstance(t, (int, float)) and math.isfinite(t):
+            total += float(t)
+    return {
+        "devices": sorted(devices),
+        "versions": {k: sorted(v) for k, v in versions.items()},
+        "fine_tune_wall_s": total,
+        "done": len(done),
+        "failed": len(failed),
+        "failed_reasons": sorted({str(r.get("reason", "?")).splitlines()[0] for r in failed}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Task facts
+
+@dataclass(frozen=True)
+class TaskFacts:
+    name: str
+    title: str
+    headline: str
+    chance: float | None
+
+
+def task_facts(task: str, metric_fallback: str) -> TaskFacts:
+    """Headline metric and chance level from `bench.tasks.TASKS` when the task is registered;
+    otherwise the matrix's `metric` column and no chance level."""
+    try:
+        from bench.tasks import TASKS  # the registry fills as task modules import
+
+        if task in TASKS:
+            spec = TASKS.get(task)
+            return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
+    except ImportError:
+        pass
+    return TaskFacts(task, task, metric_fallback, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tickets
+
+@dataclass
+class TicketView:
+    """What the reports need of a ticket: its source label, sparsity and boolean keep-masks."""
+
+    path: Path
+    source: str
+    method: str
+    sparsity: float
+    backbone: str
+    masks: dict  # name -> bool tensor (True = weight kept)
+
+
+def _load_ticket_raw(path: Path) -> tuple[dict, dict]:
+    """Fallback reader while `tickets` is not importable: masks are the file's tensors, metadata
+    the safetensors header metadata (string values, JSON-decoded where possible)."""
+    from safetensors import safe_open
+
+    masks, meta = {}, {}
+    with safe_open(str(path), framework="pt") as f:
+        for k, v in (f.metadata() or {}).items():
+            try:
+                meta[k] = json.loads(v)
+            except (json.JSONDecodeError, TypeError):
+                meta[k] = v
+        for name in f.keys():
+            masks[name] = f.get_tensor(name).bool()
+    return masks, meta
+
+
+def load_ticket(path: str | Path) -> tuple[dict, dict]:
+    """(masks, metadata) of a ticket file, through `tickets.Ticket.load` when it exists."""
+    path = Path(path)
+    try:
+        from tickets import Ticket
+    except ImportError:
+        Ticket = None
+    try:
+        if Ticket is not None:
+            t = Ticket.load(path)
+            return {k: v.bool() for k, v in t.masks.items()}, dict(t.metadata)
+        return _load_ticket_raw(path)
+    except TicketError:
+        raise
+    except Exception as e:  # a corrupt file: name it in one line
+        raise TicketError(f"{path}: cannot read ticket: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def iter_tickets(out_dir: str | Path) -> Iterator[TicketView]:
+    """Every ticket under `<out>/tickets/<hash>/<method>__<source>/sparsity-<s>.safetensors`."""
+    for path in sorted(Path(out_dir).glob("tickets/*/*/sparsity-*.safetensors")):
+        masks, meta = load_ticket(path)
+        dir_method, _, dir_source = path.parent.name.partition("__")
+        method = str(meta.get("method") or dir_method)
+        source = str(meta.get("source") or dir_source)
+        # Ticket metadata names the source task ('vqa'); the matrix names the ticket 'imp:vqa'.
+        label = source if (":" in source or source == method) else f"{method}:{source}"
+        try:
+            sparsity = float(meta.get("sparsity", path.stem.partition("-")[2]))
+        except ValueError:
+            raise TicketError(f"{path}: sparsity must be a number, found {meta.get('sparsity')!r}") from None
+        yield TicketView(path, label, method, round(sparsity, SPARSITY_DECIMALS),
+                         str(meta.get("backbone", "")), masks)
