@@ -1,0 +1,318 @@
+"""The backbone contract: a joint (text, image) encoder with a fixed, documented prunable set.
+
+Every backbone family (UNITER, LXMERT, ViLT) subclasses `Backbone` and implements `_encode_batch`
+(token ids + collated images -> Encoding), `_prunable_prefixes` and `word_embeddings`.
+Tokenisation is cached per text string, so repeated texts (VQA questions over many epochs,
+retrieval scoring of every caption against every image) are tokenised once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import ConfigError, DataError
+from bench.io import atomic_write_bytes, atomic_write_json
+
+BACKBONE_FORMAT = 1
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if device in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"backbone.device: expected auto, cpu, cuda or cuda:N, found '{device}'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"backbone.device: '{device}' requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class Encoding:
+    """Output of `Backbone.encode`.
+
+    sequence    [B, L, H] joint sequence (text tokens first, then image tokens)
+    pooled      [B, H] pooled representation (the [CLS] pooler)
+    image_slice slice of `sequence`'s L axis holding the image tokens (regions or patches)
+    text_mask   [B, Lt] bool, real (non-padding) text tokens
+    image_mask  [B, Li] bool, real image tokens (padded regions are False)
+    """
+
+    sequence: torch.Tensor
+    pooled: torch.Tensor
+    image_slice: slice
+    text_mask: torch.Tensor
+    image_mask: torch.Tensor
+
+    @property
+    def image_token_slice(self) -> slice:  # the name used in docs/ARCHITECTURE.md
+        return self.image_slice
+
+    @property
+    def image_tokens(self) -> torch.Tensor:
+        return self.sequence[:, self.image_slice]
+
+
+@dataclass
+class RegionBatch:
+    """Region features of a batch, padded to the largest region count."""
+
+    features: torch.Tensor  # [B, N, D]
+    positions: torch.Tensor  # [B, N, P] (7-d UNITER or 4-d LXMERT)
+    mask: torch.Tensor  # [B, N] bool
+
+
+@dataclass
+class PixelBatch:
+    pixel_values: torch.Tensor  # [B, 3, H, W]
+    pixel_mask: torch.Tensor  # [B, H, W] long
+
+
+def _tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    return torch.as_tensor(x)
+
+
+def seven_d_positions(boxes: torch.Tensor) -> torch.Tensor:
+    """UNITER's 7-d box position [x1, y1, x2, y2, w, h, w*h] from normalised x1y1x2y2 boxes."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    return torch.cat([boxes[:, :4], w[:, None], h[:, None], (w * h)[:, None]], dim=1)
+
+
+def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: str) -> RegionBatch:
+    """Pad per-image `RegionFeatures` (features [n, D], boxes [n, 4], positions [n, 7|4]) to a batch.
+
+    pos_dim 7 (UNITER) derives 7-d positions from the boxes when the store gives 4-d ones;
+    pos_dim 4 (LXMERT) keeps the first 4 columns (x1y1x2y2). Wrong feature dimension: DataError.
+    """
+    feats, poss = [], []
+    for i, img in enumerate(images):
+        if not hasattr(img, "features"):
+            raise DataError(
+                f"image #{i}: preset '{preset}' takes region features, found {type(img).__name__}"
+            )
+        f = _tensor(img.features).float()
+        if f.ndim != 2 or f.shape[1] != feat_dim:
+            raise DataError(
+                f"image #{i}: region features have shape {tuple(f.shape)}, "
+                f"preset '{preset}' expects [n, {feat_dim}] (set the backbone's feat_dim to the store's)"
+            )
+        p = _tensor(img.positions).float() if getattr(img, "positions", None) is not None else None
+        if p is None or p.shape[-1] < pos_dim:
+            p = seven_d_positions(_tensor(img.boxes).float())
+        feats.append(f)
+        poss.append(p[:, :pos_dim])
+    n = max([f.shape[0] for f in feats] + [1])
+    b = len(feats)
+    features = torch.zeros(b, n, feat_dim)
+    positions = torch.zeros(b, n, pos_dim)
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    for i, (f, p) in enumerate(zip(feats, poss)):
+        features[i, : f.shape[0]] = f
+        positions[i, : p.shape[0]] = p
+        mask[i, : f.shape[0]] = True
+    return RegionBatch(features, positions, mask)
+
+
+def collate_pixels(images: Sequence[Any], preset: str) -> PixelBatch:
+    """Stack `PixelInput`s (pixel_values [3, H, W], pixel_mask [H, W]), zero-padding to the largest H, W."""
+    vals, masks = [], []
+    for i, img in enumerate(images):
+        if not hasattr(img, "pixel_values"):
+            raise DataError(f"image #{i}: preset '{preset}' takes pixels, found {type(img).__name__}")
+        v = _tensor(img.pixel_values).float()
+        if v.ndim != 3 or v.shape[0] != 3:
+            raise DataError(f"image #{i}: pixel_values have shape {tuple(v.shape)}, expected [3, H, W]")
+        m = getattr(img, "pixel_mask", None)
+        m = _tensor(m).long() if m is not None else torch.ones(v.shape[1:], dtype=torch.long)
+        vals.append(v)
+        masks.append(m)
+    h = max(v.shape[1] for v in vals)
+    w = max(v.shape[2] for v in vals)
+    pixel_values = torch.zeros(len(vals), 3, h, w)
+    pixel_mask = torch.zeros(len(vals), h, w, dtype=torch.long)
+    for i, (v, m) in enumerate(zip(vals, masks)):
+        pixel_values[i, :, : v.shape[1], : v.shape[2]] = v
+        pixel_mask[i, : m.shape[0], : m.shape[1]] = m
+    return PixelBatch(pixel_values, pixel_mask)
+
+
+def prunable_fingerprint(names_and_shapes: list[tuple[str, tuple[int, ...]]]) -> str:
+    """Fingerprint of a prunable set (names and shapes, in order).
+
+    Delegates to `tickets.fingerprint.prunable_fingerprint` when that module exists, so tickets
+    and backbones agree; the fallback is the same idea (sha256 of names and shapes).
+    """
+    try:
+        from tickets.fingerprint import prunable_fingerprint as tickets_fingerprint
+    except ImportError:  # tickets/ not written yet: temporary equivalent
+        payload = json.dumps([[n, list(s)] for n, s in names_and_shapes], separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return tickets_fingerprint(names_and_shapes)
+
+
+class Backbone(nn.Module):
+    """A vision-and-language encoder built from a preset.
+
+    Attributes: `preset` (name), `family` (recipe family: toy, minilm, uniter, lxmert, vilt),
+    `arch` (uniter, lxmert, vilt), `image_input` ("regions" | "pixels"), `hidden_size`,
+    `tokenizer` (PreTrainedTokenizerFast), `config` (JSON-able architecture dict, saved in
+    backbone.json), `max_text_len` (texts are truncated to it, with a warning; it never exceeds
+    the position table).
+    """
+
+    arch: str = ""
+    image_input: str = "regions"
+    hf_prefix: str = ""  # module name of a wrapped transformers model ("lxmert.", "vilt.")
+
+    def __init__(self, preset: str, family: str, config: dict, tokenizer: Any):
+        super().__init__()
+        self.preset = preset
+        self.family = family
+        self.config = dict(config)
+        self.tokenizer = tokenizer
+        self.max_text_len = int(config["max_text_len"])
+        self._token_cache: dict[str, list[int]] = {}
+        self._warned_truncation = False
+
+    # ---- subclass hooks -------------------------------------------------------------------
+    def _encode_batch(self, input_ids: torch.Tensor, text_mask: torch.Tensor, images: Any) -> Encoding:
+        raise NotImplementedError
+
+    def collate(self, images: Sequence[Any]) -> RegionBatch | PixelBatch:
+        """Pad the per-example image inputs of a batch into tensors (on the backbone's device)."""
+        raise NotImplementedError
+
+    def word_embeddings(self) -> nn.Embedding:
+        """The text token embedding table (the MLM decoder is tied to it)."""
+        raise NotImplementedError
+
+    def _prunable_prefixes(self) -> list[str]:
+        """Module-name prefixes whose nn.Linear weights are prunable, in documented order."""
+        raise NotImplementedError
+
+    # ---- shared behaviour -----------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config["hidden_size"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, Lt] (with [CLS] ... [SEP], padded) and bool mask, on the backbone's device.
+
+        Texts longer than `max_text_len` tokens are truncated (keeping the final [SEP]) and a
+        warning is issued once per backbone.
+        """
+        rows = []
+        for text in texts:
+            ids = self._token_cache.get(text)
+            if ids is None:
+                ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+                if len(ids) > self.max_text_len:
+                    if not self._warned_truncation:
+                        warnings.warn(
+                            f"{self.preset}: text of {len(ids)} tokens truncated to max_text_len="
+                            f"{self.max_text_len} (first: {text[:40]!r})",
+                            stacklevel=2,
+                        )
+                        self._warned_truncation = True
+                    ids = ids[: self.max_text_len - 1] + ids[-1:]
+                self._token_cache[text] = ids
+            rows.append(ids)
+        pad = self.tokenizer.pad_token_id or 0
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = True
+        dev = self.device
+        return input_ids.to(dev), mask.to(dev)
+
+    def encode(self, texts: Sequence[str], images: Sequence[Any]) -> Encoding:
+        """Encode B (text, image) pairs; `images` are the image store's per-image objects."""
+        if len(texts) != len(images):
+            raise DataError(f"encode: {len(texts)} texts but {len(images)} images")
+        input_ids, text_mask = self.tokenize(texts)
+        return self._encode_batch(input_ids, text_mask, self.collate(images))
+
+    def encode_tokens(self, input_ids: torch.Tensor, text_mask: torch.Tensor, images: Any) -> Encoding:
+        """Encode already-tokenised (e.g. masked) text with collated images (see `collate`)."""
+        return self._encode_batch(input_ids, text_mask, images)
+
+    def prunable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, weight) of every nn.Linear under the family's prunable prefixes, in that order.
+
+        Names are relative to the backbone. Embeddings, biases, LayerNorms, pooler and heads are
+        never included.
+        """
+        modules = dict(self.named_modules())
+        out = []
+        for prefix in self._prunable_prefixes():
+            for name, mod in modules.items():
+                if name.startswith(prefix) and isinstance(mod, nn.Linear):
+                    out.append((f"{name}.weight", mod.weight))
+        return out
+
+    def fingerprint(self) -> str:
+        """Fingerprint of the prunable set's names and shapes (tickets check they fit)."""
+        return prunable_fingerprint([(n, tuple(p.shape)) for n, p in self.prunable_parameters()])
+
+    def save(self, directory: str | Path) -> Path:
+        """Write model.safetensors, backbone.json (preset + config) and tokenizer/ to `directory`."""
+        from safetensors.torch import save
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write_bytes(directory / "model.safetensors", save(state))
+        atomic_write_json(
+            directory / "backbone.json",
+            {"format": BACKBONE_FORMAT, "preset": self.preset, "family": self.family,
+             "arch": self.arch, "config": self.config},
+        )
+        return directory
+
+    def adapt_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map a foreign checkpoint layout to this backbone's names (identity for our own files).
+
+        Families wrapping a transformers model under `hf_prefix` accept both the bare model layout
+        and the task-model layout (`<prefix>.` keys, heads dropped). Non-persistent buffers
+        (position_ids, token_type_ids) that older files carry are dropped.
+        """
+        own = self.state_dict()
+        prefix = self.hf_prefix
+        if prefix and not any(k in own for k in state):
+            if any(k.startswith(prefix) for k in state):
+                state = {k: v for k, v in state.items() if k.startswith(prefix)}
+            else:
+                state = {prefix + k: v for k, v in state.items()}
+        return {k: v for k, v in state.items()
+                if k in own or not k.endswith(("position_ids", "embeddings.token_type_ids"))}
+
+    def load_pretrained(self, path_or_id: str | Path) -> "Backbone":
+        """Load weights from safetensors / a weights-only torch state dict / a model directory."""
+        from bench.backbones.checkpoint import load_pretrained
+
+        load_pretrained(self, path_or_id)
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,92 @@
+"""`PairSpec`: one fine-tuning run of the transfer matrix (a ticket from a source, fine-tuned on a task).
+
+A run's identity (`run_id`) hashes everything its result depends on — the effective fine-tune config,
+the ticket's *content* hash, θ0's hash, the target task, the evaluation split, the seed and the
+backbone (plus the source/method/sparsity labels, so two baselines sharing a mask never collide) —
+so a changed ticket or checkpoint is never served from the cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import TicketbenchError
+from bench.io import safe_name, short_hash
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One (ticket, target task, seed) fine-tuning run; `config` is the effective fine-tune config."""
+
+    backbone: str
+    source: str  # "imp:vqa", "omp:gqa", "pretrained_magnitude", "random", "reinit:pretrain", "dense", …
+    method: str  # ticket search method ("imp", "omp", …; "dense" for the dense model)
+    source_task: str  # task the ticket was found on ("" when the source has none, e.g. random, dense)
+    sparsity: float  # 0.0 for dense
+    task: str
+    seed: int
+    ticket_path: str | None
+    ticket_hash: str | None
+    theta0_hash: str
+    split: str
+    config: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # Names end up in paths and file names: refuse anything that could leave the output directory.
+        for attr in ("backbone", "source", "method", "task", "split"):
+            safe_name(getattr(self, attr), f"pair {attr}")
+        if self.source_task:
+            safe_name(self.source_task, "pair source_task")
+        if not isinstance(self.sparsity, (int, float)) or not (0.0 <= self.sparsity < 1.0) or math.isnan(self.sparsity):
+            raise TicketbenchError(f"pair sparsity: expected a number in [0, 1), found {self.sparsity!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TicketbenchError(f"pair seed: expected an integer, found {self.seed!r}")
+        if self.ticket_path is not None and not self.ticket_hash:
+            raise TicketbenchError(f"pair ticket {self.ticket_path}: a ticket needs its content hash (ticket_hash)")
+        if not self.theta0_hash:
+            raise TicketbenchError(f"pair {self.label}: theta0_hash is empty (the run id must cover θ0)")
+        if not isinstance(self.config, dict):
+            raise TicketbenchError(f"pair config: expected a dict, found {type(self.config).__name__}")
+
+    @property
+    def run_id(self) -> str:
+        """Content hash naming `runs/<run_id>/`."""
+        return short_hash(
+            {
+                "config": self.config,
+                "ticket_hash": self.ticket_hash,
+                "theta0_hash": self.theta0_hash,
+                "task": self.task,
+                "split": self.split,
+                "seed": self.seed,
+                "backbone": self.backbone,
+                "source": self.source,
+                "method": self.method,
+                "source_task": self.source_task,
+                "sparsity": round(float(self.sparsity), 6),
+            }
+        )
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name for progress bars and summaries."""
+        return f"{self.source}→{self.task} s={self.sparsity:g} seed={self.seed}"
+
+    def identity(self) -> dict[str, Any]:
+        """The record fields that describe this pair (the run store writes them into every record)."""
+        return {
+            "run_id": self.run_id,
+            "backbone": self.backbone,
+            "source": self.source,
+            "method": self.method,
+            "source_task": self.source_task,
+            "sparsity": float(self.sparsity),
+            "task": self.task,
+            "seed": self.seed,
+            "split": self.split,
+            "ticket": {"path": self.ticket_path, "content_hash": self.ticket_hash, "sparsity": float(self.sparsity)},
+            "theta0_hash": self.theta0_hash,
+            "config": self.config,
+        }

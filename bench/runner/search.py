@@ -1,0 +1,157 @@
+"""The find stage for one source: build a SearchContext around θ0 and the source's training, run the
+registered pruning method, and store one ticket per ladder sparsity (skipped when already stored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from bench.errors import TicketbenchError
+from bench.io import atomic_write_json, read_json
+from bench.runner.study import Study, environment
+
+
+def _prunable(backbone, cfg) -> list:
+    from tickets import select_prunable
+
+    return select_prunable(backbone, include=cfg.find.include, exclude=cfg.find.exclude)
+
+
+def _hparams(method, cfg) -> dict:
+    """The find-config fields that the method's hyperparameter dataclass declares."""
+    names = {f.name for f in dataclasses.fields(method.hparams_cls)}
+    return {k: v for k, v in dataclasses.asdict(cfg.find).items() if k in names}
+
+
+def _set_weights(named, weights, masks) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, p in named:
+            w = weights[name].to(p.device, p.dtype)
+            p.copy_(w * masks[name].to(p.device) if masks is not None else w)
+
+
+def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int = 0):
+    """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
+    start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
+    from bench.training import train
+    from tickets import MaskEnforcer, TrainResult
+
+    cfg = study.cfg
+    seed = cfg.find.seed
+
+    def run(start_weights: dict, masks: dict) -> TrainResult:
+        backbone = study.theta0(theta0_dir)
+        if source_task == "pretrain":
+            from bench.backbones import PretrainModel
+            from bench.runner.stages import _objectives
+
+            model = PretrainModel(backbone)
+            objectives = _objectives(cfg.pretrain.objectives, backbone.image_input)
+            examples = study.examples("itm", "train")
+            p = cfg.pretrain
+            from bench.training import TrainSettings
+
+            settings = TrainSettings(steps=steps or cfg.find.steps or max(p.steps // 2, 1),
+                                     batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
+                                     weight_decay=p.weight_decay, seed=seed)
+
+            def loss_fn(b):
+                return model.loss(b, study.store, objectives, p.mask_prob)
+
+            heads = ("heads.",)
+        else:
+            from bench.backbones import TaskModel
+            from bench.tasks import TASKS
+
+            spec = TASKS.get(source_task)
+            model = TaskModel(backbone, spec, study.labels(source_task))
+            examples = study.train_examples(source_task)
+            settings = study.settings(source_task, seed, steps=steps or cfg.find.steps)
+
+            def loss_fn(b):
+                return model.loss(b, study.store)
+
+            heads = ("head.",)
+        named = _prunable(backbone, cfg)
+        _set_weights(named, start_weights, masks)
+        enforcer = MaskEnforcer(named, masks)
+        snap = (lambda: {n: p.detach().to("cpu").clone() for n, p in named}) if cfg.find.rewind_step else None
+        log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
+                    head_prefixes=heads, snapshot_step=cfg.find.rewind_step, snapshot_fn=snap)
+        weights = {n: p.detach().to("cpu").clone() for n, p in named}
+        return TrainResult(weights=weights, rewind=log.snapshot,
+                           metrics={"train_s": round(log.seconds, 2),
+                                    "final_loss": log.history[-1]["loss"] if log.history else None})
+
+    return run
+
+
+def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: bool = False) -> Path:
+    """Run the search for `source` (e.g. imp:vqa, omp:gqa, pretrained_magnitude, random,
+    reinit:pretrain) unless its tickets are stored; returns the search directory."""
+    from bench.runner.stages import ladder
+    from tickets import Ticket, TicketStore, get_method, parse_source
+    from tickets.search import SearchContext, copy_weights
+
+    cfg = study.cfg
+    method_name, source_task = parse_source(source)
+    store = TicketStore(root)
+    method = get_method(method_name)
+    controls = {c.split(":")[0] for c in cfg.matrix.controls}
+    sparsities = tuple(cfg.matrix.control_sparsities) if method_name in controls else ladder(cfg)
+    search_dir = store.path(method_name, source_task, sparsities[0]).parent
+    done = search_dir / "search.json"
+    if done.exists() and all(store.path(method_name, source_task, s).exists() for s in sparsities):
+        if not quiet:
+            print(f"[find] cached: {source}")
+        return search_dir
+
+    backbone = study.theta0(theta0_dir)
+    named = _prunable(backbone, cfg)
+    theta0 = copy_weights({n: p for n, p in named})
+    base_needed = method_name in ("random", "reinit", "shuffle")
+    base_source = f"imp:{source_task}" if base_needed and source_task != "global" else None
+    if base_source and f"{base_source.split(':')[1]}" not in cfg.find.sources:
+        base_source = None  # random pruning without an IMP ticket to match is global
+    t0 = time.perf_counter()
+    if base_source:
+        run_search(study, theta0_dir, root, base_source, quiet=quiet)
+    if method_name in ("pretrained_magnitude", "random", "reinit", "shuffle"):
+        train_fn = None
+    else:
+        train_fn = make_train_fn(study, theta0_dir, source_task)
+
+    def no_training(*_):
+        raise TicketbenchError(f"method {method_name} asked to train but is registered as training-free")
+
+    tickets = []
+    per_sparsity = [(s,) for s in sparsities] if base_source else [sparsities]
+    for group in per_sparsity:
+        base = Ticket.load(store.path("imp", source_task, group[0])) if base_source else None
+        ctx = SearchContext(
+            backbone=cfg.backbone.preset, fingerprint=backbone.fingerprint(), theta0=theta0,
+            train=train_fn or no_training, source=source_task, sparsities=group, seed=cfg.find.seed,
+            rewind_step=cfg.find.rewind_step, base_ticket=base,
+            meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
+                  "model_numel": sum(p.numel() for p in backbone.parameters())},
+        )
+        if not quiet:
+            print(f"[find] {source}: {method_name} at {', '.join(f'{s:.0%}' for s in group)}", flush=True)
+        tickets += method(ctx, _hparams(method, cfg))
+    for t in tickets:
+        t.save(store.path(method_name, source_task, float(t.metadata["target_sparsity"])))
+    atomic_write_json(done, {
+        "source": source, "method": method_name, "source_task": source_task,
+        "sparsities": list(sparsities), "seconds": round(time.perf_counter() - t0, 2),
+        "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
+                     "content_hash": t.content_hash} for t in tickets],
+        "hparams": _hparams(method, cfg), "env": environment(study.device),
+    })
+    return search_dir
+
+
+def search_log(search_dir: Path) -> dict:
+    return read_json(search_dir / "search.json")

@@ -1,0 +1,228 @@
+"""The results store: `<out>/runs/<run_id>/record.json`, written atomically, claimed per run.
+
+Promises (docs/RELIABILITY.md lists the tests):
+- A record is written with `bench.io.atomic_write_json` (temp file + rename), so a crash or a full disk
+  leaves either no record or a whole one; an unreadable record is treated as absent.
+- `is_done` is true only for a whole record with status "done". Records with status "failed" are
+  retried by the next invocation; they never block other runs.
+- `claim` takes an atomic per-run lock (`runs/<run_id>/claim.lock`, created with O_CREAT|O_EXCL and
+  holding pid, host and time), so concurrent runners on one output directory run each pair once.
+  A lock whose pid is dead on this host is stale and taken over; a lock from another host is stale
+  when its heartbeat (the lock's mtime, touched while the claim is held) is older than `stale_after_s`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.io import atomic_write_json, safe_name
+
+RECORD = "record.json"
+LOCK = "claim.lock"
+# Taking over a stale lock is itself serialised by this short-lived file, so two runners that both
+# judge a lock stale cannot both delete-and-recreate it.
+TAKEOVER = "claim.takeover"
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (Linux), or None when unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks, so a recycled pid is not mistaken for the lock's owner."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc: trust os.kill
+    if fields[0] in ("Z", "X"):  # killed but not yet reaped by its parent
+        return False
+    return start is None or fields[19] == start
+
+
+def _age_s(path: Path) -> float:
+    return time.time() - path.stat().st_mtime
+
+
+class Claim:
+    """A held per-run lock; `release()` (or leaving a `with` block) frees it. A heartbeat thread keeps
+    its mtime fresh so runners on other hosts do not take it over while the run is alive."""
+
+    def __init__(self, path: Path, token: str, heartbeat_s: float):
+        self.path = path
+        self.token = token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True)
+        self._thread.start()
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def held(self) -> bool:
+        """True while the lock file on disk is still this claim's."""
+        info = _read_lock(self.path)
+        return info is not None and info.get("token") == self.token
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours (a runner that took it over as stale keeps its own)."""
+        self._stop.set()
+        if self.held():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class RunStore:
+    """Records of fine-tuning runs under `<out>/runs/`."""
+
+    def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0):
+        self.out_dir = Path(out_dir)
+        self.runs_dir = self.out_dir / "runs"
+        self.stale_after_s = stale_after_s
+        self.heartbeat_s = heartbeat_s
+        self.host = socket.gethostname()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / safe_name(run_id, "run id")
+
+    def record_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / RECORD
+
+    def read_record(self, run_id: str) -> dict | None:
+        """The run's record, or None when it is absent, unreadable or not a whole record for this run."""
+        try:
+            record = json.loads(self.record_path(run_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("run_id") != run_id or record.get("status") not in ("done", "failed"):
+            return None
+        return record
+
+    def is_done(self, run_id: str) -> bool:
+        """True when a whole record with status "done" exists (failed runs are retried)."""
+        record = self.read_record(run_id)
+        return record is not None and record["status"] == "done"
+
+    def write_record(self, run_id: str, record: dict[str, Any]) -> Path:
+        """Write the record atomically; an OSError (e.g. ENOSPC) propagates and leaves no record file
+        behind that could be mistaken for a finished run."""
+        if record.get("run_id") != run_id:
+            raise ValueError(f"record for run {record.get('run_id')!r} written under {run_id!r}")
+        try:
+            return atomic_write_json(self.record_path(run_id), record)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                # A previous failed record must not survive as if it described this attempt.
+                self.record_path(run_id).unlink(missing_ok=True)
+            raise
+
+    def claim(self, run_id: str) -> Claim | None:
+        """Take the run's lock, or None when the run is done or another live runner holds it."""
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run_dir / LOCK
+        for _ in range(3):  # a takeover frees the lock; try the exclusive create again
+            if self.is_done(run_id):
+                return None
+            token = uuid.uuid4().hex
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._take_over_if_stale(lock):
+                    return None
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(
+                    {"pid": os.getpid(), "start": _proc_start(os.getpid()), "host": self.host,
+                     "time": time.time(), "token": token},
+                    f,
+                )
+            if self.is_done(run_id):  # finished by another runner between our check and our lock
+                Claim(lock, token, self.heartbeat_s).release()
+                return None
+            self._remove_stray_temps(run_dir)
+            return Claim(lock, token, self.heartbeat_s)
+        return None
+
+    def _is_stale(self, lock: Path) -> bool:
+        info = _read_lock(lock)
+        try:
+            age = _age_s(lock)
+        except FileNotFoundError:
+            return True
+        if info is None:
+            # Created but never written: its creator died between open and write (or is writing now).
+            return age > 10.0
+        if info.get("host") == self.host and isinstance(info.get("pid"), int):
+            return not _pid_alive(info["pid"], info.get("start"))
+        return age > self.stale_after_s
+
+    def _take_over_if_stale(self, lock: Path) -> bool:
+        """Remove `lock` if it is stale; True when the caller should try to create it again."""
+        if not self._is_stale(lock):
+            return False
+        guard = lock.with_name(TAKEOVER)
+        try:
+            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if _age_s(guard) > 30.0:  # its holder died mid-takeover (a window of microseconds)
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            return False
+        try:
+            os.close(fd)
+            # Re-check under the guard: another runner may have replaced the stale lock meanwhile.
+            if self._is_stale(lock):
+                lock.unlink(missing_ok=True)
+            return True
+        finally:
+            guard.unlink(missing_ok=True)
+
+    @staticmethod
+    def _remove_stray_temps(run_dir: Path) -> None:
+        # A writer killed mid-write leaves `.record.json.*.tmp`; we hold the claim, so nobody writes now.
+        for tmp in run_dir.glob(f".{RECORD}.*.tmp"):
+            tmp.unlink(missing_ok=True)

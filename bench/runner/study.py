@@ -1,0 +1,170 @@
+"""What every stage needs to know about one study: where its data, θ0 and tickets live, cached per
+process so that many pairs in one worker load the world and the pre-trained weights once."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from bench.config import Config, FinetuneConfig, build_config, to_dict
+from bench.errors import DataError, TicketbenchError
+from bench.tasks.base import Example, TaskSpec
+from bench.training.loop import TrainSettings
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TicketbenchError(f"backbone.device={name} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def environment(device: torch.device) -> dict:
+    import transformers
+
+    import bench
+
+    env = {"ticketbench": bench.__version__, "torch": torch.__version__,
+           "transformers": transformers.__version__, "python": platform.python_version(),
+           "device": str(device), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+class Study:
+    """Data, θ0 and settings of one config and output directory (cheap to create; loads lazily)."""
+
+    def __init__(self, cfg: Config, out: str | Path):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.device = resolve_device(cfg.backbone.device)
+
+    # ---- data -------------------------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        if self.cfg.world.source == "toyland":
+            return self.out / "world"
+        if not self.cfg.world.data_root:
+            raise TicketbenchError("world.source is 'real' but world.data_root is empty")
+        return Path(self.cfg.world.data_root)
+
+    def task_dir(self, spec: TaskSpec) -> Path:
+        return self.data_root / spec.data_subdir
+
+    @functools.lru_cache(maxsize=None)
+    def examples(self, task: str, split: str) -> list[Example]:
+        from bench.tasks import TASKS
+
+        spec = TASKS.get(task)
+        d = self.task_dir(spec)
+        if not d.exists():
+            raise DataError(f"task {task}: data directory {d} not found (world.data_root={self.data_root})")
+        examples = spec.load(d, split)
+        if not examples:
+            raise DataError(f"task {task}: split '{split}' in {d} is empty")
+        return examples
+
+    def train_examples(self, task: str) -> list[Example]:
+        from bench.tasks import TASKS
+
+        return self.examples(task, TASKS.get(task).splits[0])
+
+    def eval_examples(self, task: str) -> tuple[str, list[Example]]:
+        from bench.tasks import TASKS
+
+        split = TASKS.get(task).splits[1]
+        ex = self.examples(task, split)
+        limit = self.cfg.finetune.dev_limit
+        return split, (ex[:limit] if limit else ex)
+
+    @functools.lru_cache(maxsize=None)
+    def labels(self, task: str) -> list[str] | None:
+        from bench.tasks import TASKS, label_space
+
+        spec = TASKS.get(task)
+        return label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
+
+    @functools.cached_property
+    def image_kind(self) -> tuple[str, Path]:
+        from bench.backbones import PRESETS
+
+        preset = PRESETS.get(self.cfg.backbone.preset)
+        if preset.image_input == "pixels":
+            return "pixels", self.data_root / "images"
+        if self.cfg.world.features:
+            p = Path(self.cfg.world.features)
+            return ("lxmert" if p.suffix == ".tsv" else "uniter"), p
+        if preset.family == "lxmert":
+            return "lxmert", self.data_root / "features" / "lxmert" / "features.tsv"
+        return "uniter", self.data_root / "features" / "uniter"
+
+    @functools.cached_property
+    def store(self):
+        from bench.data.images import open_image_store
+
+        kind, path = self.image_kind
+        return open_image_store(kind, path)
+
+    # ---- θ0 ---------------------------------------------------------------------------------
+    def theta0(self, theta0_dir: str | Path):
+        """A fresh copy of the pre-trained backbone (loaded once per process)."""
+        return copy.deepcopy(_load_backbone_cached(str(theta0_dir)))
+
+    # ---- settings ---------------------------------------------------------------------------
+    def settings(self, task: str, seed: int, steps: int = 0, family: str | None = None) -> TrainSettings:
+        """The task's recipe for the backbone family, overridden by non-zero finetune fields."""
+        from bench.backbones import PRESETS
+        from bench.tasks import TASKS
+
+        ft: FinetuneConfig = self.cfg.finetune
+        family = family or PRESETS.get(self.cfg.backbone.preset).family
+        r = TASKS.get(task).recipe(family)
+        return TrainSettings(
+            steps=steps or ft.steps or r.steps,
+            batch_size=ft.batch_size or r.batch_size,
+            lr=ft.lr or r.lr,
+            warmup=ft.warmup,
+            weight_decay=ft.weight_decay,
+            betas=tuple(ft.betas),
+            grad_clip=ft.grad_clip,
+            grad_accum=ft.grad_accum,
+            head_lr_mult=ft.head_lr_mult if ft.head_lr_mult != 1.0 else r.head_lr_mult,
+            seed=seed,
+            bf16=ft.bf16,
+        )
+
+    def context(self) -> dict:
+        """Plain-data description that lets a worker process rebuild this Study."""
+        return {"config": to_dict(self.cfg), "out": str(self.out.resolve())}
+
+
+@functools.lru_cache(maxsize=2)
+def _load_backbone_cached(path: str):
+    from bench.backbones import load_backbone
+
+    return load_backbone(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _study_from_context_cached(key: str) -> Study:
+    import json
+
+    ctx = json.loads(key)
+    return Study(build_config(ctx["config"], where="run context"), ctx["out"])
+
+
+def study_from_context(ctx: dict) -> Study:
+    import json
+
+    return _study_from_context_cached(json.dumps(ctx, sort_keys=True))
+
+
+def with_finetune(cfg: Config, **changes) -> Config:
+    return replace(cfg, finetune=replace(cfg.finetune, **changes))

@@ -1,0 +1,72 @@
+"""GQA: balanced questions (a dict question id -> question), one answer each, exact-match accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from bench.errors import DataError
+from bench.io import read_json
+from bench.tasks.base import TASKS, Example, TaskSpec
+from bench.tasks.files import field, nonempty, recipes, split_paths
+from bench.tasks.metrics import METRICS
+
+
+def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -> list[Example]:
+    """Examples from {question_id, imageId, question, answer, [fullAnswer, types]} records."""
+    examples = []
+    for where, r in records:
+        answer = field(r, "answer", where, str)
+        examples.append(
+            Example(
+                uid=str(field(r, "question_id", where, (str, int))),
+                image_ids=(str(field(r, "imageId", where, (str, int))),),
+                texts=(field(r, "question", where, str),),
+                target={answer: 1.0},
+                meta={"answer": answer, "fullAnswer": r.get("fullAnswer", ""), "types": r.get("types", {})},
+            )
+        )
+    return nonempty(examples, source, split)
+
+
+def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
+    """Read `<split>_balanced_questions.json`: {question id: {imageId, question, answer, ...}}."""
+    (path,) = split_paths(spec, data_dir, split)
+    questions = read_json(path)
+    if not isinstance(questions, dict):
+        raise DataError(f"{path}: expected a JSON object mapping question id -> question, found {type(questions).__name__}")
+    records = [(f"{path}: question '{qid}'", {**q, "question_id": qid} if isinstance(q, dict) else q)
+               for qid, q in questions.items()]
+    return from_records(records, split, str(path))
+
+
+SPEC = TASKS.register(
+    "gqa",
+    TaskSpec(
+        name="gqa",
+        title="GQA",
+        head="classify",
+        loss="cross_entropy",
+        metrics=("accuracy",),
+        headline="accuracy",
+        # Chance: the commonest answer ("no") is ~ 18% of balanced testdev.
+        chance=18.0,
+        files={
+            "train": ("train_balanced_questions.json",),
+            "val": ("val_balanced_questions.json",),
+            "testdev": ("testdev_balanced_questions.json",),
+        },
+        splits=("train", "testdev", "val"),
+        loader=load,
+        evaluator=METRICS.get("accuracy"),
+        recipes=recipes(
+            toy=(200, 32, 1e-3),
+            minilm=(600, 32, 1e-4, 0.1, 10.0),
+            uniter=(6000, 64, 8e-5, 0.1, 10.0),
+            # LXMERT: 4 epochs of batch 32 over the ~943k balanced train questions, lr 1e-5.
+            lxmert=(117875, 32, 1e-5, 0.1),
+            vilt=(14700, 256, 1e-4, 0.1, 10.0),
+        ),
+        data_subdir="gqa",
+    ),
+)

@@ -1,0 +1,76 @@
+"""SNLI-VE: hypothesis vs image premise, entailment / neutral / contradiction, 3-way accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from bench.errors import DataError
+from bench.tasks.base import TASKS, Example, TaskSpec
+from bench.tasks.files import field, nonempty, read_jsonl_numbered, recipes, split_paths
+from bench.tasks.metrics import METRICS
+
+LABELS = ("contradiction", "entailment", "neutral")
+
+
+def image_id(flickr_id: str) -> str:
+    """The image id: the `Flikr30kID` without its .jpg extension."""
+    return flickr_id[:-4] if flickr_id.lower().endswith(".jpg") else flickr_id
+
+
+def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -> list[Example]:
+    """Examples from jsonl rows {Flikr30kID, sentence2, gold_label, [pairID, sentence1]}."""
+    examples = []
+    for where, r in records:
+        label = field(r, "gold_label", where, str)
+        if label not in LABELS:
+            raise DataError(f"{where}: field 'gold_label': expected one of {', '.join(LABELS)}, found '{label}'")
+        # The distributed files spell the field 'Flikr30kID'.
+        flickr = str(field(r, "Flikr30kID", where, (str, int)))
+        examples.append(
+            Example(
+                uid=str(r.get("pairID", where.rsplit(":", 1)[-1])),
+                image_ids=(image_id(flickr),),
+                texts=(field(r, "sentence2", where, str),),
+                target={label: 1.0},
+                meta={"premise": r.get("sentence1", "")},
+            )
+        )
+    return nonempty(examples, source, split)
+
+
+def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
+    """Read `snli_ve_<split>.jsonl`."""
+    (path,) = split_paths(spec, data_dir, split)
+    return from_records([(f"{path}:{i}", r) for i, r in read_jsonl_numbered(path)], split, str(path))
+
+
+SPEC = TASKS.register(
+    "snli_ve",
+    TaskSpec(
+        name="snli_ve",
+        title="SNLI-VE",
+        head="classify",
+        loss="cross_entropy",
+        metrics=("accuracy",),
+        headline="accuracy",
+        chance=100.0 / 3,
+        files={
+            "train": ("snli_ve_train.jsonl",),
+            "dev": ("snli_ve_dev.jsonl",),
+            "test": ("snli_ve_test.jsonl",),
+        },
+        splits=("train", "dev", "test"),
+        loader=load,
+        evaluator=METRICS.get("accuracy"),
+        recipes=recipes(
+            toy=(200, 32, 1e-3),
+            minilm=(600, 32, 1e-4, 0.1, 10.0),
+            # UNITER: 4000 steps, 400 warm-up, lr 8e-5.
+            uniter=(4000, 64, 8e-5, 0.1),
+            lxmert=(16000, 32, 5e-5, 0.1),
+            vilt=(5000, 128, 1e-4, 0.1, 10.0),
+        ),
+        data_subdir="snli_ve",
+    ),
+)

@@ -1,0 +1,96 @@
+"""`--compare METHOD`: is a new pruning method better than IMP, OMP, pre-trained magnitude and random?
+
+A method can have several sources (one ticket per source task). For a target task the method is
+represented by its ticket found on that task, else its pre-training ticket, else its only source;
+when none of these applies (several other-task tickets and none of its own) the cell is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.errors import TicketbenchError
+from reports.store import DENSE
+
+REFERENCES = ("imp", "omp", "pretrained_magnitude", "random")
+# With one seed there is no std; a difference within this many points is then a tie.
+SINGLE_SEED_TOLERANCE = 0.5
+
+
+def method_values(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Per (backbone, task, sparsity): the representative source of `method`, mean, std, seeds."""
+    part = df[(df["method"] == method) & (df["source"] != DENSE)]
+    rows = []
+    for (bb, task, sp), g in part.groupby(["backbone", "task", "sparsity"], sort=True):
+        sources = sorted(set(g["source"]))
+        own = [s for s in sources if s.partition(":")[2] == task]
+        pre = [s for s in sources if s.partition(":")[2] == "pretrain"]
+        pick = own or pre or (sources if len(sources) == 1 else [])
+        if not pick:
+            continue
+        v = g[g["source"] == pick[0]]["value"]
+        rows.append({"backbone": bb, "task": task, "sparsity": sp, "source": pick[0],
+                     "mean": v.mean(), "std": v.std(), "n_seeds": v.size})
+    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "source", "mean", "std", "n_seeds"])
+
+
+def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
+    """One row per (backbone, task, sparsity, reference): difference in points (method − reference)
+    and the outcome win / tie / loss. Tie margin: `tie_margin` points when > 0, else one std over
+    seeds (the larger of the two sides' stds), else SINGLE_SEED_TOLERANCE with one seed."""
+    methods = sorted(set(df["method"]) - {DENSE})
+    if method not in methods:
+        raise TicketbenchError(
+            f"no finished runs of method '{method}' in the store; methods present: {', '.join(methods) or 'none'}")
+    cand = method_values(df, method)
+    rows = []
+    for ref in REFERENCES:
+        if ref == method:
+            continue
+        refv = method_values(df, ref)
+        both = cand.merge(refv, on=["backbone", "task", "sparsity"], suffixes=("", "_ref"))
+        for r in both.itertuples(index=False):
+            if tie_margin > 0:
+                margin, kind = tie_margin, "stated tolerance"
+            else:
+                stds = [x for x in (r.std, r.std_ref) if not (x is None or math.isnan(x))]
+                if stds:
+                    margin, kind = max(stds), "1 std over seeds"
+                else:
+                    margin, kind = SINGLE_SEED_TOLERANCE, "1 seed: stated tolerance"
+            diff = r.mean - r.mean_ref
+            outcome = "tie" if abs(diff) <= margin + 1e-9 else ("win" if diff > 0 else "loss")
+            rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "reference": ref,
+                         "source": r.source, "reference_source": r.source_ref,
+                         "value": r.mean, "reference_value": r.mean_ref, "diff": diff,
+                         "margin": margin, "margin_kind": kind, "outcome": outcome})
+    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "reference", "source", "reference_source",
+                                       "value", "reference_value", "diff", "margin", "margin_kind", "outcome"])
+
+
+def compare_summary(cmp: pd.DataFrame) -> pd.DataFrame:
+    """Wins / ties / losses and the mean difference per reference method."""
+    if cmp.empty:
+        return pd.DataFrame(columns=["reference", "wins", "ties", "losses", "mean_diff", "cells"])
+    g = cmp.groupby("reference", sort=False)
+    out = pd.DataFrame({
+        "wins": g["outcome"].apply(lambda o: int((o == "win").sum())),
+        "ties": g["outcome"].apply(lambda o: int((o == "tie").sum())),
+        "losses": g["outcome"].apply(lambda o: int((o == "loss").sum())),
+        "mean_diff": g["diff"].mean(),
+        "cells": g.size(),
+    }).reset_index()
+    return out
+
+
+def verdict(summary: pd.DataFrame, method: str) -> str:
+    """One sentence per reference, from the counts."""
+    if summary.empty:
+        return f"'{method}' shares no (task, sparsity) cell with imp, omp, pretrained_magnitude or random."
+    parts = []
+    for r in summary.itertuples(index=False):
+        word = "better than" if r.wins > r.losses else ("worse than" if r.losses > r.wins else "level with")
+        parts.append(f"{word} {r.reference} ({r.wins}W/{r.ties}T/{r.losses}L, mean {r.mean_diff:+.2f} points)")
+    return f"'{method}' is " + "; ".join(parts) + "."

@@ -1,0 +1,82 @@
+"""What every report builder needs: the matrix, the config, task and sparsity orders, the tickets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.config import Config, load_config
+from bench.errors import DataError
+from bench.io import atomic_write_json, read_json
+from reports.store import TicketView, collect_matrix, iter_tickets
+from reports.tables import ladder, task_order
+
+
+@dataclass
+class ReportContext:
+    out: Path
+    report_dir: Path
+    config: Config
+    df: pd.DataFrame
+    tasks: list[str]
+    backbones: list[str]
+    sparsities: list[float]
+    written: list[Path] = field(default_factory=list)
+    _tickets: list[TicketView] | None = None
+
+    @property
+    def tickets(self) -> list[TicketView]:
+        if self._tickets is None:
+            self._tickets = list(iter_tickets(self.out))
+        return self._tickets
+
+    def suffix(self, backbone: str) -> str:
+        """File-name suffix naming the backbone, only when the store holds several."""
+        return f"_{backbone}" if len(self.backbones) > 1 else ""
+
+    def add(self, paths) -> None:
+        self.written += list(paths.values()) if isinstance(paths, dict) else list(paths)
+
+
+def resolve_config(out: Path, config: Config | None) -> Config:
+    """The given config, else the run's `<out>/config.yaml`, else the defaults."""
+    if config is not None:
+        return config
+    path = out / "config.yaml"
+    return load_config(str(path)) if path.exists() else Config()
+
+
+def load_context(out_dir: str | Path, config: Config | None = None, subdir: str = "") -> ReportContext:
+    """Collect the matrix (rewriting report/matrix.csv); an empty store is a one-line DataError."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise DataError(f"{out}: results directory not found")
+    cfg = resolve_config(out, config)
+    df = collect_matrix(out)
+    if df.empty:
+        raise DataError(f"{out}: no finished runs under runs/*/record.json "
+                        f"({df.attrs.get('failed', 0)} failed) — nothing to report; run the matrix first")
+    report_dir = out / "report" / subdir if subdir else out / "report"
+    ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
+                        tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
+                        sparsities=ladder(df, cfg.report.transfer_sparsities))
+    return ctx
+
+
+def prune_stale(ctx: ReportContext, manifest_name: str) -> None:
+    """Delete files a previous build wrote that this build did not (keeps the report idempotent
+    when the store changes), then record this build's files. Only files we listed are touched."""
+    manifest = ctx.report_dir / manifest_name
+    now = sorted({str(p.relative_to(ctx.report_dir)) for p in ctx.written})
+    if manifest.exists():
+        try:
+            before = read_json(manifest).get("files", [])
+        except (DataError, AttributeError):
+            before = []
+        for rel in set(before) - set(now):
+            p = (ctx.report_dir / rel).resolve()
+            if ctx.report_dir.resolve() in p.parents and p.is_file():
+                p.unlink()
+    atomic_write_json(manifest, {"files": now})

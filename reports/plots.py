@@ -1,0 +1,206 @@
+"""The report's figures (matplotlib, Agg backend), each saved as PNG and PDF."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from bench.io import atomic_write_bytes  # noqa: E402
+from reports.store import DENSE  # noqa: E402
+from reports.tables import source_order  # noqa: E402
+
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+                     "xtick.labelsize": 10, "ytick.labelsize": 10})
+
+_COLOURS = {"imp_own": "#1f77b4", "imp:pretrain": "#d62728", "omp": "#2ca02c", "pretrained_magnitude": "#9467bd",
+            "random": "#7f7f7f", "reinit": "#ff7f0e", "shuffle": "#8c564b"}
+_EXTRA = ["#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939"]
+
+
+def save(fig, stem: Path) -> list[Path]:
+    """Write `<stem>.png` and `<stem>.pdf` atomically and close the figure."""
+    paths = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buf.getvalue()))
+    plt.close(fig)
+    return paths
+
+
+def _style(source: str, task: str, extra: dict) -> dict:
+    """Line style of a source in the panel of `task`: own-task IMP ticket bold blue, other tasks'
+    IMP tickets thin grey (one legend entry), the pre-training ticket red, baselines their colours."""
+    method, _, st = source.partition(":")
+    if method == "imp" and st == task:
+        return dict(color=_COLOURS["imp_own"], lw=2.4, marker="o", label="IMP, own task", zorder=5)
+    if source == "imp:pretrain":
+        return dict(color=_COLOURS["imp:pretrain"], lw=2.0, marker="s", label="IMP, pre-training", zorder=4)
+    if method == "imp":
+        return dict(color="#b0b0b0", lw=1.0, marker=None, label="IMP, other source tasks", zorder=2)
+    if method in _COLOURS:
+        return dict(color=_COLOURS[method], lw=1.6, marker="^" if method in ("reinit", "shuffle") else "D",
+                    ls="--" if method == "random" else "-", label=source, zorder=3)
+    colour = extra.setdefault(source, _EXTRA[len(extra) % len(_EXTRA)])
+    return dict(color=colour, lw=1.8, marker="v", label=source, zorder=3)
+
+
+def accuracy_grid(summary: pd.DataFrame, tasks: list[str], backbone: str, stem: Path, relaxed: float = 0.99) -> list[Path]:
+    """One panel per task: the headline metric against sparsity, a line per source with a ±std
+    band, the dense level (dashed) and the relaxed-match band (≥ 99% of dense, shaded)."""
+    s = summary[summary["backbone"] == backbone]
+    tasks = [t for t in tasks if t in set(s["task"])]
+    n = len(tasks)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    handles: dict[str, object] = {}
+    extra: dict = {}
+    for ax, task in zip(axes.flat, tasks):
+        t = s[s["task"] == task]
+        dense = t[t["source"] == DENSE]
+        metric = t["metric"].iloc[0]
+        if len(dense):
+            d = float(dense["mean"].iloc[0])
+            band = ax.axhspan(relaxed * d, d, color="#ffd54f", alpha=0.35, zorder=0)
+            line = ax.axhline(d, color="black", ls=":", lw=1.4, zorder=1)
+            handles.setdefault("dense", line)
+            handles.setdefault(f"≥ {100 * relaxed:g}% of dense", band)
+        for source in source_order(set(t["source"]) - {DENSE}, tasks):
+            g = t[t["source"] == source].sort_values("sparsity")
+            x = 100 * g["sparsity"].to_numpy()
+            y, sd = g["mean"].to_numpy(), g["std"].fillna(0).to_numpy()
+            st = _style(source, task, extra)
+            label = st.pop("label")
+            (ln,) = ax.plot(x, y, ms=4, **st)
+            if st["lw"] > 1.2 and np.any(sd > 0):
+                ax.fill_between(x, y - sd, y + sd, color=st["color"], alpha=0.15, lw=0)
+            handles.setdefault(label, ln)
+        ax.set_title(task)
+        ax.set_xlabel("sparsity (%)")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"Headline metric vs sparsity — {backbone} (mean ± std over seeds)", y=1.0)
+    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(handles)), frameon=False)
+    return save(fig, stem)
+
+
+def heatmap(square: pd.DataFrame, stem: Path, title: str, cbar_label: str, center: float | None = None,
+            fmt: str = "{:.0f}", cmap: str = "RdBu", vmin: float | None = None, vmax: float | None = None,
+            average_col: str | None = None) -> list[Path]:
+    """An annotated heatmap; `center` makes the colormap diverge around that value; missing cells
+    are hatched grey with a dash."""
+    data = square.to_numpy(dtype=float)
+    rows, cols = list(square.index), [str(c) for c in square.columns]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.95 * len(cols) + 1.6, 0.9 + 0.5 * len(rows)))
+    finite = data[np.isfinite(data)]
+    lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
+    hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
+    if center is not None:
+        span = max(abs(hi - center), abs(center - lo), 1e-6)
+        norm = TwoSlopeNorm(vcenter=center, vmin=center - span, vmax=center + span)
+    else:
+        norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-6)
+    cm = plt.get_cmap(cmap).copy()
+    cm.set_bad("#e0e0e0")
+    im = ax.imshow(np.ma.masked_invalid(data), cmap=cm, norm=norm, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = data[i, j]
+            if np.isfinite(v):
+                r, g, b, _ = cm(norm(v))
+                colour = "white" if (0.299 * r + 0.587 * g + 0.114 * b) < 0.5 else "black"
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=9, color=colour)
+            else:
+                ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="#555555")
+    if average_col in cols:
+        ax.axvline(cols.index(average_col) - 0.5, color="black", lw=2)
+    ax.set_xticks(range(len(cols)), cols, rotation=35, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label=cbar_label, fraction=0.05, pad=0.02)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Path]:
+    """Per-layer sparsity of every ticket: one panel per ticket sparsity, a line per source,
+    layers in model order; the stream of each layer marked on the x axis where there are several."""
+    d = per_layer[per_layer["backbone"] == backbone]
+    sps = sorted(set(d["sparsity"]))
+    fig, axes = plt.subplots(len(sps), 1, figsize=(max(8.0, 0.32 * d["layer"].nunique() + 3), 3.2 * len(sps)),
+                             squeeze=False)
+    handles: dict[str, object] = {}
+    extra: dict = {}
+    for ax, sp in zip(axes[:, 0], sps):
+        part = d[d["sparsity"] == sp]
+        layers = list(dict.fromkeys(part["layer"]))
+        pos = {name: i for i, name in enumerate(layers)}
+        for source in source_order(set(part["source"]), []):
+            g = part[part["source"] == source]
+            st = _style(source, "", extra)
+            st.pop("label")
+            st["color"] = st["color"] if source.partition(":")[0] != "imp" or source == "imp:pretrain" else None
+            st["lw"], st["ms"] = 1.4, 3
+            (ln,) = ax.plot([pos[x] for x in g["layer"]], 100 * g["layer_sparsity"], label=source, **st)
+            handles.setdefault(source, ln)
+        ax.axhline(100 * sp, color="black", ls=":", lw=1.2)
+        streams = part.drop_duplicates("layer").set_index("layer")["stream"]
+        if streams.nunique() > 1:
+            for i, name in enumerate(layers):
+                if i == 0 or streams[name] != streams[layers[i - 1]]:
+                    ax.axvline(i - 0.5, color="#999999", lw=0.8)
+                    ax.text(i - 0.4, 1.02, streams[name], transform=ax.get_xaxis_transform(), fontsize=9)
+        ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("layer sparsity (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"ticket sparsity {100 * sp:g}% (dotted: overall)", pad=14)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Per-layer sparsity of each ticket — {backbone}")
+    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               frameon=False)
+    return save(fig, stem)
+
+
+def compare_plot(cmp: pd.DataFrame, method: str, stem: Path) -> list[Path]:
+    """One panel per reference method: difference in points (method − reference) against sparsity,
+    a line per task, error bars = the tie margin, zero line."""
+    refs = list(dict.fromkeys(cmp["reference"]))
+    fig, axes = plt.subplots(1, max(1, len(refs)), figsize=(4.4 * max(1, len(refs)), 3.6), squeeze=False, sharey=True)
+    handles: dict[str, object] = {}
+    tasks = list(dict.fromkeys(cmp["task"]))
+    colours = plt.get_cmap("tab10")
+    for ax, ref in zip(axes[0], refs):
+        part = cmp[cmp["reference"] == ref]
+        for k, task in enumerate(tasks):
+            g = part[part["task"] == task].sort_values("sparsity")
+            if g.empty:
+                continue
+            h = ax.errorbar(100 * g["sparsity"] + (k - len(tasks) / 2) * 0.4, g["diff"], yerr=g["margin"],
+                            marker="o", ms=4, capsize=3, lw=1.4, color=colours(k % 10), label=task)
+            handles.setdefault(task, h)
+        ax.axhline(0, color="black", lw=1)
+        w, t, l = (int((part["outcome"] == o).sum()) for o in ("win", "tie", "loss"))
+        ax.set_title(f"vs {ref}: {w}W / {t}T / {l}L")
+        ax.set_xlabel("sparsity (%)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"{method} − reference (points)")
+    fig.suptitle(f"'{method}' against the reference methods (error bars: tie margin)")
+    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(7, max(1, len(handles))), frameon=False)
+    return save(fig, stem)

@@ -1,0 +1,284 @@
+"""The report's tables, computed from the matrix DataFrame and the tickets.
+
+Conventions: sparsities are fractions (0.7), values are the task's headline metric in points
+(0–100), `pct_dense` is the mean over seeds of value / dense value (same seed) in percent.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import combinations
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from reports.store import DENSE, TicketView
+
+GROUP = ["backbone", "task", "metric", "source", "sparsity"]
+TWO_STREAM = re.compile(r"(^|\.)(r_layers|x_layers)\.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+
+def task_order(df: pd.DataFrame, preferred: Iterable[str] = ()) -> list[str]:
+    """Tasks in the config's order, then any other task in the store alphabetically."""
+    present = set(df["task"])
+    first = [t for t in preferred if t in present]
+    return first + sorted(present - set(first))
+
+
+def source_order(sources: Iterable[str], tasks: list[str]) -> list[str]:
+    """IMP tickets of the target tasks in task order, the pre-training ticket, other IMP tickets,
+    one-shot sources, baselines, controls, the rest alphabetically; dense first."""
+    sources = set(sources)
+
+    def key(s: str):
+        method, _, st = s.partition(":")
+        if s == DENSE:
+            return (0, 0, s)
+        if method == "imp":
+            if st in tasks:
+                return (1, tasks.index(st), s)
+            return (2 if st == "pretrain" else 3, 0, s)
+        rank = {"omp": 4, "pretrained_magnitude": 5, "random": 6, "reinit": 7, "shuffle": 8}.get(method, 9)
+        return (rank, 0, s)
+
+    return sorted(sources, key=key)
+
+
+def ladder(df: pd.DataFrame, wanted: Iterable[float] = ()) -> list[float]:
+    """The sparsities to tabulate: the configured ones present in the store, else all non-zero."""
+    present = sorted(s for s in set(df["sparsity"]) if s > 0)
+    wanted = [round(float(s), 4) for s in wanted]
+    chosen = [s for s in present if s in wanted] if wanted else present
+    return chosen or present
+
+
+def nearest(sparsities: list[float], target: float) -> float | None:
+    """The ladder sparsity closest to `target` (ties → the lower one)."""
+    if not sparsities:
+        return None
+    return min(sorted(sparsities), key=lambda s: abs(s - target))
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy versus sparsity
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense."""
+    g = df.groupby(GROUP, sort=False)
+    out = g.agg(
+        n_seeds=("seed", "nunique"),
+        mean=("value", "mean"),
+        std=("value", "std"),
+        pct_dense=("relative", "mean"),
+        pct_dense_std=("relative", "std"),
+    ).reset_index()
+    out["pct_dense"] *= 100
+    out["pct_dense_std"] *= 100
+    dense = df[df["source"] == DENSE].groupby(["backbone", "task"])["value"].agg(["mean", "std"])
+    dense.columns = ["dense_mean", "dense_std"]
+    out = out.merge(dense, left_on=["backbone", "task"], right_index=True, how="left")
+    return out
+
+
+def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(long table, display table): rows (backbone, task, source), columns sparsity,
+    cells 'mean ± std (pct% of dense)'."""
+    s = summarize(df)
+    s["_t"] = s["task"].map({t: i for i, t in enumerate(tasks)})
+    order = {src: i for i, src in enumerate(source_order(s["source"], tasks))}
+    s["_s"] = s["source"].map(order)
+    s = s.sort_values(["backbone", "_t", "_s", "sparsity"]).drop(columns=["_t", "_s"]).reset_index(drop=True)
+
+    from reports.writers import fmt_num, fmt_sparsity, mean_std
+
+    cells = s.assign(
+        col=s["sparsity"].map(fmt_sparsity),
+        cell=[f"{mean_std(m, sd)} ({fmt_num(p)}%)" for m, sd, p in zip(s["mean"], s["std"], s["pct_dense"])],
+    )
+    cols = [fmt_sparsity(x) for x in sorted(set(s["sparsity"]))]
+    disp = cells.pivot_table(index=["backbone", "task", "metric", "source"], columns="col", values="cell",
+                             aggfunc="first", sort=False)
+    disp = disp.reindex(columns=cols).fillna("–")
+    disp.columns.name = None
+    return s, disp
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer matrix
+
+def transfer_matrix(df: pd.DataFrame, tasks: list[str], sparsity: float, backbone: str
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(% of dense, absolute) at one sparsity: rows = source tickets, columns = target tasks,
+    plus an 'average' column (mean over the targets that have a run)."""
+    s = summarize(df[(df["backbone"] == backbone) & (df["sparsity"] == round(sparsity, 4))
+                     & (df["source"] != DENSE)])
+    if s.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    rows = source_order(s["source"], tasks)
+    cols = [t for t in tasks if t in set(s["task"])]
+    pct = s.pivot_table(index="source", columns="task", values="pct_dense", aggfunc="first").reindex(index=rows, columns=cols)
+    absolute = s.pivot_table(index="source", columns="task", values="mean", aggfunc="first").reindex(index=rows, columns=cols)
+    pct["average"] = pct[cols].mean(axis=1, skipna=True)
+    absolute["average"] = absolute[cols].mean(axis=1, skipna=True)
+    for t in (pct, absolute):
+        t.index.name, t.columns.name = "source", None
+    return pct, absolute
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching sparsity
+
+def matching_sparsity(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99) -> pd.DataFrame:
+    """Per (backbone, task, source): the highest sparsity that strictly matches the dense model
+    (mean over seeds ≥ dense mean − one dense std; not assessed with one dense seed) and the
+    highest that relaxed-matches (mean % of dense ≥ `relaxed`·100). NaN = no sparsity matches."""
+    s = summarize(df)
+    rows = []
+    for (bb, task, metric), part in s[s["source"] != DENSE].groupby(["backbone", "task", "metric"], sort=False):
+        dense = s[(s["backbone"] == bb) & (s["task"] == task) & (s["source"] == DENSE)]
+        dense_n = int(dense["n_seeds"].iloc[0]) if len(dense) else 0
+        d_mean = float(dense["mean"].iloc[0]) if len(dense) else np.nan
+        d_std = float(dense["std"].iloc[0]) if dense_n > 1 else np.nan
+        for source, sp in part.groupby("source", sort=False):
+            if dense_n == 0:
+                note = "no dense run"
+                strict = np.nan
+            elif dense_n == 1:
+                note = "1 dense seed: std undefined, strict matching not assessed"
+                strict = np.nan
+            else:
+                note = f"{dense_n} dense seeds"
+                ok = sp[sp["mean"] >= d_mean - d_std]
+                strict = ok["sparsity"].max() if len(ok) else np.nan
+            ok_r = sp[sp["pct_dense"] >= 100 * relaxed - 1e-9]
+            relaxed_s = ok_r["sparsity"].max() if len(ok_r) else np.nan
+            at = ok_r[ok_r["sparsity"] == relaxed_s]["pct_dense"]
+            rows.append({
+                "backbone": bb, "task": task, "metric": metric, "source": source,
+                "n_seeds": int(sp["n_seeds"].min()), "dense_mean": d_mean, "dense_std": d_std,
+                "strict_sparsity": strict, "relaxed_sparsity": relaxed_s,
+                "relaxed_pct_dense": float(at.iloc[0]) if len(at) else np.nan,
+                "sparsities_tested": ",".join(f"{x:g}" for x in sorted(sp["sparsity"])),
+                "note": note,
+            })
+    out = pd.DataFrame(rows, columns=[
+        "backbone", "task", "metric", "source", "n_seeds", "dense_mean", "dense_std", "strict_sparsity",
+        "relaxed_sparsity", "relaxed_pct_dense", "sparsities_tested", "note"])
+    if out.empty:
+        return out
+    out["_t"] = out["task"].map({t: i for i, t in enumerate(tasks)})
+    out["_s"] = out["source"].map({x: i for i, x in enumerate(source_order(out["source"], tasks))})
+    return out.sort_values(["backbone", "_t", "_s"]).drop(columns=["_t", "_s"]).reset_index(drop=True)
+
+
+def matching_display(m: pd.DataFrame) -> pd.DataFrame:
+    from reports.writers import fmt_sparsity
+
+    def sp(x):
+        return "none" if pd.isna(x) else fmt_sparsity(x)
+
+    return pd.DataFrame({
+        "backbone": m["backbone"], "task": m["task"], "source": m["source"], "seeds": m["n_seeds"],
+        "strict (within 1 std)": [("n/a" if "not assessed" in n or "no dense" in n else sp(x))
+                                  for x, n in zip(m["strict_sparsity"], m["note"])],
+        "relaxed (≥ 99% dense)": m["relaxed_sparsity"].map(sp),
+        "tested": m["sparsities_tested"], "note": m["note"],
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Tickets: overlap and per-layer sparsity
+
+def ticket_overlap(tickets: list[TicketView]) -> pd.DataFrame:
+    """Jaccard index of the kept weights of every pair of tickets of one backbone and sparsity,
+    over the tensors both tickets mask (long form, both orders, diagonal = 1)."""
+    rows = []
+    groups: dict[tuple, list[TicketView]] = {}
+    for t in tickets:
+        groups.setdefault((t.backbone, t.sparsity), []).append(t)
+    for (bb, sp), ts in sorted(groups.items()):
+        for t in ts:
+            rows.append({"backbone": bb, "sparsity": sp, "source_a": t.source, "source_b": t.source,
+                         "jaccard": 1.0, "weights": sum(int(m.numel()) for m in t.masks.values())})
+        for a, b in combinations(ts, 2):
+            names = sorted(set(a.masks) & set(b.masks))
+            inter = union = total = 0
+            for n in names:
+                ma, mb = a.masks[n].bool(), b.masks[n].bool()
+                if ma.shape != mb.shape:
+                    continue
+                inter += int((ma & mb).sum())
+                union += int((ma | mb).sum())
+                total += int(ma.numel())
+            j = inter / union if union else np.nan
+            for x, y in ((a, b), (b, a)):
+                rows.append({"backbone": bb, "sparsity": sp, "source_a": x.source, "source_b": y.source,
+                             "jaccard": j, "weights": total})
+    return pd.DataFrame(rows, columns=["backbone", "sparsity", "source_a", "source_b", "jaccard", "weights"])
+
+
+def overlap_square(overlap: pd.DataFrame, backbone: str, sparsity: float, tasks: list[str]) -> pd.DataFrame:
+    part = overlap[(overlap["backbone"] == backbone) & (overlap["sparsity"] == sparsity)]
+    order = source_order(set(part["source_a"]), tasks)
+    sq = part.pivot_table(index="source_a", columns="source_b", values="jaccard", aggfunc="first")
+    sq = sq.reindex(index=order, columns=order)
+    sq.index.name, sq.columns.name = "source", None
+    return sq
+
+
+def _natural(s: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
+
+
+_LAYER = re.compile(r"^(.*?(?:layers?|blocks?|h)\.\d+)\.")
+
+
+def layer_of(name: str) -> str:
+    """'encoder.layer.3.attention.self.query.weight' → 'encoder.layer.3'; else the module path."""
+    m = _LAYER.match(name)
+    if m:
+        return m.group(1)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def stream_of(name: str, two_stream: bool) -> str:
+    """Stream of a parameter: for two-stream backbones (LXMERT) x_layers → cross-modal,
+    r_layers / visual → vision, the language layers → text; single-stream backbones → single."""
+    if not two_stream:
+        return "single-stream"
+    if re.search(r"(^|\.)x_layers\.", name):
+        return "cross-modal"
+    if re.search(r"(^|\.)r_layers\.|visn|visual", name):
+        return "vision"
+    if re.search(r"(^|\.)(encoder\.)?layer\.\d+\.|embeddings", name):
+        return "text"
+    return "other"
+
+
+def layer_sparsity(tickets: list[TicketView]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per layer, per stream) sparsity of every ticket: fraction of the layer's masked weights
+    that are pruned. Layers are ordered naturally (layer.2 before layer.10)."""
+    rows = []
+    for t in tickets:
+        two = any(TWO_STREAM.search(n) for n in t.masks)
+        for name in sorted(t.masks, key=_natural):
+            m = t.masks[name].bool()
+            rows.append({"backbone": t.backbone, "source": t.source, "sparsity": t.sparsity,
+                         "layer": layer_of(name), "stream": stream_of(name, two),
+                         "numel": int(m.numel()), "kept": int(m.sum())})
+    cols = ["backbone", "source", "sparsity"]
+    if not rows:
+        empty = pd.DataFrame(columns=cols + ["layer", "stream", "weights", "layer_sparsity"])
+        return empty, empty.rename(columns={"layer_sparsity": "stream_sparsity"}).drop(columns=["layer"])
+    d = pd.DataFrame(rows)
+    per_layer = d.groupby(cols + ["layer", "stream"], sort=False)[["numel", "kept"]].sum().reset_index()
+    per_layer["layer_sparsity"] = 1 - per_layer["kept"] / per_layer["numel"]
+    per_layer = per_layer.rename(columns={"numel": "weights"}).drop(columns=["kept"])
+    per_stream = d.groupby(cols + ["stream"], sort=False)[["numel", "kept"]].sum().reset_index()
+    per_stream["stream_sparsity"] = 1 - per_stream["kept"] / per_stream["numel"]
+    per_stream = per_stream.rename(columns={"numel": "weights"}).drop(columns=["kept"])
+    return per_layer, per_stream

@@ -1,0 +1,77 @@
+"""Iterative magnitude pruning with rewinding (to θ0, or to step k of the first fine-tuning)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.config import hp
+from bench.errors import ConfigError, TicketError
+from tickets.magnitude import global_magnitude_masks
+from tickets.methods.common import ladder
+from tickets.registry import register_method
+from tickets.search import SearchContext, copy_weights, ones_masks
+
+MODES = ("ladder", "of_original", "of_remaining")
+
+
+@dataclass(frozen=True)
+class IMPHparams:
+    mode: str = hp("ladder", "ladder: prune to each ladder sparsity in turn; of_original / of_remaining: "
+                             "prune prune_fraction of the original / remaining weights per round")
+    prune_fraction: float = hp(0.2, "fraction pruned per round in the of_original / of_remaining modes")
+    rounds: int = hp(0, "rounds in the fraction modes (0 = until the highest ladder sparsity is reached)")
+
+
+def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
+    """Target sparsity after each round."""
+    if hparams.mode not in MODES:
+        raise ConfigError(f"method 'imp': mode must be one of {', '.join(MODES)}, found {hparams.mode!r}")
+    top = max(sparsities)
+    if hparams.mode == "ladder":
+        return list(sparsities)
+    p = hparams.prune_fraction
+    if not 0.0 < p < 1.0:
+        raise ConfigError(f"method 'imp': prune_fraction must be in (0, 1), found {p}")
+    if hparams.rounds < 0:
+        raise ConfigError(f"method 'imp': rounds must be >= 0, found {hparams.rounds}")
+    targets, r = [], 0
+    while True:
+        r += 1
+        s = round(r * p if hparams.mode == "of_original" else 1.0 - (1.0 - p) ** r, 10)
+        if s >= 1.0 or (hparams.rounds and r > hparams.rounds):
+            break
+        targets.append(s)
+        if not hparams.rounds and s >= top - 1e-9:
+            break
+    return targets
+
+
+@register_method("imp", IMPHparams)
+def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
+    """Fine-tune → prune globally → rewind the survivors → repeat; one ticket per round."""
+    targets = imp_schedule(hparams, ladder(ctx, "imp"))
+    # A private deep copy: the runner's θ0 tensors may be live parameters that training mutates.
+    theta0 = copy_weights(ctx.theta0)
+    rewind_point = theta0
+    masks = ones_masks(theta0)
+    tickets = []
+    for r, target in enumerate(targets, 1):
+        result = ctx.train(copy_weights(rewind_point), {n: m.clone() for n, m in masks.items()})
+        trained = _check_weights(result.weights, theta0)
+        if r == 1 and ctx.rewind_step > 0:
+            if result.rewind is None:
+                raise TicketError(f"late rewinding to step {ctx.rewind_step} needs train() to return the step's weights")
+            rewind_point = copy_weights(_check_weights(result.rewind, theta0))
+        masks = global_magnitude_masks(trained, target, current=masks)
+        tickets.append(ctx.make_ticket(
+            masks, method="imp", hparams=hparams, target_sparsity=target, round=r,
+            extra={"rewind_step": ctx.rewind_step, "train_metrics": dict(result.metrics)},
+        ))
+    return tickets
+
+
+def _check_weights(weights: dict, theta0: dict) -> dict:
+    for name, t in theta0.items():
+        if name not in weights or tuple(weights[name].shape) != tuple(t.shape):
+            raise TicketError(f"train() returned no weights of shape {tuple(t.shape)} for '{name}'")
+    return {n: weights[n] for n in theta0}

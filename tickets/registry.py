@@ -1,0 +1,92 @@
+"""The pruning-method registry: a method is a function `(ctx, hparams) -> list[Ticket]` plus a
+frozen hyperparameter dataclass, registered with `@register_method(name, HparamsClass)` or found
+through the `ticketbench.methods` entry-point group."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bench.config import _coerce
+from bench.errors import ConfigError, TicketError
+from bench.registry import Registry, suggest
+
+METHODS: Registry = Registry("pruning method", entry_point_group="ticketbench.methods")
+
+
+@dataclass(frozen=True)
+class PruningMethod:
+    """A registered method; calling it validates the hyperparameters first."""
+
+    name: str
+    fn: Callable
+    hparams_cls: type
+
+    def make_hparams(self, hparams: Any = None):
+        """Hyperparameters from None (defaults), a mapping (coerced, e.g. from YAML) or an instance."""
+        cls = self.hparams_cls
+        if hparams is None:
+            return cls()
+        if isinstance(hparams, dict):
+            known = {f.name: f for f in dataclasses.fields(cls)}
+            kwargs = {}
+            for k, v in hparams.items():
+                if k not in known:
+                    raise ConfigError(f"method '{self.name}': unknown hyperparameter '{k}'{suggest(k, list(known))}")
+                kwargs[k] = _coerce(v, known[k].default, f"method '{self.name}': {k}")
+            return cls(**kwargs)
+        if not isinstance(hparams, cls):
+            raise ConfigError(
+                f"method '{self.name}': expected {cls.__name__} hyperparameters, found {type(hparams).__name__}"
+            )
+        _check_types(self.name, hparams)
+        return hparams
+
+    def __call__(self, ctx, hparams: Any = None) -> list:
+        return self.fn(ctx, self.make_hparams(hparams))
+
+
+def _check_types(method: str, hp) -> None:
+    hints = typing.get_type_hints(type(hp))
+    for f in dataclasses.fields(hp):
+        value, want = getattr(hp, f.name), hints.get(f.name, type(f.default))
+        origin = typing.get_origin(want) or want
+        ok = isinstance(value, origin) if isinstance(origin, type) else True
+        if origin is float and isinstance(value, int):
+            ok = True
+        if isinstance(value, bool) and origin is not bool:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"method '{method}': hyperparameter {f.name} expects {getattr(origin, '__name__', origin)}, found {value!r}"
+            )
+
+
+def register_method(name: str, hparams_cls: type):
+    """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`."""
+    if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
+        raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
+
+    def wrap(fn: Callable) -> PruningMethod:
+        method = PruningMethod(name, fn, hparams_cls)
+        METHODS.register(name, method)
+        return method
+
+    return wrap
+
+
+def get_method(name: str) -> PruningMethod:
+    """The registered method `name` (unknown names get a one-line error with a suggestion)."""
+    import tickets.methods  # noqa: F401 - registers the built-in methods
+
+    try:
+        obj = METHODS.get(name)
+    except TicketError:
+        raise
+    except Exception as e:  # Registry raises the base error type
+        raise TicketError(str(e)) from None
+    if not isinstance(obj, PruningMethod):
+        raise TicketError(f"pruning method '{name}' was not registered with tickets.register_method")
+    return obj

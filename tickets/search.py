@@ -1,0 +1,88 @@
+"""What a pruning method gets from the runner: θ0, a training callable and the search settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from torch import Tensor
+
+from tickets.ticket import Ticket
+
+
+def derived_seed(seed: int, *parts) -> int:
+    """A seed for one piece of a search (e.g. one sparsity) that does not depend on the others."""
+    import hashlib
+
+    return int(hashlib.sha256(repr((int(seed),) + parts).encode()).hexdigest()[:8], 16)
+
+
+def copy_weights(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Deep copy (detached clones) so no tensor is shared with live parameters."""
+    return {n: t.detach().clone() for n, t in weights.items()}
+
+
+def ones_masks(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    import torch
+
+    return {n: torch.ones(t.shape, dtype=torch.bool) for n, t in weights.items()}
+
+
+@dataclass
+class TrainResult:
+    """One source fine-tuning: trained prunable weights, weights at `rewind_step` if asked, metrics."""
+
+    weights: dict[str, Tensor]
+    rewind: Optional[dict[str, Tensor]] = None
+    metrics: dict = field(default_factory=dict)
+
+
+# train(start_weights, masks): fine-tune the model whose prunable weights are start_weights ⊙ masks
+# (masks enforced) on the source task and return a TrainResult.
+TrainFn = Callable[[dict, dict], TrainResult]
+# score_fn(weights, masks): gradients of the source loss w.r.t. the prunable weights at
+# weights ⊙ masks (name → tensor), for gradient-based methods such as SNIP.
+ScoreFn = Callable[[dict, dict], dict]
+
+
+@dataclass
+class SearchContext:
+    """Everything a method needs; the runner builds it, tests build it around a toy model.
+
+    meta: include/exclude patterns ('include', 'exclude'), 'model_numel' (whole-model parameter
+    count, for the whole-model sparsity) and anything else to record in the tickets.
+    """
+
+    backbone: str
+    fingerprint: str
+    theta0: dict[str, Tensor]
+    train: TrainFn
+    source: str
+    sparsities: tuple[float, ...]
+    seed: int = 0
+    rewind_step: int = 0
+    base_ticket: Optional[Ticket] = None
+    meta: dict = field(default_factory=dict)
+    score_fn: Optional[ScoreFn] = None
+
+    def make_ticket(self, masks: dict, *, method: str, hparams: Any, target_sparsity: float,
+                    source: str | None = None, **kw) -> Ticket:
+        """A ticket for this search with the context's backbone, seed and patterns filled in."""
+        import dataclasses
+
+        hp = dataclasses.asdict(hparams) if dataclasses.is_dataclass(hparams) else dict(hparams or {})
+        return Ticket.build(
+            masks,
+            backbone=self.backbone,
+            fingerprint=self.fingerprint,
+            source=source or f"{method}:{self.source}",
+            method=method,
+            source_task=kw.pop("source_task", self.source),
+            hparams=hp,
+            target_sparsity=target_sparsity,
+            seed=kw.pop("seed", self.seed),
+            include=self.meta.get("include", ()),
+            exclude=self.meta.get("exclude", ()),
+            model_numel=self.meta.get("model_numel"),
+            **kw,
+        )

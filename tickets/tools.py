@@ -1,0 +1,97 @@
+"""Ticket tools behind `ticketbench tickets show|diff|ls`: pure functions returning text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from bench.errors import TicketError
+from tickets.sources import TicketStore
+from tickets.ticket import Ticket
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in r] for r in [headers] + rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def show(path) -> str:
+    """Metadata and a per-tensor sparsity table of the ticket at `path`."""
+    t = Ticket.load(path)
+    m = t.metadata
+    head = [
+        f"ticket        {path}",
+        f"backbone      {m['backbone']}  (fingerprint {m['fingerprint']})",
+        f"source        {m['source']}  (method {m['method']}, round {m['round']}, seed {m['seed']})",
+        f"weights       {m['weights']}" + (f"  (seed {m.get('weights_seed')})" if m["weights"] != "pretrained" else ""),
+        f"hparams       {json.dumps(m['hparams'], sort_keys=True)}",
+        f"sparsity      target {_pct(m['target_sparsity'])}, achieved {_pct(t.sparsity)} of the prunable set"
+        f" ({m['pruned']}/{m['total']}), {_pct(m['sparsity'].get('model'))} of the whole model",
+        f"patterns      include {m['include']}  exclude {m['exclude']}",
+        f"content hash  {t.content_hash}   ticketbench {m['ticketbench']}   format {m['format_version']}",
+        "",
+    ]
+    rows = [[n, "x".join(map(str, mk.shape)), mk.numel(), int((~mk).sum()), _pct(t.per_tensor_sparsity[n])]
+            for n, mk in t.masks.items()]
+    return "\n".join(head) + _table(["tensor", "shape", "weights", "pruned", "sparsity"], rows)
+
+
+def _check_same_backbone(a: Ticket, b: Ticket) -> None:
+    if a.fingerprint != b.fingerprint:
+        raise TicketError(
+            f"tickets are for different backbones: '{a.backbone}' (fingerprint {a.fingerprint}) and"
+            f" '{b.backbone}' (fingerprint {b.fingerprint})"
+        )
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int]:
+    return int((a & b).sum()), int((a | b).sum())
+
+
+def jaccard(a: Ticket, b: Ticket) -> float:
+    """|kept in both| / |kept in either| over all prunable weights (1.0 when neither keeps any)."""
+    _check_same_backbone(a, b)
+    inter = union = 0
+    for n in a.masks:
+        i, u = _overlap(a.masks[n], b.masks[n])
+        inter, union = inter + i, union + u
+    return inter / union if union else 1.0
+
+
+def diff(path_a, path_b) -> str:
+    """Overlap of the kept weights of two tickets: Jaccard overall and per tensor."""
+    a, b = Ticket.load(path_a), Ticket.load(path_b)
+    _check_same_backbone(a, b)
+    rows = []
+    for n in a.masks:
+        i, u = _overlap(a.masks[n], b.masks[n])
+        rows.append([n, _pct(a.per_tensor_sparsity[n]), _pct(b.per_tensor_sparsity[n]), f"{i / u if u else 1.0:.4f}"])
+    head = (f"A  {path_a}: {a.metadata['source']} at {_pct(a.sparsity)}\n"
+            f"B  {path_b}: {b.metadata['source']} at {_pct(b.sparsity)}\n"
+            f"backbone {a.backbone}; Jaccard of kept weights overall: {jaccard(a, b):.4f}\n\n")
+    return head + _table(["tensor", "sparsity A", "sparsity B", "jaccard"], rows)
+
+
+def ls(directory) -> str:
+    """A table of the tickets in a store directory."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise TicketError(f"{root}: not a ticket directory")
+    rows = TicketStore(root).ls()
+    if not rows:
+        return f"no tickets under {root}"
+    table = [[r["source"], f"{r['target_sparsity']:.2f}", _pct(r["sparsity"]), r["round"], r["weights"],
+              r["backbone"], r["content_hash"], Path(r["path"]).relative_to(root)]
+             for r in rows if "error" not in r]
+    out = _table(["source", "target", "achieved", "round", "weights", "backbone", "hash", "path"], table)
+    errors = [f"! {r['error']}" for r in rows if "error" in r]
+    return "\n".join([out] + errors)
