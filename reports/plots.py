@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -105,7 +106,7 @@ def heatmap(square: pd.DataFrame, stem: Path, title: str, cbar_label: str, cente
     are hatched grey with a dash."""
     data = square.to_numpy(dtype=float)
     rows, cols = list(square.index), [str(c) for c in square.columns]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.95 * len(cols) + 1.6, 0.9 + 0.5 * len(rows)))
+    fig, ax = plt.subplots(figsize=(2.6 + 0.95 * len(cols), max(3.2, 1.2 + 0.5 * len(rows))))
     finite = data[np.isfinite(data)]
     lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
     hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
@@ -114,8 +115,7 @@ def heatmap(square: pd.DataFrame, stem: Path, title: str, cbar_label: str, cente
         norm = TwoSlopeNorm(vcenter=center, vmin=center - span, vmax=center + span)
     else:
         norm = plt.Normalize(lo, hi if hi > lo else lo + 1e-6)
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#e0e0e0")
+    cm = plt.get_cmap(cmap).with_extremes(bad="#e0e0e0")
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cm, norm=norm, aspect="auto")
     for i in range(len(rows)):
         for j in range(len(cols)):
@@ -141,7 +141,7 @@ def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Pa
     layers in model order; the stream of each layer marked on the x axis where there are several."""
     d = per_layer[per_layer["backbone"] == backbone]
     sps = sorted(set(d["sparsity"]))
-    fig, axes = plt.subplots(len(sps), 1, figsize=(max(8.0, 0.32 * d["layer"].nunique() + 3), 3.2 * len(sps)),
+    fig, axes = plt.subplots(len(sps), 1, figsize=(max(6.5, 0.32 * d["layer"].nunique() + 3), 3.4 * len(sps)),
                              squeeze=False)
     handles: dict[str, object] = {}
     extra: dict = {}
@@ -154,7 +154,7 @@ def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Pa
             st = _style(source, "", extra)
             st.pop("label")
             st["color"] = st["color"] if source.partition(":")[0] != "imp" or source == "imp:pretrain" else None
-            st["lw"], st["ms"] = 1.4, 3
+            st["lw"], st["ms"], st["marker"] = 1.4, 5, st.get("marker") or "o"
             (ln,) = ax.plot([pos[x] for x in g["layer"]], 100 * g["layer_sparsity"], label=source, **st)
             handles.setdefault(source, ln)
         ax.axhline(100 * sp, color="black", ls=":", lw=1.2)
@@ -164,7 +164,12 @@ def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Pa
                 if i == 0 or streams[name] != streams[layers[i - 1]]:
                     ax.axvline(i - 0.5, color="#999999", lw=0.8)
                     ax.text(i - 0.4, 1.02, streams[name], transform=ax.get_xaxis_transform(), fontsize=9)
-        ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
+        # Drop the prefix all layers share ('lxmert.encoder.') so the ticks stay short.
+        prefix = os.path.commonprefix(layers)
+        prefix = prefix[: prefix.rfind(".") + 1] if len(layers) > 1 else ""
+        ax.set_xticks(range(len(layers)), [x[len(prefix):] for x in layers], rotation=60, ha="right", fontsize=8)
+        if prefix:
+            ax.set_xlabel(f"layer (prefix {prefix.rstrip('.')})")
         ax.set_ylabel("layer sparsity (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"ticket sparsity {100 * sp:g}% (dotted: overall)", pad=14)
@@ -176,13 +181,14 @@ def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Pa
     return save(fig, stem)
 
 
-def compare_plot(cmp: pd.DataFrame, method: str, stem: Path) -> list[Path]:
+def compare_plot(cmp: pd.DataFrame, method: str, stem: Path, tasks: list[str] | None = None) -> list[Path]:
     """One panel per reference method: difference in points (method − reference) against sparsity,
     a line per task, error bars = the tie margin, zero line."""
     refs = list(dict.fromkeys(cmp["reference"]))
     fig, axes = plt.subplots(1, max(1, len(refs)), figsize=(4.4 * max(1, len(refs)), 3.6), squeeze=False, sharey=True)
     handles: dict[str, object] = {}
-    tasks = list(dict.fromkeys(cmp["task"]))
+    tasks = [t for t in (tasks or []) if t in set(cmp["task"])] + sorted(set(cmp["task"]) - set(tasks or []))
+    ticks = sorted(set(100 * cmp["sparsity"]))
     colours = plt.get_cmap("tab10")
     for ax, ref in zip(axes[0], refs):
         part = cmp[cmp["reference"] == ref]
@@ -194,8 +200,9 @@ def compare_plot(cmp: pd.DataFrame, method: str, stem: Path) -> list[Path]:
                             marker="o", ms=4, capsize=3, lw=1.4, color=colours(k % 10), label=task)
             handles.setdefault(task, h)
         ax.axhline(0, color="black", lw=1)
-        w, t, l = (int((part["outcome"] == o).sum()) for o in ("win", "tie", "loss"))
-        ax.set_title(f"vs {ref}: {w}W / {t}T / {l}L")
+        wins, ties, losses = (int((part["outcome"] == o).sum()) for o in ("win", "tie", "loss"))
+        ax.set_title(f"vs {ref}: {wins}W / {ties}T / {losses}L")
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
         ax.set_xlabel("sparsity (%)")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{method} − reference (points)")

@@ -6,7 +6,6 @@ works from the DataFrame `collect_matrix` returns and from the ticket files.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from bench.errors import DataError, TicketError
+from bench.errors import DataError
 from bench.io import atomic_write_text, read_json
 
 MATRIX_COLUMNS = [
@@ -181,53 +180,16 @@ class TicketView:
     masks: dict  # name -> bool tensor (True = weight kept)
 
 
-def _load_ticket_raw(path: Path) -> tuple[dict, dict]:
-    """Fallback reader while `tickets` is not importable: masks are the file's tensors, metadata
-    the safetensors header metadata (string values, JSON-decoded where possible)."""
-    from safetensors import safe_open
-
-    masks, meta = {}, {}
-    with safe_open(str(path), framework="pt") as f:
-        for k, v in (f.metadata() or {}).items():
-            try:
-                meta[k] = json.loads(v)
-            except (json.JSONDecodeError, TypeError):
-                meta[k] = v
-        for name in f.keys():
-            masks[name] = f.get_tensor(name).bool()
-    return masks, meta
-
-
-def load_ticket(path: str | Path) -> tuple[dict, dict]:
-    """(masks, metadata) of a ticket file, through `tickets.Ticket.load` when it exists."""
-    path = Path(path)
-    try:
-        from tickets import Ticket
-    except ImportError:
-        Ticket = None
-    try:
-        if Ticket is not None:
-            t = Ticket.load(path)
-            return {k: v.bool() for k, v in t.masks.items()}, dict(t.metadata)
-        return _load_ticket_raw(path)
-    except TicketError:
-        raise
-    except Exception as e:  # a corrupt file: name it in one line
-        raise TicketError(f"{path}: cannot read ticket: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-
 def iter_tickets(out_dir: str | Path) -> Iterator[TicketView]:
-    """Every ticket under `<out>/tickets/<hash>/<method>__<source>/sparsity-<s>.safetensors`."""
+    """Every ticket under `<out>/tickets/<hash>/<method>__<source>/sparsity-<s>.safetensors`,
+    validated by `tickets.Ticket.load` (a corrupt file is a one-line TicketError naming it).
+    The ladder sparsity is the ticket's target sparsity; the label its source ('imp:vqa')."""
+    from tickets import Ticket
+
     for path in sorted(Path(out_dir).glob("tickets/*/*/sparsity-*.safetensors")):
-        masks, meta = load_ticket(path)
-        dir_method, _, dir_source = path.parent.name.partition("__")
-        method = str(meta.get("method") or dir_method)
-        source = str(meta.get("source") or dir_source)
-        # Ticket metadata names the source task ('vqa'); the matrix names the ticket 'imp:vqa'.
-        label = source if (":" in source or source == method) else f"{method}:{source}"
-        try:
-            sparsity = float(meta.get("sparsity", path.stem.partition("-")[2]))
-        except ValueError:
-            raise TicketError(f"{path}: sparsity must be a number, found {meta.get('sparsity')!r}") from None
-        yield TicketView(path, label, method, round(sparsity, SPARSITY_DECIMALS),
-                         str(meta.get("backbone", "")), masks)
+        t = Ticket.load(path)
+        meta = t.metadata
+        dir_method = path.parent.name.partition("__")[0]
+        yield TicketView(path, str(meta.get("source") or dir_method), str(meta.get("method") or dir_method),
+                         round(float(meta["target_sparsity"]), SPARSITY_DECIMALS), str(meta.get("backbone", "")),
+                         t.masks)

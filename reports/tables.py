@@ -162,7 +162,7 @@ def matching_sparsity(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99)
                 "n_seeds": int(sp["n_seeds"].min()), "dense_mean": d_mean, "dense_std": d_std,
                 "strict_sparsity": strict, "relaxed_sparsity": relaxed_s,
                 "relaxed_pct_dense": float(at.iloc[0]) if len(at) else np.nan,
-                "sparsities_tested": ",".join(f"{x:g}" for x in sorted(sp["sparsity"])),
+                "sparsities_tested": ", ".join(f"{100 * x:g}%" for x in sorted(sp["sparsity"])),
                 "note": note,
             })
     out = pd.DataFrame(rows, columns=[

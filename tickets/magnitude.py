@@ -25,65 +25,67 @@ def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
     return float(sparsity)
 
 
-def _scores(weights: dict[str, Tensor], current: dict[str, Tensor] | None) -> np.ndarray:
-    """|w| of every weight as one float32 array; already-pruned weights score -1 (pruned first)."""
+def _abs_np(w: Tensor) -> np.ndarray:
+    return np.abs(w.detach().to("cpu", torch.float32).reshape(-1).numpy())
+
+
+def _alive_np(name: str, w: Tensor, current: dict[str, Tensor] | None) -> np.ndarray | None:
+    """Flat bool array of the weights not yet pruned (None = all alive)."""
+    if current is None:
+        return None
+    if name not in current:
+        raise TicketError(f"current mask has no entry for '{name}'")
+    m = current[name]
+    if tuple(m.shape) != tuple(w.shape):
+        raise TicketError(f"current mask '{name}': expected shape {tuple(w.shape)}, found {tuple(m.shape)}")
+    return m.detach().to("cpu", torch.bool).reshape(-1).numpy()
+
+
+def _prune_k(weights: dict[str, Tensor], k: int, current: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Keep-masks pruning exactly k weights of `weights` by |w| (already-pruned ones first).
+
+    Ties at the threshold: the lower flat index (dict order, row-major) is pruned first.
+    Memory: one float32 buffer of the alive magnitudes, partitioned in place (introselect, no
+    sort), then one pass per tensor comparing against the threshold.
+    """
     if not weights:
         raise TicketError("no prunable weights given")
-    parts = []
-    for name, w in weights.items():
-        a = w.detach().reshape(-1).to("cpu", torch.float32).abs()
-        if current is not None:
-            if name not in current:
-                raise TicketError(f"current mask has no entry for '{name}'")
-            m = current[name]
-            if tuple(m.shape) != tuple(w.shape):
-                raise TicketError(f"current mask '{name}': expected shape {tuple(w.shape)}, found {tuple(m.shape)}")
-            a = a.masked_fill(~m.reshape(-1).to("cpu", torch.bool), -1.0)
-        parts.append(a)
-    flat = torch.cat(parts).numpy()
-    if not np.isfinite(flat).all():
+    alive = {n: _alive_np(n, w, current) for n, w in weights.items()}
+    n_alive = {n: (w.numel() if alive[n] is None else int(np.count_nonzero(alive[n]))) for n, w in weights.items()}
+    n_dead = sum(w.numel() for w in weights.values()) - sum(n_alive.values())
+    if k < n_dead:
+        raise TicketError(f"cannot prune {k} weights: {n_dead} are already pruned (pruned weights are never revived)")
+    need = k - n_dead  # alive weights still to prune
+    buf = np.empty(sum(n_alive.values()), dtype=np.float32)
+    offset = 0
+    for n, w in weights.items():
+        a = _abs_np(w)
+        buf[offset : offset + n_alive[n]] = a if alive[n] is None else a[alive[n]]
+        offset += n_alive[n]
+    if not np.isfinite(buf).all():
         bad = next(n for n, w in weights.items() if not torch.isfinite(w).all())
         raise TicketError(f"weights of '{bad}' contain NaN or inf: cannot rank magnitudes")
-    return flat
-
-
-def prune_lowest(scores: np.ndarray, k: int) -> np.ndarray:
-    """Boolean keep-mask over `scores` pruning exactly the k lowest (ties: lower index pruned first)."""
-    n = scores.size
-    keep = np.ones(n, dtype=bool)
-    if k <= 0:
-        return keep
-    if k >= n:
-        return np.zeros(n, dtype=bool)
-    v = np.partition(scores, k - 1)[k - 1]  # the k-th smallest score
-    below = scores < v
-    keep[below] = False
-    need = k - int(below.sum())
-    if need > 0:
-        tied = np.flatnonzero(scores == v)
-        keep[tied[:need]] = False
-    return keep
-
-
-def _split(keep: np.ndarray, weights: dict[str, Tensor]) -> dict[str, Tensor]:
-    out, offset = {}, 0
-    flat = torch.from_numpy(keep)
-    for name, w in weights.items():
-        n = w.numel()
-        out[name] = flat[offset : offset + n].reshape(w.shape).clone()
-        offset += n
+    if need == 0:
+        v, ties = -1.0, 0
+    elif need >= buf.size:
+        v, ties = np.inf, 0
+    else:
+        buf.partition(need - 1)
+        v = buf[need - 1]  # the need-th smallest alive magnitude
+        ties = need - int(np.count_nonzero(buf[: need - 1] < v))  # tied-at-v weights to prune
+    del buf
+    out = {}
+    for n, w in weights.items():
+        a = _abs_np(w)
+        keep = a > v
+        if alive[n] is not None:
+            keep &= alive[n]
+        if v not in (-1.0, np.inf):
+            tied = np.flatnonzero(a == v if alive[n] is None else (a == v) & alive[n])
+            keep[tied[ties:]] = True  # the first `ties` tied weights are pruned, the rest kept
+            ties -= min(ties, tied.size)
+        out[n] = torch.from_numpy(keep).reshape(w.shape)
     return out
-
-
-def _check_counts(k: int, current: dict[str, Tensor] | None, sparsity: float, where: str) -> None:
-    if current is None:
-        return
-    already = sum(int((~m.to(torch.bool)).sum()) for m in current.values())
-    if k < already:
-        raise TicketError(
-            f"{where}target sparsity {sparsity} prunes {k} weights but the current mask already prunes {already}"
-            " (pruned weights are never revived)"
-        )
 
 
 def global_magnitude_masks(
@@ -91,15 +93,14 @@ def global_magnitude_masks(
 ) -> dict[str, Tensor]:
     """Masks (True = kept) pruning exactly round(sparsity·N) of all N weights by global |w|.
 
-    With `current` (IMP), weights it prunes stay pruned and count towards the total first.
-    Equal to torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=sparsity) when
-    the threshold magnitude is not tied.
+    With `current` (IMP), weights it prunes stay pruned and count towards the total first; a
+    target below the current sparsity is an error. Equal to
+    torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=sparsity) when the threshold
+    magnitude is not tied.
     """
     sparsity = check_sparsity(sparsity)
-    scores = _scores(weights, current)
-    k = round(sparsity * scores.size)
-    _check_counts(k, current, sparsity, "")
-    return _split(prune_lowest(scores, k), weights)
+    n = sum(w.numel() for w in weights.values())
+    return _prune_k(weights, round(sparsity * n), current)
 
 
 def layerwise_magnitude_masks(
@@ -109,20 +110,13 @@ def layerwise_magnitude_masks(
     sparsity = check_sparsity(sparsity)
     out = {}
     for name, w in weights.items():
-        cur = None if current is None else {name: current.get(name, torch.ones_like(w, dtype=torch.bool))}
         if current is not None and name not in current:
             raise TicketError(f"current mask has no entry for '{name}'")
-        scores = _scores({name: w}, cur)
-        k = round(sparsity * scores.size)
-        _check_counts(k, cur, sparsity, f"'{name}': ")
-        out[name] = _split(prune_lowest(scores, k), {name: w})[name]
+        cur = None if current is None else {name: current[name]}
+        out[name] = _prune_k({name: w}, round(sparsity * w.numel()), cur)[name]
     return out
 
 
 def masks_with_counts(scores: dict[str, Tensor], counts: dict[str, int]) -> dict[str, Tensor]:
-    """Per-tensor masks pruning exactly counts[name] of the lowest scores of each tensor."""
-    out = {}
-    for name, s in scores.items():
-        flat = _scores({name: s}, None)
-        out[name] = _split(prune_lowest(flat, int(counts[name])), {name: s})[name]
-    return out
+    """Per-tensor masks pruning exactly counts[name] of the lowest |scores| of each tensor."""
+    return {name: _prune_k({name: s}, int(counts[name]))[name] for name, s in scores.items()}

@@ -181,10 +181,25 @@ class Ticket:
         return self.metadata["sparsity"]["per_tensor"]
 
     # -- file I/O -------------------------------------------------------------------------------
+    def check_consistent(self, where: str = "ticket", reference: dict | None = None) -> None:
+        """The masks' names and shapes must be the prunable set the recorded fingerprint names
+        (`reference`, name → parameter, lets the message name the mismatching mask)."""
+        found = fingerprint_of(self.masks.items())
+        if found != self.fingerprint:
+            ref = reference or {}
+            bad = next((n for n, m in self.masks.items() if n in ref and ref[n].shape != m.shape), None)
+            detail = (f"mask '{bad}' has shape {tuple(self.masks[bad].shape)}, the parameter"
+                      f" {tuple(ref[bad].shape)}; " if bad else "")
+            raise TicketError(
+                f"{where}: mask shape mismatch: {detail}the masks' names and shapes (fingerprint {found}) are not"
+                f" those of backbone '{self.backbone}' (fingerprint {self.fingerprint})"
+            )
+
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
         self._refresh()
+        self.check_consistent()
         tensors = {n: torch.from_numpy(_pack(m)) for n, m in self.masks.items()}
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                   "ticket": json.dumps(self.metadata, sort_keys=True, default=_json_default)}
@@ -235,6 +250,7 @@ class Ticket:
         masks = _unpack_all(packed, meta, where)
         _validate(masks, meta, where)
         ticket = cls(masks, {k: v for k, v in meta.items()})
+        ticket.check_consistent(where)
         return ticket
 
     # -- applying -------------------------------------------------------------------------------
@@ -244,6 +260,7 @@ class Ticket:
         (pass them with `self.masks` to `MaskEnforcer` to keep them pruned while training)."""
         meta = self.metadata
         params = select_prunable(model, meta.get("include", ()), meta.get("exclude", ()))
+        self.check_consistent(reference=dict(params))
         found = fingerprint_of(params)
         if found != self.fingerprint:
             raise TicketError(

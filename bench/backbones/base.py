@@ -299,11 +299,10 @@ class Backbone(nn.Module):
         """
         own = self.state_dict()
         prefix = self.hf_prefix
-        if prefix and not any(k in own for k in state):
-            if any(k.startswith(prefix) for k in state):
-                state = {k: v for k, v in state.items() if k.startswith(prefix)}
-            else:
-                state = {prefix + k: v for k, v in state.items()}
+        if prefix and any(k.startswith(prefix) for k in state):
+            state = {k: v for k, v in state.items() if k.startswith(prefix)}  # task heads dropped
+        elif prefix:
+            state = {prefix + k: v for k, v in state.items()}  # the bare transformers model layout
         return {k: v for k, v in state.items()
                 if k in own or not k.endswith(("position_ids", "embeddings.token_type_ids"))}
 

@@ -83,6 +83,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     import torch
 
     from bench.backbones import TaskModel
+    from bench.runner import progress
     from bench.tasks import TASKS
     from bench.training import TrainSettings, evaluate_task, train
     from tickets import MaskEnforcer, Ticket, select_prunable
@@ -109,7 +110,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     model = TaskModel(backbone, spec, study.labels(pair.task))
     store = study.store
     log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), settings,
-                device=study.device, enforcer=enforcer)
+                device=study.device, enforcer=enforcer, on_step=progress.report)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")

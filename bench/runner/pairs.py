@@ -39,12 +39,18 @@ class PairSpec:
             safe_name(getattr(self, attr), f"pair {attr}")
         if self.source_task:
             safe_name(self.source_task, "pair source_task")
-        if not isinstance(self.sparsity, (int, float)) or not (0.0 <= self.sparsity < 1.0) or math.isnan(self.sparsity):
+        if (
+            not isinstance(self.sparsity, (int, float))
+            or not (0.0 <= self.sparsity < 1.0)
+            or math.isnan(self.sparsity)
+        ):
             raise TicketbenchError(f"pair sparsity: expected a number in [0, 1), found {self.sparsity!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TicketbenchError(f"pair seed: expected an integer, found {self.seed!r}")
         if self.ticket_path is not None and not self.ticket_hash:
-            raise TicketbenchError(f"pair ticket {self.ticket_path}: a ticket needs its content hash (ticket_hash)")
+            raise TicketbenchError(
+                f"pair ticket {self.ticket_path}: a ticket needs its content hash (ticket_hash)"
+            )
         if not self.theta0_hash:
             raise TicketbenchError(f"pair {self.label}: theta0_hash is empty (the run id must cover θ0)")
         if not isinstance(self.config, dict):
@@ -86,7 +92,11 @@ class PairSpec:
             "task": self.task,
             "seed": self.seed,
             "split": self.split,
-            "ticket": {"path": self.ticket_path, "content_hash": self.ticket_hash, "sparsity": float(self.sparsity)},
+            "ticket": {
+                "path": self.ticket_path,
+                "content_hash": self.ticket_hash,
+                "sparsity": float(self.sparsity),
+            },
             "theta0_hash": self.theta0_hash,
             "config": self.config,
         }

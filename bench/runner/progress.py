@@ -52,12 +52,10 @@ class MatrixProgress:
 
             self._tqdm = tqdm
             # `initial` keeps cached pairs out of the rate, so the ETA reflects real runs only.
-            self._bar = tqdm(total=total, initial=cached, desc="pairs", unit="pair", file=self.file, dynamic_ncols=True)
-            self._refresh()
-
-    def _refresh(self) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix(cached=self.cached, failed=self.failed, refresh=True)
+            self._bar = tqdm(
+                total=total, initial=cached, desc="pairs", unit="pair", file=self.file, dynamic_ncols=True
+            )
+            self._bar.set_postfix(cached=cached, failed=0)
 
     def pair_finished(self, status: str) -> None:
         """Count one pair: status is "done", "cached" or "failed"."""
@@ -66,8 +64,8 @@ class MatrixProgress:
         elif status == "failed":
             self.failed += 1
         if self._bar is not None:
+            self._bar.set_postfix(cached=self.cached, failed=self.failed, refresh=False)
             self._bar.update(1)
-            self._refresh()
 
     @contextmanager
     def run_bar(self, pair: PairSpec) -> Iterator[None]:
@@ -80,7 +78,9 @@ class MatrixProgress:
         def update(step: int, total: int, loss: float | None) -> None:
             nonlocal bar
             if bar is None:
-                bar = self._tqdm(total=total, desc=pair.label, unit="step", leave=False, position=1, file=self.file)
+                bar = self._tqdm(
+                    total=total, desc=pair.label, unit="step", leave=False, position=1, file=self.file
+                )
             bar.total = total
             bar.n = step
             if loss is not None:

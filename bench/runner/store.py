@@ -17,12 +17,14 @@ import errno
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.errors import TicketbenchError
 from bench.io import atomic_write_json, safe_name
 
 RECORD = "record.json"
@@ -135,7 +137,11 @@ class RunStore:
             record = json.loads(self.record_path(run_id).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(record, dict) or record.get("run_id") != run_id or record.get("status") not in ("done", "failed"):
+        if (
+            not isinstance(record, dict)
+            or record.get("run_id") != run_id
+            or record.get("status") not in ("done", "failed")
+        ):
             return None
         return record
 
@@ -157,8 +163,21 @@ class RunStore:
                 self.record_path(run_id).unlink(missing_ok=True)
             raise
 
+    def check_writable(self) -> None:
+        """Fail in one line, before any work, when the output directory cannot be written."""
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.runs_dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise TicketbenchError(
+                f"output directory {self.out_dir} is not writable: {e.strerror or e}"
+            ) from None
+
     def claim(self, run_id: str) -> Claim | None:
-        """Take the run's lock, or None when the run is done or another live runner holds it."""
+        """Take the run's lock, or None when the run is done or another live runner holds it.
+        An OSError (disk full) while taking it propagates and leaves no lock behind."""
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = run_dir / LOCK
@@ -172,12 +191,19 @@ class RunStore:
                 if not self._take_over_if_stale(lock):
                     return None
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(
-                    {"pid": os.getpid(), "start": _proc_start(os.getpid()), "host": self.host,
-                     "time": time.time(), "token": token},
-                    f,
-                )
+            info = {
+                "pid": os.getpid(),
+                "start": _proc_start(os.getpid()),
+                "host": self.host,
+                "time": time.time(),
+                "token": token,
+            }
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(info, f)
+            except OSError:
+                lock.unlink(missing_ok=True)  # an empty lock would block the run for no one
+                raise
             if self.is_done(run_id):  # finished by another runner between our check and our lock
                 Claim(lock, token, self.heartbeat_s).release()
                 return None

@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 import functools
 import platform
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from bench.config import Config, FinetuneConfig, build_config, to_dict
+from bench.config import Config, FinetuneConfig
 from bench.errors import DataError, TicketbenchError
 from bench.tasks.base import Example, TaskSpec
 from bench.training.loop import TrainSettings
@@ -45,6 +44,8 @@ class Study:
         self.cfg = cfg
         self.out = Path(out)
         self.device = resolve_device(cfg.backbone.device)
+        self._examples: dict[tuple[str, str], list[Example]] = {}
+        self._labels: dict[str, list[str] | None] = {}
 
     # ---- data -------------------------------------------------------------------------------
     @property
@@ -58,8 +59,14 @@ class Study:
     def task_dir(self, spec: TaskSpec) -> Path:
         return self.data_root / spec.data_subdir
 
-    @functools.lru_cache(maxsize=None)
     def examples(self, task: str, split: str) -> list[Example]:
+        """The examples of a task split (loaded once per Study)."""
+        key = (task, split)
+        if key not in self._examples:
+            self._examples[key] = self._load(task, split)
+        return self._examples[key]
+
+    def _load(self, task: str, split: str) -> list[Example]:
         from bench.tasks import TASKS
 
         spec = TASKS.get(task)
@@ -84,12 +91,14 @@ class Study:
         limit = self.cfg.finetune.dev_limit
         return split, (ex[:limit] if limit else ex)
 
-    @functools.lru_cache(maxsize=None)
     def labels(self, task: str) -> list[str] | None:
+        """The label space of a classify task, from its train split (None for other heads)."""
         from bench.tasks import TASKS, label_space
 
-        spec = TASKS.get(task)
-        return label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
+        if task not in self._labels:
+            spec = TASKS.get(task)
+            self._labels[task] = label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
+        return self._labels[task]
 
     @functools.cached_property
     def image_kind(self) -> tuple[str, Path]:
@@ -140,31 +149,9 @@ class Study:
             bf16=ft.bf16,
         )
 
-    def context(self) -> dict:
-        """Plain-data description that lets a worker process rebuild this Study."""
-        return {"config": to_dict(self.cfg), "out": str(self.out.resolve())}
-
 
 @functools.lru_cache(maxsize=2)
 def _load_backbone_cached(path: str):
     from bench.backbones import load_backbone
 
     return load_backbone(path)
-
-
-@functools.lru_cache(maxsize=4)
-def _study_from_context_cached(key: str) -> Study:
-    import json
-
-    ctx = json.loads(key)
-    return Study(build_config(ctx["config"], where="run context"), ctx["out"])
-
-
-def study_from_context(ctx: dict) -> Study:
-    import json
-
-    return _study_from_context_cached(json.dumps(ctx, sort_keys=True))
-
-
-def with_finetune(cfg: Config, **changes) -> Config:
-    return replace(cfg, finetune=replace(cfg.finetune, **changes))

@@ -21,7 +21,7 @@ def image_id(flickr_id: str) -> str:
 def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -> list[Example]:
     """Examples from jsonl rows {Flikr30kID, sentence2, gold_label, [pairID, sentence1]}."""
     examples = []
-    for where, r in records:
+    for i, (where, r) in enumerate(records):
         label = field(r, "gold_label", where, str)
         if label not in LABELS:
             raise DataError(f"{where}: field 'gold_label': expected one of {', '.join(LABELS)}, found '{label}'")
@@ -29,7 +29,7 @@ def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -
         flickr = str(field(r, "Flikr30kID", where, (str, int)))
         examples.append(
             Example(
-                uid=str(r.get("pairID", where.rsplit(":", 1)[-1])),
+                uid=str(r.get("pairID", i)),
                 image_ids=(image_id(flickr),),
                 texts=(field(r, "sentence2", where, str),),
                 target={label: 1.0},

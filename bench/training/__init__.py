@@ -1,6 +1,6 @@
 """The one training loop: pre-training, IMP rounds and fine-tuning all use `train`."""
 
-from bench.training.loop import TrainSettings, TrainLog, train
 from bench.training.evaluate import evaluate_task
+from bench.training.loop import TrainLog, TrainSettings, train
 
 __all__ = ["TrainSettings", "TrainLog", "train", "evaluate_task"]

@@ -1,0 +1,123 @@
+"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM.
+
+Like UNITER, each objective masks one modality at a time and gets its own forward pass:
+  mlm  mask `mask_prob` of the caption's word tokens (80% [MASK], 10% random, 10% kept; at least
+       one per caption), predict them through the decoder tied to the word embeddings
+  itm  replace the image of half the pairs by another in-batch image, classify matched/not
+  mrm  zero `mask_prob` of the real regions (at least one per image; UNITER also adds its mask
+       embedding), regress their original features (MSE)
+`loss` returns {objective: weight * loss}: the training loop sums the values, so the sum is the
+weighted objective mix (divide by the weight to read an objective's own loss).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.backbones.base import Backbone, RegionBatch
+from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
+from bench.backbones.task_model import fetch_images
+from bench.errors import ConfigError
+
+OBJECTIVES = ("mlm", "itm", "mrm")
+
+
+def _at_least_one(chosen: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
+    """Make sure each row with an eligible position has one chosen (a random eligible one)."""
+    empty = (chosen.sum(1) == 0) & (eligible.sum(1) > 0)
+    if empty.any():
+        noise = torch.rand(eligible.shape, device=eligible.device).masked_fill(~eligible, -1.0)
+        pick = noise.argmax(1)
+        rows = empty.nonzero().squeeze(1)
+        chosen = chosen.clone()
+        chosen[rows, pick[rows]] = True
+    return chosen
+
+
+class PretrainModel(nn.Module):
+    """backbone + MLM, ITM and (for region backbones) MRM heads."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+        h = backbone.hidden_size
+        # Under `heads.` so the training loop gives them the head learning rate.
+        self.heads = nn.ModuleDict({"mlm": MLMHead(backbone.word_embeddings(), h), "itm": ScoreHead(h)})
+        if backbone.image_input == "regions":
+            self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
+        self.to(backbone.device)
+
+    def available(self) -> tuple[str, ...]:
+        """Objectives this backbone supports (MRM needs region features)."""
+        return tuple(k for k in OBJECTIVES if k in self.heads)
+
+    def loss(self, examples: Sequence[Any], store: Any, objectives: dict[str, float],
+             mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+        """{objective: weight * loss} for every objective with weight > 0 (sum them to optimise).
+
+        'mrm' is skipped (not an error) for pixel backbones, as the config's default mix names it.
+        """
+        unknown = [k for k in objectives if k not in OBJECTIVES]
+        if unknown:
+            raise ConfigError(f"pretrain.objectives: unknown objective '{unknown[0]}' (known: {', '.join(OBJECTIVES)})")
+        texts = [ex.texts[0] for ex in examples]
+        ids = [ex.image_ids[0] for ex in examples]
+        images = fetch_images(store, ids)
+        out: dict[str, torch.Tensor] = {}
+        for name, weight in objectives.items():
+            if weight <= 0 or name not in self.available():
+                continue
+            out[name] = weight * getattr(self, f"_{name}_loss")(texts, ids, images, mask_prob)
+        if not out:
+            raise ConfigError("pretrain.objectives: no objective with a positive weight for this backbone")
+        return out
+
+    def _mlm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+        bb = self.backbone
+        input_ids, text_mask = bb.tokenize(texts)
+        tok = bb.tokenizer
+        special = torch.tensor(sorted(set(tok.all_special_ids)), device=input_ids.device)
+        eligible = text_mask & ~torch.isin(input_ids, special)
+        chosen = (torch.rand(input_ids.shape, device=input_ids.device) < mask_prob) & eligible
+        chosen = _at_least_one(chosen, eligible)
+        labels = input_ids.masked_fill(~chosen, -100)
+        roll = torch.rand(input_ids.shape, device=input_ids.device)
+        masked = input_ids.clone()
+        masked[chosen & (roll < 0.8)] = tok.mask_token_id
+        random_tok = chosen & (roll >= 0.8) & (roll < 0.9)
+        masked[random_tok] = torch.randint(len(tok), (int(random_tok.sum()),), device=input_ids.device)
+        enc = bb.encode_tokens(masked, text_mask, bb.collate(images))
+        text_states = enc.sequence[:, : input_ids.shape[1]]
+        logits = self.heads["mlm"](text_states[chosen])
+        return F.cross_entropy(logits.float(), labels[chosen])
+
+    def _itm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+        b = len(texts)
+        paired = list(images)
+        labels = torch.ones(b)
+        for i in range(b):
+            others = [j for j in range(b) if ids[j] != ids[i]]
+            if others and torch.rand(()) < 0.5:
+                paired[i] = images[others[int(torch.randint(len(others), ()))]]
+                labels[i] = 0.0
+        logits = self.heads["itm"](self.backbone.encode(texts, paired).pooled)
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.device))
+
+    def _mrm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+        bb = self.backbone
+        input_ids, text_mask = bb.tokenize(texts)
+        batch: RegionBatch = bb.collate(images)
+        chosen = (torch.rand(batch.mask.shape, device=batch.mask.device) < mask_prob) & batch.mask
+        chosen = _at_least_one(chosen, batch.mask)
+        target = batch.features[chosen]
+        masked = RegionBatch(batch.features.masked_fill(chosen[..., None], 0.0), batch.positions, batch.mask)
+        if bb.arch == "uniter":
+            enc = bb.encode_tokens(input_ids, text_mask, masked, region_masked=chosen)
+        else:
+            enc = bb.encode_tokens(input_ids, text_mask, masked)
+        pred = self.heads["mrm"](enc.image_tokens[chosen])
+        return F.mse_loss(pred.float(), target.float())

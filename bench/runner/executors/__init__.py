@@ -1,0 +1,245 @@
+"""Run many fine-tuning pairs safely: skip finished ones, claim each run, isolate failures, store records.
+
+`run_pairs(pairs, out_dir, pair_fn, executor, workers, ray_address)` is the one entry point. The
+`pair_fn(pair, run_dir) -> dict` computes one run and returns its record payload (metric, value,
+metrics, history, …); raising marks that pair failed with a one-line reason. It must be a
+module-level function when pairs run in worker processes or on Ray (workers import it by name).
+
+The runner (this process) claims each pair before handing it to an executor and writes every record
+itself, so records always land in its store, atomically, and concurrent runners never duplicate work.
+Pairs another live runner holds are waited for at the end (and counted as cached when it finishes them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, TextIO
+
+from bench.errors import TicketbenchError
+from bench.registry import Registry
+from bench.runner.pairs import PairSpec
+from bench.runner.progress import MatrixProgress, format_summary
+from bench.runner.store import Claim, RunStore
+
+PairFn = Callable[[PairSpec, Path], dict]
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    run_id: str
+    label: str
+    reason: str
+
+
+@dataclass
+class Summary:
+    """What a `run_pairs` call did: run ids done now, skipped as cached, failed (with reasons)."""
+
+    total: int = 0
+    done: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: list[FailedRun] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def __str__(self) -> str:
+        return format_summary(self)
+
+
+class Backend(Protocol):
+    """An executor: runs `compute_record` for submitted pairs, at most `slots` at a time."""
+
+    slots: int
+
+    def submit(self, pair: PairSpec) -> Any: ...
+
+    def wait_any(self, handles: list[Any]) -> list[tuple[Any, dict | BaseException]]: ...
+
+    def close(self) -> None: ...
+
+
+BackendFactory = Callable[..., Backend]
+EXECUTORS: Registry[BackendFactory] = Registry("executor")
+
+
+def one_line_reason(error: BaseException, limit: int = 300) -> str:
+    """A failure reason fit for a summary line and a record: the error's first line, truncated."""
+    text = str(error).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    reason = (
+        first
+        if isinstance(error, TicketbenchError) and first
+        else f"{type(error).__name__}: {first}".rstrip(": ")
+    )
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def failure_record(pair: PairSpec, reason: str, total_s: float = 0.0) -> dict:
+    return {
+        **pair.identity(),
+        "status": "failed",
+        "reason": reason,
+        "timings": {"total_s": round(total_s, 3)},
+        "finished_at": time.time(),
+    }
+
+
+def compute_record(pair: PairSpec, run_dir: str, pair_fn: PairFn) -> dict:
+    """Run one pair and return its whole record (status "done", or "failed" with the reason).
+
+    Runs wherever the executor puts it (this process, a worker process, a Ray task); it writes
+    nothing to the store itself — the runner does, atomically."""
+    start = time.time()
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        payload = pair_fn(pair, path)
+        if not isinstance(payload, dict):
+            raise TypeError(f"pair function returned {type(payload).__name__}, expected a dict")
+    except Exception as e:  # one failing pair never stops the others
+        return failure_record(pair, one_line_reason(e), time.time() - start)
+    record = {**payload, **pair.identity(), "status": "done", "finished_at": time.time()}
+    record.pop("reason", None)
+    timings = dict(record.get("timings") or {})
+    timings.setdefault("total_s", round(time.time() - start, 3))
+    record["timings"] = timings
+    return record
+
+
+def run_pairs(
+    pairs: Iterable[PairSpec],
+    out_dir: str | os.PathLike,
+    pair_fn: PairFn,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str = "",
+    progress: bool = True,
+    poll_s: float = 0.5,
+    file: TextIO | None = None,
+) -> Summary:
+    """Run every pair not yet done under `out_dir` and return what happened.
+
+    executor "local": `workers=1` runs in this process (with a per-run progress bar), `workers>1`
+    in spawned worker processes (CPU threads split between them; one GPU each when GPUs exist).
+    executor "ray": one Ray task per pair on the cluster at `ray_address`, or on a local instance
+    with `workers` CPUs. Failed pairs are recorded (status "failed") and retried on the next call."""
+    start = time.time()
+    if workers < 1:
+        raise TicketbenchError(f"workers: expected at least 1, found {workers}")
+    factory = EXECUTORS.get(executor)
+    store = RunStore(out_dir)
+    unique = list({pair.run_id: pair for pair in pairs}.values())
+    summary = Summary(total=len(unique))
+    todo = []
+    for pair in unique:
+        (summary.cached.append(pair.run_id) if store.is_done(pair.run_id) else todo.append(pair))
+    bar = MatrixProgress(summary.total, len(summary.cached), enabled=progress, file=file)
+    try:
+        if todo:
+            # The backend first: an unreachable cluster must leave the store untouched.
+            backend = factory(
+                pair_fn=pair_fn, store=store, workers=workers, ray_address=ray_address, progress=bar
+            )
+            try:
+                store.check_writable()
+                _Scheduler(store, backend, summary, bar, start, poll_s).run(todo)
+            finally:
+                backend.close()
+    finally:
+        bar.close()
+    summary.wall_s = time.time() - start
+    if progress:
+        print(format_summary(summary), file=file)
+    return summary
+
+
+class _Scheduler:
+    """Claims pairs, keeps the backend's slots busy, writes records, waits for pairs others hold."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        backend: Backend,
+        summary: Summary,
+        bar: MatrixProgress,
+        start: float,
+        poll_s: float,
+    ):
+        self.store, self.backend, self.summary, self.bar = store, backend, summary, bar
+        self.start, self.poll_s = start, poll_s
+        self.inflight: dict[Any, tuple[PairSpec, Claim, float]] = {}
+        self.busy: list[PairSpec] = []
+
+    def run(self, todo: list[PairSpec]) -> None:
+        queue = deque(todo)
+        try:
+            while queue or self.busy or self.inflight:
+                while queue and len(self.inflight) < self.backend.slots:
+                    self._start(queue.popleft())
+                if self.inflight:
+                    for handle, result in self.backend.wait_any(list(self.inflight)):
+                        self._finish(handle, result)
+                elif self.busy:  # only pairs held by other runners are left: wait for them
+                    time.sleep(self.poll_s)
+                    queue.extend(self.busy)
+                    self.busy.clear()
+        finally:
+            for _, claim, _ in self.inflight.values():
+                claim.release()
+
+    def _start(self, pair: PairSpec) -> None:
+        record = self.store.read_record(pair.run_id)
+        if record is not None and record["status"] == "failed" and record.get("finished_at", 0) >= self.start:
+            # A concurrent runner tried it during this invocation; retrying belongs to the next one.
+            self._count_failed(pair, record.get("reason", "failed in a concurrent runner"))
+            return
+        try:
+            claim = self.store.claim(pair.run_id)
+        except OSError as e:
+            self._count_failed(pair, f"could not claim the run ({e.strerror or e}); retried next run")
+            return
+        if claim is None:
+            if self.store.is_done(pair.run_id):
+                self.summary.cached.append(pair.run_id)
+                self.bar.pair_finished("cached")
+            else:
+                self.busy.append(pair)
+            return
+        try:
+            handle = self.backend.submit(pair)
+        except BaseException:
+            claim.release()
+            raise
+        self.inflight[handle] = (pair, claim, time.time())
+
+    def _finish(self, handle: Any, result: dict | BaseException) -> None:
+        pair, claim, submitted = self.inflight.pop(handle)
+        try:
+            if isinstance(result, BaseException):
+                result = failure_record(
+                    pair, f"worker died: {one_line_reason(result)}", time.time() - submitted
+                )
+            try:
+                self.store.write_record(pair.run_id, result)
+            except OSError as e:
+                self._count_failed(pair, f"could not store the record ({e.strerror or e}); retried next run")
+                return
+        finally:
+            claim.release()
+        if result["status"] == "done":
+            self.summary.done.append(pair.run_id)
+            self.bar.pair_finished("done")
+        else:
+            self._count_failed(pair, result.get("reason", "failed"))
+
+    def _count_failed(self, pair: PairSpec, reason: str) -> None:
+        self.summary.failed.append(FailedRun(pair.run_id, pair.label, reason))
+        self.bar.pair_finished("failed")
+
+
+# Importing the backends registers them.
+from bench.runner.executors import local as _local  # noqa: E402,F401
+from bench.runner.executors import ray as _ray  # noqa: E402,F401

@@ -1,0 +1,98 @@
+"""`--executor ray`: one Ray task per pair, on a running cluster (`--ray-address`) or a local instance.
+
+Tasks return the record and the runner writes it, so results land in the runner's store. Pair
+functions that write extra files into their run directory need a filesystem shared with the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from bench.errors import TicketbenchError
+from bench.runner.executors import EXECUTORS, PairFn, compute_record, one_line_reason
+from bench.runner.executors.local import check_importable
+from bench.runner.pairs import PairSpec
+from bench.runner.store import RunStore
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, in one line, when nothing listens at a `host:port` / `ray://host:port` address."""
+    hostport = address.split("://", 1)[-1]
+    if address in ("auto", "local") or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        raise TicketbenchError(f"Ray address '{address}': expected host:port, found port '{port}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise TicketbenchError(f"Ray address '{address}' is unreachable: {e.strerror or e}") from None
+
+
+class RayBackend:
+    """Submits `compute_record` as Ray tasks; `num_gpus=1` per task on clusters with GPUs."""
+
+    def __init__(self, pair_fn: PairFn, store: RunStore, workers: int, ray_address: str):
+        try:
+            import ray
+        except ImportError:
+            raise TicketbenchError("executor 'ray' needs Ray: pip install 'ticketbench[ray]'") from None
+        check_importable(pair_fn)
+        self.ray, self.pair_fn, self.store = ray, pair_fn, store
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            self._connect(ray_address, workers)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        self.slots = max(1, gpus or int(resources.get("CPU", 1)))
+        self._remote = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(compute_record)
+
+    def _connect(self, address: str, workers: int) -> None:
+        common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+        try:
+            if address:
+                check_reachable(address)
+                self.ray.init(address=address, **common)
+            else:
+                # Workers of a local instance import the pair function from the runner's sys.path.
+                path = os.pathsep.join(p for p in sys.path if p)
+                self.ray.init(
+                    num_cpus=workers if workers > 1 else os.cpu_count(),
+                    runtime_env={"env_vars": {"PYTHONPATH": path}},
+                    **common,
+                )
+        except TicketbenchError:
+            raise
+        except Exception as e:  # Ray raises ConnectionError, RuntimeError, … with long messages
+            raise TicketbenchError(
+                f"could not start or reach Ray at '{address or 'local'}': {one_line_reason(e)}"
+            ) from None
+
+    def submit(self, pair: PairSpec) -> Any:
+        return self._remote.remote(pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)
+
+    def wait_any(self, handles: list[Any]) -> list[tuple[Any, dict | BaseException]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        results: list[tuple[Any, dict | BaseException]] = []
+        for ref in ready:
+            try:
+                results.append((ref, self.ray.get(ref)))
+            except Exception as e:  # the task's worker died; compute_record itself never raises
+                results.append((ref, e))
+        return results
+
+    def close(self) -> None:
+        if self._owns and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+@EXECUTORS.register("ray")
+def ray_backend(
+    pair_fn: PairFn, store: RunStore, workers: int, ray_address: str = "", **_: Any
+) -> RayBackend:
+    """`--executor ray [--ray-address HOST:PORT]`."""
+    return RayBackend(pair_fn, store, workers, ray_address)

@@ -1,0 +1,127 @@
+"""VCR: multiple-choice answer (Q->A) then rationale (QA->R) over images with tagged objects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from bench.errors import DataError
+from bench.io import read_json
+from bench.tasks.base import TASKS, Example, TaskSpec
+from bench.tasks.files import field, nonempty, read_jsonl_numbered, recipes, split_paths, task_dir
+from bench.tasks.metrics import METRICS
+
+NUM_CHOICES = 4
+# VCR tokens split punctuation and clitics off their word; glue them back for readable text.
+_SPACE_BEFORE_PUNCT = re.compile(r" (?=[?.,!;:](?:\s|$)|'s\b|n't\b)")
+
+
+def render_tokens(tokens: list, objects: list[str], where: str) -> str:
+    """Join VCR tokens; an object reference (a list of box indices) becomes '<class><index>' per
+    box, e.g. [1, 3] -> 'circle1 and square3'."""
+    words = []
+    for tok in tokens:
+        if isinstance(tok, list):
+            names = []
+            for idx in tok:
+                if not isinstance(idx, int) or not 0 <= idx < len(objects):
+                    raise DataError(f"{where}: object reference {idx!r}: expected an index below {len(objects)} (objects)")
+                names.append(f"{objects[idx]}{idx}")
+            words.append(" and ".join(names))
+        else:
+            words.append(str(tok))
+    return _SPACE_BEFORE_PUNCT.sub("", " ".join(words)).strip()
+
+
+def _choices(r: dict, key: str, where: str) -> list:
+    choices = field(r, key, where, list)
+    if len(choices) != NUM_CHOICES:
+        raise DataError(f"{where}: field '{key}': expected {NUM_CHOICES} choices, found {len(choices)}")
+    return choices
+
+
+def _label(r: dict, key: str, where: str) -> int:
+    label = field(r, key, where, int)
+    if not 0 <= label < NUM_CHOICES:
+        raise DataError(f"{where}: field '{key}': expected 0-{NUM_CHOICES - 1}, found {label}")
+    return label
+
+
+def from_records(
+    records: Iterable[tuple[str, dict]], split: str, source: str, metadata_dir: Path | None = None
+) -> list[Example]:
+    """Examples from jsonl rows; texts = 4 x 'question answer_i' then 4 x 'question gold-answer
+    rationale_i'; target = (answer_label, rationale_label). With `metadata_dir`, each row's
+    `metadata_fn` is read from there and its boxes kept in meta['boxes']."""
+    examples = []
+    boxes_cache: dict[str, list] = {}
+    for where, r in records:
+        objects = [str(o) for o in field(r, "objects", where, list)]
+        question = render_tokens(field(r, "question", where, list), objects, f"{where} question")
+        answers = [render_tokens(a, objects, f"{where} answer_choices[{i}]")
+                   for i, a in enumerate(_choices(r, "answer_choices", where))]
+        rationales = [render_tokens(a, objects, f"{where} rationale_choices[{i}]")
+                      for i, a in enumerate(_choices(r, "rationale_choices", where))]
+        a_label, r_label = _label(r, "answer_label", where), _label(r, "rationale_label", where)
+        meta = {"objects": objects}
+        if metadata_dir is not None:
+            fn = field(r, "metadata_fn", where, str)
+            if fn not in boxes_cache:
+                boxes_cache[fn] = _read_boxes(metadata_dir, fn, where)
+            meta["boxes"] = boxes_cache[fn]
+        texts = [f"{question} {a}" for a in answers] + [f"{question} {answers[a_label]} {x}" for x in rationales]
+        examples.append(
+            Example(
+                uid=str(field(r, "annot_id", where, (str, int))),
+                image_ids=(Path(field(r, "img_fn", where, str)).stem,),
+                texts=tuple(texts),
+                target=(a_label, r_label),
+                meta=meta,
+            )
+        )
+    return nonempty(examples, source, split)
+
+
+def _read_boxes(metadata_dir: Path, fn: str, where: str) -> list:
+    # metadata_fn is relative to the image root in the real release ('movie/frame.json'); toyland
+    # may also write it relative to vcr/ ('metadata/<id>.json'). Accept both.
+    for path in (metadata_dir / fn, metadata_dir.parent / fn):
+        if path.is_file():
+            meta = read_json(path)
+            return field(meta, "boxes", str(path), list)
+    raise DataError(f"{where}: field 'metadata_fn': file {metadata_dir / fn} not found")
+
+
+def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
+    """Read `<split>.jsonl` and the boxes of each row's `vcr/metadata/<metadata_fn>`."""
+    (path,) = split_paths(spec, data_dir, split)
+    rows = [(f"{path}:{i}", r) for i, r in read_jsonl_numbered(path)]
+    return from_records(rows, split, str(path), metadata_dir=task_dir(spec, data_dir) / "metadata")
+
+
+SPEC = TASKS.register(
+    "vcr",
+    TaskSpec(
+        name="vcr",
+        title="VCR",
+        head="choice",
+        loss="cross_entropy",
+        metrics=("q2a", "qa2r", "q2ar"),
+        headline="q2a",
+        chance=25.0,
+        files={"train": ("train.jsonl",), "val": ("val.jsonl",), "test": ("test.jsonl",)},
+        splits=("train", "val", "test"),
+        loader=load,
+        evaluator=METRICS.get("vcr"),
+        recipes=recipes(
+            toy=(300, 32, 1e-3),
+            minilm=(800, 16, 1e-4, 0.1, 10.0),
+            # UNITER: 8000 steps, 800 warm-up, lr 6e-5 (after a second-stage pre-training).
+            uniter=(8000, 16, 6e-5, 0.1),
+            lxmert=(20000, 16, 5e-5, 0.1),
+            vilt=(10000, 32, 1e-4, 0.1),
+        ),
+        data_subdir="vcr",
+    ),
+)

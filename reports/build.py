@@ -1,0 +1,136 @@
+"""`build_report`: every table and figure under `<out>/report/`, from the store alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.config import Config
+from reports import plots
+from reports.claims import claims_frame, dense_vs_chance, vl_claims
+from reports.compare import compare_frame, compare_summary
+from reports.context import ReportContext, load_context, prune_stale
+from reports.readme import write_readme
+from reports.tables import (
+    accuracy_vs_sparsity,
+    layer_sparsity,
+    matching_display,
+    matching_sparsity,
+    overlap_square,
+    summarize,
+    ticket_overlap,
+    transfer_matrix,
+)
+from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, write_table
+
+
+def _fmt_frame(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    return df.apply(lambda col: col.map(lambda v: fmt_num(v, digits)))
+
+
+def build_tables(ctx: ReportContext) -> dict:
+    """Write the tables; return what the figures and README need."""
+    rd, cfg = ctx.report_dir, ctx.config
+    out: dict = {"transfer": {}, "overlap_sq": {}}
+    long, disp = accuracy_vs_sparsity(ctx.df, ctx.tasks)
+    ctx.add(write_table(rd, "accuracy_vs_sparsity", long, disp,
+                        "Headline metric per task, source and sparsity: mean ± std over seeds (% of dense)."))
+    out["summary"] = summarize(ctx.df)
+    for bb in ctx.backbones:
+        for sp in ctx.sparsities:
+            pct, absolute = transfer_matrix(ctx.df, ctx.tasks, sp, bb)
+            if pct.empty:
+                continue
+            name = f"transfer_matrix_{sparsity_tag(sp)}{ctx.suffix(bb)}"
+            ctx.add(write_table(rd, name, pct, _fmt_frame(pct),
+                                f"Transfer at {fmt_sparsity(sp)} sparsity ({bb}): % of dense per target task."))
+            ctx.add(write_table(rd, name + "_abs", absolute, _fmt_frame(absolute),
+                                f"Transfer at {fmt_sparsity(sp)} sparsity ({bb}): headline metric (points)."))
+            out["transfer"][(bb, sp)] = pct
+    m = matching_sparsity(ctx.df, ctx.tasks, cfg.report.relaxed)
+    out["matching"] = m
+    ctx.add(write_table(rd, "matching_sparsity", m, matching_display(m),
+                        "Highest matching sparsity: strict = within one std of dense over seeds; "
+                        f"relaxed = ≥ {100 * cfg.report.relaxed:g}% of dense."))
+    dvc = dense_vs_chance(ctx.df, ctx.tasks)
+    out["dense"] = dvc
+    ctx.add(write_table(rd, "dense_vs_chance", dvc, _fmt_frame(dvc.set_index(["backbone", "task", "metric"]))))
+    claims = vl_claims(ctx.df, ctx.tasks, cfg.report.relaxed)
+    out["claims"] = claims
+    ctx.add(write_table(rd, "claims", claims_frame(claims)))
+
+    tickets = ctx.tickets
+    out["tickets"] = len(tickets)
+    if tickets:
+        ov = ticket_overlap(tickets)
+        ctx.add(write_table(rd, "ticket_overlap", ov))
+        for (bb, sp), _ in ov.groupby(["backbone", "sparsity"]):
+            sq = overlap_square(ov, bb, sp, ctx.tasks)
+            name = f"ticket_overlap_{sparsity_tag(sp)}" + (f"_{bb}" if ov["backbone"].nunique() > 1 else "")
+            ctx.add(write_table(rd, name, sq, _fmt_frame(sq, 2), f"Jaccard of kept weights at {fmt_sparsity(sp)} ({bb})."))
+            out["overlap_sq"][(bb, sp, name)] = sq
+        per_layer, per_stream = layer_sparsity(tickets)
+        out["layers"], out["streams"] = per_layer, per_stream
+        ctx.add(write_table(rd, "layer_sparsity", per_layer))
+        stream_disp = per_stream.pivot_table(index=["backbone", "source", "sparsity"], columns="stream",
+                                             values="stream_sparsity", aggfunc="first") * 100
+        stream_disp.columns.name = None
+        ctx.add(write_table(rd, "layer_sparsity_by_stream", per_stream, _fmt_frame(stream_disp),
+                            "Sparsity (%) of each ticket per stream."))
+    return out
+
+
+def build_figures(ctx: ReportContext, t: dict) -> None:
+    rd = ctx.report_dir
+    for bb in ctx.backbones:
+        ctx.add(plots.accuracy_grid(t["summary"], ctx.tasks, bb, rd / f"accuracy_vs_sparsity{ctx.suffix(bb)}",
+                                    ctx.config.report.relaxed))
+    for (bb, sp), pct in t["transfer"].items():
+        ctx.add(plots.heatmap(pct, rd / f"transfer_heatmap_{sparsity_tag(sp)}{ctx.suffix(bb)}",
+                              f"Transfer at {fmt_sparsity(sp)} sparsity — {bb}", "% of dense accuracy",
+                              center=100.0, average_col="average"))
+    for (bb, sp, name), sq in t["overlap_sq"].items():
+        ctx.add(plots.heatmap(sq, rd / name.replace("ticket_overlap", "overlap_heatmap"),
+                              f"Ticket overlap at {fmt_sparsity(sp)} sparsity — {bb}", "Jaccard (kept weights)",
+                              fmt="{:.2f}", cmap="viridis", vmin=0.0, vmax=1.0))
+    if t.get("tickets"):
+        for bb in sorted(set(t["layers"]["backbone"])):
+            stem = rd / ("layer_sparsity" + (f"_{bb}" if t["layers"]["backbone"].nunique() > 1 else ""))
+            ctx.add(plots.layer_profile(t["layers"], bb, stem))
+
+
+def build_compare(ctx: ReportContext, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The `--compare METHOD` table (per cell and summary) and figure."""
+    cmp = compare_frame(ctx.df, method, ctx.config.report.tie_margin)
+    summary = compare_summary(cmp)
+    rd = ctx.report_dir
+    disp = cmp.assign(sparsity=cmp["sparsity"].map(fmt_sparsity))
+    ctx.add(write_table(rd, f"compare_{method}", cmp, _fmt_frame(disp.drop(columns=["reference_source"]), 2),
+                        f"'{method}' minus reference, in points; tie when |diff| ≤ margin."))
+    ctx.add(write_table(rd, f"compare_{method}_summary", summary, _fmt_frame(summary, 2)))
+    if not cmp.empty:
+        ctx.add(plots.compare_plot(cmp, method, rd / f"compare_{method}", ctx.tasks))
+    return cmp, summary
+
+
+def build_report(out_dir: str | Path, compare: str | None = None, config: Config | None = None) -> Path:
+    """Rebuild every table and figure under `<out>/report/` from the results store alone.
+
+    Idempotent: the same store gives the same files, and files of an earlier build that this one
+    does not produce are removed. An empty store raises a one-line DataError; a partial store
+    (missing tasks, sparsities, dense runs, seeds or tickets) gives a partial report whose README
+    lists what is missing. Returns the report directory.
+    """
+    from bench.io import safe_name
+
+    if compare:
+        safe_name(compare, "method")
+    ctx = load_context(out_dir, config)
+    tables = build_tables(ctx)
+    build_figures(ctx, tables)
+    cmp = build_compare(ctx, compare) if compare else None
+    ctx.add([ctx.report_dir / "matrix.csv"])
+    write_readme(ctx, tables, cmp, compare)
+    prune_stale(ctx, ".report-files.json")
+    return ctx.report_dir

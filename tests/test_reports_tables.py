@@ -1,0 +1,167 @@
+"""The report's tables on the synthetic store: exact expected values."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_reports_synth import PARAMS, make_store  # noqa: E402
+
+TASKS = ["vqa", "gqa"]
+
+
+@pytest.fixture(scope="module")
+def df(tmp_path_factory):
+    from reports.store import collect_matrix
+
+    return collect_matrix(make_store(tmp_path_factory.mktemp("s") / "out", tickets=False))
+
+
+def cell(t, **kw):
+    for k, v in kw.items():
+        t = t[t[k] == v]
+    assert len(t) == 1, kw
+    return t.iloc[0]
+
+
+def test_accuracy_vs_sparsity_mean_std_pct(df):
+    from reports.tables import accuracy_vs_sparsity
+
+    long, disp = accuracy_vs_sparsity(df, TASKS)
+    r = cell(long, task="vqa", source="imp:vqa", sparsity=0.7)
+    assert r["mean"] == 59.0 and math.isclose(r["std"], math.sqrt(2)) and r["n_seeds"] == 2
+    assert math.isclose(r["pct_dense"], 100 * (58 / 60 + 60 / 62) / 2)
+    assert r["dense_mean"] == 61.0
+    assert disp.loc[("toy-uniter", "vqa", "vqa_score", "imp:vqa"), "70%"] == "59.0 ± 1.4 (96.7%)"
+    assert disp.loc[("toy-uniter", "gqa", "accuracy", "imp:gqa"), "50%"] == "50.0 ± 0.0 (100.0%)"
+    # tasks in the given order, own-task IMP first after dense
+    assert list(long["task"].drop_duplicates()) == TASKS
+    assert list(long[long.task == "vqa"]["source"].drop_duplicates())[:3] == ["dense", "imp:vqa", "imp:gqa"]
+
+
+def test_transfer_matrix_pct_abs_and_average(df):
+    from reports.tables import transfer_matrix
+
+    pct, absolute = transfer_matrix(df, TASKS, 0.7, "toy-uniter")
+    assert list(pct.columns) == ["vqa", "gqa", "average"]
+    assert list(pct.index[:4]) == ["imp:vqa", "imp:gqa", "imp:pretrain", "omp:vqa"]
+    assert "dense" not in pct.index
+    vqa = 100 * (57 / 60 + 57 / 62) / 2
+    assert math.isclose(pct.loc["imp:pretrain", "vqa"], vqa)
+    assert math.isclose(pct.loc["imp:pretrain", "gqa"], 96.0)
+    assert math.isclose(pct.loc["imp:pretrain", "average"], (vqa + 96.0) / 2)
+    assert absolute.loc["random", "gqa"] == 52.0 and absolute.loc["random", "average"] == 41.0
+    assert math.isnan(pct.loc["mine:vqa", "gqa"]) and math.isclose(pct.loc["mine:vqa", "average"], pct.loc["mine:vqa", "vqa"])
+
+
+def test_matching_sparsity_strict_and_relaxed(df):
+    from reports.tables import matching_sparsity
+
+    m = matching_sparsity(df, TASKS, relaxed=0.99)
+    r = cell(m, task="vqa", source="imp:vqa")  # dense 61 ± 1.41: 61 matches at 50%, 59 fails at 70%
+    assert r.strict_sparsity == 0.5 and r.relaxed_sparsity == 0.5 and r.note == "2 dense seeds"
+    r = cell(m, task="gqa", source="imp:gqa")  # dense 50 ± 0: 49.6 fails strict, is 99.2% ≥ 99%
+    assert r.strict_sparsity == 0.5 and r.relaxed_sparsity == 0.7 and math.isclose(r.relaxed_pct_dense, 99.2)
+    r = cell(m, task="vqa", source="random")
+    assert math.isnan(r.strict_sparsity) and math.isnan(r.relaxed_sparsity)
+
+
+def test_matching_with_one_seed_says_so(tmp_path):
+    from reports.store import collect_matrix
+    from reports.tables import matching_display, matching_sparsity
+
+    values = {"dense": {"vqa": {0.0: (60.0,)}}, "imp:vqa": {"vqa": {0.5: (59.5,), 0.7: (50.0,)}}}
+    df = collect_matrix(make_store(tmp_path / "o", values, seeds=(0,), failed=0, tickets=False))
+    m = matching_sparsity(df, ["vqa"])
+    r = m.iloc[0]
+    assert math.isnan(r.strict_sparsity) and r.relaxed_sparsity == 0.5
+    assert "1 dense seed" in r.note and "not assessed" in r.note
+    d = matching_display(m).iloc[0]
+    assert d["strict (within 1 std)"] == "n/a" and d["relaxed (≥ 99% dense)"] == "50%"
+
+
+def test_claims_from_the_numbers(df):
+    from reports.claims import vl_claims
+
+    c = {x.claim.split(" ")[0] + x.claim.split(" ")[1]: x for x in vl_claims(df, TASKS)}
+    assert c["NoIMP"].verdict == "does not hold"  # both tasks strictly match at 50%
+    assert c["RelaxedIMP"].verdict == "holds" and "vqa: 50%, gqa: 70%" in c["RelaxedIMP"].this_run
+    pre = c["Pre-trainingtickets"]
+    assert pre.verdict == "partly"  # 99.5% ≥ 98 at the nearest-60% rung (50%), 94.7% < 96 at 70%
+    assert "60% → ladder 50%: 99.5%" in pre.this_run and "70% → ladder 70%: 94.7%" in pre.this_run
+    imp = c["IMPtickets"]
+    assert imp.verdict == "partly" and "3/4" in imp.this_run and "gqa at 70%" in imp.detail
+    assert c["ViLT'shighest"].verdict == "not testable"
+
+
+def test_compare_method_wins_ties_losses(df):
+    from reports.compare import compare_frame, compare_summary
+
+    cmp = compare_frame(df, "mine")
+    imp = cmp[cmp.reference == "imp"].set_index(["task", "sparsity"])
+    assert imp.loc[("vqa", 0.5), "outcome"] == "win" and imp.loc[("vqa", 0.5), "diff"] == 2.0
+    # imp:vqa at 70% has std √2 over seeds: −0.5 points is a tie
+    assert imp.loc[("vqa", 0.7), "outcome"] == "tie" and math.isclose(imp.loc[("vqa", 0.7), "margin"], math.sqrt(2))
+    assert imp.loc[("gqa", 0.7), "outcome"] == "loss" and imp.loc[("gqa", 0.7), "source"] == "mine:gqa"
+    # omp has one source (omp:vqa): it represents omp on gqa too
+    assert cmp[(cmp.reference == "omp") & (cmp.task == "gqa")]["reference_source"].unique().tolist() == ["omp:vqa"]
+    s = compare_summary(cmp).set_index("reference")
+    assert (s.loc["imp", ["wins", "ties", "losses"]].tolist()) == [2, 1, 1]
+    assert (s.loc["random", ["wins", "ties", "losses"]].tolist()) == [3, 0, 1]
+    assert set(s.index) == {"imp", "omp", "random"}  # no pretrained_magnitude runs in the store
+    stated = compare_frame(df, "mine", tie_margin=3.0)
+    out = stated[stated.reference == "imp"].set_index(["task", "sparsity"])["outcome"].to_dict()
+    assert out == {("vqa", 0.5): "tie", ("vqa", 0.7): "tie", ("gqa", 0.5): "tie", ("gqa", 0.7): "loss"}
+    assert (stated["margin_kind"] == "stated tolerance").all()
+
+
+def test_compare_unknown_method_is_one_line(df):
+    from bench.errors import TicketbenchError
+    from reports.compare import compare_frame
+
+    with pytest.raises(TicketbenchError, match="no finished runs of method 'nope'.*methods present: imp, mine"):
+        compare_frame(df, "nope")
+
+
+def _view(source, masks, sparsity=0.5, backbone="b"):
+    from reports.store import TicketView
+
+    return TicketView(Path("x"), source, source.partition(":")[0], sparsity, backbone, masks)
+
+
+def test_ticket_overlap_jaccard():
+    from reports.tables import ticket_overlap
+
+    a = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
+    b = torch.tensor([0, 0, 1, 1, 1, 1, 0, 0], dtype=torch.bool)
+    ov = ticket_overlap([_view("imp:vqa", {"w": a}), _view("imp:gqa", {"w": b})])
+    r = cell(ov, source_a="imp:vqa", source_b="imp:gqa")
+    assert math.isclose(r.jaccard, 2 / 6) and r.weights == 8
+    assert cell(ov, source_a="imp:gqa", source_b="imp:gqa").jaccard == 1.0
+
+
+def test_layer_sparsity_groups_lxmert_streams():
+    from reports.tables import layer_sparsity
+
+    def m(kept, n=10):
+        return torch.arange(n) < kept
+
+    masks = {
+        "lxmert.encoder.layer.0.attention.self.query.weight": m(8),  # text: 20% pruned
+        "lxmert.encoder.layer.10.attention.self.query.weight": m(6),
+        "lxmert.encoder.layer.2.output.dense.weight": m(6),
+        "lxmert.encoder.r_layers.0.attention.self.query.weight": m(5),  # vision
+        "lxmert.encoder.x_layers.0.visual_attention.att.query.weight": m(1),  # cross-modal
+    }
+    per_layer, per_stream = layer_sparsity([_view("imp:gqa", masks)])
+    assert list(per_layer["layer"]) == ["lxmert.encoder.layer.0", "lxmert.encoder.layer.2", "lxmert.encoder.layer.10",
+                                       "lxmert.encoder.r_layers.0", "lxmert.encoder.x_layers.0"]
+    st = per_stream.set_index("stream")["stream_sparsity"]
+    assert math.isclose(st["text"], 1 - 20 / 30) and st["vision"] == 0.5 and math.isclose(st["cross-modal"], 0.9)
+    single, streams = layer_sparsity([_view("imp:vqa", {PARAMS[0]: m(4, 16)})])
+    assert streams["stream"].tolist() == ["single-stream"] and single["layer"].tolist() == ["encoder.layer.0"]
