@@ -126,7 +126,7 @@ def test_omp_and_pretrained_magnitude():
     assert len(calls) == 1 and [t.metadata["source"] for t in om] == ["omp:toy"] * 4
     assert any(not torch.equal(a.masks[k], b.masks[k]) for a, b in zip(om, pm) for k in a.masks)
     lw = tickets.methods.get("omp")(ctx, {"scope": "layerwise"})
-    for k, m in lw[1].masks.items():
+    for m in lw[1].masks.values():
         assert int((~m).sum()) == round(0.5 * m.numel())
     with pytest.raises(ConfigError, match="scope"):
         tickets.methods.get("omp")(ctx, {"scope": "everywhere"})
