@@ -72,8 +72,9 @@ class FindConfig:
         "source tasks for IMP ('pretrain' = the pre-training objective mix)",
     )
     one_shot: tuple = hp(("omp:vqa", "pretrained_magnitude"), "one-shot sources method[:task]")
-    prune_fraction: float = hp(0.2, "fraction pruned per IMP round (of the original weights unless `of_remaining`)")
-    of_remaining: bool = hp(False, "prune a fraction of the remaining weights instead of the original")
+    imp_mode: str = hp("ladder", "IMP rounds: 'ladder' prunes to each ladder sparsity in turn; 'of_original' / "
+                                 "'of_remaining' prune prune_fraction of the original / remaining weights per round")
+    prune_fraction: float = hp(0.1, "fraction pruned per IMP round in the of_original / of_remaining modes")
     rewind_step: int = hp(0, "rewind to θ0 (0) or to step k of fine-tuning (late rewinding)")
     steps: int = hp(0, "fine-tuning steps per IMP round (0 = the task's fine-tuning steps)")
     include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
@@ -147,7 +148,7 @@ def _section_type(name: str) -> type:
     return typing.get_type_hints(Config)[name]
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def coerce_value(value: Any, default: Any, where: str) -> Any:
     """Convert a YAML or --set value to the type of the field's default."""
     if isinstance(default, bool):
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
@@ -201,7 +202,7 @@ def build_config(data: dict, where: str = "config") -> Config:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key == "name":
-            kwargs["name"] = _coerce(value, "", f"{where}: name")
+            kwargs["name"] = coerce_value(value, "", f"{where}: name")
             continue
         if key not in SECTIONS:
             raise _unknown(str(key), where)
@@ -213,7 +214,7 @@ def build_config(data: dict, where: str = "config") -> Config:
         for k, v in value.items():
             if k not in defaults:
                 raise _unknown(f"{key}.{k}", where)
-            sec[k] = _coerce(v, defaults[k], f"{where}: {key}.{k}")
+            sec[k] = coerce_value(v, defaults[k], f"{where}: {key}.{k}")
         kwargs[key] = cls(**sec)
     return Config(**kwargs)
 
@@ -266,7 +267,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         if name not in defaults:
             raise _unknown(key, "--set")
         parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
-        new = _coerce(parsed, defaults[name], f"--set {key}")
+        new = coerce_value(parsed, defaults[name], f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
     return cfg
 

@@ -190,3 +190,10 @@ def test_apply_reinit_and_shuffle_are_seeded():
     with pytest.raises(TicketError, match="weights_seed"):
         bad = _ticket(base, weights="reinit")
         Ticket.from_bytes(bad.to_bytes())
+
+
+def test_target_sparsity_out_of_range_writes_nothing(tmp_path):
+    with pytest.raises(TicketError, match=r"\[0, 1\)"):
+        Ticket.build({"a": torch.ones(4, dtype=torch.bool)}, backbone="b", fingerprint="f", source="imp:x",
+                     method="imp", target_sparsity=1.2).save(tmp_path / "t.safetensors")
+    assert not list(tmp_path.iterdir())

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.config import _coerce
+from bench.config import coerce_value
 from bench.errors import ConfigError, TicketError
 from bench.registry import Registry, suggest
 
@@ -35,7 +35,7 @@ class PruningMethod:
             for k, v in hparams.items():
                 if k not in known:
                     raise ConfigError(f"method '{self.name}': unknown hyperparameter '{k}'{suggest(k, list(known))}")
-                kwargs[k] = _coerce(v, known[k].default, f"method '{self.name}': {k}")
+                kwargs[k] = coerce_value(v, known[k].default, f"method '{self.name}': {k}")
             return cls(**kwargs)
         if not isinstance(hparams, cls):
             raise ConfigError(

@@ -3,7 +3,6 @@ registered pruning method, and store one ticket per ladder sparsity (skipped whe
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -19,9 +18,10 @@ def _prunable(backbone, cfg) -> list:
 
 
 def _hparams(method, cfg) -> dict:
-    """The find-config fields that the method's hyperparameter dataclass declares."""
-    names = {f.name for f in dataclasses.fields(method.hparams_cls)}
-    return {k: v for k, v in dataclasses.asdict(cfg.find).items() if k in names}
+    """The method's hyperparameters from the find config (other methods use their defaults)."""
+    if method.name == "imp":
+        return {"mode": cfg.find.imp_mode, "prune_fraction": cfg.find.prune_fraction}
+    return {}
 
 
 def _set_weights(named, weights, masks) -> None:
@@ -94,6 +94,7 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
     reinit:pretrain) unless its tickets are stored; returns the search directory."""
     from bench.runner.stages import ladder
     from tickets import Ticket, TicketStore, get_method, parse_source
+    from tickets.fingerprint import fingerprint_of
     from tickets.search import SearchContext, copy_weights
 
     cfg = study.cfg
@@ -112,10 +113,12 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
     backbone = study.theta0(theta0_dir)
     named = _prunable(backbone, cfg)
     theta0 = copy_weights({n: p for n, p in named})
-    base_needed = method_name in ("random", "reinit", "shuffle")
-    base_source = f"imp:{source_task}" if base_needed and source_task != "global" else None
-    if base_source and f"{base_source.split(':')[1]}" not in cfg.find.sources:
-        base_source = None  # random pruning without an IMP ticket to match is global
+    # Random pruning matches the IMP ticket of its source per tensor; the controls re-use its masks.
+    base_source = f"imp:{source_task}" if method_name in ("random", "reinit", "shuffle") else None
+    if base_source and source_task not in cfg.find.sources:
+        if method_name != "random":
+            raise TicketbenchError(f"source {source} needs imp:{source_task}, which is not in find.sources")
+        base_source = None  # no IMP ticket to match: global random pruning
     t0 = time.perf_counter()
     if base_source:
         run_search(study, theta0_dir, root, base_source, quiet=quiet)
@@ -132,7 +135,7 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
     for group in per_sparsity:
         base = Ticket.load(store.path("imp", source_task, group[0])) if base_source else None
         ctx = SearchContext(
-            backbone=cfg.backbone.preset, fingerprint=backbone.fingerprint(), theta0=theta0,
+            backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
             train=train_fn or no_training, source=source_task, sparsities=group, seed=cfg.find.seed,
             rewind_step=cfg.find.rewind_step, base_ticket=base,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
@@ -142,12 +145,13 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
             print(f"[find] {source}: {method_name} at {', '.join(f'{s:.0%}' for s in group)}", flush=True)
         tickets += method(ctx, _hparams(method, cfg))
     for t in tickets:
-        t.save(store.path(method_name, source_task, float(t.metadata["target_sparsity"])))
+        store.put(t)
     atomic_write_json(done, {
         "source": source, "method": method_name, "source_task": source_task,
         "sparsities": list(sparsities), "seconds": round(time.perf_counter() - t0, 2),
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
-                     "content_hash": t.content_hash} for t in tickets],
+                     "round": t.metadata.get("round"), "content_hash": t.content_hash,
+                     "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
         "hparams": _hparams(method, cfg), "env": environment(study.device),
     })
     return search_dir
