@@ -246,9 +246,12 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, before or after the subcommand.
+    debug = "--debug" in argv or os.environ.get("TICKETBENCH_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get("TICKETBENCH_DEBUG") == "1"
     try:
         return _dispatch(args, parser)
     except TicketbenchError as e:

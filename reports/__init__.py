@@ -24,7 +24,7 @@ def paper_figures(out_dir: str | Path, paper: str, config=None) -> Path:
 
 def compare_method(out_dir: str | Path, method: str, config=None) -> pd.DataFrame:
     """Rank `method` against imp, omp, pretrained_magnitude and random for every task and
-    sparsity (difference in points, win / tie / loss); reads the store, writes nothing."""
+    sparsity (difference in points, win / tie / loss); reads the store and writes only report/matrix.csv."""
     from reports.compare import compare_frame
     from reports.context import load_context
 

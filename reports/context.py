@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from bench.config import Config, load_config
-from bench.errors import DataError
+from bench.config import SECTIONS, Config, build_config, load_config
+from bench.errors import ConfigError, DataError
 from bench.io import atomic_write_json, read_json
 from reports.store import TicketView, collect_matrix, iter_tickets
 from reports.tables import ladder, task_order
@@ -40,12 +41,34 @@ class ReportContext:
         self.written += list(paths.values()) if isinstance(paths, dict) else list(paths)
 
 
+def _known_fields_only(data: dict) -> dict:
+    """Keep the sections and keys this version of the config knows (a store written by another
+    version may have renamed or added fields; the report only needs a few of them)."""
+    out = {}
+    for key, value in data.items():
+        if key == "name":
+            out[key] = value
+        elif key in SECTIONS and isinstance(value, dict):
+            known = {f.name for f in fields(getattr(Config(), key))}
+            out[key] = {k: v for k, v in value.items() if k in known}
+    return out
+
+
 def resolve_config(out: Path, config: Config | None) -> Config:
-    """The given config, else the run's `<out>/config.yaml`, else the defaults."""
+    """The given config, else the run's `<out>/config.yaml` (fields this version does not know
+    are ignored), else the defaults."""
     if config is not None:
         return config
     path = out / "config.yaml"
-    return load_config(str(path)) if path.exists() else Config()
+    if not path.exists():
+        return Config()
+    try:
+        return load_config(str(path))
+    except ConfigError:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise
+        return build_config(_known_fields_only(data), where=str(path))
 
 
 def load_context(out_dir: str | Path, config: Config | None = None, subdir: str = "") -> ReportContext:

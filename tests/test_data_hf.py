@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.task_files import write_task_files
 
 from bench.data.hf import load_examples_hf
 from bench.errors import DataError
 from bench.tasks import TASKS
-from fixtures.task_files import write_task_files
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.task_files import FEAT_DIM, REGION_BOXES, H, W, region_features, write_features
 
 from bench.data.images import PixelInput, RegionFeatures, open_image_store
 from bench.errors import DataError
-from fixtures.task_files import FEAT_DIM, H, REGION_BOXES, W, region_features, write_features
 
 
 @pytest.fixture(scope="module")

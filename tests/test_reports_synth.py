@@ -175,3 +175,13 @@ def test_tickets_are_read_with_source_and_sparsity(store):
     assert set(ts) == {"imp:vqa", "imp:gqa", "random"}
     assert ts["imp:vqa"].sparsity == 0.5 and ts["imp:vqa"].backbone == BACKBONE
     assert int(ts["imp:gqa"].masks[PARAMS[0]].sum()) == 8
+
+
+def test_config_of_the_store_is_read_leniently(tmp_path):
+    from reports.context import resolve_config
+
+    (tmp_path / "config.yaml").write_text(
+        "name: s\nmatrix:\n  tasks: [vqa]\n  sparsities: [0.5]\n  renamed_field: 3\nreport:\n  relaxed: 0.98\n")
+    cfg = resolve_config(tmp_path, None)
+    assert cfg.matrix.tasks == ("vqa",) and cfg.matrix.sparsities == (0.5,) and cfg.report.relaxed == 0.98
+    assert resolve_config(tmp_path / "none", None).report.relaxed == 0.99

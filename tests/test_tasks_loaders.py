@@ -7,12 +7,12 @@ import pickle
 import shutil
 
 import pytest
+from fixtures.task_files import write_task_files
 
 from bench.data.images import open_image_store
 from bench.errors import DataError, TicketbenchError
 from bench.tasks import TASKS, describe_tasks, label_space
 from bench.tasks.refcoco_plus import resolve_region_targets
-from fixtures.task_files import write_task_files
 
 ALL = ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr", "mlm", "itm", "mrm")
 

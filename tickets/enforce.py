@@ -1,8 +1,10 @@
 """Keep pruned weights at exactly zero while training, by masking their gradients.
 
-The weights are zeroed once; a tensor hook then zeroes the gradient of every pruned weight before it
-is accumulated, so optimizers see a zero gradient there: AdamW's moments stay zero, its update is
-zero and decoupled weight decay of a zero weight is zero. No reparametrisation, no weight copies.
+The weights are zeroed once; after every backward pass (before the optimizer step) `mask_grads()`
+zeroes the gradient of every pruned weight in place, one pass per step, so optimizers see a zero
+gradient there: AdamW's moments stay zero, its update is zero and decoupled weight decay of a zero
+weight is zero. No reparametrisation, no weight copies, no per-backward hooks (they cost a second
+masked copy of every gradient).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from bench.errors import TicketError
 class MaskEnforcer:
     """Zero the pruned weights of `named_params` and keep them zero during training.
 
-    Gradients are masked by hooks as they are computed; call `mask_grads()` after backward as well
-    if something writes `.grad` directly (e.g. loading accumulated gradients). `remove()` detaches.
+    Call `mask_grads()` after backward and before every optimizer step (`bench.training.train`
+    does); tensors whose mask keeps everything are skipped, so an all-ones ticket is bit-identical
+    to training without one.
     """
 
     def __init__(self, named_params: list[tuple[str, nn.Parameter]], masks: dict[str, Tensor]):
@@ -32,10 +35,8 @@ class MaskEnforcer:
                 raise TicketError(f"mask '{name}': shape {tuple(m.shape)} does not match parameter shape {tuple(p.shape)}")
             pruned = ~m.to(device=p.device, dtype=torch.bool)
             self._items.append((name, p, pruned))
-        self._handles = []
+        self._active = [(p, pruned) for _, p, pruned in self._items if bool(pruned.any())]
         self.zero_pruned()
-        for _, p, pruned in self._items:
-            self._handles.append(p.register_hook(_grad_masker(pruned)))
 
     def zero_pruned(self) -> None:
         """Set every pruned weight to exactly zero (done once at construction)."""
@@ -44,8 +45,8 @@ class MaskEnforcer:
                 p.masked_fill_(pruned, 0.0)
 
     def mask_grads(self) -> None:
-        """Zero the accumulated gradient of every pruned weight (a safety net after backward)."""
-        for _, p, pruned in self._items:
+        """Zero the accumulated gradient of every pruned weight, in place."""
+        for p, pruned in self._active:
             if p.grad is not None:
                 p.grad.masked_fill_(pruned, 0.0)
 
@@ -60,16 +61,3 @@ class MaskEnforcer:
                 zeros += int((p == 0).sum())
                 total += p.numel()
         return {"pruned": pruned, "nonzero_pruned": nonzero, "trained_sparsity": zeros / total if total else 0.0}
-
-    def remove(self) -> None:
-        """Detach the gradient hooks."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-
-def _grad_masker(pruned: Tensor):
-    def hook(grad: Tensor) -> Tensor:
-        return grad.masked_fill(pruned.to(grad.device), 0.0)
-
-    return hook

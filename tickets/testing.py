@@ -94,9 +94,9 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
             loss = nn.functional.mse_loss(model(tokens), target)
             opt.zero_grad()
             loss.backward()
+            enforcer.mask_grads()
             opt.step()
             losses.append(loss.item())
-        enforcer.remove()
         return TrainResult({n: p.detach().clone() for n, p in named}, rewind,
                            {"loss_first": losses[0], "loss_last": losses[-1], **enforcer.audit()})
 

@@ -117,7 +117,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     split, examples = study.eval_examples(pair.task)
     metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, f["eval_batch_size"])
     if pair.task == "vqa":
-        from bench.tasks.vqa import write_vqa_predictions
+        from bench.tasks import write_vqa_predictions
 
         write_vqa_predictions(run_dir / "predictions.json", predictions)
     value = metrics[spec.headline]

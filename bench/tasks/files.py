@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.errors import DataError
 from bench.io import read_json
@@ -94,11 +94,6 @@ def nonempty(examples: list[Example], source: str, split: str) -> list[Example]:
     if not examples:
         raise DataError(f"{source}: split '{split}' has no examples (expected at least 1)")
     return examples
-
-
-def numbered(records: Iterable[dict], source: str) -> list[tuple[str, dict]]:
-    """Pair records with a location string ('<source>:<line>' or '<source> record <i>')."""
-    return [(f"{source} record {i}", r) for i, r in enumerate(records)]
 
 
 def recipes(**by_family: tuple) -> dict[str, Recipe]:

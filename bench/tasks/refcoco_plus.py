@@ -16,8 +16,8 @@ import numpy as np
 
 from bench.data.safe_pickle import safe_load
 from bench.errors import DataError
-from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.io import read_json
+from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.data.toyland.language import NUMBER_WORDS, a, noun, sentence, tokenize
+from bench.data.toyland.language import NUMBER_WORDS, a, sentence, tokenize
 from bench.data.toyland.scene import RELATIONS, Scene, describe, mirrored, sample_scene
 from bench.data.toyland.writer import ImageInfo, WorldWriter
 

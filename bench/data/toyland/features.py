@@ -72,9 +72,13 @@ def region_boxes(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np
     )
 
 
-def _bands(mask: np.ndarray, axis: int) -> list[float]:
-    prof = mask.mean(axis=axis)
-    return [float(c.mean()) if c.size else 0.0 for c in np.array_split(prof, 4)]
+def _bins(mask: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Foreground fraction in n equal bands along `axis` (0: rows, top to bottom; 1: columns)."""
+    size = mask.shape[axis]
+    band = np.arange(size) * n // size
+    sums = mask.sum(axis=1 - axis)
+    cells = np.bincount(band, minlength=n) * mask.shape[1 - axis]
+    return np.bincount(band, weights=sums, minlength=n) / np.maximum(cells, 1)
 
 
 def extract(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -109,10 +113,10 @@ def extract(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         else:
             f += [0.0] * 5
             extent, edge_density = 0.0, 0.0
-        hh, hw = max(h // 2, 1), max(w // 2, 1)
-        f += [float(q.mean()) if q.size else 0.0
-              for q in (mask[:hh, :hw], mask[:hh, hw:], mask[hh:, :hw], mask[hh:, hw:])]
-        f += _bands(mask, 1) + _bands(mask, 0)
+        rows, cols = np.arange(h) * 2 // h, np.arange(w) * 2 // w
+        quad = (rows[:, None] * 2 + cols[None, :]).ravel()
+        f += list(np.bincount(quad, weights=mask.ravel(), minlength=4) / np.maximum(np.bincount(quad, minlength=4), 1))
+        f += list(_bins(mask, 0, 4)) + list(_bins(mask, 1, 4))
         f += [np.log1p(n_fg) / np.log1p(H * W), edge_density, float(fg.mean()),
               float((fg.max(1) - fg.min(1)).mean()), extent]
         out[r] = f

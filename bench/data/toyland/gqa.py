@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.data.toyland.language import a, noun, sentence, the
-from bench.data.toyland.scene import (COLOUR_NAMES, RELATIONS, Scene, matches, random_description,
-                                      unique_descriptions)
+from bench.data.toyland.scene import COLOUR_NAMES, RELATIONS, Scene, matches, random_description, unique_descriptions
 from bench.data.toyland.writer import Balancer, Cand, ImageInfo, WorldWriter
 
 SPLITS = {"train": "train", "val": "testdev"}
@@ -29,7 +28,7 @@ def candidates(scene: Scene, rng: np.random.Generator) -> list[Cand]:
 
     # relational query: "What color is the square to the left of the red circle?"
     for anchor in vis:
-        for da in unique_descriptions(scene, anchor)[:2]:
+        for da in unique_descriptions(scene, anchor)[:1]:
             for rel, fn in RELATIONS.items():
                 for t in vis:
                     if t is anchor or not fn(t, anchor):
@@ -45,37 +44,50 @@ def candidates(scene: Scene, rng: np.random.Generator) -> list[Cand]:
                             ans = t.get(attr)
                             add(("relQuery", attr), ans, f"what {ask} is {the(dt)} {GQA_REL[rel]} {the(da)}?",
                                 f"the {noun(dt)} is {ans}.", "query", "rel", f"rel{ask.capitalize()}")
-    # logical and / or over two existence claims
-    descs = [random_description(rng) for _ in range(4)] + [unique_descriptions(scene, o)[0] for o in vis
-                                                             if unique_descriptions(scene, o)]
+    # logical and / or over two existence claims, named by shape or colour alone (each present about
+    # half the time, so both answers stay available for every template)
+    descs = [random_description(rng, (("shape",), ("colour",))) for _ in range(4)]
+    descs += [{k: o.get(k)} for o in vis for k in ("shape", "colour") if rng.random() < 0.3]
     for i in range(len(descs)):
         for j in range(len(descs)):
             d1, d2 = descs[i], descs[j]
             if i == j or d1 == d2:
                 continue
             e1, e2 = any(matches(o, d1) for o in vis), any(matches(o, d2) for o in vis)
-            add(("and",), _yn(e1 and e2), f"is there both {a(d1)} and {a(d2)}?",
+            shape = (tuple(d1), tuple(d2))
+            add(("and", shape), _yn(e1 and e2), f"is there both {a(d1)} and {a(d2)}?",
                 f"{_yn(e1 and e2)}, there {'are' if e1 and e2 else 'are not'} both {a(d1)} and {a(d2)}.",
                 "logical", "obj", "existAnd")
-            add(("or",), _yn(e1 or e2), f"is there {a(d1)} or {a(d2)}?",
+            add(("or", shape), _yn(e1 or e2), f"is there {a(d1)} or {a(d2)}?",
                 f"{_yn(e1 or e2)}, there {'is' if e1 or e2 else 'is no'} {noun(d1)} or {noun(d2)}.",
                 "logical", "obj", "existOr")
     # comparisons and choices between uniquely named objects
-    named = [(o, d) for o in vis for d in unique_descriptions(scene, o)[:1]]
-    for x, dx in named:
-        for y, dy in named:
+    # the compared attribute never appears in the names, or the question would give its answer away
+    def name(o, without):
+        ds = unique_descriptions(scene, o, exclude=(without,))
+        return ds[0] if ds else None
+
+    for x in vis:
+        for y in vis:
             if x is y:
                 continue
             for attr, ask in (("colour", "color"), ("shape", "shape")):
+                dx, dy = name(x, attr), name(y, attr)
+                if dx is None or dy is None:
+                    continue
                 same = x.get(attr) == y.get(attr)
                 add(("same", attr), _yn(same), f"are {the(dx)} and {the(dy)} the same {ask}?",
                     f"{_yn(same)}, they are {'' if same else 'not '}the same {ask}.", "compare", "attr",
                     f"same{ask.capitalize()}")
+            dx, dy = name(x, "size"), name(y, "size")
+            if dx is None or dy is None:
+                continue
             bigger = x.size == "large" and y.size == "small"
             add(("bigger",), _yn(bigger), f"is {the(dx)} bigger than {the(dy)}?",
                 f"{_yn(bigger)}, {the(dx)} is {'' if bigger else 'not '}bigger than {the(dy)}.", "compare",
                 "attr", "compareSize")
-        if "colour" not in dx:
+        dx = name(x, "colour")
+        if dx is not None:
             other = [c for c in COLOUR_NAMES if c != x.colour]
             wrong = other[int(rng.integers(len(other)))]
             pair = (x.colour, wrong) if rng.random() < 0.5 else (wrong, x.colour)

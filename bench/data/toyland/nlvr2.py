@@ -41,40 +41,49 @@ def random_statement(rng: np.random.Generator) -> Statement:
     d = random_description(rng, EASY)
     if kind == 0:
         side = int(rng.integers(2))
-        return f"the {SIDES[side]} image contains {a(d)}.", lambda l, r: _has((l, r)[side], d)
+        return f"the {SIDES[side]} image contains {a(d)}.", lambda left, right: _has((left, right)[side], d)
     if kind == 1:
-        return f"both images contain {a(d)}.", lambda l, r: _has(l, d) and _has(r, d)
+        return f"both images contain {a(d)}.", lambda left, right: _has(left, d) and _has(right, d)
     if kind == 2:
         d = random_description(rng, (("shape",), ("colour",)))
         n = int(rng.integers(1, 4))
         return (f"there are exactly {NUMBER_WORDS[n]} {noun(d, plural=n != 1)} in total.",
-                lambda l, r: _count(l, d) + _count(r, d) == n)
+                lambda left, right: _count(left, d) + _count(right, d) == n)
     if kind == 3:
         return ("the left image contains more objects than the right image.",
-                lambda l, r: len(l.objects) > len(r.objects))
+                lambda left, right: len(left.objects) > len(right.objects))
     d1, d2 = random_description(rng, EASY[:2]), random_description(rng, EASY[:2])
     rel = list(RELATIONS)[int(rng.integers(4))]
     side = int(rng.integers(2))
     return (f"in the {SIDES[side]} image, {a(d1)} is {rel} {a(d2)}.",
-            lambda l, r: _pair_in((l, r)[side], d1, rel, d2))
+            lambda left, right: _pair_in((left, right)[side], d1, rel, d2))
 
 
-def make_set(rng: np.random.Generator) -> tuple[list[str], list[tuple[Scene, Scene]], list[list[bool]]]:
-    """Two sentences and four image pairs covering each (truth of s0, truth of s1) combination once."""
+def make_set(rng: np.random.Generator, bank: list[Scene]) -> tuple[list[str], list[tuple[Scene, Scene]], list[list[bool]]]:
+    """Two sentences and four image pairs covering each (truth of s0, truth of s1) combination once.
+
+    Pairs are drawn from `bank` (a pool of unused scenes); the scenes used are replaced by new ones."""
+    combos = [(False, False), (False, True), (True, False), (True, True)]
     while True:
         stmts = [random_statement(rng), random_statement(rng)]
         if stmts[0][0] == stmts[1][0]:
             continue
-        found: dict[tuple[bool, bool], tuple[Scene, Scene]] = {}
-        for _ in range(300):
-            pair = (sample_scene(rng, ""), sample_scene(rng, ""))
-            truth = (stmts[0][1](*pair), stmts[1][1](*pair))
-            found.setdefault(truth, pair)
+        found: dict[tuple[bool, bool], tuple[int, int]] = {}
+        used: set[int] = set()
+        for _ in range(400):
+            i, j = (int(v) for v in rng.choice(len(bank), size=2, replace=False))
+            if i in used or j in used:
+                continue
+            truth = (stmts[0][1](bank[i], bank[j]), stmts[1][1](bank[i], bank[j]))
+            if truth not in found:
+                found[truth] = (i, j)
+                used.update((i, j))
             if len(found) == PAIRS_PER_SET:
-                combos = [(False, False), (False, True), (True, False), (True, True)]
                 order = rng.permutation(PAIRS_PER_SET)
-                pairs = [found[combos[i]] for i in order]
-                labels = [[combos[i][0], combos[i][1]] for i in order]
+                pairs = [(bank[found[combos[k]][0]], bank[found[combos[k]][1]]) for k in order]
+                labels = [[combos[k][0], combos[k][1]] for k in order]
+                for k in sorted(used):
+                    bank[k] = sample_scene(rng, "")
                 return [sentence(s) for s, _ in stmts], pairs, labels
 
 
@@ -83,8 +92,9 @@ def write(w: WorldWriter, sets: dict[str, int]) -> tuple[dict[str, int], list[st
     for split in SPLITS:
         rng = w.rng("nlvr2", split)
         rows = []
+        bank = [sample_scene(rng, "") for _ in range(48)]
         for n in range(sets[split]):
-            sents, pairs, labels = make_set(rng)
+            sents, pairs, labels = make_set(rng, bank)
             w.text(*sents)
             for s, (left, right) in enumerate(pairs):
                 stem = f"{split}-{n}-{s}"

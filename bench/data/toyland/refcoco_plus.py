@@ -13,8 +13,16 @@ import pickle
 import numpy as np
 
 from bench.data.toyland.language import noun, the, tokenize
-from bench.data.toyland.scene import (COLOUR_NAMES, RELATIONS, SHAPES, SIZE_NAMES, Scene, matches,
-                                      sample_scene, unique_descriptions)
+from bench.data.toyland.scene import (
+    COLOUR_NAMES,
+    RELATIONS,
+    SHAPES,
+    SIZE_NAMES,
+    Scene,
+    matches,
+    sample_scene,
+    unique_descriptions,
+)
 from bench.data.toyland.writer import ImageInfo, WorldWriter
 
 SPLITS = ("train", "val", "testA", "testB")

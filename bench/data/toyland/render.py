@@ -45,5 +45,5 @@ def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -84,7 +84,12 @@ RELATIONS = {
 
 def matches(obj: Obj, desc: dict) -> bool:
     """Does `obj` fit a (partial) description such as {'colour': 'red', 'shape': 'circle'}?"""
-    return not obj.covered and all(obj.get(k) == v for k, v in desc.items())
+    if obj.covered:
+        return False
+    for k, v in desc.items():
+        if getattr(obj, k) != v:
+            return False
+    return True
 
 
 def describe(obj: Obj, attrs: tuple[str, ...]) -> dict:
@@ -113,7 +118,7 @@ def random_description(rng: np.random.Generator, patterns=DESC_PATTERNS) -> dict
     return {a: values[a][rng.integers(len(values[a]))] for a in p}
 
 
-def _random_obj(rng, covered=False) -> tuple[str, str, str]:
+def _random_obj(rng) -> tuple[str, str, str]:
     return (
         SHAPES[rng.integers(len(SHAPES))],
         COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))],

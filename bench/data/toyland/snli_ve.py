@@ -16,8 +16,17 @@ from typing import Callable
 import numpy as np
 
 from bench.data.toyland.language import a, noun, sentence
-from bench.data.toyland.scene import (COLOUR_NAMES, RELATIONS, SHAPES, SIZE_NAMES, Obj, Scene, matches,
-                                      random_description, sample_scene)
+from bench.data.toyland.scene import (
+    COLOUR_NAMES,
+    RELATIONS,
+    SHAPES,
+    SIZE_NAMES,
+    Obj,
+    Scene,
+    matches,
+    random_description,
+    sample_scene,
+)
 from bench.data.toyland.writer import Balancer, Cand, WorldWriter
 
 SPLITS = ("train", "dev", "test")
@@ -44,25 +53,34 @@ def _label(pred: Pred, worlds: list[tuple[Obj, ...]]) -> str:
     return "entailment" if truth == {True} else "contradiction" if truth == {False} else "neutral"
 
 
-def hypotheses(rng: np.random.Generator) -> list[tuple[tuple, str, Pred]]:
-    """A handful of random hypotheses (template key, text, predicate over objects)."""
+def hypotheses(scene: Scene, rng: np.random.Generator) -> list[tuple[tuple, str, Pred]]:
+    """A handful of hypotheses (template key, text, predicate over objects); half of the descriptions
+    are of objects in the scene (covered ones included), so every label is often available."""
     out = []
-    for _ in range(3):
-        d = random_description(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "shape")))
+    patterns = (("shape",), ("colour",), ("colour", "shape"), ("size", "shape"))
+    for _ in range(8):
+        d = random_description(rng, patterns)
+        if rng.random() < 0.5:
+            d = {k: scene.objects[int(rng.integers(len(scene.objects)))].get(k) for k in d}
         out.append((("exist", tuple(d)), f"there is {a(d)}.", lambda objs, d=d: any(matches(o, d) for o in objs)))
-    for attr, values in (("shape", SHAPES), ("colour", COLOUR_NAMES)):
+    for attr, values in (("shape", SHAPES), ("colour", COLOUR_NAMES)) * 2:
         d = {attr: values[int(rng.integers(len(values)))]}
+        if rng.random() < 0.5:
+            d = {attr: scene.objects[int(rng.integers(len(scene.objects)))].get(attr)}
         out.append((("two", attr), f"there are at least two {noun(d, plural=True)}.",
                     lambda objs, d=d: sum(matches(o, d) for o in objs) >= 2))
         out.append((("none", attr), f"there are no {noun(d, plural=True)}.",
                     lambda objs, d=d: not any(matches(o, d) for o in objs)))
-    d1 = random_description(rng, (("shape",), ("colour",)))
-    d2 = random_description(rng, (("shape",), ("colour",)))
-    rel = list(RELATIONS)[int(rng.integers(4))]
-    fn = RELATIONS[rel]
-    out.append((("rel", rel), f"{a(d1)} is {rel} {a(d2)}.",
-                lambda objs: any(matches(x, d1) and matches(y, d2) and fn(x, y)
-                                 for x in objs for y in objs if x is not y)))
+    for _ in range(3):
+        x, y = (scene.objects[int(i)] for i in rng.choice(len(scene.objects), size=2, replace=False))
+        d1, d2 = ({k: o.get(k)} for o, k in ((x, ("shape", "colour")[int(rng.integers(2))]),
+                                              (y, ("shape", "colour")[int(rng.integers(2))])))
+        if rng.random() < 0.5:
+            d1, d2 = random_description(rng, (("shape",), ("colour",))), random_description(rng, (("shape",), ("colour",)))
+        rel = list(RELATIONS)[int(rng.integers(4))]
+        out.append((("rel", rel), f"{a(d1)} is {rel} {a(d2)}.",
+                    lambda objs, d1=d1, d2=d2, fn=RELATIONS[rel]: any(
+                        matches(x, d1) and matches(y, d2) and fn(x, y) for x in objs for y in objs if x is not y)))
     return out
 
 
@@ -70,12 +88,12 @@ def write(w: WorldWriter, images: dict[str, int], per_image: int) -> tuple[dict[
     counts, ids = {}, []
     for split in SPLITS:
         rng = w.rng("snli_ve", split)
-        bal = Balancer(rng)
+        bal = Balancer(rng, global_labels=True)
         rows = []
         for _ in range(images[split]):
             scene = sample_scene(rng, w.new_id(), (2, 5), n_covered=int(rng.random() < 0.6))
             worlds = completions(scene)
-            cands = [Cand(key, _label(pred, worlds), text) for key, text, pred in hypotheses(rng)]
+            cands = [Cand(key, _label(pred, worlds), text) for key, text, pred in hypotheses(scene, rng)]
             picks = bal.pick_many(cands, per_image)
             if not picks:
                 continue

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from bench.data.toyland.language import NUMBER_WORDS, a, noun, sentence, the
-from bench.data.toyland.scene import (COLOUR_NAMES, RELATIONS, SHAPES, SIZE_NAMES, Scene, matches,
-                                      random_description, unique_descriptions)
+from bench.data.toyland.scene import (
+    COLOUR_NAMES,
+    RELATIONS,
+    SHAPES,
+    SIZE_NAMES,
+    Scene,
+    matches,
+    random_description,
+    unique_descriptions,
+)
 from bench.data.toyland.writer import Balancer, Cand, ImageInfo, WorldWriter
 
 SUBTYPES = {"train": "train2014", "val": "val2014"}
@@ -60,6 +68,8 @@ def annotator_answers(rng: np.random.Generator, answer: str, space: tuple[str, .
     """10 human answers: mostly the right one (sometimes as a synonym), a few wrong ones."""
     n_right = int(rng.choice([10, 10, 9, 9, 8, 8, 7, 6, 5, 4]))
     others = [s for s in space if s != answer]
+    if len(others) == 1:  # yes/no: a plurality needs at least 6 of 10
+        n_right = max(n_right, 6)
     while True:
         wrong = [others[int(rng.integers(len(others)))] for _ in range(10 - n_right)]
         if all(wrong.count(w) < n_right for w in wrong):

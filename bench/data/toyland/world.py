@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass
 from math import comb
 from pathlib import Path
+
+import numpy as np
 
 from bench.data.toyland import captions, gqa, nlvr2, refcoco_plus, snli_ve, vcr, vqa
 from bench.data.toyland.features import FEAT_DIM, FEATURE_NAMES
@@ -48,14 +52,16 @@ def _retrieval_chance(n_images: int, n_texts: int, per_image: int = 5) -> float:
     return 100 * (sum(ir) + sum(tr)) / 6
 
 
-def _prior_accuracy(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> float:
-    """Accuracy (%) of answering each test item with the train majority answer of its template."""
+def _prior_accuracy(train: list[tuple[str, str]], test: list[tuple[str, str]], fixed: dict | None = None) -> float:
+    """Accuracy (%) of answering each test item with the train majority answer of its template;
+    `fixed` gives the chance of templates whose wording names the candidates (GQA 'choose': 1/2)."""
+    fixed = fixed or {}
     by_key: dict[str, dict[str, int]] = {}
     for key, ans in train:
         by_key.setdefault(key, {}).setdefault(ans, 0)
         by_key[key][ans] += 1
     best = {k: max(sorted(v), key=v.get) for k, v in by_key.items()}
-    return 100 * sum(best.get(k) == ans for k, ans in test) / max(len(test), 1)
+    return 100 * sum(fixed[k] if k in fixed else best.get(k) == ans for k, ans in test) / max(len(test), 1)
 
 
 def chance_levels(root: Path) -> dict:
@@ -68,27 +74,22 @@ def chance_levels(root: Path) -> dict:
         qs = json.loads((root / f"gqa/{name}_balanced_questions.json").read_text())
         return [(q["types"]["detailed"], q["answer"]) for q in qs.values()]
 
-    def labels(rows, field):
-        return [(0, r[field]) for r in rows]
+    def best_constant(rows, field):
+        c = Counter(r[field] for r in rows)
+        return 100 * max(c.values()) / max(sum(c.values()), 1)
 
-    ve = [json.loads(l) for l in (root / "snli_ve/snli_ve_train.jsonl").read_text().splitlines()]
-    ve_test = [json.loads(l) for l in (root / "snli_ve/snli_ve_test.jsonl").read_text().splitlines()]
-    nl = [json.loads(l) for l in (root / "nlvr2/train.json").read_text().splitlines()]
-    nl_dev = [json.loads(l) for l in (root / "nlvr2/dev.json").read_text().splitlines()]
+    ve_test = [json.loads(line) for line in (root / "snli_ve/snli_ve_test.jsonl").read_text().splitlines()]
+    nl_dev = [json.loads(line) for line in (root / "nlvr2/dev.json").read_text().splitlines()]
     flickr = json.loads((root / "flickr30k/dataset_flickr30k.json").read_text())["images"]
     n_test = sum(i["split"] == "test" for i in flickr)
-    instances = json.loads((root / "refcoco_plus/instances.json").read_text())
-    import numpy as np
-    import pickle
     refs = pickle.loads((root / "refcoco_plus/refs(unc).p").read_bytes())  # our own file, just written
     val_refs = [r for r in refs if r["split"] == "val"]
     n_regions = [len(np.load(root / f"features/uniter/{r['image_id']}.npz")["conf"]) for r in val_refs]
-    del instances
     return {
         "vqa": {"accuracy": _prior_accuracy(vqa_pairs("train2014"), vqa_pairs("val2014"))},
-        "gqa": {"accuracy": _prior_accuracy(gqa_pairs("train"), gqa_pairs("testdev"))},
-        "nlvr2": {"accuracy": _prior_accuracy(labels(nl, "label"), labels(nl_dev, "label"))},
-        "snli_ve": {"accuracy": _prior_accuracy(labels(ve, "gold_label"), labels(ve_test, "gold_label"))},
+        "gqa": {"accuracy": _prior_accuracy(gqa_pairs("train"), gqa_pairs("testdev"), {"chooseColor": 0.5})},
+        "nlvr2": {"accuracy": best_constant(nl_dev, "label")},
+        "snli_ve": {"accuracy": best_constant(ve_test, "gold_label")},
         "refcoco_plus": {"accuracy": 100 * float(np.mean([1 / n for n in n_regions])) if n_regions else 0.0},
         "retrieval": {"r_mean": _retrieval_chance(n_test, 5 * n_test)},
         "vcr": {"q2a": 25.0, "qa2r": 25.0, "q2ar": 6.25},
@@ -97,9 +98,10 @@ def chance_levels(root: Path) -> dict:
 
 CHANCE_NOTES = {
     "vqa": "val2014 accuracy of answering the train majority answer of each question_type (a language prior)",
-    "gqa": "testdev accuracy of the train majority answer of each detailed type (a language prior)",
-    "nlvr2": "dev accuracy of the train majority label (labels are balanced: ~50)",
-    "snli_ve": "test accuracy of the train majority label (labels are balanced: ~33)",
+    "gqa": "testdev accuracy of the train majority answer of each detailed type (a language prior); "
+           "1/2 for 'choose' questions, which name both candidate answers",
+    "nlvr2": "dev accuracy of the best constant label (labels are balanced: 50)",
+    "snli_ve": "test accuracy of the best constant label (labels are balanced: ~33)",
     "refcoco_plus": "val: mean of 1 / number of region boxes (a uniformly random box)",
     "retrieval": "test r_mean of a random ranking (IR R@k = k/N, TR R@k over 5 captions per image)",
     "vcr": "uniform over 4 shuffled choices; Q->AR needs both",

@@ -103,13 +103,36 @@ class Balancer:
 
     Balancing answers *within each template* is what keeps a text-only model near chance."""
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, global_labels: bool = False):
         self.rng = rng
         self.counts: Counter = Counter()
+        self.global_labels = global_labels  # also balance labels over all templates (SNLI-VE)
+        self.label_counts: Counter = Counter()
+
+    def _pick_global(self, cands: list[Cand]) -> Cand:
+        """Jointly balance labels overall and within each template: the (template, label) pair with
+        the lowest (uses of the label) + (its excess over the template's least-used label) wins."""
+        all_labels = sorted({lab for _, lab in self.counts} | {c.label for c in cands})
+
+        def score(key, label):
+            floor = min(self.counts[key, lab] for lab in all_labels)
+            return self.label_counts[label] + self.counts[key, label] - floor
+
+        pairs = sorted({(c.key, c.label) for c in cands}, key=repr)
+        scores = [score(k, lab) for k, lab in pairs]
+        best = [p for p, sc in zip(pairs, scores) if sc == min(scores)]
+        key, label = best[int(self.rng.integers(len(best)))]
+        pool = [c for c in cands if c.key == key and c.label == label]
+        return pool[int(self.rng.integers(len(pool)))]
 
     def pick(self, cands: list[Cand]) -> Cand | None:
         if not cands:
             return None
+        if self.global_labels:
+            c = self._pick_global(cands)
+            self.counts[c.key, c.label] += 1
+            self.label_counts[c.label] += 1
+            return c
         keys = sorted({c.key for c in cands}, key=repr)
         key = keys[int(self.rng.integers(len(keys)))]
         group = [c for c in cands if c.key == key]

