@@ -278,3 +278,72 @@ def test_show_world_text_and_contact_sheet(world, tmp_path):
     assert img.size[0] > 500 and img.size[1] > 500
     with pytest.raises(DataError, match="MANIFEST.json: file not found"):
         show_world(tmp_path, tmp_path / "x.png")
+
+
+def _type_majority(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """question type -> share of its most common answer."""
+    by_type: dict[str, Counter] = {}
+    for t, ans in pairs:
+        by_type.setdefault(t, Counter())[ans] += 1
+    return {t: max(c.values()) / sum(c.values()) for t, c in by_type.items()}
+
+
+def test_answers_are_balanced_within_each_question_type(world):
+    m = json.loads((world / "MANIFEST.json").read_text())
+    # the per-question-type majority baseline (a language prior) stays low
+    assert m["chance"]["vqa"]["accuracy"] <= 35 and m["chance"]["gqa"]["accuracy"] <= 35
+    anns = json.loads((world / "vqa/v2_mscoco_train2014_annotations.json").read_text())["annotations"]
+    vqa = _type_majority([(a["question_type"], a["multiple_choice_answer"]) for a in anns])
+    qs = json.loads((world / "gqa/train_balanced_questions.json").read_text()).values()
+    gqa = _type_majority([(q["types"]["detailed"], q["answer"]) for q in qs])
+    assert len(vqa) == 6 and len(gqa) >= 8
+    for name, share in {**vqa, **gqa}.items():
+        assert share <= 0.6, f"{name}: majority answer {100 * share:.0f}%"
+    vcr = _jsonl(world / "vcr/train.jsonl")
+    right = _type_majority([(" ".join(r["question"][:3]), " ".join(
+        t for t in r["answer_choices"][r["answer_label"]] if isinstance(t, str))) for r in vcr])
+    assert len(right) == 3 and max(right.values()) <= 0.4, right
+
+
+def test_vcr_choice_texts_do_not_tell_the_right_one():
+    """A text-only prior over choice wordings (tags masked) stays near the 25% of a random choice."""
+    import tempfile
+
+    def wording(tokens):
+        return " ".join("<tag>" if isinstance(t, list) else t for t in tokens)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "w"
+        generate_world(root, seed=1, scale="smoke")
+        rows = {s: _jsonl(root / f"vcr/{s}.jsonl") for s in ("train", "val")}
+    for field, label in (("answer_choices", "answer_label"), ("rationale_choices", "rationale_label")):
+        wins: Counter = Counter()
+        for r in rows["train"]:
+            for k, c in enumerate(r[field]):
+                wins[wording(r["question"]), wording(c)] += 1 if k == r[label] else -1 / 3
+        hits = [max(range(4), key=lambda k: (wins[wording(r["question"]), wording(r[field][k])], -k)) == r[label]
+                for r in rows["val"]]
+        assert 100 * np.mean(hits) <= 37, field
+
+
+def test_template_balancer_balances_skewed_offers():
+    from bench.data.toyland.balance import Cand, TemplateBalancer
+
+    rng = np.random.default_rng(0)
+    bal = TemplateBalancer(rng, {"yn": 0.5, "col": 0.5})
+    picks = []
+    for n in range(400):
+        # "yes" is offered far more often than "no"; "col" answers are skewed towards red
+        cands = [Cand(("yn", "t"), "yes", n), Cand(("col",), "red", n)]
+        if n % 3 == 0:
+            cands.append(Cand(("yn", "t"), "no", n))
+        if n % 2 == 0:
+            cands.append(Cand(("col",), ("blue", "green")[n % 4 // 2], n))
+        picks.append(bal.pick(cands))
+    counts = Counter((c.key[0], c.label) for c in picks)
+    assert abs(counts["yn", "yes"] - counts["yn", "no"]) <= 3, counts
+    assert max(counts[("col", c)] for c in ("red", "blue", "green")) - min(
+        counts[("col", c)] for c in ("red", "blue", "green")) <= 3, counts
+    assert abs(counts["yn", "yes"] + counts["yn", "no"] - 200) <= 20, "question types held at their shares"
+    with pytest.raises(ValueError, match="no share"):
+        bal.pick([Cand(("other",), "x", 0)])

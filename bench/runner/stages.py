@@ -195,10 +195,19 @@ def run_pipeline(cfg: Config, out: str | None = None, stages=STAGES, upto: bool 
                  tasks=None, sparsities=None, seeds=None, executor=None, workers=None, ray_address=None,
                  quiet: bool = False) -> Path:
     """Run the requested stages in order (with `upto`, also every earlier stage), skipping done ones."""
+    from bench.backbones import PRESETS
     from bench.tasks import TASKS
+    from tickets import parse_source
 
+    # Validate every name before anything is written.
+    PRESETS.get(cfg.backbone.preset)
     for t in cfg.matrix.tasks:
         TASKS.get(t)
+    for s in cfg.find.sources:
+        if s != "pretrain":
+            TASKS.get(s)
+    for s in matrix_sources(cfg):
+        parse_source(s)
     full_ladder = ladder(cfg)
     cfg, chosen = _subset(cfg, sources, tasks, sparsities, seeds, executor, workers, ray_address)
     if sparsities and not set(sparsities) <= set(full_ladder):

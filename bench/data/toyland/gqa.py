@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.data.toyland.balance import Cand, TemplateBalancer
 from bench.data.toyland.language import a, noun, sentence, the
-from bench.data.toyland.scene import COLOUR_NAMES, RELATIONS, Scene, matches, random_description, unique_descriptions
-from bench.data.toyland.writer import Balancer, Cand, ImageInfo, WorldWriter
+from bench.data.toyland.scene import (
+    COLOUR_NAMES,
+    RELATIONS,
+    Scene,
+    matches,
+    random_description,
+    unique_descriptions,
+)
+from bench.data.toyland.writer import ImageInfo, WorldWriter
 
 SPLITS = {"train": "train", "val": "testdev"}
 GQA_REL = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 PARTIAL = ({}, {"shape": None}, {"colour": None})  # how the queried object itself is named
+# Mix of detailed types. Answers are balanced within each type, so its majority baseline is
+# 1/(number of answers); open queries (5 colours, 4 shapes) make up about two thirds, as in GQA,
+# so the per-type language prior stays near 30%. 'choose' names both candidates: chance 1/2.
+SHARES = {"relColor": 0.19, "relShape": 0.17, "queryColor": 0.16, "queryShape": 0.14, "existAnd": 0.07,
+          "existOr": 0.07, "sameColor": 0.04, "sameShape": 0.04, "compareSize": 0.05, "chooseColor": 0.07}
 
 
 def _yn(yes: bool) -> str:
@@ -24,7 +37,7 @@ def candidates(scene: Scene, rng: np.random.Generator) -> list[Cand]:
 
     def add(key, answer, question, full, structural, semantic, detailed):
         types = {"structural": structural, "semantic": semantic, "detailed": detailed}
-        out.append(Cand(key, answer, (sentence(question), sentence(full), types)))
+        out.append(Cand((detailed, *key), answer, (sentence(question), sentence(full), types)))
 
     # relational query: "What color is the square to the left of the red circle?"
     for anchor in vis:
@@ -44,6 +57,13 @@ def candidates(scene: Scene, rng: np.random.Generator) -> list[Cand]:
                             ans = t.get(attr)
                             add(("relQuery", attr), ans, f"what {ask} is {the(dt)} {GQA_REL[rel]} {the(da)}?",
                                 f"the {noun(dt)} is {ans}.", "query", "rel", f"rel{ask.capitalize()}")
+    # direct attribute query: "What color is the large circle?" (named without the asked attribute)
+    for o in vis:
+        for attr, ask in (("colour", "color"), ("shape", "shape")):
+            for d in unique_descriptions(scene, o, exclude=(attr,)):
+                ans = o.get(attr)
+                add((tuple(d),), ans, f"what {ask} is {the(d)}?", f"{the(d)} is {ans}.", "query", "attr",
+                    f"query{ask.capitalize()}")
     # logical and / or over two existence claims, named by shape or colour alone (each present about
     # half the time, so both answers stay available for every template)
     descs = [random_description(rng, (("shape",), ("colour",))) for _ in range(4)]
@@ -100,7 +120,7 @@ def write(w: WorldWriter, pools: dict[str, list[ImageInfo]], per_image: int) -> 
     counts = {}
     for split, name in SPLITS.items():
         rng = w.rng("gqa", split)
-        bal = Balancer(rng)
+        bal = TemplateBalancer(rng, SHARES)
         records = {}
         for info in pools[split]:
             picks = bal.pick_many(candidates(info.scene, rng), per_image, distinct=lambda c: c.item[0])

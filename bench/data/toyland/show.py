@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import pickle
 from collections import Counter
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bench.data.safe_pickle import safe_load
 from bench.errors import DataError
 
 TILE = 192  # 64 px images drawn 3x
@@ -38,7 +38,7 @@ def _samples(root: Path) -> list[tuple[str, list[str], str, list]]:
         out.append(("NLVR2", [f"{stem}-img0", f"{stem}-img1"], f"{x['sentence']} -> {x['label']}", []))
     for x in _jsonl(root / "snli_ve/snli_ve_test.jsonl")[:2]:
         out.append(("SNLI-VE", [x["Flikr30kID"].rsplit(".", 1)[0]], f"{x['sentence2']} -> {x['gold_label']}", []))
-    refs = pickle.loads((root / "refcoco_plus/refs(unc).p").read_bytes())  # toyland's own file
+    refs = safe_load(root / "refcoco_plus/refs(unc).p")
     anns = {a["id"]: a for a in json.loads((root / "refcoco_plus/instances.json").read_text())["annotations"]}
     for r in [r for r in refs if r["split"] == "val"][:2]:
         x, y, w, h = anns[r["ann_id"]]["bbox"]

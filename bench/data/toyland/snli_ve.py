@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from bench.data.toyland.balance import Cand, LabelBalancer
 from bench.data.toyland.language import a, noun, sentence
 from bench.data.toyland.scene import (
     COLOUR_NAMES,
@@ -27,7 +28,7 @@ from bench.data.toyland.scene import (
     random_description,
     sample_scene,
 )
-from bench.data.toyland.writer import Balancer, Cand, WorldWriter
+from bench.data.toyland.writer import WorldWriter
 
 SPLITS = ("train", "dev", "test")
 LABELS = ("entailment", "neutral", "contradiction")
@@ -88,7 +89,7 @@ def write(w: WorldWriter, images: dict[str, int], per_image: int) -> tuple[dict[
     counts, ids = {}, []
     for split in SPLITS:
         rng = w.rng("snli_ve", split)
-        bal = Balancer(rng, global_labels=True)
+        bal = LabelBalancer(rng)
         rows = []
         for _ in range(images[split]):
             scene = sample_scene(rng, w.new_id(), (2, 5), n_covered=int(rng.random() < 0.6))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.safe_pickle import safe_load
 from bench.data.toyland import captions, gqa, nlvr2, refcoco_plus, snli_ve, vcr, vqa
 from bench.data.toyland.features import FEAT_DIM, FEATURE_NAMES
 from bench.data.toyland.scene import IMAGE_SIZE, sample_scene
@@ -82,7 +82,7 @@ def chance_levels(root: Path) -> dict:
     nl_dev = [json.loads(line) for line in (root / "nlvr2/dev.json").read_text().splitlines()]
     flickr = json.loads((root / "flickr30k/dataset_flickr30k.json").read_text())["images"]
     n_test = sum(i["split"] == "test" for i in flickr)
-    refs = pickle.loads((root / "refcoco_plus/refs(unc).p").read_bytes())  # our own file, just written
+    refs = safe_load(root / "refcoco_plus/refs(unc).p")
     val_refs = [r for r in refs if r["split"] == "val"]
     n_regions = [len(np.load(root / f"features/uniter/{r['image_id']}.npz")["conf"]) for r in val_refs]
     return {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable
@@ -87,71 +86,3 @@ class WorldWriter:
         """Write the files that collect over the whole world (LXMERT TSV, vocabulary)."""
         self.write_bytes("features/lxmert/features.tsv", "".join(self._tsv).encode())
         self.write_bytes("vocab.txt", "".join(w + "\n" for w in sorted(self.words)).encode())
-
-
-@dataclass(frozen=True)
-class Cand:
-    """A candidate example: `key` names its template, `label` its answer, `item` the payload."""
-
-    key: tuple
-    label: str
-    item: Any
-
-
-class Balancer:
-    """Greedy answer balancing: per image pick a template uniformly, then its least-used answer.
-
-    Balancing answers *within each template* is what keeps a text-only model near chance."""
-
-    def __init__(self, rng: np.random.Generator, global_labels: bool = False):
-        self.rng = rng
-        self.counts: Counter = Counter()
-        self.global_labels = global_labels  # also balance labels over all templates (SNLI-VE)
-        self.label_counts: Counter = Counter()
-
-    def _pick_global(self, cands: list[Cand]) -> Cand:
-        """Jointly balance labels overall and within each template: the (template, label) pair with
-        the lowest (uses of the label) + (its excess over the template's least-used label) wins."""
-        all_labels = sorted({lab for _, lab in self.counts} | {c.label for c in cands})
-
-        def score(key, label):
-            floor = min(self.counts[key, lab] for lab in all_labels)
-            return self.label_counts[label] + self.counts[key, label] - floor
-
-        pairs = sorted({(c.key, c.label) for c in cands}, key=repr)
-        scores = [score(k, lab) for k, lab in pairs]
-        best = [p for p, sc in zip(pairs, scores) if sc == min(scores)]
-        key, label = best[int(self.rng.integers(len(best)))]
-        pool = [c for c in cands if c.key == key and c.label == label]
-        return pool[int(self.rng.integers(len(pool)))]
-
-    def pick(self, cands: list[Cand]) -> Cand | None:
-        if not cands:
-            return None
-        if self.global_labels:
-            c = self._pick_global(cands)
-            self.counts[c.key, c.label] += 1
-            self.label_counts[c.label] += 1
-            return c
-        keys = sorted({c.key for c in cands}, key=repr)
-        key = keys[int(self.rng.integers(len(keys)))]
-        group = [c for c in cands if c.key == key]
-        labels = sorted({c.label for c in group})
-        low = min(self.counts[key, lab] for lab in labels)
-        best = [lab for lab in labels if self.counts[key, lab] == low]
-        label = best[int(self.rng.integers(len(best)))]
-        pool = [c for c in group if c.label == label]
-        c = pool[int(self.rng.integers(len(pool)))]
-        self.counts[key, label] += 1
-        return c
-
-    def pick_many(self, cands: list[Cand], n: int, distinct=lambda c: c.item) -> list[Cand]:
-        """Up to n picks with distinct payload keys (e.g. no question asked twice about one image)."""
-        out, seen = [], set()
-        for _ in range(n):
-            c = self.pick([c for c in cands if repr(distinct(c)) not in seen])
-            if c is None:
-                break
-            seen.add(repr(distinct(c)))
-            out.append(c)
-        return out

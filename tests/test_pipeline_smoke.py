@@ -1,0 +1,134 @@
+"""End to end: the smoke config through every stage, the output contract, resume and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.config import load_config
+from bench.runner.stages import run_pipeline
+
+MATRIX_COLUMNS = ["backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
+                  "dense_value", "relative", "run_id"]
+
+
+def _cli(*args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ticketbench {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    run_pipeline(load_config("smoke"), out=str(out), quiet=True)
+    return out
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/record.json"))]
+
+
+def test_output_layout_and_matrix(smoke):
+    cfg = load_config("smoke")
+    assert (smoke / "world" / "MANIFEST.json").exists()
+    (theta0,) = [p for p in (smoke / "pretrain").iterdir()]
+    assert (theta0 / "DONE").exists() and (theta0 / "model.safetensors").exists()
+    (tickets,) = [p for p in (smoke / "tickets").iterdir()]
+    for source in cfg.find.sources:
+        for s in cfg.matrix.sparsities:
+            assert (tickets / f"imp__{source}" / f"sparsity-{s:.2f}.safetensors").exists()
+    records = _records(smoke)
+    tasks, sources = len(cfg.matrix.tasks), len(cfg.find.sources) + len(cfg.find.one_shot) + 1
+    expected = tasks * (sources * len(cfg.matrix.sparsities) + len(cfg.matrix.controls) + 1)
+    assert len(records) == expected
+    assert all(r["status"] == "done" for r in records), [r.get("reason") for r in records if r["status"] != "done"]
+    df = pd.read_csv(smoke / "report" / "matrix.csv")
+    assert list(df.columns[: len(MATRIX_COLUMNS)]) == MATRIX_COLUMNS
+    assert len(df) == expected
+    dense = df[df.source == "dense"].set_index("task")["value"]
+    row = df[df.source != "dense"].iloc[0]
+    assert row.relative == pytest.approx(row.value / dense[row.task])
+
+
+def test_every_run_keeps_its_ticket_and_names_its_split(smoke):
+    for r in _records(smoke):
+        assert r["split"] and r["metric"] in r["metrics"]
+        if r["source"] == "dense":
+            continue
+        audit = r["mask_audit"]
+        assert audit["nonzero_pruned"] == 0 and audit["pruned"] > 0
+        assert audit["trained_sparsity"] >= r["sparsity"] - 1e-6
+
+
+def test_vqa_predictions_in_the_official_format(smoke):
+    (rec,) = [r for r in _records(smoke) if r["task"] == "vqa" and r["source"] == "dense"]
+    preds = json.loads((smoke / "runs" / rec["run_id"] / "predictions.json").read_text())
+    assert preds and set(preds[0]) == {"question_id", "answer"} and isinstance(preds[0]["question_id"], int)
+
+
+def test_rerun_is_fully_cached(smoke, capsys):
+    stamps = {r["run_id"]: r["finished_at"] for r in _records(smoke)}
+    t0 = time.perf_counter()
+    run_pipeline(load_config("smoke"), out=str(smoke), quiet=True)
+    assert {r["run_id"]: r["finished_at"] for r in _records(smoke)} == stamps
+    assert time.perf_counter() - t0 < 60
+
+
+def test_report_figures_and_ticket_tools_from_the_cli(smoke):
+    report = smoke / "report"
+    for name in ("accuracy_vs_sparsity.png", "transfer_heatmap_s50.png", "README.md", "matching_sparsity.md"):
+        assert (report / name).exists(), name
+    assert "imp:vqa" in _cli("tickets", "ls", str(smoke)).stdout
+    a = next(smoke.glob("tickets/*/imp__vqa/sparsity-0.50.safetensors"))
+    b = next(smoke.glob("tickets/*/imp__pretrain/sparsity-0.50.safetensors"))
+    assert "sparsity" in _cli("tickets", "show", str(a)).stdout.lower()
+    assert "jaccard" in _cli("tickets", "diff", str(a), str(b)).stdout.lower()
+    _cli("report", str(smoke), "--quiet")
+    _cli("figures", str(smoke), "--paper", "vl")
+
+
+def test_kill_during_the_matrix_then_resume(smoke, tmp_path):
+    """kill -9 a real matrix run mid-way; re-running finishes it without recomputing finished pairs."""
+    out = tmp_path / "resume"
+    shutil.copytree(smoke, out, ignore=shutil.ignore_patterns("runs", "report"))
+    args = ["matrix", "smoke", "--out", str(out), "--tasks", "snli_ve,gqa", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("runs/*/record.json"))) < 5:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["run_id"]: r["finished_at"] for r in _records(out)}
+    assert 5 <= len(before) < 50
+    _cli(*args)
+    after = {r["run_id"]: r["finished_at"] for r in _records(out)}
+    assert len(after) == 50 and all(after[k] == v for k, v in before.items())
+
+
+@pytest.mark.parametrize("command", ["run", "world", "pretrain", "find", "matrix", "report", "figures", "tickets",
+                                     "tasks", "presets", "config"])
+def test_every_help_teaches(command):
+    out = _cli(command, "--help").stdout
+    assert "usage:" in out and "example" in out.lower()
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    p = _cli("run", "smoke", "--out", str(tmp_path / "x"), "--set", "finetune.stepz=3", check=False)
+    assert p.returncode != 0 and "did you mean 'finetune.steps'" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = _cli("run", "smoke", "--out", str(tmp_path / "x"), "--tasks", "vqq", check=False)
+    assert p.returncode != 0 and "did you mean 'vqa'" in p.stderr and "Traceback" not in p.stderr
+    p = _cli("run", "smoke", "--out", str(tmp_path / "x"), "--set", "backbone.preset=toy-unitr", check=False)
+    assert p.returncode != 0 and "toy-uniter" in p.stderr and "Traceback" not in p.stderr
