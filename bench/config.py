@@ -224,7 +224,8 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     if not name_or_path:
         name_or_path = DEFAULT_CONFIG
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    # A preset name may also name a directory in the working directory (e.g. an output dir `smoke/`).
+    if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.exists():
             raise ConfigError(f"config file not found: {p}")
         return p

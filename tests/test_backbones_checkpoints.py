@@ -123,14 +123,14 @@ def test_checkpoint_needing_pickle_code_is_refused(tmp_path):
 def test_missing_and_unexpected_keys_are_listed(tokdir, tmp_path):
     src = create_backbone("toy-uniter", vocab_path=tokdir / "vocab.txt", feat_dim=FEAT)
     state = dict(src.state_dict())
-    for k in [k for k in state if k.startswith("encoder.layer.3.")]:
+    for k in [k for k in state if k.startswith("encoder.layer.1.")]:
         del state[k]
     state["encoder.layer.9.extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError) as e:
         create_backbone("toy-uniter", vocab_path=tokdir / "vocab.txt", feat_dim=FEAT, checkpoint=tmp_path / "bad.pt")
     msg = str(e.value)
-    assert "\n" not in msg and "missing 16 keys: encoder.layer.3." in msg and "(+11 more)" in msg
+    assert "\n" not in msg and "missing 16 keys: encoder.layer.1." in msg and "(+11 more)" in msg
     assert "unexpected 1 keys: encoder.layer.9.extra.weight" in msg
     with pytest.raises(CheckpointError, match="wrong shape"):
         create_backbone("toy-uniter", vocab_path=tokdir / "vocab.txt", feat_dim=16,

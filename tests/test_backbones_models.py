@@ -65,28 +65,28 @@ TEXTS = ["a red cube", "the blue sphere is left of the big green cone ?"]
 
 # Pinned prunable sets: (count, first names, last name). Changing them invalidates stored tickets.
 PINNED = {
-    "toy-uniter": (24, [
+    "toy-uniter": (12, [
         "encoder.layer.0.attention.self.query.weight", "encoder.layer.0.attention.self.key.weight",
         "encoder.layer.0.attention.self.value.weight", "encoder.layer.0.attention.output.dense.weight",
         "encoder.layer.0.intermediate.dense.weight", "encoder.layer.0.output.dense.weight"],
-        "encoder.layer.3.output.dense.weight"),
-    "toy-lxmert": (34, [
+        "encoder.layer.1.output.dense.weight"),
+    "toy-lxmert": (28, [
         "lxmert.encoder.layer.0.attention.self.query.weight", "lxmert.encoder.layer.0.attention.self.key.weight",
         "lxmert.encoder.layer.0.attention.self.value.weight", "lxmert.encoder.layer.0.attention.output.dense.weight",
         "lxmert.encoder.layer.0.intermediate.dense.weight", "lxmert.encoder.layer.0.output.dense.weight"],
         "lxmert.encoder.x_layers.0.visn_output.dense.weight"),
-    "toy-vilt": (24, [
+    "toy-vilt": (12, [
         "vilt.encoder.layer.0.attention.attention.query.weight", "vilt.encoder.layer.0.attention.attention.key.weight",
         "vilt.encoder.layer.0.attention.attention.value.weight", "vilt.encoder.layer.0.attention.output.dense.weight",
         "vilt.encoder.layer.0.intermediate.dense.weight", "vilt.encoder.layer.0.output.dense.weight"],
-        "vilt.encoder.layer.3.output.dense.weight"),
+        "vilt.encoder.layer.1.output.dense.weight"),
 }
 
 
 @pytest.mark.parametrize("preset", ["toy-uniter", "toy-lxmert", "toy-vilt"])
 def test_forward_backward_and_shapes(preset, vocab):
     bb = build(preset, vocab)
-    assert 0.3e6 <= bb.num_parameters() <= 1.5e6
+    assert 0.1e6 <= bb.num_parameters() <= 1.5e6  # toy width: the default run's CPU budget
     assert bb.family == "toy" and bb.preset == preset
     enc = bb.encode(TEXTS, images_for(bb))
     b, length, h = enc.sequence.shape
@@ -116,10 +116,10 @@ def test_prunable_parameters_pinned(preset, vocab):
     assert not any(k in n for n in names for k in ("embedding", "LayerNorm", "pooler", "bias", "visn_fc"))
     if preset == "toy-lxmert":  # language, then vision (r_layers), then cross-modality layers
         order = [n.split(".")[2] for n in names]
-        assert order == ["layer"] * 12 + ["r_layers"] * 6 + ["x_layers"] * 16
+        assert order == ["layer"] * 6 + ["r_layers"] * 6 + ["x_layers"] * 16
     fp = bb.fingerprint()
     assert fp == build(preset, vocab).fingerprint()
-    assert fp != build(preset, vocab, hidden_size=64, intermediate_size=128).fingerprint()
+    assert fp != build(preset, vocab, hidden_size=32, intermediate_size=128).fingerprint()
 
 
 def test_unpadded_regions_do_not_change_outputs(vocab):
@@ -134,9 +134,9 @@ def test_unpadded_regions_do_not_change_outputs(vocab):
 
 def test_lxmert_accepts_4d_and_uniter_derives_7d(vocab):
     bb = build("toy-lxmert", vocab)
-    assert bb.encode(TEXTS, [regions(4, pos_dim=4), regions(2, pos_dim=7)]).pooled.shape == (2, 128)
+    assert bb.encode(TEXTS, [regions(4, pos_dim=4), regions(2, pos_dim=7)]).pooled.shape == (2, 64)
     bb = build("toy-uniter", vocab)
-    assert bb.encode(TEXTS, [regions(4, pos_dim=4), regions(2, pos_dim=7)]).pooled.shape == (2, 128)
+    assert bb.encode(TEXTS, [regions(4, pos_dim=4), regions(2, pos_dim=7)]).pooled.shape == (2, 64)
 
 
 @pytest.mark.parametrize("preset", ["toy-uniter", "toy-lxmert", "toy-vilt"])

@@ -82,11 +82,13 @@ def diff(path_a, path_b) -> str:
 
 
 def ls(directory) -> str:
-    """A table of the tickets in a store directory."""
+    """A table of the tickets in a store directory, or in every store of a run's output directory
+    (`<out>/tickets/<hash>/`)."""
     root = Path(directory)
     if not root.is_dir():
         raise TicketError(f"{root}: not a ticket directory")
-    rows = TicketStore(root).ls()
+    stores = [root] + sorted(p for p in (root / "tickets").glob("*") if p.is_dir())
+    rows = [r for store in stores for r in TicketStore(store).ls()]
     if not rows:
         return f"no tickets under {root}"
     table = [[r["source"], f"{r['target_sparsity']:.2f}", _pct(r["sparsity"]), r["round"], r["weights"],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from bench.backbones.base import Backbone, resolve_device
 from bench.backbones.checkpoint import resolve_checkpoint
@@ -75,9 +76,31 @@ def _with_vocab(config: dict, tokenizer) -> dict:
     return config
 
 
+def tiny_init(model: Backbone) -> None:
+    """Initialisation for models trained from scratch at toy width.
+
+    BERT's N(0, 0.02) everywhere suits width 768 with real pre-training data; at width 64 it keeps
+    attention uniform and the [CLS] token blind to the image for thousands of steps (measured:
+    image-text matching stayed at chance for 2,000 steps). PyTorch's fan-in scaled Linear init and
+    word embeddings that dominate the position and token-type embeddings make text-region
+    alignment learnable within the suite's CPU budget.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            m.reset_parameters()
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+    nn.init.normal_(model.word_embeddings().weight, std=1.0)
+    for m in model.modules():
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            with torch.no_grad():
+                m.weight[m.padding_idx].zero_()
+
+
 def _build_toy(preset: Preset, config: dict, options: dict) -> Backbone:
     tokenizer = _tokenizer_option(options, preset.name)
     model = ARCHS[preset.arch](preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
+    tiny_init(model)
     if options.get("checkpoint"):
         model.load_pretrained(options["checkpoint"])
     return model

@@ -107,6 +107,9 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
         named = select_prunable(backbone, include=ticket.metadata.get("include", ()),
                                 exclude=ticket.metadata.get("exclude", ()))
         enforcer = MaskEnforcer(named, ticket.masks)
+    # The head is initialised from the global RNG: seed it, so a run does not depend on the runs before it
+    # in this process (resume, worker processes and concurrent runners then give the same values).
+    torch.manual_seed(pair.seed)
     model = TaskModel(backbone, spec, study.labels(pair.task))
     store = study.store
     log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), settings,

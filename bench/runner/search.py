@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from bench.errors import TicketbenchError
 from bench.io import atomic_write_json, read_json
 from bench.runner.study import Study, environment
@@ -43,6 +45,8 @@ def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int =
     seed = cfg.find.seed
 
     def run(start_weights: dict, masks: dict) -> TrainResult:
+        # Heads are initialised from the global RNG: seed it, so a round does not depend on what ran before.
+        torch.manual_seed(seed)
         backbone = study.theta0(theta0_dir)
         if source_task == "pretrain":
             from bench.backbones import PretrainModel

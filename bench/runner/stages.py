@@ -84,6 +84,8 @@ def stage_pretrain(study: Study, quiet: bool = False) -> Path:
     metrics: dict = {}
     if preset.family in ("toy",):
         store = study.store
+        # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
+        torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
                                    feat_dim=getattr(store, "feat_dim", None))
         from bench.backbones import PretrainModel

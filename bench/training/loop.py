@@ -120,7 +120,7 @@ def train(
                 loss = out
             loss = loss / settings.grad_accum
             if not torch.isfinite(loss):
-                raise RunFailed(f"non-finite loss ({float(loss)}) at step {step}")
+                raise RunFailed(f"non-finite loss ({loss.item()}) at step {step}")
             accelerator.backward(loss)
             total += float(loss.detach())
         if enforcer is not None:
