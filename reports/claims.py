@@ -169,9 +169,13 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     d = df[df["source"] == DENSE]
     for (bb, task, metric), g in d.groupby(["backbone", "task", "metric"], sort=False):
         f = task_facts(task, metric)
+        # The chance level the run recorded (measured on its own data, e.g. toyland's manifest) wins
+        # over the registry's nominal one.
+        recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
+        chance = float(recorded.iloc[0]) if len(recorded) else f.chance
         rows.append({"backbone": bb, "task": task, "metric": f.headline, "dense_mean": g["value"].mean(),
-                     "dense_std": g["value"].std(), "seeds": g["seed"].nunique(), "chance": f.chance,
-                     "above_chance": (g["value"].mean() - f.chance) if f.chance is not None else np.nan})
+                     "dense_std": g["value"].std(), "seeds": g["seed"].nunique(), "chance": chance,
+                     "above_chance": (g["value"].mean() - chance) if chance is not None else np.nan})
     out = pd.DataFrame(rows, columns=["backbone", "task", "metric", "dense_mean", "dense_std", "seeds", "chance",
                                       "above_chance"])
     out["_t"] = out["task"].map({t: i for i, t in enumerate(tasks)})

@@ -18,7 +18,7 @@ from bench.io import atomic_write_text, read_json
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id",
+    "dense_value", "relative", "run_id", "chance",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -63,6 +63,7 @@ def _record_row(path: Path, rec: dict) -> dict:
         "value": value,
         "seed": seed,
         "run_id": str(rec.get("run_id") or path.parent.name),
+        "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
     }
 
 

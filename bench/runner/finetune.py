@@ -128,7 +128,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
         raise RunFailed(f"metric {spec.headline} is not finite")
     return {
         "status": "done", "metric": spec.headline, "value": float(value), "metrics": metrics,
-        "chance": spec.chance, "history": log.history, "mask_audit": audit,
+        "chance": study.chance(pair.task, spec.headline), "history": log.history, "mask_audit": audit,
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},
         "env": environment(study.device), "eval_examples": len(examples),

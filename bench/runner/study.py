@@ -107,6 +107,20 @@ class Study:
             self._labels[task] = label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
         return self._labels[task]
 
+    def chance(self, task: str, metric: str) -> float:
+        """Chance level of a task's metric: measured on this world when its manifest has it
+        (toyland computes a majority-per-question-type baseline), else the registry's nominal one."""
+        from bench.tasks import TASKS
+
+        manifest = self.data_root / "MANIFEST.json"
+        if manifest.exists():
+            from bench.io import read_json
+
+            value = (read_json(manifest).get("chance", {}).get(task) or {}).get(metric)
+            if isinstance(value, (int, float)):
+                return float(value)
+        return float(TASKS.get(task).chance)
+
     @functools.cached_property
     def image_kind(self) -> tuple[str, Path]:
         from bench.backbones import PRESETS

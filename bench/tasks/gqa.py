@@ -60,7 +60,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("accuracy"),
         recipes=recipes(
-            toy=(200, 32, 1e-3),
+            toy=(150, 32, 1e-3),
             minilm=(600, 32, 1e-4, 0.1, 10.0),
             uniter=(6000, 64, 8e-5, 0.1, 10.0),
             # LXMERT: 4 epochs of batch 32 over the ~943k balanced train questions, lr 1e-5.

@@ -69,7 +69,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("nlvr2"),
         recipes=recipes(
-            toy=(200, 32, 1e-3),
+            toy=(150, 32, 1e-3),
             minilm=(600, 32, 1e-4, 0.1, 10.0),
             # UNITER: 8000 steps, 800 warm-up, lr 3e-5.
             uniter=(8000, 32, 3e-5, 0.1),

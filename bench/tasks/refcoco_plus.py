@@ -143,7 +143,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("refcoco"),
         recipes=recipes(
-            toy=(250, 32, 1e-3),
+            toy=(150, 32, 1e-3),
             minilm=(800, 32, 1e-4, 0.1, 10.0),
             # UNITER: 10000 steps, 1000 warm-up, lr 6e-5, batch 128 examples.
             uniter=(10000, 128, 6e-5, 0.1),

@@ -64,7 +64,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("accuracy"),
         recipes=recipes(
-            toy=(200, 32, 1e-3),
+            toy=(150, 32, 1e-3),
             minilm=(600, 32, 1e-4, 0.1, 10.0),
             # UNITER: 4000 steps, 400 warm-up, lr 8e-5.
             uniter=(4000, 64, 8e-5, 0.1),

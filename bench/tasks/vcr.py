@@ -115,7 +115,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("vcr"),
         recipes=recipes(
-            toy=(300, 32, 1e-3),
+            toy=(150, 8, 1e-3),
             minilm=(800, 16, 1e-4, 0.1, 10.0),
             # UNITER: 8000 steps, 800 warm-up, lr 6e-5 (after a second-stage pre-training).
             uniter=(8000, 16, 6e-5, 0.1),

@@ -39,7 +39,7 @@ class Scale:
 
 SCALES = {
     "smoke": Scale(120, 40, 2, 20, (80, 24, 24), (60, 20, 10, 10), 2, (20, 6), 20),
-    "default": Scale(1000, 150, 2, 100, (700, 100, 100), (500, 80, 40, 40), 3, (250, 40), 150),
+    "default": Scale(1000, 150, 2, 50, (700, 100, 100), (500, 80, 40, 40), 3, (250, 40), 150),
     "large": Scale(8000, 1000, 3, 400, (4000, 500, 500), (3000, 400, 200, 200), 3, (1500, 200), 1000),
 }
 
@@ -61,13 +61,25 @@ def _prior_accuracy(train: list[tuple[str, str]], test: list[tuple[str, str]], f
         by_key.setdefault(key, {}).setdefault(ans, 0)
         by_key[key][ans] += 1
     best = {k: max(sorted(v), key=v.get) for k, v in by_key.items()}
-    return 100 * sum(fixed[k] if k in fixed else best.get(k) == ans for k, ans in test) / max(len(test), 1)
+
+    def score(key, ans) -> float:
+        if key in fixed:
+            return fixed[key]
+        if isinstance(ans, list):  # VQA: the official soft score against the 10 human answers
+            from bench.tasks.metrics import vqa_score
+
+            return vqa_score(best.get(key, ""), ans)
+        return float(best.get(key) == ans)
+
+    return 100 * sum(score(k, ans) for k, ans in test) / max(len(test), 1)
 
 
 def chance_levels(root: Path) -> dict:
     """Chance levels per task and metric (%), computed from the written files; see MANIFEST 'chance_notes'."""
-    def vqa_pairs(sub):
+    def vqa_pairs(sub, all_answers=False):
         anns = json.loads((root / f"vqa/v2_mscoco_{sub}_annotations.json").read_text())["annotations"]
+        if all_answers:
+            return [(x["question_type"], [a["answer"] for a in x["answers"]]) for x in anns]
         return [(x["question_type"], x["multiple_choice_answer"]) for x in anns]
 
     def gqa_pairs(name):
@@ -86,7 +98,8 @@ def chance_levels(root: Path) -> dict:
     val_refs = [r for r in refs if r["split"] == "val"]
     n_regions = [len(np.load(root / f"features/uniter/{r['image_id']}.npz")["conf"]) for r in val_refs]
     return {
-        "vqa": {"accuracy": _prior_accuracy(vqa_pairs("train2014"), vqa_pairs("val2014"))},
+        "vqa": {"vqa_score": _prior_accuracy(vqa_pairs("train2014"), vqa_pairs("val2014", all_answers=True)),
+                "accuracy": _prior_accuracy(vqa_pairs("train2014"), vqa_pairs("val2014"))},
         "gqa": {"accuracy": _prior_accuracy(gqa_pairs("train"), gqa_pairs("testdev"), {"chooseColor": 0.5})},
         "nlvr2": {"accuracy": best_constant(nl_dev, "label")},
         "snli_ve": {"accuracy": best_constant(ve_test, "gold_label")},
@@ -97,7 +110,7 @@ def chance_levels(root: Path) -> dict:
 
 
 CHANCE_NOTES = {
-    "vqa": "val2014 accuracy of answering the train majority answer of each question_type (a language prior)",
+    "vqa": "answering the train majority answer of each question_type (a language prior): vqa_score = official soft accuracy on val2014, accuracy = exact match with multiple_choice_answer",
     "gqa": "testdev accuracy of the train majority answer of each detailed type (a language prior); "
            "1/2 for 'choose' questions, which name both candidate answers",
     "nlvr2": "dev accuracy of the best constant label (labels are balanced: 50)",
