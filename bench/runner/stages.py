@@ -132,11 +132,46 @@ def stage_find(study: Study, theta0_dir: Path, sources: list[str], quiet: bool =
     from bench.runner.search import run_search
 
     root = tickets_root(study, theta0_dir)
-    for source in sources:
-        if source == "dense":
-            continue
+    searches = [s for s in sources if s != "dense"]
+    # Searches that re-use another ticket (random matching IMP, the controls) run after the others.
+    derived = [s for s in searches if s.split(":")[0] in ("random", "reinit", "shuffle")]
+    first = [s for s in searches if s not in derived]
+    workers = study.cfg.matrix.workers
+    if workers > 1 and len(first) > 1 and study.cfg.matrix.executor == "local":
+        _parallel_searches(study, theta0_dir, root, first, workers, quiet)
+    else:
+        for source in first:
+            run_search(study, theta0_dir, root, source, quiet=quiet)
+    for source in derived:
         run_search(study, theta0_dir, root, source, quiet=quiet)
     return root
+
+
+def _search_in_worker(config: dict, out: str, theta0_dir: str, root: str, source: str, threads: int) -> str:
+    """One ticket search in a worker process (module-level so that spawn can import it)."""
+    from bench.config import build_config
+    from bench.runner.search import run_search
+
+    torch.set_num_threads(threads)
+    study = Study(build_config(config, where="search worker"), out)
+    run_search(study, Path(theta0_dir), Path(root), source, quiet=True)
+    return source
+
+
+def _parallel_searches(study: Study, theta0_dir: Path, root: Path, sources: list[str], workers: int,
+                       quiet: bool) -> None:
+    """Independent ticket searches (IMP per source, one-shot) spread over local worker processes."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    args = (to_dict(study.cfg), str(study.out), str(theta0_dir), str(root))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(sources)), mp_context=ctx) as pool:
+        futures = [pool.submit(_search_in_worker, *args, s, threads) for s in sources]
+        for f in as_completed(futures):
+            _say(quiet, f"[find] {f.result()}: done")
 
 
 # ---- matrix -----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("retrieval"),
         recipes=recipes(
-            toy=(150, 16, 1e-3),
+            toy=(100, 16, 1e-3),
             minilm=(800, 32, 1e-4, 0.1, 10.0),
             # UNITER: 20000 steps, 2000 warm-up, lr 5e-5, margin 0.2.
             uniter=(20000, 32, 5e-5, 0.1),
