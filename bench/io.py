@@ -67,8 +67,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSON-lines file; a malformed line is a DataError naming file and line number."""
+def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSON-lines file; a malformed line is a
+    DataError naming file and line number."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -84,8 +85,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             raise DataError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{i}: expected a JSON object, found {type(row).__name__}")
-        rows.append(row)
+        rows.append((i, row))
     return rows
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON-lines file (see `read_jsonl_numbered`)."""
+    return [row for _, row in read_jsonl_numbered(path)]
 
 
 def short_hash(obj: Any, n: int = 12) -> str:

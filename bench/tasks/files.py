@@ -7,7 +7,6 @@ path (bench/data/hf.py) share one record -> Example conversion and one set of er
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +39,6 @@ def split_paths(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Path]:
     return paths
 
 
-def read_jsonl_numbered(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; a malformed line is a DataError naming it."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{i}: expected a JSON object, found {type(row).__name__}")
-        rows.append((i, row))
-    return rows
 
 
 def read_json_field(path: Path, key: str, kind: type = list) -> Any:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import DataError
+from bench.io import read_jsonl_numbered
 from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, read_jsonl_numbered, recipes, split_paths
+from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS
 
 LABELS = ("contradiction", "entailment", "neutral")

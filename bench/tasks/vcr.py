@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import DataError
-from bench.io import read_json
+from bench.io import read_json, read_jsonl_numbered
 from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, read_jsonl_numbered, recipes, split_paths, task_dir
+from bench.tasks.files import field, nonempty, recipes, split_paths, task_dir
 from bench.tasks.metrics import METRICS
 
 NUM_CHOICES = 4
