@@ -132,3 +132,15 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert p.returncode != 0 and "did you mean 'vqa'" in p.stderr and "Traceback" not in p.stderr
     p = _cli("run", "smoke", "--out", str(tmp_path / "x"), "--set", "backbone.preset=toy-unitr", check=False)
     assert p.returncode != 0 and "toy-uniter" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.ray
+def test_real_pairs_on_a_local_ray_instance(smoke, tmp_path):
+    """The real fine-tuning pair function runs as Ray tasks on a real local instance (2 CPUs)."""
+    out = tmp_path / "ray"
+    shutil.copytree(smoke, out, ignore=shutil.ignore_patterns("runs", "report"))
+    run_pipeline(load_config("smoke"), out=str(out), stages=["matrix"], tasks=["snli_ve"],
+                 sources=["dense", "imp:snli_ve"], executor="ray", workers=2, quiet=True)
+    records = _records(out)
+    assert len(records) == 3 and all(r["status"] == "done" for r in records)
+    assert all(r["mask_audit"]["nonzero_pruned"] == 0 for r in records)
