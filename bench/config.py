@@ -79,6 +79,7 @@ class FindConfig:
     steps: int = hp(0, "fine-tuning steps per IMP round (0 = the task's fine-tuning steps)")
     include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
+    plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")
     seed: int = hp(0, "search seed")
 
 

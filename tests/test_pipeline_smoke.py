@@ -144,3 +144,27 @@ def test_real_pairs_on_a_local_ray_instance(smoke, tmp_path):
     records = _records(out)
     assert len(records) == 3 and all(r["status"] == "done" for r in records)
     assert all(r["mask_audit"]["nonzero_pruned"] == 0 for r in records)
+
+
+def test_a_new_method_runs_through_find_matrix_and_compare(smoke, tmp_path, monkeypatch):
+    """The SNIP plugin of docs/TICKETS.md, imported through find.plugins, is searched, fine-tuned and
+    ranked against the baselines by `report --compare` like any built-in method."""
+    import pandas as pd
+    from test_tickets_methods import _snip_source
+
+    from reports import build_report
+
+    # Its own name: the tickets tests register the docs' "snip" in this process already.
+    (tmp_path / "snipdoc_plugin.py").write_text(_snip_source().replace('"snip"', '"snipdoc"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "new"
+    shutil.copytree(smoke, out, ignore=shutil.ignore_patterns("runs", "report", "tickets"))
+    sources = ["dense", "imp:snli_ve", "snipdoc:snli_ve", "omp:snli_ve", "pretrained_magnitude"]
+    cfg = load_config("smoke", ["find.plugins=snipdoc_plugin", "find.sources=snli_ve",
+                                "find.one_shot=snipdoc:snli_ve,omp:snli_ve,pretrained_magnitude",
+                                "matrix.controls=", "matrix.baselines="])
+    run_pipeline(cfg, out=str(out), stages=["find", "matrix"], tasks=["snli_ve"], sources=sources, quiet=True)
+    assert {r["source"] for r in _records(out)} == set(sources)
+    report = build_report(out, compare="snipdoc", config=cfg)
+    summary = pd.read_csv(report / "compare_snipdoc_summary.csv")
+    assert len(summary) > 0 and (report / "compare_snipdoc.png").exists()

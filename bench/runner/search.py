@@ -35,6 +35,62 @@ def _set_weights(named, weights, masks) -> None:
             p.copy_(w * masks[name].to(p.device) if masks is not None else w)
 
 
+def load_plugins(cfg) -> None:
+    """Import the modules named in `find.plugins` (they register pruning methods by decorator)."""
+    import importlib
+
+    for name in cfg.find.plugins:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
+
+
+def _source_objective(study: Study, backbone, source_task: str):
+    """(model, examples, loss_fn, head prefixes, pretrain settings or None) for a ticket source."""
+    cfg = study.cfg
+    if source_task == "pretrain":
+        from bench.backbones import PretrainModel
+        from bench.runner.stages import _objectives
+
+        model = PretrainModel(backbone)
+        objectives = _objectives(cfg.pretrain.objectives, backbone.image_input)
+        p = cfg.pretrain
+        return (model, study.examples("itm", "train"),
+                lambda b: model.loss(b, study.store, objectives, p.mask_prob), ("heads.",))
+    from bench.backbones import TaskModel
+    from bench.tasks import TASKS
+
+    model = TaskModel(backbone, TASKS.get(source_task), study.labels(source_task))
+    return model, study.train_examples(source_task), lambda b: model.loss(b, study.store), ("head.",)
+
+
+def make_score_fn(study: Study, theta0_dir: Path, source_task: str):
+    """score_fn(weights, masks) -> {name: gradient of the source loss} at weights ⊙ masks, on one
+    seeded batch per call (for gradient-based methods such as SNIP)."""
+    from bench.training.batching import bucketed_batches
+
+    calls = [0]
+
+    def score(weights: dict, masks: dict) -> dict:
+        torch.manual_seed(study.cfg.find.seed)
+        backbone = study.theta0(theta0_dir)
+        model, examples, loss_fn, _ = _source_objective(study, backbone, source_task)
+        named = _prunable(backbone, study.cfg)
+        _set_weights(named, weights, masks)
+        model.to(study.device).train()
+        batch_size = study.settings(source_task, 0).batch_size if source_task != "pretrain" else study.cfg.pretrain.batch_size
+        batch = next(bucketed_batches(examples, batch_size, seed=study.cfg.find.seed + calls[0]))
+        calls[0] += 1
+        out = loss_fn(batch)
+        loss = sum(out.values()) if isinstance(out, dict) else out
+        loss.backward()
+        return {n: p.grad.detach().to("cpu").clone() if p.grad is not None else torch.zeros_like(p, device="cpu")
+                for n, p in named}
+
+    return score
+
+
 def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int = 0):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
     start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
@@ -45,40 +101,19 @@ def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int =
     seed = cfg.find.seed
 
     def run(start_weights: dict, masks: dict) -> TrainResult:
-        # Heads are initialised from the global RNG: seed it, so a round does not depend on what ran before.
+        # Every round builds its model and heads from the same seed, whatever ran before it.
         torch.manual_seed(seed)
         backbone = study.theta0(theta0_dir)
+        model, examples, loss_fn, heads = _source_objective(study, backbone, source_task)
         if source_task == "pretrain":
-            from bench.backbones import PretrainModel
-            from bench.runner.stages import _objectives
-
-            model = PretrainModel(backbone)
-            objectives = _objectives(cfg.pretrain.objectives, backbone.image_input)
-            examples = study.examples("itm", "train")
-            p = cfg.pretrain
             from bench.training import TrainSettings
 
+            p = cfg.pretrain
             settings = TrainSettings(steps=steps or cfg.find.steps or max(p.steps // 2, 1),
                                      batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
                                      weight_decay=p.weight_decay, seed=seed)
-
-            def loss_fn(b):
-                return model.loss(b, study.store, objectives, p.mask_prob)
-
-            heads = ("heads.",)
         else:
-            from bench.backbones import TaskModel
-            from bench.tasks import TASKS
-
-            spec = TASKS.get(source_task)
-            model = TaskModel(backbone, spec, study.labels(source_task))
-            examples = study.train_examples(source_task)
             settings = study.settings(source_task, seed, steps=steps or cfg.find.steps)
-
-            def loss_fn(b):
-                return model.loss(b, study.store)
-
-            heads = ("head.",)
         named = _prunable(backbone, cfg)
         _set_weights(named, start_weights, masks)
         enforcer = MaskEnforcer(named, masks)
@@ -141,6 +176,7 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
             train=train_fn or no_training, source=source_task, sparsities=group, seed=cfg.find.seed,
+            score_fn=make_score_fn(study, theta0_dir, source_task) if source_task != "none" else None,
             rewind_step=cfg.find.rewind_step, base_ticket=base,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters())},

@@ -150,10 +150,11 @@ def stage_find(study: Study, theta0_dir: Path, sources: list[str], quiet: bool =
 def _search_in_worker(config: dict, out: str, theta0_dir: str, root: str, source: str, threads: int) -> str:
     """One ticket search in a worker process (module-level so that spawn can import it)."""
     from bench.config import build_config
-    from bench.runner.search import run_search
+    from bench.runner.search import load_plugins, run_search
 
     torch.set_num_threads(threads)
     study = Study(build_config(config, where="search worker"), out)
+    load_plugins(study.cfg)
     run_search(study, Path(theta0_dir), Path(root), source, quiet=True)
     return source
 
@@ -233,9 +234,11 @@ def run_pipeline(cfg: Config, out: str | None = None, stages=STAGES, upto: bool 
                  quiet: bool = False) -> Path:
     """Run the requested stages in order (with `upto`, also every earlier stage), skipping done ones."""
     from bench.backbones import PRESETS
+    from bench.runner.search import load_plugins
     from bench.tasks import TASKS
     from tickets import parse_source
 
+    load_plugins(cfg)  # before validation: plugins register the methods that sources name
     # Validate every name before anything is written.
     PRESETS.get(cfg.backbone.preset)
     for t in cfg.matrix.tasks:
