@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_fmt("""
             examples:
               ticketbench run                         # the embedded default, results in runs/toyland/
-              ticketbench run smoke --out /tmp/smoke  # the 90-second pipeline used by CI
+              ticketbench run smoke --out /tmp/smoke  # the whole pipeline in under a minute (CI)
               ticketbench report runs/toyland         # rebuild tables and figures from the store
               ticketbench tickets ls runs/toyland     # the tickets a run found
         """),
