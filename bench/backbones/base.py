@@ -8,8 +8,6 @@ retrieval scoring of every caption against every image) are tokenised once.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,20 +148,6 @@ def collate_pixels(images: Sequence[Any], preset: str) -> PixelBatch:
     return PixelBatch(pixel_values, pixel_mask)
 
 
-def prunable_fingerprint(names_and_shapes: list[tuple[str, tuple[int, ...]]]) -> str:
-    """Fingerprint of a prunable set (names and shapes, in order).
-
-    Delegates to `tickets.fingerprint.prunable_fingerprint` when that module exists, so tickets
-    and backbones agree; the fallback is the same idea (sha256 of names and shapes).
-    """
-    try:
-        from tickets.fingerprint import prunable_fingerprint as tickets_fingerprint
-    except ImportError:  # tickets/ not written yet: temporary equivalent
-        payload = json.dumps([[n, list(s)] for n, s in names_and_shapes], separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-    return tickets_fingerprint(names_and_shapes)
-
-
 class Backbone(nn.Module):
     """A vision-and-language encoder built from a preset.
 
@@ -272,7 +256,9 @@ class Backbone(nn.Module):
 
     def fingerprint(self) -> str:
         """Fingerprint of the prunable set's names and shapes (tickets check they fit)."""
-        return prunable_fingerprint([(n, tuple(p.shape)) for n, p in self.prunable_parameters()])
+        from tickets.fingerprint import fingerprint_of
+
+        return fingerprint_of(self.prunable_parameters())
 
     def save(self, directory: str | Path) -> Path:
         """Write model.safetensors, backbone.json (preset + config) and tokenizer/ to `directory`."""

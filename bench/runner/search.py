@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import TicketbenchError
-from bench.io import atomic_write_json, read_json
+from bench.io import atomic_write_json
 from bench.runner.study import Study, environment
 
 
@@ -46,7 +46,7 @@ def load_plugins(cfg) -> None:
             raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
 
 
-def _source_objective(study: Study, backbone, source_task: str):
+def source_objective(study: Study, backbone, source_task: str):
     """(model, examples, loss_fn, head prefixes, pretrain settings or None) for a ticket source."""
     cfg = study.cfg
     if source_task == "pretrain":
@@ -75,7 +75,7 @@ def make_score_fn(study: Study, theta0_dir: Path, source_task: str):
     def score(weights: dict, masks: dict) -> dict:
         torch.manual_seed(study.cfg.find.seed)
         backbone = study.theta0(theta0_dir)
-        model, examples, loss_fn, _ = _source_objective(study, backbone, source_task)
+        model, examples, loss_fn, _ = source_objective(study, backbone, source_task)
         named = _prunable(backbone, study.cfg)
         _set_weights(named, weights, masks)
         model.to(study.device).train()
@@ -104,14 +104,9 @@ def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int =
         # Every round builds its model and heads from the same seed, whatever ran before it.
         torch.manual_seed(seed)
         backbone = study.theta0(theta0_dir)
-        model, examples, loss_fn, heads = _source_objective(study, backbone, source_task)
+        model, examples, loss_fn, heads = source_objective(study, backbone, source_task)
         if source_task == "pretrain":
-            from bench.training import TrainSettings
-
-            p = cfg.pretrain
-            settings = TrainSettings(steps=steps or cfg.find.steps or max(p.steps // 2, 1),
-                                     batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                                     weight_decay=p.weight_decay, seed=seed)
+            settings = study.pretrain_settings(steps or cfg.find.steps or max(cfg.pretrain.steps // 2, 1), seed)
         else:
             settings = study.settings(source_task, seed, steps=steps or cfg.find.steps)
         named = _prunable(backbone, cfg)
@@ -195,7 +190,3 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
         "hparams": _hparams(method, cfg), "env": environment(study.device),
     })
     return search_dir
-
-
-def search_log(search_dir: Path) -> dict:
-    return read_json(search_dir / "search.json")

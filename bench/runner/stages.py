@@ -88,18 +88,14 @@ def stage_pretrain(study: Study, quiet: bool = False) -> Path:
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
                                    feat_dim=getattr(store, "feat_dim", None))
-        from bench.backbones import PretrainModel
-        from bench.training import TrainSettings, train
+        from bench.runner.search import source_objective
+        from bench.training import train
 
-        model = PretrainModel(backbone).to(study.device)
-        objectives = _objectives(c.pretrain.objectives, backbone.image_input)
-        examples = study.examples("itm", "train")
-        p = c.pretrain
-        settings = TrainSettings(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                                 weight_decay=p.weight_decay, seed=p.seed)
-        log = train(model, lambda b: model.loss(b, store, objectives, p.mask_prob), examples, settings,
-                    device=study.device, head_prefixes=("heads.",))
-        metrics = {"history": log.history, "train_s": log.seconds, "objectives": objectives}
+        model, examples, loss_fn, heads = source_objective(study, backbone, "pretrain")
+        settings = study.pretrain_settings(c.pretrain.steps, c.pretrain.seed)
+        log = train(model, loss_fn, examples, settings, device=study.device, head_prefixes=heads)
+        metrics = {"history": log.history, "train_s": log.seconds,
+                   "objectives": _objectives(c.pretrain.objectives, backbone.image_input)}
         backbone = model.backbone
     else:
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None)

@@ -16,14 +16,6 @@ from bench.tasks.base import Example, TaskSpec
 from bench.training.loop import TrainSettings
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TicketbenchError(f"backbone.device={name} but CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def environment(device: torch.device) -> dict:
     import transformers
 
@@ -43,6 +35,8 @@ class Study:
     def __init__(self, cfg: Config, out: str | Path):
         self.cfg = cfg
         self.out = Path(out)
+        from bench.backbones import resolve_device
+
         self.device = resolve_device(cfg.backbone.device)
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
@@ -148,6 +142,12 @@ class Study:
         return copy.deepcopy(_load_backbone_cached(str(theta0_dir)))
 
     # ---- settings ---------------------------------------------------------------------------
+    def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
+        """Optimisation settings of pre-training (and of IMP rounds on the pre-training objectives)."""
+        p = self.cfg.pretrain
+        return TrainSettings(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
+                             weight_decay=p.weight_decay, seed=seed)
+
     def settings(self, task: str, seed: int, steps: int = 0, family: str | None = None) -> TrainSettings:
         """The task's recipe for the backbone family, overridden by non-zero finetune fields."""
         from bench.backbones import PRESETS
