@@ -53,12 +53,16 @@ class BackboneConfig:
 class PretrainConfig:
     """Pre-training of toy presets on the world's captions (real presets use their checkpoint)."""
 
-    steps: int = hp(600, "optimizer steps")
+    steps: int = hp(2500, "optimizer steps in all (both phases)")
     batch_size: int = hp(32, "examples per step")
     lr: float = hp(1e-3, "peak learning rate")
     warmup: float = hp(0.1, "fraction of steps for linear warm-up")
     weight_decay: float = hp(0.01, "AdamW weight decay")
-    objectives: str = hp("mlm:2,itm:2,mrm:1", "objective mix as name:weight (mrm only for region backbones)")
+    objectives: str = hp("itm:2,mlm:1,mrm:1", "objective mix as name:ratio; one objective per batch, drawn by ratio "
+                                                 "as UNITER does (mrm only for region backbones)")
+    first_objectives: str = hp("itm:1", "mix of a first phase run before `objectives` (same syntax)")
+    first_fraction: float = hp(0.6, "fraction of `steps` spent on the first phase (0 = the mix only); ITM "
+                                    "alone first, because in the mix MLM/MRM keep ITM at chance (docs/ARCHITECTURE.md)")
     mask_prob: float = hp(0.15, "MLM / MRM masking probability")
     seed: int = hp(0, "pre-training seed")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 from test_backbones_models import FEAT, WORDS, pixels, regions
@@ -33,7 +35,7 @@ class PixelStore:
         return self.images[image_id]
 
 
-def spec(head: str, loss: str = "ce", num_images: int = 1) -> TaskSpec:
+def spec(head: str, loss: str = "cross_entropy", num_images: int = 1) -> TaskSpec:
     return TaskSpec(name=f"t-{head}", title="", head=head, loss=loss, metrics=("acc",), headline="acc", chance=0.0,
                     files={}, splits=("train", "dev"), loader=lambda *a: [], evaluator=lambda *a: {},
                     recipes={"toy": Recipe(10, 4, 1e-3)}, num_images=num_images)
@@ -59,13 +61,28 @@ def test_classify_bce_and_ce_and_predict(vocab):
     labels = ["yes", "no", "2"]
     exs = [Example(str(i), (f"img{i}",), (TEXTS[i],), {"yes": 1.0, "2": 0.3} if i % 2 else {"no": 0.9, "oov": 0.3})
            for i in range(4)]
-    for loss_kind in ("bce", "ce"):
+    for loss_kind in ("soft_bce", "cross_entropy"):
         m = TaskModel(backbone("toy-uniter", vocab), spec("classify", loss_kind), labels)
         loss = m.loss(exs, store)
         assert loss.ndim == 0 and torch.isfinite(loss)
         loss.backward()
         assert m.head.mlp.net[0].weight.grad is not None
         assert m.backbone.prunable_parameters()[0][1].grad is not None
+        m.eval()  # no dropout: the loss can be recomputed by hand from the logits
+        with torch.no_grad():
+            logits = m._classify_logits(exs, store).float()
+            got = m.loss(exs, store)
+        if loss_kind == "soft_bce":  # the tasks' names, as VQA declares it: soft targets, not the top answer
+            target = torch.tensor([[0.0, 0.0, 0.0]] * 4)
+            target[1, 0], target[1, 2], target[3, 0], target[3, 2] = 1.0, 0.3, 1.0, 0.3
+            target[0, 1] = target[2, 1] = 0.9  # 'oov' is outside the label list: no target
+            want = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum") / 4
+        else:
+            want = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0, 1, 0]))
+        assert torch.allclose(got, want, atol=1e-5)
+        m.train()
+    with pytest.raises(ConfigError, match="loss 'bce' is not a classify loss"):
+        TaskModel(m.backbone, spec("classify", "bce"), labels).loss(exs, store)
     pred = m.predict(exs, store)
     assert set(pred) == {"0", "1", "2", "3"} and set(pred.values()) <= set(labels)
     assert m.training  # predict restores the training mode
@@ -183,3 +200,29 @@ def test_pretrain_weights_scale_the_losses(vocab):
     torch.manual_seed(3)
     b = m.loss(exs, store, {"mrm": 3.0})["mrm"]
     assert torch.allclose(3 * a, b)
+
+
+def test_sampled_loss_draws_one_objective_per_batch_by_ratio(vocab):
+    from bench.backbones.pretrain_model import draw_objective
+
+    torch.manual_seed(0)
+    draws = Counter(draw_objective({"itm": 2.0, "mlm": 1.0, "mrm": 1.0}) for _ in range(4000))
+    assert abs(draws["itm"] / 4000 - 0.5) < 0.03 and abs(draws["mlm"] / 4000 - 0.25) < 0.03
+    store = RegionStore()
+    m = PretrainModel(backbone("toy-uniter", vocab)).eval()
+    exs = [Example(str(i), (f"img{i}",), (TEXTS[i],)) for i in range(4)]
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out = m.sampled_loss(exs, store, {"itm": 2.0, "mlm": 1.0, "mrm": 1.0})
+        assert len(out) == 1 and torch.isfinite(next(iter(out.values())))
+        seen |= set(out)
+    assert seen == {"itm", "mlm", "mrm"}
+    # pixel backbones skip MRM; unknown names fail as in loss()
+    vilt = PretrainModel(backbone("toy-vilt", vocab))
+    torch.manual_seed(0)
+    assert {k for s in range(8) for k in vilt.sampled_loss(exs, PixelStore(), {"mrm": 5.0, "itm": 1.0})} == {"itm"}
+    with pytest.raises(ConfigError, match="unknown objective 'mlmm'"):
+        m.sampled_loss(exs, store, {"mlmm": 1.0})
+    with pytest.raises(ConfigError, match="no objective with a positive weight"):
+        vilt.sampled_loss(exs, PixelStore(), {"mrm": 1.0})

@@ -80,3 +80,47 @@ def test_yaml_is_loaded_safely(tmp_path):
     p.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(str(p))
+
+
+def test_pretrain_phases_split_the_steps_itm_first():
+    from bench.runner.stages import pretrain_phases
+
+    cfg = load_config("toyland")
+    (first, n1), (mix, n2) = pretrain_phases(cfg)
+    assert first == cfg.pretrain.first_objectives == "itm:1" and mix == cfg.pretrain.objectives
+    assert n1 + n2 == cfg.pretrain.steps and n1 == round(cfg.pretrain.first_fraction * cfg.pretrain.steps)
+    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=0"])) == [(mix, cfg.pretrain.steps)]
+    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_objectives="])) == [(mix, cfg.pretrain.steps)]
+    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=1"])) == [(first, cfg.pretrain.steps)]
+    with pytest.raises(ConfigError, match=r"pretrain.first_fraction: expected a fraction in \[0, 1\], found 1.5"):
+        pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=1.5"]))
+
+
+def test_pretrain_hash_follows_effective_settings_not_only_overrides(monkeypatch, tmp_path):
+    """A changed default is a new θ0, and so is a new toyland format: never served from cache."""
+    import bench.config as config_module
+    import bench.data.toyland.world as world_module
+    from bench.runner.stages import pretrain_hash
+    from bench.runner.study import Study
+
+    study = Study(load_config("smoke"), tmp_path)
+    before = pretrain_hash(study)
+    monkeypatch.setattr(world_module, "VERSION", world_module.VERSION + 1)
+    assert pretrain_hash(study) != before
+    monkeypatch.undo()
+    changed = dataclasses.replace(study.cfg, pretrain=dataclasses.replace(study.cfg.pretrain, lr=0.5))
+    monkeypatch.setattr(config_module.PretrainConfig.__dataclass_fields__["lr"], "default", 0.5)
+    assert pretrain_hash(Study(changed, tmp_path)) != before
+
+
+def test_a_world_of_another_format_version_is_refused(tmp_path):
+    import json
+
+    from bench.errors import TicketbenchError
+    from bench.runner.stages import stage_world
+    from bench.runner.study import Study
+
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "MANIFEST.json").write_text(json.dumps({"seed": 0, "scale": "smoke", "version": 1}))
+    with pytest.raises(TicketbenchError, match="format version 1; this ticketbench writes version 2"):
+        stage_world(Study(load_config("smoke"), tmp_path), quiet=True)

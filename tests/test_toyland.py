@@ -71,7 +71,7 @@ def test_same_seed_gives_byte_identical_files(world, tmp_path):
 
 def test_existing_world_is_reused_and_a_foreign_directory_refused(world, tmp_path):
     assert generate_world(world, seed=0, scale="smoke")["seed"] == 0
-    with pytest.raises(DataError, match="seed 0 scale smoke, expected seed 3"):
+    with pytest.raises(DataError, match="seed 0 scale smoke version 2, expected seed 3"):
         generate_world(world, seed=3, scale="smoke")
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -243,6 +243,22 @@ def test_features_carry_the_attributes(world):
     # a quantised-feature bag classifier separates the four shapes far above chance (25%)
     assert _bow_accuracy(rows[:half], rows[half:]) > 70
     assert len(set(shape)) == len(SHAPES) and len(COLOUR_NAMES) == 5
+
+
+def test_features_are_standardised_by_a_world_independent_calibration(world):
+    from bench.data.toyland.features import CALIBRATION_IMAGES, calibration, extract, extract_raw
+
+    feats = np.concatenate([np.load(p)["features"] for p in sorted((world / "features/uniter").glob("*.npz"))])
+    assert feats.shape[1] == FEAT_DIM
+    varying = feats.std(0) > 0.2  # dims that move at all move on the unit scale
+    assert varying.sum() >= FEAT_DIM - 4
+    assert np.abs(feats.mean(0)[varying]).max() < 0.6
+    assert 0.6 < np.median(feats.std(0)[varying]) < 1.6
+    mean, std = calibration()
+    assert mean.shape == std.shape == (FEAT_DIM,) and (std >= 0.05).all() and CALIBRATION_IMAGES >= 100
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    boxes = np.asarray([[2, 2, 20, 20]], np.float32)
+    np.testing.assert_allclose(extract(pixels, boxes) * std + mean, extract_raw(pixels, boxes), atol=1e-5)
 
 
 def test_all_tasks_load_through_the_task_loaders(world):

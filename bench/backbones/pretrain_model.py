@@ -38,6 +38,21 @@ def _at_least_one(chosen: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
     return chosen
 
 
+def _check_known(objectives: dict[str, float]) -> None:
+    unknown = [k for k in objectives if k not in OBJECTIVES]
+    if unknown:
+        raise ConfigError(f"pretrain.objectives: unknown objective '{unknown[0]}' (known: {', '.join(OBJECTIVES)})")
+
+
+def draw_objective(objectives: dict[str, float]) -> str:
+    """One objective name, drawn with probability ∝ weight from torch's global RNG (seeded by train)."""
+    if not objectives:
+        raise ConfigError("pretrain.objectives: no objective with a positive weight for this backbone")
+    names = list(objectives)
+    weights = torch.tensor([float(objectives[n]) for n in names])
+    return names[int(torch.multinomial(weights, 1))]
+
+
 class PretrainModel(nn.Module):
     """backbone + MLM, ITM and (for region backbones) MRM heads."""
 
@@ -61,9 +76,7 @@ class PretrainModel(nn.Module):
 
         'mrm' is skipped (not an error) for pixel backbones, as the config's default mix names it.
         """
-        unknown = [k for k in objectives if k not in OBJECTIVES]
-        if unknown:
-            raise ConfigError(f"pretrain.objectives: unknown objective '{unknown[0]}' (known: {', '.join(OBJECTIVES)})")
+        _check_known(objectives)
         texts = [ex.texts[0] for ex in examples]
         ids = [ex.image_ids[0] for ex in examples]
         images = fetch_images(store, ids)
@@ -75,6 +88,16 @@ class PretrainModel(nn.Module):
         if not out:
             raise ConfigError("pretrain.objectives: no objective with a positive weight for this backbone")
         return out
+
+    def sampled_loss(self, examples: Sequence[Any], store: Any, objectives: dict[str, float],
+                     mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+        """{objective: loss} for ONE objective drawn per batch with probability ∝ its weight.
+
+        This is UNITER's pre-training schedule (one task per mini-batch, sampled by ratio): a step
+        costs one forward pass instead of one per objective."""
+        _check_known(objectives)
+        usable = {k: w for k, w in objectives.items() if w > 0 and k in self.available()}
+        return self.loss(examples, store, {draw_objective(usable): 1.0}, mask_prob)
 
     def _mlm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
         bb = self.backbone

@@ -18,6 +18,10 @@ from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
 from bench.errors import ConfigError, DataError
 
 
+# soft_bce: VQA's soft targets (0.3/0.6/0.9/1 per answer); cross_entropy: the top label.
+CLASSIFY_LOSSES = ("soft_bce", "cross_entropy")
+
+
 def fetch_images(store: Any, image_ids: Sequence[str]) -> list:
     """store.get for each id, each distinct id read once."""
     cache = {i: store.get(i) for i in dict.fromkeys(image_ids)}
@@ -104,7 +108,10 @@ class TaskModel(nn.Module):
         """Training loss of a batch of Examples (see the class docstring per head kind)."""
         if self.kind == "classify":
             logits = self._classify_logits(examples, store)
-            if self.spec.loss == "bce":
+            if self.spec.loss not in CLASSIFY_LOSSES:
+                raise ConfigError(f"task {self.spec.name}: loss '{self.spec.loss}' is not a classify loss "
+                                  f"(expected one of {', '.join(CLASSIFY_LOSSES)})")
+            if self.spec.loss == "soft_bce":
                 target = torch.zeros_like(logits, dtype=torch.float32)
                 for i, ex in enumerate(examples):
                     for lab, s in ex.target.items():

@@ -57,7 +57,7 @@ def source_objective(study: Study, backbone, source_task: str):
         objectives = _objectives(cfg.pretrain.objectives, backbone.image_input)
         p = cfg.pretrain
         return (model, study.examples("itm", "train"),
-                lambda b: model.loss(b, study.store, objectives, p.mask_prob), ("heads.",))
+                lambda b: model.sampled_loss(b, study.store, objectives, p.mask_prob), ("heads.",))
     from bench.backbones import TaskModel
     from bench.tasks import TASKS
 
@@ -106,7 +106,10 @@ def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int =
         backbone = study.theta0(theta0_dir)
         model, examples, loss_fn, heads = source_objective(study, backbone, source_task)
         if source_task == "pretrain":
-            settings = study.pretrain_settings(steps or cfg.find.steps or max(cfg.pretrain.steps // 2, 1), seed)
+            from bench.runner.stages import pretrain_phases
+
+            # Half the main mix phase per round (the ITM-only first phase is a warm start, not the objective).
+            settings = study.pretrain_settings(steps or cfg.find.steps or max(pretrain_phases(cfg)[-1][1] // 2, 1), seed)
         else:
             settings = study.settings(source_task, seed, steps=steps or cfg.find.steps)
         named = _prunable(backbone, cfg)

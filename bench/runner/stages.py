@@ -36,8 +36,14 @@ def stage_world(study: Study, quiet: bool = False) -> Path:
         return study.data_root
     world = study.out / "world"
     manifest = world / "MANIFEST.json"
+    from bench.data.toyland.world import VERSION
+
     if manifest.exists():
         m = read_json(manifest)
+        if m.get("version") != VERSION:
+            raise TicketbenchError(
+                f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
+                f"writes version {VERSION}; use another --out (or delete {world} and what was built on it)")
         if m.get("seed") == w.seed and m.get("scale") == w.scale:
             _say(quiet, f"[world] cached: {world}")
             return world
@@ -66,8 +72,25 @@ def _objectives(spec: str, image_input: str) -> dict[str, float]:
 
 
 def pretrain_hash(study: Study) -> str:
+    """Over the *effective* pre-training settings (a changed default is a new θ0) and, for toyland,
+    the world's format version (a regenerated world is new data)."""
+    from bench.data.toyland.world import VERSION
+
     c = study.cfg
-    return config_hash(c.world, c.backbone, c.pretrain)
+    world = VERSION if c.world.source == "toyland" else None
+    return config_hash(c.world, c.backbone, to_dict(c)["pretrain"], {"toyland_version": world})
+
+
+def pretrain_phases(cfg: Config) -> list[tuple[str, int]]:
+    """[(objective mix, steps)] in order: the first phase (if any), then the main mix."""
+    p = cfg.pretrain
+    if not 0.0 <= p.first_fraction <= 1.0:
+        raise ConfigError(f"pretrain.first_fraction: expected a fraction in [0, 1], found {p.first_fraction}")
+    first = int(round(p.first_fraction * p.steps)) if p.first_objectives else 0
+    phases = [(p.first_objectives, first)] if first > 0 else []
+    if p.steps - first > 0:
+        phases.append((p.objectives, p.steps - first))
+    return phases
 
 
 def stage_pretrain(study: Study, quiet: bool = False) -> Path:
@@ -91,11 +114,20 @@ def stage_pretrain(study: Study, quiet: bool = False) -> Path:
         from bench.runner.search import source_objective
         from bench.training import train
 
-        model, examples, loss_fn, heads = source_objective(study, backbone, "pretrain")
-        settings = study.pretrain_settings(c.pretrain.steps, c.pretrain.seed)
-        log = train(model, loss_fn, examples, settings, device=study.device, head_prefixes=heads)
-        metrics = {"history": log.history, "train_s": log.seconds,
-                   "objectives": _objectives(c.pretrain.objectives, backbone.image_input)}
+        model, examples, _, heads = source_objective(study, backbone, "pretrain")
+        history, seconds, done = [], 0.0, 0
+        # Each phase is its own train() call, so each warms up and decays to 0 on its own.
+        for k, (mix, steps) in enumerate(pretrain_phases(c)):
+            objectives = _objectives(mix, backbone.image_input)
+            log = train(model, lambda b, o=objectives: model.sampled_loss(b, study.store, o, c.pretrain.mask_prob),
+                        examples, study.pretrain_settings(steps, c.pretrain.seed + k),
+                        device=study.device, head_prefixes=heads)
+            history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
+            seconds += log.seconds
+            done += steps
+        metrics = {"history": history, "train_s": seconds,
+                   "phases": [{"objectives": _objectives(m, backbone.image_input), "steps": n}
+                              for m, n in pretrain_phases(c)]}
         backbone = model.backbone
     else:
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None)

@@ -98,7 +98,7 @@ def train(
     accelerator = accelerator_for(device, settings.bf16)
     model.to(accelerator.device).train()
     opt = torch.optim.AdamW(_param_groups(model, settings, head_prefixes), lr=settings.lr,
-                            betas=tuple(settings.betas))
+                            betas=tuple(settings.betas), foreach=True)  # CPU default is the slower per-tensor loop
     warm = int(round(settings.warmup * settings.steps))
     sched = get_linear_schedule_with_warmup(opt, warm, max(settings.steps, 1))
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -107,6 +107,9 @@ def train(
     t0 = time.perf_counter()
     if snapshot_step == 0 and snapshot_fn is not None:
         log.snapshot = snapshot_fn()
+    # Per-part sums over the logging window: with one sampled objective per batch (pre-training),
+    # a single step's parts would name only one of them.
+    window: dict[str, list[float]] = {}
     for step in range(1, settings.steps + 1):
         total = 0.0
         parts: dict[str, float] = {}
@@ -132,10 +135,15 @@ def train(
         opt.zero_grad(set_to_none=True)
         if step == snapshot_step and snapshot_fn is not None:
             log.snapshot = snapshot_fn()
+        for k, v in parts.items():
+            acc = window.setdefault(k, [0.0, 0])
+            acc[0] += v / settings.grad_accum
+            acc[1] += 1
         if step % log_every == 0 or step == settings.steps:
             entry = {"step": step, "loss": round(total, 6), "lr": sched.get_last_lr()[0]}
-            entry.update({k: round(v / settings.grad_accum, 6) for k, v in parts.items()})
+            entry.update({k: round(v / n, 6) for k, (v, n) in sorted(window.items())})
             log.history.append(entry)
+            window = {}
         if on_step is not None:
             on_step(step, settings.steps, total)
     log.seconds = time.perf_counter() - t0

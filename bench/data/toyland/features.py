@@ -6,12 +6,20 @@ per-image random order so the ground-truth object is not always first. Each regi
 D = 48 float32 vector computed only from the pixels inside its box (FEATURE_NAMES documents
 every dimension); "foreground" means pixels far from the background colour, which is estimated
 as the median of the image border.
+
+The written features are standardised per dimension (zero mean, unit variance) with statistics
+of a fixed calibration set of scenes, the same for every world and seed. Raw, the dimensions
+are fractions in [0, 1] that share a large common component; a tiny transformer trained from
+scratch on those learns text-region alignment far more slowly (measured: ITM stayed at chance for
+1,500 steps raw and learned with standardised inputs), much as detector features are normalised
+before a real V+L model sees them.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import functools
 import zipfile
 
 import numpy as np
@@ -35,6 +43,8 @@ FEATURE_NAMES = (
 )
 FEAT_DIM = len(FEATURE_NAMES)
 FG_THRESHOLD = 0.3  # summed absolute RGB distance (0-3 scale) from the background
+CALIBRATION_SEED = 20260101  # fixed: the standardisation never depends on the world's seed
+CALIBRATION_IMAGES = 256
 LXMERT_FIELDS = ("img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf",
                  "num_boxes", "boxes", "features")
 
@@ -82,7 +92,30 @@ def _bins(mask: np.ndarray, axis: int, n: int) -> np.ndarray:
 
 
 def extract(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """float32 [n, FEAT_DIM] features of each pixel box (x1y1x2y2) of a uint8 [H, W, 3] image."""
+    """float32 [n, FEAT_DIM] standardised features of each pixel box (x1y1x2y2) of a uint8 [H, W, 3] image."""
+    mean, std = calibration()
+    return ((extract_raw(pixels, boxes) - mean) / std).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def calibration() -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of raw features over a fixed set of scenes (float64 [FEAT_DIM] each)."""
+    from bench.data.toyland.render import render
+    from bench.data.toyland.scene import sample_scene
+
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    feats = []
+    for k in range(CALIBRATION_IMAGES):
+        scene = sample_scene(rng, f"calibration-{k}", (2, 5), n_covered=int(rng.random() < 0.2))
+        boxes, _, _ = region_boxes(scene, rng)
+        feats.append(extract_raw(render(scene, rng), boxes))
+    allf = np.concatenate(feats).astype(np.float64)
+    # Dimensions that barely vary are left at their scale, not blown up.
+    return allf.mean(0), np.maximum(allf.std(0), 0.05)
+
+
+def extract_raw(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """float32 [n, FEAT_DIM] raw features (FEATURE_NAMES, mostly fractions in [0, 1]) of each box."""
     img = pixels.astype(np.float32) / 255.0
     H, W = img.shape[:2]
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])

@@ -19,7 +19,7 @@ from bench.data.toyland.scene import IMAGE_SIZE, sample_scene
 from bench.data.toyland.writer import WorldWriter
 from bench.errors import DataError
 
-VERSION = 1
+VERSION = 2  # 2: standardised region features (features.calibration)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,8 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, scale: str = "defa
             if (found.get("seed"), found.get("scale"), found.get("version")) == (seed, scale, VERSION):
                 return found
             raise DataError(f"{out}: holds a toyland world with seed {found.get('seed')} scale "
-                            f"{found.get('scale')}, expected seed {seed} scale {scale}; remove it or pick another")
+                            f"{found.get('scale')} version {found.get('version')}, expected seed {seed} scale "
+                            f"{scale} version {VERSION}; remove it or pick another")
         if any(out.iterdir()):
             raise DataError(f"{out}: exists and is not a toyland world (no MANIFEST.json); remove it or pick another")
         out.rmdir()
