@@ -81,6 +81,11 @@ def test_classify_bce_and_ce_and_predict(vocab):
             want = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0, 1, 0]))
         assert torch.allclose(got, want, atol=1e-5)
         m.train()
+    # soft-BCE heads start every answer at probability 1/L (prior bias), cross-entropy heads at 0 bias
+    soft = TaskModel(backbone("toy-uniter", vocab), spec("classify", "soft_bce"), labels)
+    assert torch.allclose(torch.sigmoid(soft.head.mlp.net[-1].bias), torch.full((3,), 1 / 3))
+    ce = TaskModel(backbone("toy-uniter", vocab), spec("classify", "cross_entropy"), labels)
+    assert ce.head.mlp.net[-1].bias.abs().max() < 1.0
     with pytest.raises(ConfigError, match="loss 'bce' is not a classify loss"):
         TaskModel(m.backbone, spec("classify", "bce"), labels).loss(exs, store)
     pred = m.predict(exs, store)

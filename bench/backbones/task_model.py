@@ -63,6 +63,8 @@ class TaskModel(nn.Module):
             self.labels = list(labels)
             self.label_index = {lab: i for i, lab in enumerate(self.labels)}
             self.head = ClassifyHead(h, len(self.labels), getattr(spec, "num_images", 1))
+            if spec.loss == "soft_bce" and len(self.labels) > 1:
+                self.head.init_prior(1.0 / len(self.labels))
         elif self.kind == "region":
             if backbone.image_input != "regions":
                 raise ConfigError(
