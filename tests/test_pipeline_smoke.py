@@ -168,3 +168,19 @@ def test_a_new_method_runs_through_find_matrix_and_compare(smoke, tmp_path, monk
     report = build_report(out, compare="snipdoc", config=cfg)
     summary = pd.read_csv(report / "compare_snipdoc_summary.csv")
     assert len(summary) > 0 and (report / "compare_snipdoc.png").exists()
+
+
+@pytest.mark.parametrize("config", ["toyland-vilt", "toyland-lxmert"])
+def test_other_backbones_pretrain_on_toyland(config, tmp_path):
+    """The three-backbone configs get through world and pre-training (both phases); toy-vilt reads the
+    pictures at its own 64-pixel size, not ViLT's 384."""
+    cfg = load_config(config, ["world.scale=smoke", "pretrain.steps=4", "pretrain.batch_size=4"])
+    run_pipeline(cfg, tmp_path, stages=("world", "pretrain"), quiet=True)
+    (metrics,) = tmp_path.glob("pretrain/*/metrics.json")
+    m = json.loads(metrics.read_text())
+    assert [p["steps"] for p in m["phases"]] == [2, 2] and m["history"][-1]["step"] == 4
+    if config == "toyland-vilt":
+        from bench.runner.study import Study
+
+        store = Study(cfg, tmp_path).store
+        assert tuple(store.get(store.ids()[0]).pixel_values.shape) == (3, 64, 64)

@@ -110,7 +110,7 @@ def stage_pretrain(study: Study, quiet: bool = False) -> Path:
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
-                                   feat_dim=getattr(store, "feat_dim", None))
+                                   feat_dim=None if study.image_kind[0] == "pixels" else store.feat_dim)
         from bench.runner.search import source_objective
         from bench.training import train
 

@@ -133,7 +133,14 @@ class Study:
     def store(self):
         from bench.data.images import open_image_store
 
+        from bench.backbones import PRESETS
+
         kind, path = self.image_kind
+        if kind == "pixels":
+            # Resize to the preset's own input size (toy-vilt: 64), not ViLT's 384: upscaling a 64-pixel
+            # toyland image to 384 made every toy-vilt step ~36x longer for no information.
+            size = PRESETS.get(self.cfg.backbone.preset).config.get("image_size", 384)
+            return open_image_store(kind, path, shorter=size)
         return open_image_store(kind, path)
 
     # ---- θ0 ---------------------------------------------------------------------------------
