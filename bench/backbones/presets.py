@@ -200,7 +200,7 @@ def create_backbone(preset: str, **overrides: Any) -> Backbone:
     """Build the backbone `preset` with config `overrides` (see the module docstring).
 
     Overrides whose value is None are ignored, so callers can pass optional values through
-    (e.g. feat_dim=store.feat_dim, which pixel stores do not have).
+    (e.g. feat_dim, which only region-feature backbones take).
     """
     spec = PRESETS.get(preset)
     overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -46,18 +46,23 @@ def load_plugins(cfg) -> None:
             raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
 
 
+def pretrain_loss_fn(study: Study, model, mix: str):
+    """loss_fn of a PretrainModel for one objective mix ('name:ratio,...'): one objective per batch."""
+    from bench.runner.stages import _objectives
+
+    objectives = _objectives(mix, model.backbone.image_input)
+    return lambda b: model.sampled_loss(b, study.store, objectives, study.cfg.pretrain.mask_prob)
+
+
 def source_objective(study: Study, backbone, source_task: str):
-    """(model, examples, loss_fn, head prefixes, pretrain settings or None) for a ticket source."""
+    """(model, examples, loss_fn, head prefixes) for a ticket source; 'pretrain' uses the main mix."""
     cfg = study.cfg
     if source_task == "pretrain":
         from bench.backbones import PretrainModel
-        from bench.runner.stages import _objectives
 
         model = PretrainModel(backbone)
-        objectives = _objectives(cfg.pretrain.objectives, backbone.image_input)
-        p = cfg.pretrain
-        return (model, study.examples("itm", "train"),
-                lambda b: model.sampled_loss(b, study.store, objectives, p.mask_prob), ("heads.",))
+        return (model, study.examples("itm", "train"), pretrain_loss_fn(study, model, cfg.pretrain.objectives),
+                ("heads.",))
     from bench.backbones import TaskModel
     from bench.tasks import TASKS
 

@@ -34,10 +34,10 @@ def stage_world(study: Study, quiet: bool = False) -> Path:
         if not study.data_root.exists():
             raise TicketbenchError(f"world.data_root {study.data_root} does not exist")
         return study.data_root
-    world = study.out / "world"
-    manifest = world / "MANIFEST.json"
     from bench.data.toyland.world import VERSION
 
+    world = study.out / "world"
+    manifest = world / "MANIFEST.json"
     if manifest.exists():
         m = read_json(manifest)
         if m.get("version") != VERSION:
@@ -111,23 +111,22 @@ def stage_pretrain(study: Study, quiet: bool = False) -> Path:
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
                                    feat_dim=None if study.image_kind[0] == "pixels" else store.feat_dim)
-        from bench.runner.search import source_objective
+        from bench.runner.search import pretrain_loss_fn, source_objective
         from bench.training import train
 
         model, examples, _, heads = source_objective(study, backbone, "pretrain")
+        phases = pretrain_phases(c)
         history, seconds, done = [], 0.0, 0
         # Each phase is its own train() call, so each warms up and decays to 0 on its own.
-        for k, (mix, steps) in enumerate(pretrain_phases(c)):
-            objectives = _objectives(mix, backbone.image_input)
-            log = train(model, lambda b, o=objectives: model.sampled_loss(b, study.store, o, c.pretrain.mask_prob),
-                        examples, study.pretrain_settings(steps, c.pretrain.seed + k),
+        for k, (mix, steps) in enumerate(phases):
+            log = train(model, pretrain_loss_fn(study, model, mix), examples,
+                        study.pretrain_settings(steps, c.pretrain.seed + k),
                         device=study.device, head_prefixes=heads)
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += steps
         metrics = {"history": history, "train_s": seconds,
-                   "phases": [{"objectives": _objectives(m, backbone.image_input), "steps": n}
-                              for m, n in pretrain_phases(c)]}
+                   "phases": [{"objectives": _objectives(m, backbone.image_input), "steps": n} for m, n in phases]}
         backbone = model.backbone
     else:
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None)

@@ -131,9 +131,8 @@ class Study:
 
     @functools.cached_property
     def store(self):
-        from bench.data.images import open_image_store
-
         from bench.backbones import PRESETS
+        from bench.data.images import open_image_store
 
         kind, path = self.image_kind
         if kind == "pixels":
