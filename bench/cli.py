@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from bench.errors import TicketbenchError
+from bench.core.errors import TicketbenchError
 
 STAGES = ("world", "pretrain", "find", "matrix", "report")
 

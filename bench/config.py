@@ -14,19 +14,13 @@ from typing import Any
 
 import yaml
 
-from bench.errors import ConfigError
-from bench.io import short_hash
-from bench.registry import suggest
+from bench.core.errors import ConfigError
+from bench.core.hparams import coerce_value, hp
+from bench.core.io import short_hash
+from bench.core.registry import suggest
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "toyland"
-
-
-def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
-    """A hyperparameter: a default and a one-line help string."""
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use tuples for sequence defaults (frozen dataclasses)")
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -151,42 +145,6 @@ SECTIONS = ["world", "backbone", "pretrain", "find", "finetune", "matrix", "repo
 
 def _section_type(name: str) -> type:
     return typing.get_type_hints(Config)[name]
-
-
-def coerce_value(value: Any, default: Any, where: str) -> Any:
-    """Convert a YAML or --set value to the type of the field's default."""
-    if isinstance(default, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif isinstance(default, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-            value = [yaml.safe_load(v) for v in value]
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-        return (value,)
-    elif isinstance(default, str):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise ConfigError(f"{where}: expected {type(default).__name__}, found {value!r}")
 
 
 def _all_keys() -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from bench.config import load_config
-from bench.io import read_json
+from bench.core.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX_TASKS = ["gqa", "nlvr2", "snli_ve"]

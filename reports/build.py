@@ -122,7 +122,7 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
     (missing tasks, sparsities, dense runs, seeds or tickets) gives a partial report whose README
     lists what is missing. Returns the report directory.
     """
-    from bench.io import safe_name
+    from bench.core.io import safe_name
 
     if compare:
         safe_name(compare, "method")

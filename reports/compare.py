@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from bench.errors import TicketbenchError
+from bench.core.errors import TicketbenchError
 from reports.store import DENSE
 
 REFERENCES = ("imp", "omp", "pretrained_magnitude", "random")

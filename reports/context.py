@@ -9,8 +9,8 @@ import pandas as pd
 import yaml
 
 from bench.config import SECTIONS, Config, build_config, load_config
-from bench.errors import ConfigError, DataError
-from bench.io import atomic_write_json, read_json
+from bench.core.errors import ConfigError, DataError
+from bench.core.io import atomic_write_json, read_json
 from reports.store import TicketView, collect_matrix, iter_tickets
 from reports.tables import ladder, task_order
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from bench.config import Config
-from bench.errors import ConfigError
-from bench.io import atomic_write_text
+from bench.core.errors import ConfigError
+from bench.core.io import atomic_write_text
 from reports import plots
 from reports.claims import VL_PRETRAIN_TRANSFER, VL_RELAXED_RANGE, claims_frame, pretrain_transfer, vl_claims
 from reports.context import ReportContext, load_context, prune_stale

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from bench.io import atomic_write_bytes  # noqa: E402
+from bench.core.io import atomic_write_bytes  # noqa: E402
 from reports.store import DENSE  # noqa: E402
 from reports.tables import source_order  # noqa: E402
 

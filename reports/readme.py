@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.io import atomic_write_text
+from bench.core.io import atomic_write_text
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
@@ -63,8 +63,8 @@ def _setup(ctx: ReportContext) -> list[str]:
     ]
     timings = ctx.out / "timings.json"
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
-        from bench.errors import DataError
-        from bench.io import read_json
+        from bench.core.errors import DataError
+        from bench.core.io import read_json
 
         try:
             t = read_json(timings)

@@ -13,8 +13,9 @@ from typing import Iterator
 
 import pandas as pd
 
-from bench.errors import DataError
-from bench.io import atomic_write_text, read_json
+from bench.core.errors import DataError
+from bench.core.io import atomic_write_text, read_json
+from bench.core.source import Source
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
@@ -32,8 +33,8 @@ def matrix_path(out_dir: str | Path) -> Path:
 
 def split_source(source: str) -> tuple[str, str]:
     """'imp:vqa' → ('imp', 'vqa'); 'random' → ('random', '')."""
-    method, _, task = source.partition(":")
-    return method, task
+    src = Source.parse(source)
+    return src.method, src.task
 
 
 def _record_row(path: Path, rec: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.io import atomic_write_text
+from bench.core.io import atomic_write_text
 
 
 def fmt_num(x, digits: int = 1) -> str:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.errors import RunFailed
+from bench.core.errors import RunFailed
 from bench.runner import PairSpec, run_pairs
 from bench.runner.progress import report
 

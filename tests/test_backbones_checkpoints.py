@@ -10,7 +10,7 @@ from test_backbones_models import FEAT, TEXTS, WORDS, pixels, regions
 
 from bench.backbones import convert_uniter_state_dict, create_backbone, read_state_dict
 from bench.backbones.tokenizer import build_world_tokenizer
-from bench.errors import CheckpointError
+from bench.core.errors import CheckpointError
 
 H, LAYERS, INTER, POS = 32, 2, 64, 64
 

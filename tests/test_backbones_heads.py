@@ -9,7 +9,7 @@ import torch
 from test_backbones_models import FEAT, WORDS, pixels, regions
 
 from bench.backbones import PretrainModel, TaskModel, create_backbone
-from bench.errors import ConfigError, DataError
+from bench.core.errors import ConfigError, DataError
 from bench.tasks.base import Example, Recipe, TaskSpec
 
 

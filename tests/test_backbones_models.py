@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.backbones import PRESETS, create_backbone, describe_presets, load_backbone, resolve_device
-from bench.errors import ConfigError, DataError, TicketbenchError
+from bench.core.errors import ConfigError, DataError, TicketbenchError
 
 FEAT = 32
 WORDS = "a the red blue green cube sphere cone is left right of above below ? big small".split()

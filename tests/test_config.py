@@ -13,7 +13,7 @@ from bench.config import (
     config_hash,
     load_config,
 )
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 
 def test_defaults_hash_is_pinned():
@@ -116,7 +116,7 @@ def test_pretrain_hash_follows_effective_settings_not_only_overrides(monkeypatch
 def test_a_world_of_another_format_version_is_refused(tmp_path):
     import json
 
-    from bench.errors import TicketbenchError
+    from bench.core.errors import TicketbenchError
     from bench.runner.stages import stage_world
     from bench.runner.study import Study
 

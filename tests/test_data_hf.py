@@ -7,8 +7,8 @@ import json
 import pytest
 from fixtures.task_files import write_task_files
 
+from bench.core.errors import DataError
 from bench.data.hf import load_examples_hf
-from bench.errors import DataError
 from bench.tasks import TASKS
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from fixtures.task_files import FEAT_DIM, REGION_BOXES, H, W, region_features, write_features
 
+from bench.core.errors import DataError
 from bench.data.images import PixelInput, RegionFeatures, open_image_store
-from bench.errors import DataError
 
 
 @pytest.fixture(scope="module")

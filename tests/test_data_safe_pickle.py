@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
+from bench.core.errors import DataError
 from bench.data.safe_pickle import safe_load, safe_loads
-from bench.errors import DataError
 
 
 class _Payload:

@@ -85,7 +85,7 @@ def test_partial_store_gives_partial_report(tmp_path):
 
 
 def test_compare_method_returns_frame_and_validates_name(built):
-    from bench.errors import TicketbenchError
+    from bench.core.errors import TicketbenchError
     from reports import build_report, compare_method
 
     out, _ = built
@@ -96,7 +96,7 @@ def test_compare_method_returns_frame_and_validates_name(built):
 
 
 def test_paper_figures_vl_and_bert(built):
-    from bench.errors import ConfigError
+    from bench.core.errors import ConfigError
     from reports import paper_figures
 
     out, _ = built

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.config import build_config
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 BACKBONE = "toy-uniter"
 # source -> task -> sparsity -> (seed 0, seed 1)

@@ -121,7 +121,7 @@ def test_compare_method_wins_ties_losses(df):
 
 
 def test_compare_unknown_method_is_one_line(df):
-    from bench.errors import TicketbenchError
+    from bench.core.errors import TicketbenchError
     from reports.compare import compare_frame
 
     with pytest.raises(TicketbenchError, match="no finished runs of method 'nope'.*methods present: imp, mine"):

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from runner_fakes import calls, counting_pair, make_pairs  # noqa: E402
 
-from bench.errors import TicketbenchError  # noqa: E402
+from bench.core.errors import TicketbenchError  # noqa: E402
 from bench.runner import RunStore, run_pairs  # noqa: E402
 
 

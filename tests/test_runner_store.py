@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import runner_fakes  # noqa: E402
 
-from bench.errors import TicketbenchError  # noqa: E402
+from bench.core.errors import TicketbenchError  # noqa: E402
 from bench.runner import PairSpec, RunStore  # noqa: E402
 from bench.runner.store import LOCK  # noqa: E402
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import TicketbenchError
-from bench.io import safe_name
+from bench.core.errors import TicketbenchError
+from bench.core.io import safe_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [p for d in ("bench", "tickets", "reports") for p in (ROOT / d).rglob("*.py")]

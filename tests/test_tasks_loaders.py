@@ -9,8 +9,8 @@ import shutil
 import pytest
 from fixtures.task_files import write_task_files
 
+from bench.core.errors import DataError, TicketbenchError
 from bench.data.images import open_image_store
-from bench.errors import DataError, TicketbenchError
 from bench.tasks import TASKS, describe_tasks, label_space
 from bench.tasks.refcoco_plus import resolve_region_targets
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from bench.tasks import METRICS, TASKS, write_vqa_predictions
 from bench.tasks.base import Example
 from bench.tasks.metrics import refer_iou, vqa_score

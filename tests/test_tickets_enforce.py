@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import TicketError
+from bench.core.errors import TicketError
 from tickets import MaskEnforcer, global_magnitude_masks
 from tickets.testing import ToyTransformer, toy_data
 

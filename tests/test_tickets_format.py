@@ -4,7 +4,7 @@ import struct
 import pytest
 import torch
 
-from bench.errors import ConfigError, TicketError
+from bench.core.errors import ConfigError, TicketError
 from tickets import Ticket, global_magnitude_masks, prunable_fingerprint, select_prunable
 from tickets.fingerprint import fingerprint_of
 from tickets.testing import ToyTransformer

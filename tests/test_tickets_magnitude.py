@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from bench.errors import TicketError
+from bench.core.errors import TicketError
 from tickets import global_magnitude_masks, layerwise_magnitude_masks
 
 

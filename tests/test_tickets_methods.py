@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tickets
-from bench.errors import ConfigError, TicketbenchError, TicketError
+from bench.core.errors import ConfigError, TicketbenchError, TicketError
 from tickets import SearchContext, Ticket, TrainResult, global_magnitude_masks
 from tickets.methods.imp import IMPHparams, imp_schedule
 from tickets.testing import ToyTransformer, toy_context

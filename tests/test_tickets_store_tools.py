@@ -2,7 +2,8 @@ import pytest
 import torch
 
 import tickets
-from bench.errors import TicketbenchError, TicketError
+from bench.core.errors import TicketbenchError, TicketError
+from bench.core.source import Source
 from tickets import TicketStore, parse_source
 from tickets.sources import sparsity_label
 from tickets.testing import ToyTransformer, toy_context
@@ -10,13 +11,14 @@ from tickets.tools import diff, jaccard, ls, show
 
 
 def test_parse_source():
-    assert parse_source("imp:vqa") == ("imp", "vqa")
-    assert parse_source("pretrained_magnitude") == ("pretrained_magnitude", "pretrain")
-    assert parse_source("reinit:pretrain") == ("reinit", "pretrain")
-    assert parse_source("dense") == ("dense", "none")
+    assert parse_source("imp:vqa") == Source("imp", "vqa") and str(parse_source("imp:vqa")) == "imp:vqa"
+    assert parse_source("pretrained_magnitude") == Source("pretrained_magnitude", "")
+    assert parse_source("pretrained_magnitude").objective == "pretrain"
+    assert str(parse_source("reinit:pretrain")) == "reinit:pretrain"
+    assert parse_source("dense").is_dense and str(parse_source("dense")) == "dense"
     with pytest.raises(TicketbenchError, match="did you mean 'omp'"):
         parse_source("opm:vqa")
-    for bad in ("imp:../x", "imp:a/b", "", "imp:a:b"):
+    for bad in ("imp:../x", "imp:a/b", "", "imp:a:b", "imp:", ":vqa"):
         with pytest.raises(TicketError):
             parse_source(bad)
 
@@ -39,12 +41,12 @@ def store(tmp_path_factory):
 
 def test_store_layout_get_and_missing(store):
     st, ctx = store
-    assert st.path("imp", "vqa", 0.5) == st.root / "imp__vqa" / "sparsity-0.50.safetensors"
-    assert st.path("imp", "vqa", 0.5).exists()
-    assert (st.root / "pretrained_magnitude__pretrain" / "sparsity-0.90.safetensors").exists()
+    assert st.path("imp:vqa", 0.5) == st.root / "imp__vqa" / "sparsity-0.50.safetensors"
+    assert st.path("imp:vqa", 0.5).exists()
+    assert (st.root / "pretrained_magnitude__none" / "sparsity-0.90.safetensors").exists()
     t = st.get("imp:vqa", 0.7, fingerprint=ctx.fingerprint)
     assert t.metadata["round"] == 3 and t.sparsity == pytest.approx(0.7, abs=1e-3)
-    with pytest.raises(TicketError, match="run the 'imp' search on source 'gqa' first"):
+    with pytest.raises(TicketError, match="find --sources imp:gqa"):
         st.get("imp:gqa", 0.5)
     with pytest.raises(TicketError, match="expected fingerprint other"):
         st.get("imp:vqa", 0.5, fingerprint="other")
@@ -56,7 +58,7 @@ def test_store_layout_get_and_missing(store):
 
 def test_tools_show_diff_ls_jaccard(store, tmp_path):
     st, ctx = store
-    a, b = st.path("imp", "vqa", 0.5), st.path("pretrained_magnitude", "pretrain", 0.5)
+    a, b = st.path("imp:vqa", 0.5), st.path("pretrained_magnitude", 0.5)
     text = show(a)
     assert "imp:vqa" in text and "toy-test" in text and "50.00%" in text
     for name in ctx.theta0:

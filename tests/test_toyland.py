@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.core.errors import DataError
 from bench.data.toyland import FEAT_DIM, generate_world, show_world
 from bench.data.toyland.features import LXMERT_FIELDS
 from bench.data.toyland.language import tokenize
-from bench.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import RunFailed
+from bench.core.errors import RunFailed
 from bench.tasks.base import Example
 from bench.training import TrainSettings, train
 from bench.training.batching import bucketed_batches, eval_batches

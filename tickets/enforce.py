@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bench.errors import TicketError
+from bench.core.errors import TicketError
 
 
 class MaskEnforcer:

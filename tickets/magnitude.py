@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.errors import TicketError
+from bench.core.errors import TicketError
 
 
 def check_sparsity(sparsity: float, what: str = "sparsity") -> float:

@@ -9,9 +9,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.config import coerce_value
-from bench.errors import ConfigError, TicketError
-from bench.registry import Registry, suggest
+from bench.core.errors import ConfigError, TicketError
+from bench.core.hparams import coerce_value
+from bench.core.registry import Registry, suggest
 
 METHODS: Registry = Registry("pruning method", entry_point_group="ticketbench.methods")
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor
 
+from bench.core.source import Source
 from tickets.ticket import Ticket
 
 
@@ -75,7 +76,7 @@ class SearchContext:
             masks,
             backbone=self.backbone,
             fingerprint=self.fingerprint,
-            source=source or f"{method}:{self.source}",
+            source=source or str(Source(method, self.source)),
             method=method,
             source_task=kw.pop("source_task", self.source),
             hparams=hp,

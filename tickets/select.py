@@ -6,7 +6,7 @@ import re
 
 from torch import nn
 
-from bench.errors import ConfigError, TicketError
+from bench.core.errors import ConfigError, TicketError
 
 
 def _compile(patterns, what: str) -> list[re.Pattern]:

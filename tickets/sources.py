@@ -7,35 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import TicketbenchError, TicketError
-from bench.io import safe_name
+from bench.core.errors import TicketError
+from bench.core.source import Source
 from tickets.magnitude import check_sparsity
 from tickets.ticket import Ticket
 
-DENSE = "dense"
-DEFAULT_TASK = "pretrain"  # methods named without a task (pretrained_magnitude, random) work on θ0
 
-
-def parse_source(source: str) -> tuple[str, str]:
-    """'imp:vqa' -> ('imp', 'vqa'); 'pretrained_magnitude' -> ('pretrained_magnitude', 'pretrain');
-    'dense' -> ('dense', 'none'). Method names are checked against the registry."""
+def parse_source(source: "str | Source") -> Source:
+    """The `Source` a `method[:task]` string names, with its method checked against the registry."""
     from tickets.registry import get_method
 
-    if not isinstance(source, str) or not source:
-        raise TicketError(f"invalid ticket source {source!r}: expected <method>[:<source task>]")
-    if source == DENSE:
-        return DENSE, "none"
-    method, _, task = source.partition(":")
-    task = task or DEFAULT_TASK
-    try:
-        safe_name(method, "ticket source method")
-        safe_name(task, "ticket source task")
-    except TicketbenchError as e:
-        raise TicketError(str(e)) from None
-    if ":" in task or "__" in method or "__" in task:
-        raise TicketError(f"invalid ticket source '{source}': expected <method>[:<source task>]")
-    get_method(method)
-    return method, task
+    src = Source.parse(source)
+    if not src.is_dense:
+        get_method(src.method)
+    return src
 
 
 def sparsity_label(sparsity: float) -> str:
@@ -51,27 +36,24 @@ class TicketStore:
     def __init__(self, root):
         self.root = Path(root)
 
-    def path(self, method: str, source_task: str, sparsity: float) -> Path:
-        safe_name(method, "method")
-        safe_name(source_task, "source task")
-        return self.root / f"{method}__{source_task}" / f"sparsity-{sparsity_label(sparsity)}.safetensors"
+    def path(self, source: "str | Source", sparsity: float) -> Path:
+        return self.root / Source.parse(source).key / f"sparsity-{sparsity_label(sparsity)}.safetensors"
 
     def put(self, ticket: Ticket) -> Path:
         """Save a ticket at the path its metadata (method, source task, target sparsity) names."""
         meta = ticket.metadata
-        method, task = parse_source(meta["source"])
-        return ticket.save(self.path(method, task, meta["target_sparsity"]))
+        return ticket.save(self.path(meta["source"], meta["target_sparsity"]))
 
     def get(self, source: str, sparsity: float, fingerprint: str | None = None) -> Ticket:
         """The validated ticket of `source` at `sparsity`; a missing one names the search to run."""
-        method, task = parse_source(source)
-        if method == DENSE:
+        src = parse_source(source)
+        if src.is_dense:
             raise TicketError("source 'dense' has no ticket: the dense model is fine-tuned without one")
-        path = self.path(method, task, sparsity)
+        path = self.path(src, sparsity)
         if not path.exists():
             raise TicketError(
                 f"no ticket for source '{source}' at sparsity {sparsity_label(sparsity)} ({path} is missing):"
-                f" run the '{method}' search on source '{task}' first (ticketbench find)"
+                f" run `ticketbench find --sources {src}` first"
             )
         ticket = Ticket.load(path)
         if fingerprint is not None and ticket.fingerprint != fingerprint:

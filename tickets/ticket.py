@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 import bench
-from bench.errors import TicketError
-from bench.io import atomic_write_bytes
+from bench.core.errors import TicketError
+from bench.core.io import atomic_write_bytes
 from tickets.fingerprint import fingerprint_of
 from tickets.magnitude import check_sparsity
 from tickets.select import select_prunable

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import TicketError
+from bench.core.errors import TicketError
 from tickets.sources import TicketStore
 from tickets.ticket import Ticket
 

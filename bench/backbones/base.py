@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import ConfigError, DataError
-from bench.io import atomic_write_bytes, atomic_write_json
+from bench.core.errors import ConfigError, DataError
+from bench.core.io import atomic_write_bytes, atomic_write_json
 
 BACKBONE_FORMAT = 1
 

@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from bench.errors import CheckpointError
+from bench.core.errors import CheckpointError
 
 _SHOW = 5  # keys listed in a one-line error
 

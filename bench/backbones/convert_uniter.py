@@ -18,7 +18,7 @@ from typing import Mapping
 
 import torch
 
-from bench.errors import CheckpointError
+from bench.core.errors import CheckpointError
 
 OFFICIAL_PREFIX = "uniter."
 

@@ -23,9 +23,9 @@ from bench.backbones.lxmert import LxmertBackbone, config_from_lxmert
 from bench.backbones.tokenizer import build_world_tokenizer, load_tokenizer
 from bench.backbones.uniter import UniterBackbone
 from bench.backbones.vilt import ViltBackbone, config_from_vilt
-from bench.errors import CheckpointError, ConfigError
-from bench.io import read_json
-from bench.registry import Registry, suggest
+from bench.core.errors import CheckpointError, ConfigError
+from bench.core.io import read_json
+from bench.core.registry import Registry, suggest
 
 ARCHS: dict[str, type[Backbone]] = {"uniter": UniterBackbone, "lxmert": LxmertBackbone, "vilt": ViltBackbone}
 SPECIAL_OVERRIDES = ("vocab_path", "vocab", "tokenizer", "checkpoint", "device")

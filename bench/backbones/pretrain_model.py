@@ -21,7 +21,7 @@ from torch import nn
 from bench.backbones.base import Backbone, RegionBatch
 from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
 from bench.backbones.task_model import fetch_images
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 OBJECTIVES = ("mlm", "itm", "mrm")
 

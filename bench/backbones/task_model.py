@@ -15,8 +15,7 @@ from torch import nn
 
 from bench.backbones.base import Backbone, Encoding
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
-from bench.errors import ConfigError, DataError
-
+from bench.core.errors import ConfigError, DataError
 
 # soft_bce: VQA's soft targets (0.3/0.6/0.9/1 per answer); cross_entropy: the top label.
 CLASSIFY_LOSSES = ("soft_bce", "cross_entropy")

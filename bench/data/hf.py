@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from bench.tasks import RECORD_READERS, TASKS
 from bench.tasks.base import Example, TaskSpec
 

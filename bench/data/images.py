@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 # LXMERT's TSV has no header; these are its 10 columns in order.
 LXMERT_FIELDS = ("img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf",
@@ -285,7 +285,7 @@ def open_image_store(kind: str, path: str | Path, **options: Any):
     options: `shorter` (pixels: shorter side after resizing, default 384).
     """
     if kind not in STORES:
-        from bench.registry import suggest
+        from bench.core.registry import suggest
 
         raise DataError(f"unknown image store kind '{kind}'{suggest(kind, list(STORES))}; known: {', '.join(STORES)}")
     return STORES[kind](Path(path), **options)

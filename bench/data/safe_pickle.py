@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 PLAIN_TYPES = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float, complex, bool, type(None))
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.config import build_config, to_dict
-from bench.errors import RunFailed, TicketbenchError
+from bench.core.errors import RunFailed, TicketbenchError
 from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, environment
 
@@ -54,10 +54,11 @@ def make_pairs(study: Study, theta0_dir: Path, root: Path, sources: list[str]) -
                     pairs.append(PairSpec(cfg.backbone.preset, "dense", "dense", "", 0.0, task, seed,
                                           None, None, t0_hash, split, pc))
                     continue
-                method, source_task = parse_source(source)
+                src = parse_source(source)
+                method, source_task = src.method, src.task
                 sparsities = cfg.matrix.control_sparsities if method in controls else cfg.matrix.sparsities
                 for s in sparsities:
-                    path = store.path(method, source_task, float(s))
+                    path = store.path(src, float(s))
                     if not path.exists():
                         raise TicketbenchError(
                             f"no ticket for source {source} at sparsity {float(s):.0%} in {root}; "

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import TicketbenchError
-from bench.io import safe_name, short_hash
+from bench.core.errors import TicketbenchError
+from bench.core.io import safe_name, short_hash
 
 
 @dataclass(frozen=True)

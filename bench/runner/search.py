@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import TicketbenchError
-from bench.io import atomic_write_json
+from bench.core.errors import TicketbenchError
+from bench.core.io import atomic_write_json
 from bench.runner.study import Study, environment
 
 
@@ -140,14 +140,15 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
     from tickets.search import SearchContext, copy_weights
 
     cfg = study.cfg
-    method_name, source_task = parse_source(source)
+    src = parse_source(source)
+    method_name, source_task = src.method, src.objective
     store = TicketStore(root)
     method = get_method(method_name)
     controls = {c.split(":")[0] for c in cfg.matrix.controls}
     sparsities = tuple(cfg.matrix.control_sparsities) if method_name in controls else ladder(cfg)
-    search_dir = store.path(method_name, source_task, sparsities[0]).parent
+    search_dir = store.path(src, sparsities[0]).parent
     done = search_dir / "search.json"
-    if done.exists() and all(store.path(method_name, source_task, s).exists() for s in sparsities):
+    if done.exists() and all(store.path(src, s).exists() for s in sparsities):
         if not quiet:
             print(f"[find] cached: {source}")
         return search_dir
@@ -175,11 +176,11 @@ def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: b
     tickets = []
     per_sparsity = [(s,) for s in sparsities] if base_source else [sparsities]
     for group in per_sparsity:
-        base = Ticket.load(store.path("imp", source_task, group[0])) if base_source else None
+        base = Ticket.load(store.path(base_source, group[0])) if base_source else None
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
-            train=train_fn or no_training, source=source_task, sparsities=group, seed=cfg.find.seed,
-            score_fn=make_score_fn(study, theta0_dir, source_task) if source_task != "none" else None,
+            train=train_fn or no_training, source=src.task, sparsities=group, seed=cfg.find.seed,
+            score_fn=make_score_fn(study, theta0_dir, source_task),
             rewind_step=cfg.find.rewind_step, base_ticket=base,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters())},

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from bench.config import Config, config_hash, non_default, to_dict
-from bench.errors import ConfigError, TicketbenchError
-from bench.io import atomic_write_json, atomic_write_text, file_hash, read_json, short_hash
-from bench.registry import suggest
+from bench.core.errors import ConfigError, TicketbenchError
+from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json, short_hash
+from bench.core.registry import suggest
 from bench.runner.study import Study, environment
 
 STAGES = ("world", "pretrain", "find", "matrix", "report")

@@ -1,7 +1,7 @@
 """The results store: `<out>/runs/<run_id>/record.json`, written atomically, claimed per run.
 
 Promises (docs/RELIABILITY.md lists the tests):
-- A record is written with `bench.io.atomic_write_json` (temp file + rename), so a crash or a full disk
+- A record is written with `bench.core.io.atomic_write_json` (temp file + rename), so a crash or a full disk
   leaves either no record or a whole one; an unreadable record is treated as absent.
 - `is_done` is true only for a whole record with status "done". Records with status "failed" are
   retried by the next invocation; they never block other runs.
@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.errors import TicketbenchError
-from bench.io import atomic_write_json, safe_name
+from bench.core.errors import TicketbenchError
+from bench.core.io import atomic_write_json, safe_name
 
 RECORD = "record.json"
 LOCK = "claim.lock"

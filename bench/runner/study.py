@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from bench.config import Config, FinetuneConfig
-from bench.errors import DataError, TicketbenchError
+from bench.core.errors import DataError, TicketbenchError
 from bench.tasks.base import Example, TaskSpec
 from bench.training.loop import TrainSettings
 
@@ -108,7 +108,7 @@ class Study:
 
         manifest = self.data_root / "MANIFEST.json"
         if manifest.exists():
-            from bench.io import read_json
+            from bench.core.io import read_json
 
             value = (read_json(manifest).get("chance", {}).get(task) or {}).get(metric)
             if isinstance(value, (int, float)):

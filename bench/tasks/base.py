@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 # Head kinds the model side implements (bench/backbones/heads.py):
 #   classify  - one or more (text, image) encodings -> logits over the task's label space

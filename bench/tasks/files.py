@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DataError
-from bench.io import read_json
+from bench.core.errors import DataError
+from bench.core.io import read_json
 from bench.tasks.base import Example, Recipe, TaskSpec
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from bench.errors import DataError
-from bench.io import read_json
+from bench.core.errors import DataError
+from bench.core.io import read_json
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS

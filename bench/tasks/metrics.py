@@ -11,9 +11,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from bench.errors import DataError
-from bench.io import atomic_write_json
-from bench.registry import Registry
+from bench.core.errors import DataError
+from bench.core.io import atomic_write_json
+from bench.core.registry import Registry
 from bench.tasks.base import Example
 from bench.tasks.vqa_normalize import process_digit_article, process_punctuation, strip_whitespace
 

@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from bench.core.errors import DataError
+from bench.core.io import read_json
 from bench.data.safe_pickle import safe_load
-from bench.errors import DataError
-from bench.io import read_json
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS

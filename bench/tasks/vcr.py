@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from bench.errors import DataError
-from bench.io import read_json, read_jsonl_numbered
+from bench.core.errors import DataError
+from bench.core.io import read_json, read_jsonl_numbered
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths, task_dir
 from bench.tasks.metrics import METRICS

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
 from bench.tasks.metrics import METRICS

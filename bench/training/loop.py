@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from bench.errors import RunFailed
+from bench.core.errors import RunFailed
 from bench.tasks.base import Example
 from bench.training.batching import bucketed_batches
 

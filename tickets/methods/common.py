@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.errors import ConfigError, TicketError
+from bench.core.errors import ConfigError, TicketError
 from tickets.magnitude import check_sparsity, global_magnitude_masks, layerwise_magnitude_masks
 
 SCOPES = {"global": global_magnitude_masks, "layerwise": layerwise_magnitude_masks}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.config import hp
+from bench.core.hparams import hp
 from tickets.methods.common import need_base
 from tickets.registry import register_method
 from tickets.search import SearchContext

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.config import hp
-from bench.errors import ConfigError, TicketError
+from bench.core.errors import ConfigError, TicketError
+from bench.core.hparams import hp
 from tickets.magnitude import global_magnitude_masks
 from tickets.methods.common import ladder
 from tickets.registry import register_method

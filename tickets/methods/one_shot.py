@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.config import hp
+from bench.core.hparams import hp
 from tickets.methods.common import ladder, magnitude_fn
 from tickets.registry import register_method
 from tickets.search import SearchContext, copy_weights, ones_masks

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import hp
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
+from bench.core.hparams import hp
 from tickets.magnitude import global_magnitude_masks, masks_with_counts
 from tickets.methods.common import ladder, need_base
 from tickets.registry import register_method

@@ -18,8 +18,8 @@ before a real V+L model sees them.
 from __future__ import annotations
 
 import base64
-import io
 import functools
+import io
 import zipfile
 
 import numpy as np

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bench.core.errors import DataError
 from bench.data.safe_pickle import safe_load
-from bench.errors import DataError
 
 TILE = 192  # 64 px images drawn 3x
 TEXT_H = 64

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, TextIO
 
-from bench.errors import TicketbenchError
-from bench.registry import Registry
+from bench.core.errors import TicketbenchError
+from bench.core.registry import Registry
 from bench.runner.pairs import PairSpec
 from bench.runner.progress import MatrixProgress, format_summary
 from bench.runner.store import Claim, RunStore

@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import Any
 
-from bench.errors import TicketbenchError
+from bench.core.errors import TicketbenchError
 from bench.runner.executors import EXECUTORS, PairFn, compute_record, one_line_reason
 from bench.runner.executors.local import check_importable
 from bench.runner.pairs import PairSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
-from bench.errors import TicketbenchError
+from bench.core.errors import TicketbenchError
 
 T = TypeVar("T")
 
