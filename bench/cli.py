@@ -12,9 +12,17 @@ import sys
 import textwrap
 from pathlib import Path
 
-from bench.core.errors import TicketbenchError
+import yaml
 
-STAGES = ("world", "pretrain", "find", "matrix", "report")
+from bench.backbones import describe_presets
+from bench.config import describe_config, load_config, to_dict
+from bench.core.errors import TicketbenchError
+from bench.data.toyland import generate_world, show_world
+from bench.pipeline import STAGES, run_pipeline
+from bench.plan import build_plan
+from bench.tasks import describe_tasks
+from reports import build_report, paper_figures
+from tickets import tools
 
 
 def _fmt(text: str) -> str:
@@ -28,14 +36,30 @@ def _add_config_args(p: argparse.ArgumentParser, subset: bool = True) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field, e.g. --set finetune.steps=50 (repeatable)")
     if subset:
-        p.add_argument("--sources", default=None, help="comma-separated source subset, e.g. imp:vqa,random")
-        p.add_argument("--tasks", default=None, help="comma-separated target-task subset, e.g. vqa,gqa")
-        p.add_argument("--sparsities", default=None, help="comma-separated sparsity subset, e.g. 0.5,0.7")
-        p.add_argument("--seeds", type=int, default=None, help="number of fine-tuning seeds per pair")
-        p.add_argument("--executor", choices=("local", "ray"), default=None, help="local processes or Ray")
-        p.add_argument("--workers", type=int, default=None, help="local worker processes")
-        p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
+        # Shorthand for overrides: each flag is exactly `--set matrix.<field>=VALUE`.
+        for flag, field, help_text in SHORTHANDS:
+            p.add_argument(flag, dest=field, action=_Override, default=argparse.SUPPRESS, metavar="VALUE",
+                           help=f"{help_text} (= --set matrix.{field}=VALUE)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+SHORTHANDS = (
+    ("--sources", "sources", "comma-separated source subset, e.g. imp:vqa,random"),
+    ("--tasks", "tasks", "comma-separated target-task subset, e.g. vqa,gqa"),
+    ("--sparsities", "sparsities", "comma-separated subset of the ladder, e.g. 0.5,0.7"),
+    ("--seeds", "seeds", "number of fine-tuning seeds per pair"),
+    ("--executor", "executor", "local processes or ray"),
+    ("--workers", "workers", "local worker processes"),
+    ("--ray-address", "ray_address", "Ray cluster address (default: start a local one)"),
+)
+
+
+class _Override(argparse.Action):
+    """Appends `matrix.<dest>=VALUE` to --set, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        overrides = list(getattr(namespace, "overrides", None) or [])
+        namespace.overrides = overrides + [f"matrix.{self.dest}={values}"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         """))
     _add_config_args(p)
     p.add_argument("--only", choices=STAGES, default=None, help="run one stage only")
+    p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser("plan", formatter_class=fmt, help="print the plan a config makes (nothing runs)",
+                       description=_fmt("""
+            Print the plan built from CONFIG: the ladder, the pre-training phases, every ticket search
+            (with what its method needs), the fine-tuning runs per source and the stage keys. The plan's
+            hash names its results: `ticketbench report OUT --plan HASH`.
+        """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_plan)
 
     for stage, what, example in (
         ("pretrain", "pre-train a toy backbone on the world's captions (MLM+ITM+MRM) -> θ0",
@@ -89,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                 Earlier stages run first when their output is missing.
             """), epilog=f"example:\n  {example}\n")
         _add_config_args(p)
+        p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("world", formatter_class=fmt, help="generate toyland, or show a world",
                        description=_fmt("""
@@ -106,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=("smoke", "default", "large"), default="default", help="world size")
     p.add_argument("--show", metavar="DIR", default=None,
                    help="print counts and chance levels of a world and write DIR/contact_sheet.png")
+    p.set_defaults(func=_cmd_world)
 
     p = sub.add_parser("report", formatter_class=fmt, help="rebuild tables and figures from a results store",
                        description=_fmt("""
@@ -119,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         """))
     p.add_argument("out_dir", help="output directory of a run")
     p.add_argument("--compare", metavar="METHOD", default=None, help="compare this method with the baselines")
+    p.add_argument("--plan", metavar="HASH", default=None,
+                   help="report this plan (default: the last plan run in OUT_DIR; `ticketbench plan` prints hashes)")
+    p.add_argument("--plans", metavar="H1,H2|all", default=None,
+                   help="mix several plans in one report; the plan becomes part of every row's label")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("figures", formatter_class=fmt, help="write the papers' figures and tables",
                        description=_fmt("""
@@ -128,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         """), epilog="example:\n  ticketbench figures runs/toyland --paper vl\n")
     p.add_argument("out_dir", help="output directory of a run")
     p.add_argument("--paper", choices=("vl", "bert"), default="vl", help="which paper's figures")
+    p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("tickets", formatter_class=fmt, help="list, show and compare ticket files",
                        description="Inspect tickets: ls a store, show one ticket, diff two (Jaccard overlap).",
@@ -137,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
               ticketbench tickets show runs/toyland/tickets/<hash>/imp__vqa/sparsity-0.50.safetensors
               ticketbench tickets diff A.safetensors B.safetensors
         """))
+    p.set_defaults(func=_cmd_tickets, tickets_command=None)
     tsub = p.add_subparsers(dest="tickets_command", metavar="ACTION")
     t = tsub.add_parser("ls", help="table of the tickets in a store or run directory")
     t.add_argument("path")
@@ -148,101 +191,83 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list the task registry (metric, head, splits, expected files)",
                    description="List the registered tasks: headline metric, head, splits, files, chance level.",
-                   epilog="example:\n  ticketbench tasks\n", formatter_class=fmt)
+                   epilog="example:\n  ticketbench tasks\n", formatter_class=fmt,
+                   ).set_defaults(func=lambda _: print(describe_tasks()) or 0)
     sub.add_parser("presets", help="list backbone presets (parameters, weights source)",
                    description="List the backbone presets with parameter counts and where weights come from.",
-                   epilog="example:\n  ticketbench presets\n", formatter_class=fmt)
+                   epilog="example:\n  ticketbench presets\n", formatter_class=fmt,
+                   ).set_defaults(func=lambda _: print(describe_presets()) or 0)
     p = sub.add_parser("config", help="print the effective config, or every field with its help",
                        description="Print the effective config of CONFIG with overrides, or --fields.",
                        epilog="examples:\n  ticketbench config smoke --set finetune.steps=10\n"
                               "  ticketbench config --fields\n", formatter_class=fmt)
     _add_config_args(p, subset=False)
     p.add_argument("--fields", action="store_true", help="list every config field with default and help")
+    p.set_defaults(func=_cmd_config)
+    parser.set_defaults(func=_cmd_help(parser))
     return parser
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _stage_options(args: argparse.Namespace) -> dict:
-    return dict(
-        sources=_split(args.sources), tasks=_split(args.tasks),
-        sparsities=[float(s) for s in _split(args.sparsities)] if args.sparsities else None,
-        seeds=args.seeds, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-        quiet=args.quiet,
-    )
-
-
-def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    plan = build_plan(load_config(args.config, args.overrides))
     cmd = args.command
-    if cmd is None:
+    stages = [args.only] if cmd == "run" and args.only else (list(STAGES) if cmd == "run" else [cmd])
+    run_pipeline(plan, out=args.out, stages=stages, upto=(cmd != "run"), quiet=args.quiet)
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    print(build_plan(load_config(args.config, args.overrides)).describe())
+    return 0
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    if args.show:
+        print(show_world(args.show, Path(args.show) / "contact_sheet.png"))
+        return 0
+    if not args.out:
+        raise TicketbenchError("world: give --out DIR to generate, or --show DIR to inspect")
+    generate_world(args.out, seed=args.seed, scale=args.scale)
+    print(f"world written to {args.out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    plans = [p.strip() for p in args.plans.split(",") if p.strip()] if args.plans else None
+    path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
+    if not args.quiet:
+        print(f"report written to {path}")
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    print(f"figures written to {paper_figures(args.out_dir, args.paper)}")
+    return 0
+
+
+def _cmd_tickets(args: argparse.Namespace) -> int:
+    actions = {"ls": lambda: tools.ls(args.path), "show": lambda: tools.show(args.path),
+               "diff": lambda: tools.diff(args.a, args.b)}
+    if args.tickets_command not in actions:
+        raise TicketbenchError("tickets: give an action: ls, show or diff")
+    print(actions[args.tickets_command]())
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.fields:
+        print(describe_config())
+    else:
+        print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False))
+    return 0
+
+
+def _cmd_help(parser: argparse.ArgumentParser):
+    def run(_: argparse.Namespace) -> int:
         parser.print_help()
         return 0
-    if cmd in ("run", "pretrain", "find", "matrix"):
-        from bench.config import load_config
-        from bench.runner.stages import run_pipeline
 
-        cfg = load_config(args.config, args.overrides)
-        stages = [args.only] if cmd == "run" and args.only else (list(STAGES) if cmd == "run" else [cmd])
-        run_pipeline(cfg, out=args.out, stages=stages, upto=(cmd != "run"), **_stage_options(args))
-        return 0
-    if cmd == "world":
-        from bench.data.toyland import generate_world, show_world
-
-        if args.show:
-            print(show_world(args.show, Path(args.show) / "contact_sheet.png"))
-            return 0
-        if not args.out:
-            raise TicketbenchError("world: give --out DIR to generate, or --show DIR to inspect")
-        generate_world(args.out, seed=args.seed, scale=args.scale)
-        print(f"world written to {args.out}")
-        return 0
-    if cmd == "report":
-        from reports import build_report
-
-        path = build_report(args.out_dir, compare=args.compare)
-        if not args.quiet:
-            print(f"report written to {path}")
-        return 0
-    if cmd == "figures":
-        from reports import paper_figures
-
-        print(f"figures written to {paper_figures(args.out_dir, args.paper)}")
-        return 0
-    if cmd == "tickets":
-        from tickets import tools
-
-        if args.tickets_command == "ls":
-            print(tools.ls(args.path))
-        elif args.tickets_command == "show":
-            print(tools.show(args.path))
-        elif args.tickets_command == "diff":
-            print(tools.diff(args.a, args.b))
-        else:
-            raise TicketbenchError("tickets: give an action: ls, show or diff")
-        return 0
-    if cmd == "tasks":
-        from bench.tasks import describe_tasks
-
-        print(describe_tasks())
-        return 0
-    if cmd == "presets":
-        from bench.backbones import describe_presets
-
-        print(describe_presets())
-        return 0
-    if cmd == "config":
-        from bench.config import describe_config, load_config, to_dict
-
-        if args.fields:
-            print(describe_config())
-        else:
-            import yaml
-
-            print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False))
-        return 0
-    raise TicketbenchError(f"unknown command {cmd}")
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _dispatch(args, parser)
+        return args.func(args)
     except TicketbenchError as e:
         if debug:
             raise

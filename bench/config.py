@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -63,41 +63,52 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FindConfig:
-    """Ticket search: IMP per source plus the one-shot sources."""
+    """Ticket search: IMP per source plus the one-shot sources, at every sparsity of the ladder."""
 
     sources: tuple = hp(
         ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr", "pretrain"),
         "source tasks for IMP ('pretrain' = the pre-training objective mix)",
     )
     one_shot: tuple = hp(("omp:vqa", "pretrained_magnitude"), "one-shot sources method[:task]")
-    imp_mode: str = hp("ladder", "IMP rounds: 'ladder' prunes to each ladder sparsity in turn; 'of_original' / "
-                                 "'of_remaining' prune prune_fraction of the original / remaining weights per round")
-    prune_fraction: float = hp(0.1, "fraction pruned per IMP round in the of_original / of_remaining modes")
+    sparsities: tuple = hp((0.3, 0.5, 0.7, 0.9), "the ladder: sparsities every ticket is found at (the matrix "
+                                                 "evaluates these or a subset; IMP's rounds follow it)")
+    hparams: tuple = hp((), "method hyperparameters as method.field=value (YAML: a mapping method -> "
+                            "{field: value}), e.g. imp.mode=of_original (`ticketbench methods` lists them)")
     rewind_step: int = hp(0, "rewind to θ0 (0) or to step k of fine-tuning (late rewinding)")
-    steps: int = hp(0, "fine-tuning steps per IMP round (0 = the task's fine-tuning steps)")
+    steps: Optional[int] = hp(None, "fine-tuning steps per IMP round (None = the task's fine-tuning steps)")
     include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
     plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")
     seed: int = hp(0, "search seed")
 
+    def method_hparams(self, method: str) -> dict[str, Any]:
+        """{field: value} given for `method` in `hparams` (the method fills in the rest)."""
+        out = {}
+        for item in self.hparams:
+            key, _, value = str(item).partition("=")
+            name, _, fld = key.strip().partition(".")
+            if name == method:
+                out[fld.strip()] = yaml.safe_load(value)
+        return out
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning of θ0 ⊙ m on a target task (0 / empty = the task's recipe for the preset)."""
+    """Fine-tuning of θ0 ⊙ m on a target task; fields left at None take the task's recipe for the preset."""
 
-    steps: int = hp(0, "optimizer steps (0 = task recipe)")
-    batch_size: int = hp(0, "examples per step (0 = task recipe)")
-    lr: float = hp(0.0, "peak learning rate (0 = task recipe)")
-    head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
-    warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0")
-    weight_decay: float = hp(0.01, "AdamW weight decay")
-    betas: tuple = hp((0.9, 0.98), "AdamW betas")
-    grad_clip: float = hp(2.0, "gradient-norm clipping (0 = off)")
-    grad_accum: int = hp(1, "gradient accumulation steps")
+    steps: Optional[int] = hp(None, "optimizer steps (None = task recipe)")
+    batch_size: Optional[int] = hp(None, "examples per step (None = task recipe)")
+    lr: Optional[float] = hp(None, "peak learning rate (None = task recipe)")
+    head_lr_mult: Optional[float] = hp(None, "learning-rate multiplier of the task head (None = task recipe)")
+    warmup: Optional[float] = hp(None, "fraction of steps for linear warm-up, then linear decay to 0 (None = recipe)")
+    weight_decay: Optional[float] = hp(None, "AdamW weight decay (None = recipe)")
+    betas: Optional[tuple] = hp(None, "AdamW betas (None = recipe)")
+    grad_clip: Optional[float] = hp(None, "gradient-norm clipping, 0 = off (None = recipe)")
+    grad_accum: Optional[int] = hp(None, "gradient accumulation steps (None = recipe)")
+    bf16: Optional[bool] = hp(None, "bf16 autocast on CUDA, ignored on CPU (None = recipe: on)")
     eval_batch_size: int = hp(64, "examples per evaluation batch")
     max_text_len: int = hp(40, "text tokens kept (longer texts are truncated)")
     dev_limit: int = hp(0, "evaluate on at most this many dev examples (0 = all)")
-    bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
 
 
 @dataclass(frozen=True)
@@ -107,13 +118,16 @@ class MatrixConfig:
     tasks: tuple = hp(
         ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr"), "target tasks"
     )
-    sparsities: tuple = hp((0.3, 0.5, 0.7, 0.9), "sparsities of the ladder")
+    sources: tuple = hp((), "sources to fine-tune (empty = every source of the config; `--sources`)")
+    sparsities: tuple = hp((), "sparsities to fine-tune, a subset of find.sparsities (empty = the whole ladder)")
     seeds: int = hp(1, "fine-tuning seeds per pair")
     baselines: tuple = hp(("random",), "baselines at every sparsity")
     controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
-    control_sparsities: tuple = hp((0.5,), "sparsities at which controls run")
+    control_sparsities: tuple = hp((0.5,), "sparsities at which controls run (on the ladder)")
     executor: str = hp("local", "local or ray")
     workers: int = hp(1, "local worker processes")
+    threads: int = hp(1, "intra-op CPU threads of each run, fixed so that a run's numbers do not depend on how "
+                         "many workers share the machine (part of every run's identity)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
 
 
@@ -147,6 +161,25 @@ def _section_type(name: str) -> type:
     return typing.get_type_hints(Config)[name]
 
 
+def _coerce_field(cls: type, name: str, value: Any, where: str) -> Any:
+    """A YAML / --set value as the type of field `name` of section `cls`; an Optional field (default
+    None, "the recipe's") also takes None / null / none."""
+    default = {f.name: f.default for f in fields(cls)}[name]
+    if default is None:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        inner = [t for t in typing.get_args(typing.get_type_hints(cls)[name]) if t is not type(None)][0]
+        default = inner()
+    if cls is FindConfig and name == "hparams" and isinstance(value, dict):
+        # YAML form {method: {field: value}} → ("method.field=value", ...), sorted for a stable hash.
+        if not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"{where}: expected a mapping method -> {{field: value}}, found {value!r}")
+        value = [f"{m}.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for m, kv in value.items() for k, v in kv.items()]
+        return tuple(sorted(value))
+    return coerce_value(value, default, where)
+
+
 def _all_keys() -> list[str]:
     keys = ["name"]
     for s in SECTIONS:
@@ -172,12 +205,12 @@ def build_config(data: dict, where: str = "config") -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: section '{key}' must be a mapping, found {value!r}")
         cls = _section_type(key)
-        defaults = {f.name: f.default for f in fields(cls)}
+        names = {f.name for f in fields(cls)}
         sec = {}
         for k, v in value.items():
-            if k not in defaults:
+            if k not in names:
                 raise _unknown(f"{key}.{k}", where)
-            sec[k] = coerce_value(v, defaults[k], f"{where}: {key}.{k}")
+            sec[k] = _coerce_field(cls, k, v, f"{where}: {key}.{k}")
         kwargs[key] = cls(**sec)
     return Config(**kwargs)
 
@@ -227,11 +260,19 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         if section not in SECTIONS:
             raise _unknown(key, "--set")
         sec = getattr(cfg, section)
+        if section == "find" and name.startswith("hparams."):
+            # --set find.hparams.imp.mode=of_original adds (or replaces) one method hyperparameter.
+            target = name.removeprefix("hparams.")
+            if target.count(".") != 1:
+                raise ConfigError(f"--set {key}: expected find.hparams.<method>.<field>=value")
+            kept = [h for h in sec.hparams if h.partition("=")[0].strip() != target]
+            cfg = dataclasses.replace(cfg, find=dataclasses.replace(sec, hparams=tuple(sorted(kept + [f"{target}={value}"]))))
+            continue
         defaults = {f.name: f.default for f in fields(sec)}
         if name not in defaults:
             raise _unknown(key, "--set")
         parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
-        new = coerce_value(parsed, defaults[name], f"--set {key}")
+        new = _coerce_field(type(sec), name, parsed, f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
     return cfg
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from bench.backbones import TaskModel, create_backbone
-from bench.tasks.base import Example, Recipe, TaskSpec
+from bench.core.settings import TrainSettings
+from bench.tasks.base import Example, TaskSpec
 
 FEAT = 32
 WORDS = ("a the red blue green cube sphere cone is left right of above below big small what color shape "
@@ -46,7 +47,7 @@ class RegionStore:
 def task_spec(head: str, loss: str = "bce") -> TaskSpec:
     return TaskSpec(name=f"bench-{head}", title="", head=head, loss=loss, metrics=("acc",), headline="acc",
                     chance=0.0, files={}, splits=("train", "dev"), loader=lambda *a: [],
-                    evaluator=lambda *a: {}, recipes={"toy": Recipe(10, 16, 1e-4)})
+                    evaluator=lambda *a: {}, recipes={"toy": TrainSettings(steps=10, batch_size=16, lr=1e-4)})
 
 
 def sentence(rng: random.Random, lo: int = 4, hi: int = 14) -> str:

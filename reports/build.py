@@ -114,7 +114,8 @@ def build_compare(ctx: ReportContext, method: str) -> tuple[pd.DataFrame, pd.Dat
     return cmp, summary
 
 
-def build_report(out_dir: str | Path, compare: str | None = None, config: Config | None = None) -> Path:
+def build_report(out_dir: str | Path, compare: str | None = None, config: Config | None = None,
+                 plan: str | None = None, plans: list[str] | None = None) -> Path:
     """Rebuild every table and figure under `<out>/report/` from the results store alone.
 
     Idempotent: the same store gives the same files, and files of an earlier build that this one
@@ -126,7 +127,7 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
 
     if compare:
         safe_name(compare, "method")
-    ctx = load_context(out_dir, config)
+    ctx = load_context(out_dir, config, plan=plan, plans=plans)
     tables = build_tables(ctx)
     build_figures(ctx, tables)
     cmp = build_compare(ctx, compare) if compare else None

@@ -11,7 +11,7 @@ import yaml
 from bench.config import SECTIONS, Config, build_config, load_config
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_json, read_json
-from reports.store import TicketView, collect_matrix, iter_tickets
+from reports.store import TicketView, collect_matrix, iter_tickets, load_results
 from reports.tables import ladder, task_order
 
 
@@ -25,12 +25,13 @@ class ReportContext:
     backbones: list[str]
     sparsities: list[float]
     written: list[Path] = field(default_factory=list)
+    searches: list[str] | None = None  # the plan's ticket folders (None: every ticket in the store)
     _tickets: list[TicketView] | None = None
 
     @property
     def tickets(self) -> list[TicketView]:
         if self._tickets is None:
-            self._tickets = list(iter_tickets(self.out))
+            self._tickets = list(iter_tickets(self.out, self.searches))
         return self._tickets
 
     def suffix(self, backbone: str) -> str:
@@ -71,20 +72,33 @@ def resolve_config(out: Path, config: Config | None) -> Config:
         return build_config(_known_fields_only(data), where=str(path))
 
 
-def load_context(out_dir: str | Path, config: Config | None = None, subdir: str = "") -> ReportContext:
-    """Collect the matrix (rewriting report/matrix.csv); an empty store is a one-line DataError."""
+def load_context(out_dir: str | Path, config: Config | None = None, subdir: str = "",
+                 plan: str | None = None, plans: list[str] | None = None) -> ReportContext:
+    """Collect one plan's matrix (default: the last plan run; rewriting report/matrix.csv), or every
+    run under `runs/` for a store without plan manifests; an empty store is a one-line DataError."""
     out = Path(out_dir)
     if not out.is_dir():
         raise DataError(f"{out}: results directory not found")
+    searches = None
+    if plan or plans or (out / "plans").is_dir():
+        results = load_results(out, plan=plan, plans=plans, write=True)
+        df, searches = results.frame, list(results.searches.values())
+        if "plan" in df.columns:
+            # Mixed plans stay apart in every table and figure: the plan becomes part of the backbone label.
+            df["backbone"] = df["backbone"] + "@" + df["plan"]
+            searches = None
+        if config is None:
+            config = build_config(_known_fields_only(results.config), where=f"plan {results.plans[0]}")
+    else:
+        df = collect_matrix(out)
     cfg = resolve_config(out, config)
-    df = collect_matrix(out)
     if df.empty:
         raise DataError(f"{out}: no finished runs under runs/*/record.json "
                         f"({df.attrs.get('failed', 0)} failed) — nothing to report; run the matrix first")
     report_dir = out / "report" / subdir if subdir else out / "report"
     ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
                         tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
-                        sparsities=ladder(df, cfg.report.transfer_sparsities))
+                        sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches)
     return ctx
 
 

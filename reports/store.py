@@ -14,8 +14,11 @@ from typing import Iterator
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json
+from bench.core.io import atomic_write_text, read_json, safe_name
 from bench.core.source import Source
+from bench.runner.results import known_plans, read_manifest
+from bench.tasks import TASKS
+from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
@@ -68,10 +71,16 @@ def _record_row(path: Path, rec: dict) -> dict:
     }
 
 
-def read_records(out_dir: str | Path) -> tuple[list[dict], list[dict]]:
-    """All run records under `<out>/runs/*/record.json`, split into (done, failed)."""
+def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[dict]]:
+    """The run records under `<out>/runs/<id>/record.json` (all of them, or those of `run_ids`; a
+    listed run without a record is still pending), split into (done, failed)."""
     done, failed = [], []
-    for path in sorted(Path(out_dir).glob("runs/*/record.json")):
+    if run_ids is None:
+        paths = sorted(Path(out_dir).glob("runs/*/record.json"))
+    else:
+        paths = [p for p in (Path(out_dir) / "runs" / safe_name(r, "run id") / "record.json" for r in run_ids)
+                 if p.exists()]
+    for path in paths:
         rec = read_json(path)
         if not isinstance(rec, dict):
             raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}")
@@ -100,22 +109,67 @@ def _add_dense(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def collect_matrix(out_dir: str | Path) -> pd.DataFrame:
-    """(Re)write `<out>/report/matrix.csv` from every done run record and return it.
+def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: str | None = None) -> pd.DataFrame:
+    """The matrix of done runs — all records, or those of `run_ids` (one plan's runs) — as a
+    DataFrame; with `write`, also `<out>/report/matrix.csv`. With `plan`, a `plan` column names it.
 
     Failed runs are left out; their count is in `df.attrs["failed"]` and their ids in
-    `df.attrs["failed_runs"]`. An empty store (no done runs) yields an empty frame with the
-    matrix columns; `build_report` turns that into a one-line error.
+    `df.attrs["failed_runs"]`; listed runs without a record are counted in `df.attrs["pending"]`.
+    An empty store (no done runs) yields an empty frame with the matrix columns; `build_report`
+    turns that into a one-line error.
     """
-    done, failed = read_records(out_dir)
+    done, failed = read_records(out_dir, run_ids)
     rows = [_record_row(r["_path"], r) for r in done]
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
     df = _add_dense(df)[MATRIX_COLUMNS]
     df = df.sort_values(["backbone", "task", "source", "sparsity", "seed"], kind="stable").reset_index(drop=True)
-    atomic_write_text(matrix_path(out_dir), df.to_csv(index=False))
+    if plan is not None:
+        df.insert(0, "plan", plan)
+    if write:
+        atomic_write_text(matrix_path(out_dir), df.to_csv(index=False))
     df.attrs["failed"] = len(failed)
     df.attrs["failed_runs"] = [str(r.get("run_id") or r["_path"].parent.name) for r in failed]
+    df.attrs["pending"] = 0 if run_ids is None else len(run_ids) - len(done) - len(failed)
     return df
+
+
+@dataclass
+class Results:
+    """One plan's results: the plan's hash and effective config, and one row per finished run.
+
+    `frame` has the columns of `report/matrix.csv`; mixing plans (`plans=[...]`) adds a `plan`
+    column, so runs of different setups are never averaged as if they were seeds."""
+
+    plans: list[str]
+    config: dict
+    frame: pd.DataFrame
+    searches: dict  # {source: ticket folder name under <out>/tickets/} of the (first) plan
+    failed: int = 0
+    pending: int = 0
+
+
+def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] | None = None,
+                 write: bool = False) -> Results:
+    """The results of one plan (default: the last plan run in `out_dir`), or of several (`plans`,
+    or `plans=["all"]` for every plan stored), as a `Results` object."""
+    out = Path(out_dir)
+    if plans:
+        chosen = known_plans(out) if plans == ["all"] else list(plans)
+        manifests = [read_manifest(out, h) for h in chosen]
+    else:
+        manifests = [read_manifest(out, plan)]
+    mixed = len(manifests) > 1
+    frames, failed, pending = [], 0, 0
+    for m in manifests:
+        df = collect_matrix(out, m["runs"], write=False, plan=m["plan"] if mixed else None)
+        failed, pending = failed + df.attrs["failed"], pending + df.attrs["pending"]
+        frames.append(df)
+    frame = pd.concat(frames, ignore_index=True) if mixed else frames[0]
+    if write:
+        atomic_write_text(matrix_path(out), frame.to_csv(index=False))
+    frame.attrs.update(failed=failed, pending=pending)
+    return Results([m["plan"] for m in manifests], manifests[0]["config"], frame,
+                   dict(manifests[0].get("searches") or {}), failed, pending)
 
 
 def run_facts(out_dir: str | Path) -> dict:
@@ -156,14 +210,9 @@ class TaskFacts:
 def task_facts(task: str, metric_fallback: str) -> TaskFacts:
     """Headline metric and chance level from `bench.tasks.TASKS` when the task is registered;
     otherwise the matrix's `metric` column and no chance level."""
-    try:
-        from bench.tasks import TASKS  # the registry fills as task modules import
-
-        if task in TASKS:
-            spec = TASKS.get(task)
-            return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
-    except ImportError:
-        pass
+    if task in TASKS:
+        spec = TASKS.get(task)
+        return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
     return TaskFacts(task, task, metric_fallback, None)
 
 
@@ -182,13 +231,16 @@ class TicketView:
     masks: dict  # name -> bool tensor (True = weight kept)
 
 
-def iter_tickets(out_dir: str | Path) -> Iterator[TicketView]:
-    """Every ticket under `<out>/tickets/<hash>/<method>__<source>/sparsity-<s>.safetensors`,
-    validated by `tickets.Ticket.load` (a corrupt file is a one-line TicketError naming it).
-    The ladder sparsity is the ticket's target sparsity; the label its source ('imp:vqa')."""
-    from tickets import Ticket
-
-    for path in sorted(Path(out_dir).glob("tickets/*/*/sparsity-*.safetensors")):
+def iter_tickets(out_dir: str | Path, searches=None) -> Iterator[TicketView]:
+    """Every ticket under `<out>/tickets/<search id>/<method>__<task>/sparsity-<s>.safetensors` (only
+    the searches named, when given: one plan's), validated by `tickets.Ticket.load` (a corrupt file is
+    a one-line TicketError naming it). The ladder sparsity is the ticket's target sparsity; the label
+    its source ('imp:vqa')."""
+    ids = "*" if searches is None else None
+    paths = (sorted(Path(out_dir).glob(f"tickets/{ids}/*/sparsity-*.safetensors")) if ids else
+             sorted(p for sid in sorted(set(searches))
+                    for p in Path(out_dir, "tickets", safe_name(sid, "search id")).glob("*/sparsity-*.safetensors")))
+    for path in paths:
         t = Ticket.load(path)
         meta = t.metadata
         dir_method = path.parent.name.partition("__")[0]

@@ -10,7 +10,8 @@ from test_backbones_models import FEAT, WORDS, pixels, regions
 
 from bench.backbones import PretrainModel, TaskModel, create_backbone
 from bench.core.errors import ConfigError, DataError
-from bench.tasks.base import Example, Recipe, TaskSpec
+from bench.core.settings import TrainSettings
+from bench.tasks.base import Example, TaskSpec
 
 
 class RegionStore:
@@ -38,7 +39,7 @@ class PixelStore:
 def spec(head: str, loss: str = "cross_entropy", num_images: int = 1) -> TaskSpec:
     return TaskSpec(name=f"t-{head}", title="", head=head, loss=loss, metrics=("acc",), headline="acc", chance=0.0,
                     files={}, splits=("train", "dev"), loader=lambda *a: [], evaluator=lambda *a: {},
-                    recipes={"toy": Recipe(10, 4, 1e-3)}, num_images=num_images)
+                    recipes={"toy": TrainSettings(steps=10, batch_size=4, lr=1e-3)}, num_images=num_images)
 
 
 @pytest.fixture(scope="module")

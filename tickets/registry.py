@@ -1,6 +1,10 @@
 """The pruning-method registry: a method is a function `(ctx, hparams) -> list[Ticket]` plus a
-frozen hyperparameter dataclass, registered with `@register_method(name, HparamsClass)` or found
-through the `ticketbench.methods` entry-point group."""
+frozen hyperparameter dataclass, registered with `@register_method(name, HparamsClass, ...)` or found
+through the `ticketbench.methods` entry-point group.
+
+A method declares what it needs, so the runner never names one: whether it trains on its source
+(`trains`), whether it transforms the ticket of another method found on the same source (`base`,
+e.g. the controls re-use IMP's ticket: a branch of that ticket), and its citation."""
 
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ class PruningMethod:
     name: str
     fn: Callable
     hparams_cls: type
+    trains: bool = True  # False: needs no training on its source (ctx.train is not provided)
+    base: str | None = None  # method whose ticket (same source task, same sparsity) this one transforms
+    citation: str = ""
 
     def make_hparams(self, hparams: Any = None):
         """Hyperparameters from None (defaults), a mapping (coerced, e.g. from YAML) or an instance."""
@@ -64,13 +71,18 @@ def _check_types(method: str, hp) -> None:
             )
 
 
-def register_method(name: str, hparams_cls: type):
-    """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`."""
+def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
+                    citation: str = ""):
+    """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
+
+    trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
+    (found on the same source task, at each sparsity) it transforms — it then gets `ctx.base_ticket`
+    and runs once per sparsity; citation: the paper, shown by `ticketbench methods`."""
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
         raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
 
     def wrap(fn: Callable) -> PruningMethod:
-        method = PruningMethod(name, fn, hparams_cls)
+        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation)
         METHODS.register(name, method)
         return method
 
@@ -79,8 +91,6 @@ def register_method(name: str, hparams_cls: type):
 
 def get_method(name: str) -> PruningMethod:
     """The registered method `name` (unknown names get a one-line error with a suggestion)."""
-    import tickets.methods  # noqa: F401 - registers the built-in methods
-
     try:
         obj = METHODS.get(name)
     except TicketError:

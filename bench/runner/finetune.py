@@ -1,104 +1,90 @@
 """The matrix stage's unit of work: fine-tune θ0 ⊙ m on one target task and score it.
 
-`make_pairs` enumerates every (source, sparsity, task, seed); `finetune_pair` is the module-level
-pair function the executors (in-process, worker processes, Ray tasks) call.
+`make_pairs` turns the plan's cells into `PairSpec`s (tickets resolved, content hashes taken);
+`finetune_pair` is the module-level pair function every executor (in-process, worker processes, Ray)
+calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from pathlib import Path
 
-from bench.config import build_config, to_dict
+import torch
+
+from bench.backbones import TaskModel
+from bench.config import Config, to_dict
 from bench.core.errors import RunFailed, TicketbenchError
+from bench.plan import Plan
+from bench.runner import progress
 from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, environment
+from bench.tasks import TASKS, write_vqa_predictions
+from bench.training import evaluate_task, train
+from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
 
-def _pair_config(study: Study, task: str, seed: int, theta0_dir: Path) -> dict:
-    """Everything the run's result depends on besides ticket and θ0 content: resolved recipe, world,
-    backbone and evaluation settings. It is hashed into the run id."""
-    cfg = study.cfg
-    full = to_dict(cfg)
-    settings = dataclasses.asdict(study.settings(task, seed))
-    settings["betas"] = list(settings["betas"])
+def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
+    """Everything a run's numbers depend on besides ticket and θ0 content (hashed into its run id)."""
+    full = to_dict(plan.config)
+    ft = plan.config.finetune
     return {
-        "world": full["world"], "backbone": full["backbone"],
-        "finetune": {**settings, "max_text_len": cfg.finetune.max_text_len,
-                     "dev_limit": cfg.finetune.dev_limit, "eval_batch_size": cfg.finetune.eval_batch_size},
-        "theta0_dir": str(theta0_dir.resolve().relative_to(study.out.resolve())),
+        "settings": dataclasses.asdict(settings),
+        "eval": {"max_text_len": ft.max_text_len, "dev_limit": ft.dev_limit, "eval_batch_size": ft.eval_batch_size},
+        "world": full["world"], "backbone": {k: v for k, v in full["backbone"].items() if k != "device"},
+        "threads": plan.config.matrix.threads, "theta0_dir": theta0_rel,
     }
 
 
-def make_pairs(study: Study, theta0_dir: Path, root: Path, sources: list[str]) -> list[PairSpec]:
-    """Every fine-tuning run of the matrix for the chosen sources (tickets must exist: run `find`)."""
-    from bench.runner.stages import theta0_hash
-    from bench.tasks import TASKS
-    from tickets import Ticket, TicketStore, parse_source
-
-    cfg = study.cfg
-    store = TicketStore(root)
-    t0_hash = theta0_hash(theta0_dir)
-    controls = {c.split(":")[0] for c in cfg.matrix.controls}
-    pairs = []
+def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
+    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder."""
+    out = Path(out)
+    theta0_hash = (theta0_dir / "DONE").read_text().strip()
+    theta0_rel = str(theta0_dir.resolve().relative_to(out.resolve()))
+    preset = plan.config.backbone.preset
     hashes: dict[Path, str] = {}
-    for task in cfg.matrix.tasks:
-        split = TASKS.get(task).splits[1]
-        for seed in range(cfg.matrix.seeds):
-            pc = _pair_config(study, task, seed, theta0_dir)
-            for source in sources:
-                if source == "dense":
-                    pairs.append(PairSpec(cfg.backbone.preset, "dense", "dense", "", 0.0, task, seed,
-                                          None, None, t0_hash, split, pc))
-                    continue
-                src = parse_source(source)
-                method, source_task = src.method, src.task
-                sparsities = cfg.matrix.control_sparsities if method in controls else cfg.matrix.sparsities
-                for s in sparsities:
-                    path = store.path(src, float(s))
-                    if not path.exists():
-                        raise TicketbenchError(
-                            f"no ticket for source {source} at sparsity {float(s):.0%} in {root}; "
-                            f"run `ticketbench find --sources {source}` first")
-                    if path not in hashes:
-                        hashes[path] = Ticket.load(path).content_hash
-                    pairs.append(PairSpec(cfg.backbone.preset, source, method, source_task, float(s), task,
-                                          seed, str(path.resolve()), hashes[path], t0_hash, split, pc))
+    settings_of: dict = {}
+    pairs = []
+    for cell in plan.cells:
+        key = (cell.task, cell.seed)
+        if key not in settings_of:
+            s = plan.finetune_settings(cell.task, cell.seed)
+            settings_of[key] = (s, pair_identity(plan, s, theta0_rel))
+        settings, identity = settings_of[key]
+        split = TASKS.get(cell.task).splits[1]
+        path = ticket_hash = None
+        if not cell.source.is_dense:
+            path = TicketStore(ticket_roots[cell.source]).path(cell.source, cell.sparsity)
+            if not path.exists():
+                raise TicketbenchError(f"no ticket for source {cell.source} at sparsity {cell.sparsity:.0%} "
+                                       f"({path} is missing); run `ticketbench find` first")
+            if path not in hashes:
+                hashes[path] = Ticket.load(path).content_hash
+            ticket_hash = hashes[path]
+        pairs.append(PairSpec(
+            preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
+            str(path.resolve()) if path else None, ticket_hash, theta0_hash, split, identity,
+            settings=settings, study=(plan.config, str(out), str(theta0_dir)),
+        ))
     return pairs
 
 
 @functools.lru_cache(maxsize=4)
-def _study(out: str, key: str) -> Study:
-    c = json.loads(key)
-    cfg = build_config({"world": c["world"], "backbone": c["backbone"],
-                        "finetune": {k: c["finetune"][k] for k in ("max_text_len", "dev_limit", "eval_batch_size")}},
-                       where="run config")
+def _study(cfg: Config, out: str) -> Study:
     return Study(cfg, out)
 
 
 def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     """Fine-tune θ0 ⊙ m of `pair` on its task, evaluate on its split, audit the mask; return the record."""
-    import torch
-
-    from bench.backbones import TaskModel
-    from bench.runner import progress
-    from bench.tasks import TASKS
-    from bench.training import TrainSettings, evaluate_task, train
-    from tickets import MaskEnforcer, Ticket, select_prunable
-
     t_start = time.perf_counter()
-    run_dir = Path(run_dir)
-    out = run_dir.parent.parent
-    c = pair.config
-    study = _study(str(out), json.dumps({k: c[k] for k in ("world", "backbone", "finetune")}, sort_keys=True))
+    cfg, out, theta0_dir = pair.study
+    # A fixed intra-op thread count per run: the same numbers with 1 or N workers, on Ray, cached or not.
+    torch.set_num_threads(cfg.matrix.threads)
+    study = _study(cfg, out)
     spec = TASKS.get(pair.task)
-    f = dict(c["finetune"])
-    settings = TrainSettings(**{k: (tuple(v) if k == "betas" else v) for k, v in f.items()
-                                if k in {x.name for x in dataclasses.fields(TrainSettings)}})
-    backbone = study.theta0(out / c["theta0_dir"])
+    backbone = study.theta0(theta0_dir)
     enforcer = None
     if pair.ticket_path:
         ticket = Ticket.load(pair.ticket_path)
@@ -113,17 +99,15 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     torch.manual_seed(pair.seed)
     model = TaskModel(backbone, spec, study.labels(pair.task))
     store = study.store
-    log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), settings,
+    log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), pair.settings,
                 device=study.device, enforcer=enforcer, on_step=progress.report)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")
     split, examples = study.eval_examples(pair.task)
-    metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, f["eval_batch_size"])
+    metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size)
     if pair.task == "vqa":
-        from bench.tasks import write_vqa_predictions
-
-        write_vqa_predictions(run_dir / "predictions.json", predictions)
+        write_vqa_predictions(Path(run_dir) / "predictions.json", predictions)
     value = metrics[spec.headline]
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")

@@ -31,7 +31,11 @@ class PairSpec:
     ticket_hash: str | None
     theta0_hash: str
     split: str
-    config: dict = field(default_factory=dict, hash=False)
+    config: dict = field(default_factory=dict, hash=False)  # identity-bearing settings as plain data (hashed)
+    # What the worker needs, as typed values (not re-parsed from `config`): the effective TrainSettings
+    # and the study (Config, output dir, θ0 dir) to load data and weights from.
+    settings: Any = field(default=None, hash=False, compare=False)
+    study: Any = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names end up in paths and file names: refuse anything that could leave the output directory.

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 if TYPE_CHECKING:
-    from bench.runner.executors import Summary
+    from bench.runner.executors.base import Summary
     from bench.runner.pairs import PairSpec
 
 Reporter = Callable[[int, int, "float | None"], None]

@@ -1,91 +1,113 @@
-"""The find stage for one source: build a SearchContext around θ0 and the source's training, run the
-registered pruning method, and store one ticket per ladder sparsity (skipped when already stored)."""
+"""The find stage's unit of work: one ticket search (a `Search` of the plan) around θ0.
+
+`SearchJob` names it (its id is the plan's content address of the search); `run_search_job` is the
+module-level job function the executors call — the same executors that run the matrix's pairs. It
+builds a `SearchContext` (θ0's prunable weights, the source's training and scoring), runs the
+registered method and stores one ticket per sparsity under `<out>/tickets/<search id>/`.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from bench.backbones import PretrainModel, TaskModel
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json
+from bench.core.io import atomic_write_json, read_json
+from bench.core.source import PRETRAIN
+from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, environment
+from bench.tasks import TASKS
+from bench.training import train
+from bench.training.batching import bucketed_batches
+from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResult, get_method, select_prunable
+from tickets.fingerprint import fingerprint_of
+from tickets.search import copy_weights
+
+SEARCH_RECORD = "search.json"
 
 
-def _prunable(backbone, cfg) -> list:
-    from tickets import select_prunable
+@dataclass(frozen=True)
+class SearchJob:
+    """One search of a plan, ready to run anywhere: its id, where θ0 and its tickets live."""
 
-    return select_prunable(backbone, include=cfg.find.include, exclude=cfg.find.exclude)
+    search: Search
+    search_id: str
+    plan: Plan
+    out: str
+    theta0_dir: str
+    base_dir: str | None  # the base search's ticket folder (derived tickets)
+
+    @property
+    def run_id(self) -> str:
+        return self.search_id
+
+    @property
+    def label(self) -> str:
+        return f"find {self.search.source}"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out) / "tickets" / self.search_id
+
+    def identity(self) -> dict[str, Any]:
+        s = self.search
+        return {"run_id": self.search_id, "source": str(s.source), "method": s.source.method,
+                "source_task": s.source.task, "sparsities": list(s.sparsities), "hparams": dict(s.hparams),
+                "base": str(s.base) if s.base else None, "tickets": str(self.root)}
+
+    def is_stored(self) -> bool:
+        store = TicketStore(self.root)
+        return (self.root / SEARCH_RECORD).exists() and all(
+            store.path(self.search.source, x).exists() for x in self.search.sparsities)
 
 
-def _hparams(method, cfg) -> dict:
-    """The method's hyperparameters from the find config (other methods use their defaults)."""
-    if method.name == "imp":
-        return {"mode": cfg.find.imp_mode, "prune_fraction": cfg.find.prune_fraction}
-    return {}
+def pretrain_loss_fn(study: Study, model, objectives: tuple):
+    """loss_fn of a PretrainModel for one objective mix ((name, ratio), ...): one objective per batch."""
+    return lambda b: model.sampled_loss(b, study.store, dict(objectives), study.cfg.pretrain.mask_prob)
+
+
+def source_objective(plan: Plan, study: Study, backbone, objective: str):
+    """(model, examples, loss_fn, head prefixes) of a source's objective: a task, or the pre-training mix."""
+    if objective == PRETRAIN:
+        model = PretrainModel(backbone)
+        return model, study.examples("itm", "train"), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
+    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
+    return model, study.train_examples(objective), lambda b: model.loss(b, study.store), ("head.",)
 
 
 def _set_weights(named, weights, masks) -> None:
-    import torch
-
     with torch.no_grad():
         for name, p in named:
             w = weights[name].to(p.device, p.dtype)
             p.copy_(w * masks[name].to(p.device) if masks is not None else w)
 
 
-def load_plugins(cfg) -> None:
-    """Import the modules named in `find.plugins` (they register pruning methods by decorator)."""
-    import importlib
-
-    for name in cfg.find.plugins:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
+def _prunable(backbone, plan: Plan) -> list:
+    f = plan.config.find
+    return select_prunable(backbone, include=f.include, exclude=f.exclude)
 
 
-def pretrain_loss_fn(study: Study, model, mix: str):
-    """loss_fn of a PretrainModel for one objective mix ('name:ratio,...'): one objective per batch."""
-    from bench.runner.stages import _objectives
-
-    objectives = _objectives(mix, model.backbone.image_input)
-    return lambda b: model.sampled_loss(b, study.store, objectives, study.cfg.pretrain.mask_prob)
-
-
-def source_objective(study: Study, backbone, source_task: str):
-    """(model, examples, loss_fn, head prefixes) for a ticket source; 'pretrain' uses the main mix."""
-    cfg = study.cfg
-    if source_task == "pretrain":
-        from bench.backbones import PretrainModel
-
-        model = PretrainModel(backbone)
-        return (model, study.examples("itm", "train"), pretrain_loss_fn(study, model, cfg.pretrain.objectives),
-                ("heads.",))
-    from bench.backbones import TaskModel
-    from bench.tasks import TASKS
-
-    model = TaskModel(backbone, TASKS.get(source_task), study.labels(source_task))
-    return model, study.train_examples(source_task), lambda b: model.loss(b, study.store), ("head.",)
-
-
-def make_score_fn(study: Study, theta0_dir: Path, source_task: str):
+def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
     """score_fn(weights, masks) -> {name: gradient of the source loss} at weights ⊙ masks, on one
     seeded batch per call (for gradient-based methods such as SNIP)."""
-    from bench.training.batching import bucketed_batches
-
     calls = [0]
+    seed = plan.search_seed
 
     def score(weights: dict, masks: dict) -> dict:
-        torch.manual_seed(study.cfg.find.seed)
+        torch.manual_seed(seed)
         backbone = study.theta0(theta0_dir)
-        model, examples, loss_fn, _ = source_objective(study, backbone, source_task)
-        named = _prunable(backbone, study.cfg)
+        model, examples, loss_fn, _ = source_objective(plan, study, backbone, objective)
+        named = _prunable(backbone, plan)
         _set_weights(named, weights, masks)
         model.to(study.device).train()
-        batch_size = study.settings(source_task, 0).batch_size if source_task != "pretrain" else study.cfg.pretrain.batch_size
-        batch = next(bucketed_batches(examples, batch_size, seed=study.cfg.find.seed + calls[0]))
+        batch_size = (plan.config.pretrain.batch_size if objective == PRETRAIN
+                      else plan.finetune_settings(objective, seed).batch_size)
+        batch = next(bucketed_batches(examples, batch_size, seed=seed + calls[0]))
         calls[0] += 1
         out = loss_fn(batch)
         loss = sum(out.values()) if isinstance(out, dict) else out
@@ -96,33 +118,23 @@ def make_score_fn(study: Study, theta0_dir: Path, source_task: str):
     return score
 
 
-def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int = 0):
+def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
     start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
-    from bench.training import train
-    from tickets import MaskEnforcer, TrainResult
-
-    cfg = study.cfg
-    seed = cfg.find.seed
+    settings = plan.search_settings(search.source)
+    rewind_step = plan.config.find.rewind_step
 
     def run(start_weights: dict, masks: dict) -> TrainResult:
         # Every round builds its model and heads from the same seed, whatever ran before it.
-        torch.manual_seed(seed)
+        torch.manual_seed(settings.seed)
         backbone = study.theta0(theta0_dir)
-        model, examples, loss_fn, heads = source_objective(study, backbone, source_task)
-        if source_task == "pretrain":
-            from bench.runner.stages import pretrain_phases
-
-            # Half the main mix phase per round (the ITM-only first phase is a warm start, not the objective).
-            settings = study.pretrain_settings(steps or cfg.find.steps or max(pretrain_phases(cfg)[-1][1] // 2, 1), seed)
-        else:
-            settings = study.settings(source_task, seed, steps=steps or cfg.find.steps)
-        named = _prunable(backbone, cfg)
+        model, examples, loss_fn, heads = source_objective(plan, study, backbone, search.source.objective)
+        named = _prunable(backbone, plan)
         _set_weights(named, start_weights, masks)
         enforcer = MaskEnforcer(named, masks)
-        snap = (lambda: {n: p.detach().to("cpu").clone() for n, p in named}) if cfg.find.rewind_step else None
+        snap = (lambda: {n: p.detach().to("cpu").clone() for n, p in named}) if rewind_step else None
         log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
-                    head_prefixes=heads, snapshot_step=cfg.find.rewind_step, snapshot_fn=snap)
+                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap)
         weights = {n: p.detach().to("cpu").clone() for n, p in named}
         return TrainResult(weights=weights, rewind=log.snapshot,
                            metrics={"train_s": round(log.seconds, 2),
@@ -131,71 +143,54 @@ def make_train_fn(study: Study, theta0_dir: Path, source_task: str, steps: int =
     return run
 
 
-def run_search(study: Study, theta0_dir: Path, root: Path, source: str, quiet: bool = False) -> Path:
-    """Run the search for `source` (e.g. imp:vqa, omp:gqa, pretrained_magnitude, random,
-    reinit:pretrain) unless its tickets are stored; returns the search directory."""
-    from bench.runner.stages import ladder
-    from tickets import Ticket, TicketStore, get_method, parse_source
-    from tickets.fingerprint import fingerprint_of
-    from tickets.search import SearchContext, copy_weights
-
-    cfg = study.cfg
-    src = parse_source(source)
-    method_name, source_task = src.method, src.objective
-    store = TicketStore(root)
-    method = get_method(method_name)
-    controls = {c.split(":")[0] for c in cfg.matrix.controls}
-    sparsities = tuple(cfg.matrix.control_sparsities) if method_name in controls else ladder(cfg)
-    search_dir = store.path(src, sparsities[0]).parent
-    done = search_dir / "search.json"
-    if done.exists() and all(store.path(src, s).exists() for s in sparsities):
-        if not quiet:
-            print(f"[find] cached: {source}")
-        return search_dir
-
-    backbone = study.theta0(theta0_dir)
-    named = _prunable(backbone, cfg)
+def run_search_job(job: SearchJob, run_dir: Path) -> dict:
+    """Run one search unless its tickets are stored; returns the search record (also `search.json`)."""
+    plan, search = job.plan, job.search
+    cfg = plan.config
+    torch.set_num_threads(cfg.matrix.threads)  # tickets must not depend on the worker count either
+    load_plugins(cfg)  # a worker process imports the modules that register plugin methods
+    study = Study(cfg, job.out)
+    store = TicketStore(job.root)
+    if job.is_stored():
+        return {"status": "done", **_read_record(job.root)}
+    method = get_method(search.source.method)
+    backbone = study.theta0(job.theta0_dir)
+    named = _prunable(backbone, plan)
     theta0 = copy_weights({n: p for n, p in named})
-    # Random pruning matches the IMP ticket of its source per tensor; the controls re-use its masks.
-    base_source = f"imp:{source_task}" if method_name in ("random", "reinit", "shuffle") else None
-    if base_source and source_task not in cfg.find.sources:
-        if method_name != "random":
-            raise TicketbenchError(f"source {source} needs imp:{source_task}, which is not in find.sources")
-        base_source = None  # no IMP ticket to match: global random pruning
     t0 = time.perf_counter()
-    if base_source:
-        run_search(study, theta0_dir, root, base_source, quiet=quiet)
-    if method_name in ("pretrained_magnitude", "random", "reinit", "shuffle"):
-        train_fn = None
-    else:
-        train_fn = make_train_fn(study, theta0_dir, source_task)
+    train_fn = make_train_fn(plan, study, job.theta0_dir, search) if search.trains else None
 
     def no_training(*_):
-        raise TicketbenchError(f"method {method_name} asked to train but is registered as training-free")
+        raise TicketbenchError(f"method {method.name} asked to train but is registered with trains=False")
 
+    # A derived method transforms its base ticket once per sparsity; the others see the whole ladder.
+    groups = [(s,) for s in search.sparsities] if search.base else [search.sparsities]
     tickets = []
-    per_sparsity = [(s,) for s in sparsities] if base_source else [sparsities]
-    for group in per_sparsity:
-        base = Ticket.load(store.path(base_source, group[0])) if base_source else None
+    for group in groups:
+        base = Ticket.load(TicketStore(job.base_dir).path(search.base, group[0])) if search.base else None
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
-            train=train_fn or no_training, source=src.task, sparsities=group, seed=cfg.find.seed,
-            score_fn=make_score_fn(study, theta0_dir, source_task),
+            train=train_fn or no_training, source=search.source.task, sparsities=group, seed=plan.search_seed,
+            score_fn=make_score_fn(plan, study, job.theta0_dir, search.source.objective),
             rewind_step=cfg.find.rewind_step, base_ticket=base,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters())},
         )
-        if not quiet:
-            print(f"[find] {source}: {method_name} at {', '.join(f'{s:.0%}' for s in group)}", flush=True)
-        tickets += method(ctx, _hparams(method, cfg))
+        tickets += method(ctx, search.hparams_dict)
     for t in tickets:
         store.put(t)
-    atomic_write_json(done, {
-        "source": source, "method": method_name, "source_task": source_task,
-        "sparsities": list(sparsities), "seconds": round(time.perf_counter() - t0, 2),
+    record = {
+        "source": str(search.source), "method": method.name, "source_task": search.source.task,
+        "sparsities": list(search.sparsities), "seconds": round(time.perf_counter() - t0, 2),
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
-        "hparams": _hparams(method, cfg), "env": environment(study.device),
-    })
-    return search_dir
+        "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+    }
+    atomic_write_json(job.root / SEARCH_RECORD, record)
+    return {"status": "done", **record}
+
+
+def _read_record(root: Path) -> dict:
+    rec = read_json(root / SEARCH_RECORD)
+    return rec if isinstance(rec, dict) else {}

@@ -116,11 +116,13 @@ def _read_lock(path: Path) -> dict | None:
 
 
 class RunStore:
-    """Records of fine-tuning runs under `<out>/runs/`."""
+    """Records of units of work under `<out>/<kind>/<run_id>/`: fine-tuning runs (`runs`) and ticket
+    searches (`searches`) share the same claims and atomic records."""
 
-    def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0):
+    def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0,
+                 kind: str = "runs"):
         self.out_dir = Path(out_dir)
-        self.runs_dir = self.out_dir / "runs"
+        self.runs_dir = self.out_dir / safe_name(kind, "store kind")
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
         self.host = socket.gethostname()

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import torch
 
-from bench.config import Config, FinetuneConfig
+import bench
+from bench.backbones import PRESETS, load_backbone, resolve_device
+from bench.config import Config
 from bench.core.errors import DataError, TicketbenchError
+from bench.core.io import read_json
+from bench.data.images import open_image_store
+from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec
-from bench.training.loop import TrainSettings
 
 
 def environment(device: torch.device) -> dict:
-    import transformers
-
-    import bench
+    import transformers  # heavy: only when a record is written
 
     env = {"ticketbench": bench.__version__, "torch": torch.__version__,
            "transformers": transformers.__version__, "python": platform.python_version(),
@@ -30,13 +32,11 @@ def environment(device: torch.device) -> dict:
 
 
 class Study:
-    """Data, θ0 and settings of one config and output directory (cheap to create; loads lazily)."""
+    """Data and θ0 of one config and output directory (cheap to create; loads lazily, once per process)."""
 
     def __init__(self, cfg: Config, out: str | Path):
         self.cfg = cfg
         self.out = Path(out)
-        from bench.backbones import resolve_device
-
         self.device = resolve_device(cfg.backbone.device)
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
@@ -61,8 +61,6 @@ class Study:
         return self._examples[key]
 
     def _load(self, task: str, split: str) -> list[Example]:
-        from bench.tasks import TASKS
-
         spec = TASKS.get(task)
         d = self.task_dir(spec)
         if not d.exists():
@@ -80,13 +78,9 @@ class Study:
         return examples
 
     def train_examples(self, task: str) -> list[Example]:
-        from bench.tasks import TASKS
-
         return self.examples(task, TASKS.get(task).splits[0])
 
     def eval_examples(self, task: str) -> tuple[str, list[Example]]:
-        from bench.tasks import TASKS
-
         split = TASKS.get(task).splits[1]
         ex = self.examples(task, split)
         limit = self.cfg.finetune.dev_limit
@@ -94,8 +88,6 @@ class Study:
 
     def labels(self, task: str) -> list[str] | None:
         """The label space of a classify task, from its train split (None for other heads)."""
-        from bench.tasks import TASKS, label_space
-
         if task not in self._labels:
             spec = TASKS.get(task)
             self._labels[task] = label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
@@ -104,12 +96,8 @@ class Study:
     def chance(self, task: str, metric: str) -> float:
         """Chance level of a task's metric: measured on this world when its manifest has it
         (toyland computes a majority-per-question-type baseline), else the registry's nominal one."""
-        from bench.tasks import TASKS
-
         manifest = self.data_root / "MANIFEST.json"
         if manifest.exists():
-            from bench.core.io import read_json
-
             value = (read_json(manifest).get("chance", {}).get(task) or {}).get(metric)
             if isinstance(value, (int, float)):
                 return float(value)
@@ -117,8 +105,6 @@ class Study:
 
     @functools.cached_property
     def image_kind(self) -> tuple[str, Path]:
-        from bench.backbones import PRESETS
-
         preset = PRESETS.get(self.cfg.backbone.preset)
         if preset.image_input == "pixels":
             return "pixels", self.data_root / "images"
@@ -131,9 +117,6 @@ class Study:
 
     @functools.cached_property
     def store(self):
-        from bench.backbones import PRESETS
-        from bench.data.images import open_image_store
-
         kind, path = self.image_kind
         if kind == "pixels":
             # Resize to the preset's own input size (toy-vilt: 64), not ViLT's 384: upscaling a 64-pixel
@@ -147,38 +130,7 @@ class Study:
         """A fresh copy of the pre-trained backbone (loaded once per process)."""
         return copy.deepcopy(_load_backbone_cached(str(theta0_dir)))
 
-    # ---- settings ---------------------------------------------------------------------------
-    def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
-        """Optimisation settings of pre-training (and of IMP rounds on the pre-training objectives)."""
-        p = self.cfg.pretrain
-        return TrainSettings(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                             weight_decay=p.weight_decay, seed=seed)
-
-    def settings(self, task: str, seed: int, steps: int = 0, family: str | None = None) -> TrainSettings:
-        """The task's recipe for the backbone family, overridden by non-zero finetune fields."""
-        from bench.backbones import PRESETS
-        from bench.tasks import TASKS
-
-        ft: FinetuneConfig = self.cfg.finetune
-        family = family or PRESETS.get(self.cfg.backbone.preset).family
-        r = TASKS.get(task).recipe(family)
-        return TrainSettings(
-            steps=steps or ft.steps or r.steps,
-            batch_size=ft.batch_size or r.batch_size,
-            lr=ft.lr or r.lr,
-            warmup=ft.warmup,
-            weight_decay=ft.weight_decay,
-            betas=tuple(ft.betas),
-            grad_clip=ft.grad_clip,
-            grad_accum=ft.grad_accum,
-            head_lr_mult=ft.head_lr_mult if ft.head_lr_mult != 1.0 else r.head_lr_mult,
-            seed=seed,
-            bf16=ft.bf16,
-        )
-
 
 @functools.lru_cache(maxsize=2)
 def _load_backbone_cached(path: str):
-    from bench.backbones import load_backbone
-
     return load_backbone(path)

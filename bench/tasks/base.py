@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.core.registry import Registry
+from bench.core.settings import TrainSettings
 
 # Head kinds the model side implements (bench/backbones/heads.py):
 #   classify  - one or more (text, image) encodings -> logits over the task's label space
@@ -47,17 +48,6 @@ class Example:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Default fine-tuning hyperparameters of a task for one backbone family."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    warmup: float = 0.1
-    head_lr_mult: float = 1.0
-
-
-@dataclass(frozen=True)
 class TaskSpec:
     """What a task is: its files, head, loss, metrics and defaults.
 
@@ -69,7 +59,7 @@ class TaskSpec:
                uid -> prediction (classify: label str; region: normalised x1y1x2y2 box;
                choice: (answer_idx, rationale_idx)); for itm, a dict with 'scores' [n_texts, n_images],
                'text_uids' and 'image_ids' (see retrieval.py)
-    recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') -> Recipe
+    recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') -> TrainSettings
     """
 
     name: str
@@ -83,7 +73,7 @@ class TaskSpec:
     splits: tuple[str, ...]
     loader: Callable[..., list[Example]]
     evaluator: Callable[..., dict[str, float]]
-    recipes: dict[str, Recipe]
+    recipes: dict[str, TrainSettings]
     data_subdir: str = ""
     num_images: int = 1
 
@@ -93,7 +83,7 @@ class TaskSpec:
     def evaluate(self, examples: list[Example], predictions: Any) -> dict[str, float]:
         return self.evaluator(examples, predictions)
 
-    def recipe(self, family: str) -> Recipe:
+    def recipe(self, family: str) -> TrainSettings:
         return self.recipes.get(family) or self.recipes["toy"]
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from bench.core.errors import DataError
 from bench.core.io import read_json
-from bench.tasks.base import Example, Recipe, TaskSpec
+from bench.core.settings import TrainSettings
+from bench.tasks.base import Example, TaskSpec
 
 
 def task_dir(spec: TaskSpec, data_dir: str | Path) -> Path:
@@ -77,8 +78,8 @@ def nonempty(examples: list[Example], source: str, split: str) -> list[Example]:
     return examples
 
 
-def recipes(**by_family: tuple) -> dict[str, Recipe]:
-    """{family: Recipe(*args)}: a compact way to write a task's recipe table."""
+def recipes(**by_family: TrainSettings) -> dict[str, TrainSettings]:
+    """{family: TrainSettings}: a task's recipe table; every task has a 'toy' recipe."""
     if "toy" not in by_family:
         raise ValueError("every task needs a 'toy' recipe")
-    return {family: Recipe(*args) for family, args in by_family.items()}
+    return dict(by_family)

@@ -7,6 +7,7 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_json
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -60,12 +61,12 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("accuracy"),
         recipes=recipes(
-            toy=(150, 32, 1e-3),
-            minilm=(600, 32, 1e-4, 0.1, 10.0),
-            uniter=(6000, 64, 8e-5, 0.1, 10.0),
+            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
+            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
+            uniter=TrainSettings(steps=6000, batch_size=64, lr=8e-5, warmup=0.1, head_lr_mult=10.0),
             # LXMERT: 4 epochs of batch 32 over the ~943k balanced train questions, lr 1e-5.
-            lxmert=(117875, 32, 1e-5, 0.1),
-            vilt=(14700, 256, 1e-4, 0.1, 10.0),
+            lxmert=TrainSettings(steps=117875, batch_size=32, lr=1e-5, warmup=0.1),
+            vilt=TrainSettings(steps=14700, batch_size=256, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
         ),
         data_subdir="gqa",
     ),

@@ -7,6 +7,7 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_jsonl_numbered
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -70,14 +71,14 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("nlvr2"),
         recipes=recipes(
-            toy=(150, 32, 1e-3),
-            minilm=(600, 32, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
+            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 8000 steps, 800 warm-up, lr 3e-5.
-            uniter=(8000, 32, 3e-5, 0.1),
+            uniter=TrainSettings(steps=8000, batch_size=32, lr=3e-5, warmup=0.1),
             # LXMERT: 4 epochs of batch 32 over 86,373 train statements, lr 5e-5.
-            lxmert=(10797, 32, 5e-5, 0.1),
+            lxmert=TrainSettings(steps=10797, batch_size=32, lr=5e-5, warmup=0.1),
             # ViLT: 10 epochs of batch 128, lr 1e-4.
-            vilt=(6748, 128, 1e-4, 0.1, 10.0),
+            vilt=TrainSettings(steps=6748, batch_size=128, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
         ),
         data_subdir="nlvr2",
         num_images=2,

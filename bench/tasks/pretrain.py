@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -50,12 +51,12 @@ for _name in OBJECTIVES:
             loader=load,
             evaluator=METRICS.get("pretrain"),
             recipes=recipes(
-                toy=(600, 32, 1e-3),
-                minilm=(2000, 32, 1e-4),
+                toy=TrainSettings(steps=600, batch_size=32, lr=1e-3),
+                minilm=TrainSettings(steps=2000, batch_size=32, lr=1e-4),
                 # UNITER in-domain pre-training: 200k steps.
-                uniter=(200000, 128, 5e-5, 0.05),
-                lxmert=(200000, 256, 1e-4, 0.05),
-                vilt=(100000, 256, 1e-4, 0.1),
+                uniter=TrainSettings(steps=200000, batch_size=128, lr=5e-5, warmup=0.05),
+                lxmert=TrainSettings(steps=200000, batch_size=256, lr=1e-4, warmup=0.05),
+                vilt=TrainSettings(steps=100000, batch_size=256, lr=1e-4, warmup=0.1),
             ),
             data_subdir="captions",
         ),

@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.core.errors import DataError
 from bench.core.io import read_json
+from bench.core.settings import TrainSettings
 from bench.data.safe_pickle import safe_load
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
@@ -143,12 +144,12 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("refcoco"),
         recipes=recipes(
-            toy=(150, 32, 1e-3),
-            minilm=(800, 32, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
+            minilm=TrainSettings(steps=800, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 10000 steps, 1000 warm-up, lr 6e-5, batch 128 examples.
-            uniter=(10000, 128, 6e-5, 0.1),
-            lxmert=(10000, 64, 5e-5, 0.1),
-            vilt=(10000, 64, 1e-4, 0.1),
+            uniter=TrainSettings(steps=10000, batch_size=128, lr=6e-5, warmup=0.1),
+            lxmert=TrainSettings(steps=10000, batch_size=64, lr=5e-5, warmup=0.1),
+            vilt=TrainSettings(steps=10000, batch_size=64, lr=1e-4, warmup=0.1),
         ),
         data_subdir="refcoco_plus",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -56,13 +57,13 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("retrieval"),
         recipes=recipes(
-            toy=(100, 16, 1e-3),
-            minilm=(800, 32, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=100, batch_size=16, lr=1e-3),
+            minilm=TrainSettings(steps=800, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 20000 steps, 2000 warm-up, lr 5e-5, margin 0.2.
-            uniter=(20000, 32, 5e-5, 0.1),
-            lxmert=(18000, 32, 5e-5, 0.1),
+            uniter=TrainSettings(steps=20000, batch_size=32, lr=5e-5, warmup=0.1),
+            lxmert=TrainSettings(steps=18000, batch_size=32, lr=5e-5, warmup=0.1),
             # ViLT: 10 epochs of batch 256 over 145k captions, lr 1e-4.
-            vilt=(5664, 256, 1e-4, 0.1, 10.0),
+            vilt=TrainSettings(steps=5664, batch_size=256, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
         ),
         data_subdir="flickr30k",
     ),

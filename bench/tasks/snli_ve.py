@@ -7,6 +7,7 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_jsonl_numbered
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -65,12 +66,12 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("accuracy"),
         recipes=recipes(
-            toy=(150, 32, 1e-3),
-            minilm=(600, 32, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
+            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 4000 steps, 400 warm-up, lr 8e-5.
-            uniter=(4000, 64, 8e-5, 0.1),
-            lxmert=(16000, 32, 5e-5, 0.1),
-            vilt=(5000, 128, 1e-4, 0.1, 10.0),
+            uniter=TrainSettings(steps=4000, batch_size=64, lr=8e-5, warmup=0.1),
+            lxmert=TrainSettings(steps=16000, batch_size=32, lr=5e-5, warmup=0.1),
+            vilt=TrainSettings(steps=5000, batch_size=128, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
         ),
         data_subdir="snli_ve",
     ),

@@ -8,6 +8,7 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_json, read_jsonl_numbered
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths, task_dir
 from bench.tasks.metrics import METRICS
@@ -115,12 +116,12 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("vcr"),
         recipes=recipes(
-            toy=(150, 8, 1e-3),
-            minilm=(800, 16, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=150, batch_size=8, lr=1e-3),
+            minilm=TrainSettings(steps=800, batch_size=16, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 8000 steps, 800 warm-up, lr 6e-5 (after a second-stage pre-training).
-            uniter=(8000, 16, 6e-5, 0.1),
-            lxmert=(20000, 16, 5e-5, 0.1),
-            vilt=(10000, 32, 1e-4, 0.1),
+            uniter=TrainSettings(steps=8000, batch_size=16, lr=6e-5, warmup=0.1),
+            lxmert=TrainSettings(steps=20000, batch_size=16, lr=5e-5, warmup=0.1),
+            vilt=TrainSettings(steps=10000, batch_size=32, lr=1e-4, warmup=0.1),
         ),
         data_subdir="vcr",
     ),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bench.core.errors import DataError
+from bench.core.settings import TrainSettings
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
 from bench.tasks.metrics import METRICS
@@ -101,14 +102,14 @@ SPEC = TASKS.register(
         loader=load,
         evaluator=METRICS.get("vqa"),
         recipes=recipes(
-            toy=(450, 16, 1e-3),  # soft BCE learns more slowly than CE (docs/ARCHITECTURE.md, "The toy recipe")
-            minilm=(600, 32, 1e-4, 0.1, 10.0),
+            toy=TrainSettings(steps=450, batch_size=16, lr=1e-3),  # soft BCE learns more slowly than CE (docs/ARCHITECTURE.md, "The toy recipe")
+            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
             # UNITER: 6000 steps, 600 warm-up, lr 8e-5, head x10; batches were ~5k tokens (~64 examples).
-            uniter=(6000, 64, 8e-5, 0.1, 10.0),
+            uniter=TrainSettings(steps=6000, batch_size=64, lr=8e-5, warmup=0.1, head_lr_mult=10.0),
             # LXMERT: 4 epochs of batch 32 over the 443,757 train2014 questions, lr 5e-5.
-            lxmert=(55470, 32, 5e-5, 0.1),
+            lxmert=TrainSettings(steps=55470, batch_size=32, lr=5e-5, warmup=0.1),
             # ViLT: 10 epochs of batch 256, lr 1e-4, head x10, 10% warm-up.
-            vilt=(17334, 256, 1e-4, 0.1, 10.0),
+            vilt=TrainSettings(steps=17334, batch_size=256, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
         ),
         data_subdir="vqa",
     ),

@@ -13,25 +13,9 @@ import torch
 from torch import nn
 
 from bench.core.errors import RunFailed
+from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.batching import bucketed_batches
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Resolved optimisation settings of one training call."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    betas: tuple = (0.9, 0.98)
-    grad_clip: float = 2.0
-    grad_accum: int = 1
-    head_lr_mult: float = 1.0
-    seed: int = 0
-    bf16: bool = True
 
 
 @dataclass

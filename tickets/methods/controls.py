@@ -35,13 +35,15 @@ def _control(ctx: SearchContext, hparams, method: str, **weights) -> list:
     )]
 
 
-@register_method("reinit", ReinitHparams)
+@register_method("reinit", ReinitHparams, trains=False, base="imp",
+                 citation="Frankle & Carbin 2019 (random re-initialisation control)")
 def reinit(ctx: SearchContext, hparams: ReinitHparams) -> list:
     """The base ticket's mask on freshly initialised N(0, std) weights."""
     return _control(ctx, hparams, "reinit", weights_std=hparams.std)
 
 
-@register_method("shuffle", ShuffleHparams)
+@register_method("shuffle", ShuffleHparams, trains=False, base="imp",
+                 citation="Frankle et al. 2021 (layer-wise weight shuffling control)")
 def shuffle(ctx: SearchContext, hparams: ShuffleHparams) -> list:
     """The base ticket's mask with the weights permuted within each tensor."""
     return _control(ctx, hparams, "shuffle")

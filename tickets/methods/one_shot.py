@@ -24,7 +24,7 @@ def _tickets(ctx, hparams, method, weights, source, extra=None) -> list:
     ]
 
 
-@register_method("omp", OneShotHparams)
+@register_method("omp", OneShotHparams, citation="Chen et al. 2020 (one-shot magnitude pruning after fine-tuning)")
 def omp(ctx: SearchContext, hparams: OneShotHparams) -> list:
     """Fine-tune θ0 once on the source, then prune the trained weights at each ladder sparsity."""
     theta0 = copy_weights(ctx.theta0)
@@ -32,7 +32,8 @@ def omp(ctx: SearchContext, hparams: OneShotHparams) -> list:
     return _tickets(ctx, hparams, "omp", result.weights, None, {"train_metrics": dict(result.metrics)})
 
 
-@register_method("pretrained_magnitude", OneShotHparams)
+@register_method("pretrained_magnitude", OneShotHparams, trains=False,
+                 citation="Chen et al. 2020 (magnitude pruning of the pre-trained weights)")
 def pretrained_magnitude(ctx: SearchContext, hparams: OneShotHparams) -> list:
     """Prune θ0 by magnitude at each ladder sparsity, without training."""
     return _tickets(ctx, hparams, "pretrained_magnitude", ctx.theta0, "pretrained_magnitude")

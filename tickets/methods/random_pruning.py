@@ -25,7 +25,7 @@ def _random_scores(shapes: dict, seed: int) -> dict:
     return {n: torch.rand(shape, generator=gen) for n, shape in shapes.items()}
 
 
-@register_method("random", RandomHparams)
+@register_method("random", RandomHparams, trains=False, citation="Frankle & Carbin 2019 (random pruning baseline)")
 def random_pruning(ctx: SearchContext, hparams: RandomHparams) -> list:
     """Random masks. With a base ticket (scope auto/layerwise): one ticket with exactly the base
     ticket's pruned count in every tensor; otherwise one ticket per ladder sparsity."""

@@ -15,105 +15,33 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, TextIO
+from typing import Any, Iterable, TextIO
 
 from bench.core.errors import TicketbenchError
-from bench.core.registry import Registry
-from bench.runner.pairs import PairSpec
+from bench.runner.executors import local as _local  # noqa: F401 - registers "local"
+from bench.runner.executors import ray as _ray  # noqa: F401 - registers "ray"
+from bench.runner.executors.base import (
+    EXECUTORS,
+    Backend,
+    FailedRun,
+    PairFn,
+    Summary,
+    compute_record,
+    failure_record,
+    one_line_reason,
+)
 from bench.runner.progress import MatrixProgress, format_summary
 from bench.runner.store import Claim, RunStore
 
-PairFn = Callable[[PairSpec, Path], dict]
-
-
-@dataclass(frozen=True)
-class FailedRun:
-    run_id: str
-    label: str
-    reason: str
-
-
-@dataclass
-class Summary:
-    """What a `run_pairs` call did: run ids done now, skipped as cached, failed (with reasons)."""
-
-    total: int = 0
-    done: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    failed: list[FailedRun] = field(default_factory=list)
-    wall_s: float = 0.0
-
-    def __str__(self) -> str:
-        return format_summary(self)
-
-
-class Backend(Protocol):
-    """An executor: runs `compute_record` for submitted pairs, at most `slots` at a time."""
-
-    slots: int
-
-    def submit(self, pair: PairSpec) -> Any: ...
-
-    def wait_any(self, handles: list[Any]) -> list[tuple[Any, dict | BaseException]]: ...
-
-    def close(self) -> None: ...
-
-
-BackendFactory = Callable[..., Backend]
-EXECUTORS: Registry[BackendFactory] = Registry("executor")
-
-
-def one_line_reason(error: BaseException, limit: int = 300) -> str:
-    """A failure reason fit for a summary line and a record: the error's first line, truncated."""
-    text = str(error).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    reason = (
-        first
-        if isinstance(error, TicketbenchError) and first
-        else f"{type(error).__name__}: {first}".rstrip(": ")
-    )
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-
-
-def failure_record(pair: PairSpec, reason: str, total_s: float = 0.0) -> dict:
-    return {
-        **pair.identity(),
-        "status": "failed",
-        "reason": reason,
-        "timings": {"total_s": round(total_s, 3)},
-        "finished_at": time.time(),
-    }
-
-
-def compute_record(pair: PairSpec, run_dir: str, pair_fn: PairFn) -> dict:
-    """Run one pair and return its whole record (status "done", or "failed" with the reason).
-
-    Runs wherever the executor puts it (this process, a worker process, a Ray task); it writes
-    nothing to the store itself — the runner does, atomically."""
-    start = time.time()
-    path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        payload = pair_fn(pair, path)
-        if not isinstance(payload, dict):
-            raise TypeError(f"pair function returned {type(payload).__name__}, expected a dict")
-    except Exception as e:  # one failing pair never stops the others
-        return failure_record(pair, one_line_reason(e), time.time() - start)
-    record = {**payload, **pair.identity(), "status": "done", "finished_at": time.time()}
-    record.pop("reason", None)
-    timings = dict(record.get("timings") or {})
-    timings.setdefault("total_s", round(time.time() - start, 3))
-    record["timings"] = timings
-    return record
-
+__all__ = ["EXECUTORS", "Backend", "FailedRun", "PairFn", "Summary", "compute_record", "failure_record",
+           "one_line_reason", "run_pairs"]
 
 def run_pairs(
-    pairs: Iterable[PairSpec],
+    pairs: Iterable[Any],
     out_dir: str | os.PathLike,
     pair_fn: PairFn,
     executor: str = "local",
+    kind: str = "runs",
     workers: int = 1,
     ray_address: str = "",
     progress: bool = True,
@@ -125,12 +53,13 @@ def run_pairs(
     executor "local": `workers=1` runs in this process (with a per-run progress bar), `workers>1`
     in spawned worker processes (CPU threads split between them; one GPU each when GPUs exist).
     executor "ray": one Ray task per pair on the cluster at `ray_address`, or on a local instance
-    with `workers` CPUs. Failed pairs are recorded (status "failed") and retried on the next call."""
+    with `workers` CPUs. Failed pairs are recorded (status "failed") and retried on the next call.
+    `kind` names the store's folder: `runs` for fine-tuning pairs, `searches` for ticket searches."""
     start = time.time()
     if workers < 1:
         raise TicketbenchError(f"workers: expected at least 1, found {workers}")
     factory = EXECUTORS.get(executor)
-    store = RunStore(out_dir)
+    store = RunStore(out_dir, kind=kind)
     unique = list({pair.run_id: pair for pair in pairs}.values())
     summary = Summary(total=len(unique))
     todo = []
@@ -170,10 +99,10 @@ class _Scheduler:
     ):
         self.store, self.backend, self.summary, self.bar = store, backend, summary, bar
         self.start, self.poll_s = start, poll_s
-        self.inflight: dict[Any, tuple[PairSpec, Claim, float]] = {}
-        self.busy: list[PairSpec] = []
+        self.inflight: dict[Any, tuple[Any, Claim, float]] = {}
+        self.busy: list[Any] = []
 
-    def run(self, todo: list[PairSpec]) -> None:
+    def run(self, todo: list[Any]) -> None:
         queue = deque(todo)
         try:
             while queue or self.busy or self.inflight:
@@ -190,7 +119,7 @@ class _Scheduler:
             for _, claim, _ in self.inflight.values():
                 claim.release()
 
-    def _start(self, pair: PairSpec) -> None:
+    def _start(self, pair: Any) -> None:
         record = self.store.read_record(pair.run_id)
         if record is not None and record["status"] == "failed" and record.get("finished_at", 0) >= self.start:
             # A concurrent runner tried it during this invocation; retrying belongs to the next one.
@@ -235,11 +164,7 @@ class _Scheduler:
         else:
             self._count_failed(pair, result.get("reason", "failed"))
 
-    def _count_failed(self, pair: PairSpec, reason: str) -> None:
+    def _count_failed(self, pair: Any, reason: str) -> None:
         self.summary.failed.append(FailedRun(pair.run_id, pair.label, reason))
         self.bar.pair_finished("failed")
 
-
-# Importing the backends registers them.
-from bench.runner.executors import local as _local  # noqa: E402,F401
-from bench.runner.executors import ray as _ray  # noqa: E402,F401

@@ -10,8 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from bench.runner.executors import EXECUTORS, PairFn, compute_record, one_line_reason
-from bench.runner.pairs import PairSpec
+from bench.runner.executors.base import EXECUTORS, PairFn, check_importable, compute_record, one_line_reason
 from bench.runner.progress import MatrixProgress
 from bench.runner.store import RunStore
 
@@ -26,7 +25,7 @@ class InProcessBackend:
         self._results: dict[int, dict] = {}
         self._next = 0
 
-    def submit(self, pair: PairSpec) -> int:
+    def submit(self, pair: Any) -> int:
         with self.progress.run_bar(pair):
             record = compute_record(pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)
         self._next += 1
@@ -62,20 +61,10 @@ def _init_worker(threads: int, gpu_ids: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids.get()
 
 
-def _compute_in_worker(pair: PairSpec, run_dir: str, pair_fn: PairFn) -> dict:
+def _compute_in_worker(pair: Any, run_dir: str, pair_fn: PairFn) -> dict:
     if "torch" in sys.modules:  # imported by a previous pair: OMP_NUM_THREADS was read already at import
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     return compute_record(pair, run_dir, pair_fn)
-
-
-def check_importable(pair_fn: PairFn) -> None:
-    """Worker processes and Ray import `pair_fn` by name: refuse lambdas and nested functions early."""
-    module = sys.modules.get(getattr(pair_fn, "__module__", None) or "")
-    qualname = getattr(pair_fn, "__qualname__", "")
-    if module is None or "<" in qualname or getattr(module, qualname, None) is not pair_fn:
-        raise TypeError(
-            f"pair function {qualname or pair_fn!r} must be a module-level function (workers import it)"
-        )
 
 
 class ProcessPoolBackend:
@@ -103,7 +92,7 @@ class ProcessPoolBackend:
             self.slots, mp_context=context, initializer=_init_worker, initargs=(self.threads, gpu_ids)
         )
 
-    def submit(self, pair: PairSpec) -> Future:
+    def submit(self, pair: Any) -> Future:
         if self._pool is None:
             self._pool = self._new_pool()
         return self._pool.submit(_compute_in_worker, pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)

@@ -13,9 +13,7 @@ import sys
 from typing import Any
 
 from bench.core.errors import TicketbenchError
-from bench.runner.executors import EXECUTORS, PairFn, compute_record, one_line_reason
-from bench.runner.executors.local import check_importable
-from bench.runner.pairs import PairSpec
+from bench.runner.executors.base import EXECUTORS, PairFn, check_importable, compute_record, one_line_reason
 from bench.runner.store import RunStore
 
 
@@ -72,7 +70,7 @@ class RayBackend:
                 f"could not start or reach Ray at '{address or 'local'}': {one_line_reason(e)}"
             ) from None
 
-    def submit(self, pair: PairSpec) -> Any:
+    def submit(self, pair: Any) -> Any:
         return self._remote.remote(pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)
 
     def wait_any(self, handles: list[Any]) -> list[tuple[Any, dict | BaseException]]:

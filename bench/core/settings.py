@@ -1,0 +1,40 @@
+"""`TrainSettings`: the one type for optimisation settings — a task's recipe per backbone family,
+pre-training, an IMP round and a fine-tuning run are all `TrainSettings`; config fields left at
+`None` mean "the recipe's", and a pair's effective settings are `dataclasses.replace(recipe, ...)`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from bench.core.hparams import hp
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Resolved optimisation settings of one training call (AdamW, warm-up then linear decay to 0)."""
+
+    steps: int = hp(100, "optimizer steps")
+    batch_size: int = hp(32, "examples per step")
+    lr: float = hp(1e-4, "peak learning rate")
+    warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0")
+    weight_decay: float = hp(0.01, "AdamW weight decay")
+    betas: tuple = hp((0.9, 0.98), "AdamW betas")
+    grad_clip: float = hp(2.0, "gradient-norm clipping (0 = off)")
+    grad_accum: int = hp(1, "gradient accumulation steps")
+    head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
+    seed: int = hp(0, "seed of data order and head initialisation")
+    bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
+
+    def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
+        """These settings with every non-None field of `overrides` (a dataclass or mapping whose
+        names match) and the `fixed` keyword values applied."""
+        if dataclasses.is_dataclass(overrides):
+            overrides = {f.name: getattr(overrides, f.name) for f in dataclasses.fields(overrides)}
+        names = {f.name for f in dataclasses.fields(self)}
+        changes = {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
+        changes.update(fixed)
+        if "betas" in changes:
+            changes["betas"] = tuple(changes["betas"])
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,75 @@
+"""The whole pipeline, world → pretrain → find → matrix → report, for one plan.
+
+It sits above the runner and the reports (the report reads what the runner stored), so neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from bench.config import to_dict
+from bench.core.io import atomic_write_json, atomic_write_text, read_json
+from bench.plan import Plan
+from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
+from bench.runner.study import Study
+from reports import build_report
+
+STAGES = ("world", "pretrain", "find", "matrix", "report")
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def run_pipeline(plan: Plan, out: str | Path | None = None, stages=STAGES, upto: bool = False,
+                 quiet: bool = False) -> Path:
+    """Run the requested stages in order (with `upto`, also every earlier stage), skipping done ones."""
+    cfg = plan.config
+    out_dir = Path(out) if out else Path("runs") / cfg.name
+    if upto:
+        stages = STAGES[: STAGES.index(stages[-1]) + 1]
+    t_start = time.perf_counter()
+    # The output directory and the report path are printed even with --quiet: they are the answer.
+    _say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    study = Study(cfg, out_dir)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = round(time.perf_counter() - t0, 2)
+        return result
+
+    theta0_dir = roots = summary = None
+    if "world" in stages:
+        timed("world", lambda: stage_world(plan, study, quiet))
+    if "pretrain" in stages:
+        theta0_dir = timed("pretrain", lambda: stage_pretrain(plan, study, quiet))
+    if "find" in stages or "matrix" in stages:
+        theta0_dir = theta0_dir or stage_pretrain(plan, study, quiet=True)
+    if "find" in stages:
+        roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
+    if "matrix" in stages:
+        roots = roots or {j.search.source: j.root for j in search_jobs(plan, out_dir, theta0_dir)}
+        summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
+    if "report" in stages:
+        timed("report", lambda: build_report(out_dir, config=cfg))
+    total = time.perf_counter() - t_start
+    timing_file = out_dir / "timings.json"
+    old = read_json(timing_file) if timing_file.exists() else {}
+    atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
+                                    "device": str(study.device), "threads": torch.get_num_threads()})
+    if "report" in stages:
+        _say(False, f"report: {out_dir / 'report' / 'README.md'}")
+    _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
+    if summary is not None and getattr(summary, "failed", None):
+        _say(quiet, f"ticketbench: {len(summary.failed)} run(s) failed; re-run to retry them")
+    return out_dir

@@ -1,0 +1,284 @@
+"""The `Plan`: everything a config asks for, derived once, immutable, with one hashing policy.
+
+world → pretrain → find → matrix → report all take the plan; nothing below it calls back into the
+stages. Every key hashes *effective* settings (defaults included), so a changed default is never
+served from an old cache:
+- `theta0_key`  — world, backbone and pre-training settings (+ toyland's format version);
+- `search_id(search, theta0_hash)` — θ0's content, the method and its hyperparameters, the ladder, the
+  source's training settings, the base search (derived tickets are branches of their base ticket);
+- a run id (`bench.runner.pairs.PairSpec.run_id`) — the pair's effective settings, ticket and θ0 content;
+- `hash` — the plan itself: every setting that changes a number (not where or how fast it runs).
+`ticketbench plan CONFIG` prints it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+
+from bench.backbones import PRESETS
+from bench.config import Config, to_dict
+from bench.core.errors import ConfigError, TicketbenchError
+from bench.core.io import short_hash
+from bench.core.registry import suggest
+from bench.core.settings import TrainSettings
+from bench.core.source import DENSE, PRETRAIN, Source
+from bench.data.toyland.world import VERSION as TOYLAND_VERSION
+from bench.tasks import TASKS
+from tickets import get_method
+from tickets.magnitude import check_sparsity
+
+OBJECTIVES = ("mlm", "itm", "mrm")
+# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address"), "backbone": ("device",)}
+
+
+def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
+    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM is dropped for pixel backbones (no regions)."""
+    out = []
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in OBJECTIVES:
+            raise ConfigError(f"{where}: unknown objective '{name}'{suggest(name, list(OBJECTIVES))}")
+        try:
+            w = float(weight or 1.0)
+        except ValueError:
+            raise ConfigError(f"{where}: objective '{name}' has ratio {weight!r}, expected a number") from None
+        if not w > 0:
+            raise ConfigError(f"{where}: objective '{name}' has ratio {w}, expected > 0")
+        if name == "mrm" and image_input != "regions":
+            continue  # masked region modelling needs region features
+        out.append((name, w))
+    if not out:
+        raise ConfigError(f"{where}: no objective left for a {image_input} backbone")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One pre-training phase: an objective mix (one objective per batch, drawn by ratio) and its steps."""
+
+    objectives: tuple  # ((name, ratio), ...)
+    steps: int
+
+
+@dataclass(frozen=True)
+class Search:
+    """One ticket search: a source, the sparsities it yields, and what the method declared it needs."""
+
+    source: Source
+    sparsities: tuple
+    hparams: tuple  # ((field, value), ...) effective, after the method's defaults
+    trains: bool
+    base: Source | None  # the base ticket's source (derived tickets are branches of it)
+
+    @property
+    def hparams_dict(self) -> dict:
+        return dict(self.hparams)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fine-tuning run asked for by the plan (its ticket is resolved when the matrix runs)."""
+
+    source: Source
+    sparsity: float
+    task: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: Config
+    family: str
+    image_input: str
+    ladder: tuple
+    phases: tuple  # (Phase, ...) of pre-training, in order
+    imp_objectives: tuple  # the objective mix a `:pretrain` source trains on
+    searches: tuple  # (Search, ...) bases before the searches derived from them
+    cells: tuple  # (Cell, ...) in report order
+    theta0_key: str
+    hash: str
+
+    # ---- settings ------------------------------------------------------------------------
+    def finetune_settings(self, task: str, seed: int) -> TrainSettings:
+        """The task's recipe for the backbone family with the non-None `finetune` fields applied."""
+        return TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
+
+    def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
+        p = self.config.pretrain
+        return TrainSettings(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
+                             weight_decay=p.weight_decay, seed=seed)
+
+    def search_settings(self, source: Source) -> TrainSettings | None:
+        """Settings of one training call of a search on its source (None for training-free methods):
+        the task's fine-tuning settings, or half the main pre-training phase for `:pretrain`."""
+        if not self.search(source).trains:
+            return None
+        seed, steps = self.search_seed, self.config.find.steps
+        if source.objective == PRETRAIN:
+            return self.pretrain_settings(steps or max(self.phases[-1].steps // 2, 1), seed)
+        s = self.finetune_settings(source.objective, seed)
+        return s.override(steps=steps) if steps else s
+
+    @property
+    def search_seed(self) -> int:
+        # Apart from every matrix seed, so a task's own ticket does not replay its search's data
+        # order and head initialisation in the matrix (an edge no transferred ticket gets).
+        return 10_000 + self.config.find.seed
+
+    # ---- searches ---------------------------------------------------------------------------
+    def search(self, source: Source | str) -> Search:
+        src = Source.parse(source)
+        for s in self.searches:
+            if s.source == src:
+                return s
+        raise ConfigError(f"source {src} is not searched by this plan; known: "
+                          f"{', '.join(str(s.source) for s in self.searches)}")
+
+    def search_id(self, search: Search, theta0_hash: str) -> str:
+        """Content address of a search's tickets: adding a method never re-runs the others."""
+        base = self.search_id(self.search(search.base), theta0_hash) if search.base else None
+        settings = self.search_settings(search.source)
+        f = self.config.find
+        return short_hash({
+            "theta0": theta0_hash, "source": str(search.source), "sparsities": list(search.sparsities),
+            "hparams": [list(kv) for kv in search.hparams], "base": base,
+            "settings": dataclasses.asdict(settings) if settings else None,
+            "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
+            "seed": self.search_seed, "rewind_step": f.rewind_step,
+            "include": list(f.include), "exclude": list(f.exclude),
+            "world": to_dict(self.config)["world"], "max_text_len": self.config.finetune.max_text_len,
+        })
+
+    # ---- display ----------------------------------------------------------------------------
+    def describe(self) -> str:
+        c = self.config
+        lines = [f"plan {self.hash}  ({c.name}: {c.backbone.preset}, {c.world.source} data)",
+                 f"ladder: {', '.join(f'{s:.0%}' for s in self.ladder)}",
+                 f"θ0 (pretrain/{self.theta0_key}): " + (" → ".join(
+                     f"{'+'.join(f'{n}:{w:g}' for n, w in p.objectives)} × {p.steps} steps" for p in self.phases)
+                     or "the preset's checkpoint"),
+                 f"searches ({len(self.searches)}):"]
+        for s in self.searches:
+            hp = ", ".join(f"{k}={v}" for k, v in s.hparams)
+            lines.append(f"  {str(s.source):<24} at {', '.join(f'{x:.0%}' for x in s.sparsities)}"
+                         f"{'' if s.trains else '  (no training)'}{f'  branch of {s.base}' if s.base else ''}"
+                         f"{f'  [{hp}]' if hp else ''}")
+        by_source: dict = {}
+        for cell in self.cells:
+            by_source[str(cell.source)] = by_source.get(str(cell.source), 0) + 1
+        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s))")
+        lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
+        return "\n".join(lines)
+
+
+def _objective_phases(cfg: Config, image_input: str) -> tuple:
+    p = cfg.pretrain
+    if not 0.0 <= p.first_fraction <= 1.0:
+        raise ConfigError(f"pretrain.first_fraction: expected a fraction in [0, 1], found {p.first_fraction}")
+    first = int(round(p.first_fraction * p.steps)) if p.first_objectives else 0
+    phases = []
+    if first > 0:
+        phases.append(Phase(parse_objectives(p.first_objectives, image_input, "pretrain.first_objectives"), first))
+    if p.steps - first > 0:
+        phases.append(Phase(parse_objectives(p.objectives, image_input), p.steps - first))
+    return tuple(phases)
+
+
+def _sparsities(values, where: str) -> tuple:
+    try:
+        return tuple(sorted({round(check_sparsity(float(s), where), 6) for s in values}))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected numbers in [0, 1), found {list(values)!r}") from None
+
+
+def _search(cfg: Config, source: Source, sparsities: tuple) -> Search:
+    method = get_method(source.method)
+    hparams = method.make_hparams(cfg.find.method_hparams(method.name))
+    base = Source(method.base, source.objective) if method.base else None
+    return Search(source, sparsities, tuple((f.name, getattr(hparams, f.name)) for f in dataclasses.fields(hparams)),
+                  method.trains, base)
+
+
+def load_plugins(cfg: Config) -> None:
+    """Import the modules named in `find.plugins` (they register pruning methods by decorator)."""
+    for name in cfg.find.plugins:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
+
+
+def build_plan(cfg: Config) -> Plan:
+    """The plan of a config; every name is checked here, before anything runs or is written."""
+    load_plugins(cfg)  # plugins register the methods that sources name
+    preset = PRESETS.get(cfg.backbone.preset)
+    image_input = preset.image_input
+    for t in cfg.matrix.tasks:
+        TASKS.get(t)
+    ladder = _sparsities(cfg.find.sparsities, "find.sparsities")
+    if not ladder:
+        raise ConfigError("find.sparsities: the ladder is empty")
+    chosen = _sparsities(cfg.matrix.sparsities, "matrix.sparsities") or ladder
+    controls_at = _sparsities(cfg.matrix.control_sparsities, "matrix.control_sparsities")
+    for where, values in (("matrix.sparsities", chosen), ("matrix.control_sparsities", controls_at)):
+        off = [s for s in values if s not in ladder]
+        if off:
+            raise ConfigError(f"{where}: {off[0]} is not on the ladder find.sparsities={list(ladder)}")
+    if cfg.matrix.seeds < 1:
+        raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
+
+    # Sources, in report order: IMP per source task, one-shot, baselines, controls, dense.
+    for t in cfg.find.sources:
+        if t != PRETRAIN:
+            TASKS.get(t)
+    listed = ([Source("imp", t) for t in cfg.find.sources] + [Source.parse(s) for s in cfg.find.one_shot]
+              + [Source.parse(s) for s in cfg.matrix.baselines])
+    controls = [Source.parse(s) for s in cfg.matrix.controls]
+    every = list(dict.fromkeys(listed + controls + [DENSE]))
+    if cfg.matrix.sources:
+        wanted = [Source.parse(s) for s in cfg.matrix.sources]
+        for w in wanted:
+            if w not in every:
+                names = [str(s) for s in every]
+                raise ConfigError(f"matrix.sources: unknown source '{w}'{suggest(str(w), names)}; this config has: "
+                                  f"{', '.join(names)}")
+        every = [s for s in every if s in wanted]
+
+    searches: dict[Source, Search] = {}
+
+    def add(source: Source, sparsities: tuple) -> None:
+        if source in searches or source.is_dense:
+            return
+        search = _search(cfg, source, sparsities)
+        if search.base:
+            add(search.base, ladder)  # a base ticket exists at every ladder sparsity
+        searches[source] = search
+
+    for src in every:
+        add(src, controls_at if src in controls else ladder)
+    ordered = tuple(sorted(searches.values(), key=lambda s: s.base is not None))
+
+    cells = []
+    for task in cfg.matrix.tasks:
+        for seed in range(cfg.matrix.seeds):
+            for src in every:
+                sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
+                cells += [Cell(src, s, task, seed) for s in sparsities]
+
+    full = to_dict(cfg)
+    world = TOYLAND_VERSION if cfg.world.source == "toyland" else None
+    backbone = {k: v for k, v in full["backbone"].items() if k not in EXECUTION_FIELDS["backbone"]}
+    theta0_key = short_hash([full["world"], backbone, full["pretrain"], {"toyland_version": world}])
+    numbers = {k: v for k, v in full.items() if k not in ("name", "report")}
+    for section, names in EXECUTION_FIELDS.items():
+        numbers[section] = {k: v for k, v in numbers[section].items() if k not in names}
+    phases = _objective_phases(cfg, image_input) if preset.family == "toy" else ()
+    return Plan(
+        config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
+        imp_objectives=parse_objectives(cfg.pretrain.objectives, image_input), searches=ordered,
+        cells=tuple(cells), theta0_key=theta0_key,
+        hash=short_hash([numbers, {"toyland_version": world}]),
+    )
