@@ -1,3 +1,5 @@
 """ticketbench: lottery-ticket transfer benchmarks for vision-and-language transformers."""
 
-__version__ = "0.1.0"
+from bench.core import __version__
+
+__all__ = ["__version__"]

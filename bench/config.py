@@ -1,7 +1,7 @@
 """Hyperparameters as frozen dataclasses; YAML presets fill them, `--set section.key=value` overrides.
 
-A stage's identity is a short hash of its effective config *excluding fields left at their
-defaults*, so adding a field with a default never invalidates stored results.
+Stage identities are computed from the *effective* settings by the plan (`bench.plan`), the one
+place results are keyed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.core.hparams import coerce_value, hp
-from bench.core.io import short_hash
 from bench.core.registry import suggest
+from bench.core.settings import TrainSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "toyland"
@@ -44,14 +44,12 @@ class BackboneConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Pre-training of toy presets on the world's captions (real presets use their checkpoint)."""
+class PretrainConfig(TrainSettings):
+    """Pre-training of toy presets on the world's captions (real presets use their checkpoint); its
+    optimisation fields are `TrainSettings`' (steps count both phases; each phase warms up on its own)."""
 
     steps: int = hp(2500, "optimizer steps in all (both phases)")
-    batch_size: int = hp(32, "examples per step")
     lr: float = hp(1e-3, "peak learning rate")
-    warmup: float = hp(0.1, "fraction of steps for linear warm-up")
-    weight_decay: float = hp(0.01, "AdamW weight decay")
     objectives: str = hp("itm:2,mlm:1,mrm:1", "objective mix as name:ratio; one objective per batch, drawn by ratio "
                                                  "as UNITER does (mrm only for region backbones)")
     first_objectives: str = hp("itm:1", "mix of a first phase run before `objectives` (same syntax)")
@@ -92,23 +90,23 @@ class FindConfig:
         return out
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning of θ0 ⊙ m on a target task; fields left at None take the task's recipe for the preset."""
+def _recipe_overrides(name: str, doc: str, extra: list) -> type:
+    """A frozen section with one Optional field per `TrainSettings` field (None = "the task's recipe")
+    plus `extra` fields: the recipe and its overrides are one type, never two lists kept in step."""
+    hints = typing.get_type_hints(TrainSettings)
+    overrides = [(f.name, Optional[hints[f.name]], hp(None, f"{f.metadata['help']} (None = the task's recipe)"))
+                 for f in fields(TrainSettings) if f.name != "seed"]  # seeds come from matrix.seeds
+    cls = dataclasses.make_dataclass(name, overrides + extra, frozen=True)
+    cls.__doc__, cls.__module__ = doc, __name__
+    return cls
 
-    steps: Optional[int] = hp(None, "optimizer steps (None = task recipe)")
-    batch_size: Optional[int] = hp(None, "examples per step (None = task recipe)")
-    lr: Optional[float] = hp(None, "peak learning rate (None = task recipe)")
-    head_lr_mult: Optional[float] = hp(None, "learning-rate multiplier of the task head (None = task recipe)")
-    warmup: Optional[float] = hp(None, "fraction of steps for linear warm-up, then linear decay to 0 (None = recipe)")
-    weight_decay: Optional[float] = hp(None, "AdamW weight decay (None = recipe)")
-    betas: Optional[tuple] = hp(None, "AdamW betas (None = recipe)")
-    grad_clip: Optional[float] = hp(None, "gradient-norm clipping, 0 = off (None = recipe)")
-    grad_accum: Optional[int] = hp(None, "gradient accumulation steps (None = recipe)")
-    bf16: Optional[bool] = hp(None, "bf16 autocast on CUDA, ignored on CPU (None = recipe: on)")
-    eval_batch_size: int = hp(64, "examples per evaluation batch")
-    max_text_len: int = hp(40, "text tokens kept (longer texts are truncated)")
-    dev_limit: int = hp(0, "evaluate on at most this many dev examples (0 = all)")
+
+FinetuneConfig = _recipe_overrides(
+    "FinetuneConfig", "Fine-tuning of θ0 ⊙ m on a target task; fields left at None take the task's recipe.",
+    [("eval_batch_size", int, hp(64, "examples per evaluation batch")),
+     ("max_text_len", int, hp(40, "text tokens kept (longer texts are truncated)")),
+     ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)"))],
+)
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ class Config:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     find: FindConfig = field(default_factory=FindConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # type: ignore[valid-type]
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -275,27 +273,6 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         new = _coerce_field(type(sec), name, parsed, f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
     return cfg
-
-
-def non_default(section_obj: Any) -> dict[str, Any]:
-    """The fields of a section dataclass that differ from their defaults."""
-    out = {}
-    for f in fields(section_obj):
-        v = getattr(section_obj, f.name)
-        if v != f.default:
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-def config_hash(*parts: Any) -> str:
-    """Identity of a stage: hash of the non-default fields of the given sections (and plain values)."""
-    payload = []
-    for p in parts:
-        if dataclasses.is_dataclass(p) and not isinstance(p, type):
-            payload.append([type(p).__name__, non_default(p)])
-        else:
-            payload.append(p)
-    return short_hash(payload)
 
 
 def to_dict(cfg: Config) -> dict:

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from bench.config import to_dict
+from bench.config import Config, apply_overrides, to_dict
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
-from bench.plan import Plan
+from bench.plan import Plan, build_plan
 from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
 from bench.runner.study import Study
 from reports import build_report
@@ -27,9 +27,17 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
-def run_pipeline(plan: Plan, out: str | Path | None = None, stages=STAGES, upto: bool = False,
-                 quiet: bool = False) -> Path:
-    """Run the requested stages in order (with `upto`, also every earlier stage), skipping done ones."""
+def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAGES, upto: bool = False,
+                 quiet: bool = False, **matrix) -> Path:
+    """Run the requested stages of a plan (or of a config's plan) in order — with `upto`, also every
+    earlier stage — skipping done ones. `matrix` keywords are overrides of the matrix section
+    (`tasks=["vqa"]` is `--set matrix.tasks=vqa`), so a subset is a plan of its own."""
+    if isinstance(plan, Config) or matrix:
+        cfg = plan if isinstance(plan, Config) else plan.config
+        given = {k: v for k, v in matrix.items() if v is not None}
+        cfg = apply_overrides(cfg, [f"matrix.{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                                    for k, v in given.items()])
+        plan = build_plan(cfg)
     cfg = plan.config
     out_dir = Path(out) if out else Path("runs") / cfg.name
     if upto:

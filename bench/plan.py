@@ -24,7 +24,7 @@ from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
 from bench.core.source import DENSE, PRETRAIN, Source
-from bench.data.toyland.world import VERSION as TOYLAND_VERSION
+from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
@@ -107,9 +107,8 @@ class Plan:
         return TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
 
     def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
-        p = self.config.pretrain
-        return TrainSettings(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                             weight_decay=p.weight_decay, seed=seed)
+        """The pre-training section's settings for one phase (or one IMP round on the mix)."""
+        return TrainSettings().override(self.config.pretrain, steps=steps, seed=seed)
 
     def search_settings(self, source: Source) -> TrainSettings | None:
         """Settings of one training call of a search on its source (None for training-free methods):
@@ -226,7 +225,8 @@ def build_plan(cfg: Config) -> Plan:
     for where, values in (("matrix.sparsities", chosen), ("matrix.control_sparsities", controls_at)):
         off = [s for s in values if s not in ladder]
         if off:
-            raise ConfigError(f"{where}: {off[0]} is not on the ladder find.sparsities={list(ladder)}")
+            raise ConfigError(f"{where}: {off[0]} is not on the ticket ladder find.sparsities={list(ladder)}; add it "
+                              f"there (--set find.sparsities=...) and `ticketbench find` finds its tickets")
     if cfg.matrix.seeds < 1:
         raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
 
@@ -269,7 +269,7 @@ def build_plan(cfg: Config) -> Plan:
                 cells += [Cell(src, s, task, seed) for s in sparsities]
 
     full = to_dict(cfg)
-    world = TOYLAND_VERSION if cfg.world.source == "toyland" else None
+    world = toyland.VERSION if cfg.world.source == "toyland" else None
     backbone = {k: v for k, v in full["backbone"].items() if k not in EXECUTION_FIELDS["backbone"]}
     theta0_key = short_hash([full["world"], backbone, full["pretrain"], {"toyland_version": world}])
     numbers = {k: v for k, v in full.items() if k not in ("name", "report")}

@@ -31,7 +31,7 @@ MATRIX_SOURCES = ["pretrained_magnitude", "random", "dense"]
 def pipeline(out, config: str, **subset):
     """(cfg, out, wall seconds) of one run of every stage of `config` (optionally a subset)."""
     try:
-        from bench.runner.stages import run_pipeline
+        from bench.pipeline import run_pipeline
     except ImportError as e:  # the pipeline is not integrated yet
         pytest.skip(f"bench.runner.stages is not importable: {e}")
     cfg = load_config(config)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.config import load_config
-from bench.runner.stages import run_pipeline
+from bench.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 # The smallest useful pipeline: smoke world, few steps, one task, one IMP source plus dense.

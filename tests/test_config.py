@@ -6,28 +6,50 @@ import pytest
 
 from bench.config import (
     Config,
-    FinetuneConfig,
-    MatrixConfig,
     apply_overrides,
     build_config,
-    config_hash,
     load_config,
 )
 from bench.core.errors import ConfigError
 
 
-def test_defaults_hash_is_pinned():
-    # Pinned: changing these means every stored result would be recomputed.
-    assert config_hash(FinetuneConfig()) == config_hash(FinetuneConfig())
-    assert config_hash(FinetuneConfig()) == "13f925f039aa"
-    assert config_hash(FinetuneConfig(steps=50)) == "4e5b46b98d78"
-    assert config_hash(MatrixConfig(seeds=3), "x") == "02e390f723db"
+def test_one_hashing_policy_effective_settings():
+    """Every key hashes effective settings: an explicit default is the default, a changed setting is a
+    new plan, and where or how fast a plan runs (executor, workers, device) is not part of it."""
+    from bench.plan import build_plan
+
+    base = build_plan(load_config("smoke"))
+    assert build_plan(load_config("smoke", ["finetune.dev_limit=32", "world.seed=0"])).hash == base.hash
+    assert build_plan(load_config("smoke", ["matrix.workers=2", "matrix.executor=ray",
+                                            "backbone.device=cpu"])).hash == base.hash
+    assert build_plan(load_config("smoke", ["finetune.steps=7"])).hash != base.hash
+    assert build_plan(load_config("smoke", ["finetune.steps=7"])).theta0_key == base.theta0_key
+    assert build_plan(load_config("smoke", ["pretrain.lr=0.5"])).theta0_key != base.theta0_key
 
 
-def test_fields_left_at_default_do_not_change_the_hash():
-    explicit = FinetuneConfig(steps=0, lr=0.0, warmup=0.1)  # all equal to the defaults
-    assert config_hash(explicit) == config_hash(FinetuneConfig())
-    assert config_hash(FinetuneConfig(lr=1e-4)) != config_hash(FinetuneConfig())
+def test_recipe_fields_left_at_none_take_the_recipe():
+    from bench.plan import build_plan
+    from bench.tasks import TASKS
+
+    plan = build_plan(load_config("toyland"))
+    assert plan.finetune_settings("vqa", 3) == TASKS.get("vqa").recipe("toy").override(seed=3)
+    tuned = build_plan(load_config("toyland", ["finetune.lr=1e-4", "finetune.betas=0.9,0.999"]))
+    s = tuned.finetune_settings("vqa", 0)
+    assert s.lr == 1e-4 and s.betas == (0.9, 0.999) and s.steps == TASKS.get("vqa").recipe("toy").steps
+    with pytest.raises(ConfigError, match="finetune.steps"):
+        load_config("toyland", ["finetune.steps=abc"])
+    assert load_config("toyland", ["finetune.steps=none"]).finetune.steps is None
+
+
+def test_method_hyperparameters_from_the_config():
+    from bench.plan import build_plan
+
+    cfg = load_config("smoke", ["find.hparams.imp.mode=of_original", "find.hparams.imp.prune_fraction=0.25"])
+    assert cfg.find.method_hparams("imp") == {"mode": "of_original", "prune_fraction": 0.25}
+    assert build_plan(cfg).search("imp:vqa").hparams_dict["prune_fraction"] == 0.25
+    assert build_plan(cfg).hash != build_plan(load_config("smoke")).hash
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'prune_frac'"):
+        build_plan(load_config("smoke", ["find.hparams.imp.prune_frac=0.2"]))
 
 
 def test_every_field_has_help():
@@ -47,6 +69,7 @@ def test_presets_load():
 
 def test_overrides_are_typed():
     cfg = apply_overrides(Config(), ["finetune.steps=12", "matrix.sparsities=0.5,0.7", "finetune.bf16=false"])
+    assert cfg.finetune.lr is None
     assert cfg.finetune.steps == 12
     assert cfg.matrix.sparsities == (0.5, 0.7)
     assert cfg.finetune.bf16 is False
@@ -83,44 +106,49 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 def test_pretrain_phases_split_the_steps_itm_first():
-    from bench.runner.stages import pretrain_phases
+    from bench.plan import build_plan
 
     cfg = load_config("toyland")
-    (first, n1), (mix, n2) = pretrain_phases(cfg)
-    assert first == cfg.pretrain.first_objectives == "itm:1" and mix == cfg.pretrain.objectives
-    assert n1 + n2 == cfg.pretrain.steps and n1 == round(cfg.pretrain.first_fraction * cfg.pretrain.steps)
-    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=0"])) == [(mix, cfg.pretrain.steps)]
-    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_objectives="])) == [(mix, cfg.pretrain.steps)]
-    assert pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=1"])) == [(first, cfg.pretrain.steps)]
+    first, mix = build_plan(cfg).phases
+    assert first.objectives == (("itm", 1.0),) and mix.objectives == (("itm", 2.0), ("mlm", 1.0), ("mrm", 1.0))
+    assert first.steps + mix.steps == cfg.pretrain.steps
+    assert first.steps == round(cfg.pretrain.first_fraction * cfg.pretrain.steps)
+
+    def phases(*overrides):
+        return [(p.objectives, p.steps) for p in build_plan(apply_overrides(cfg, list(overrides))).phases]
+
+    assert phases("pretrain.first_fraction=0") == [(mix.objectives, cfg.pretrain.steps)]
+    assert phases("pretrain.first_objectives=") == [(mix.objectives, cfg.pretrain.steps)]
+    assert phases("pretrain.first_fraction=1") == [(first.objectives, cfg.pretrain.steps)]
     with pytest.raises(ConfigError, match=r"pretrain.first_fraction: expected a fraction in \[0, 1\], found 1.5"):
-        pretrain_phases(apply_overrides(cfg, ["pretrain.first_fraction=1.5"]))
+        phases("pretrain.first_fraction=1.5")
 
 
-def test_pretrain_hash_follows_effective_settings_not_only_overrides(monkeypatch, tmp_path):
+def test_pretrain_key_follows_effective_settings_not_only_overrides(monkeypatch):
     """A changed default is a new θ0, and so is a new toyland format: never served from cache."""
     import bench.config as config_module
     import bench.data.toyland.world as world_module
-    from bench.runner.stages import pretrain_hash
-    from bench.runner.study import Study
+    from bench.plan import build_plan
 
-    study = Study(load_config("smoke"), tmp_path)
-    before = pretrain_hash(study)
+    cfg = load_config("smoke")
+    before = build_plan(cfg).theta0_key
     monkeypatch.setattr(world_module, "VERSION", world_module.VERSION + 1)
-    assert pretrain_hash(study) != before
+    assert build_plan(cfg).theta0_key != before
     monkeypatch.undo()
-    changed = dataclasses.replace(study.cfg, pretrain=dataclasses.replace(study.cfg.pretrain, lr=0.5))
+    changed = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, lr=0.5))
     monkeypatch.setattr(config_module.PretrainConfig.__dataclass_fields__["lr"], "default", 0.5)
-    assert pretrain_hash(Study(changed, tmp_path)) != before
+    assert build_plan(changed).theta0_key != before
 
 
 def test_a_world_of_another_format_version_is_refused(tmp_path):
     import json
 
     from bench.core.errors import TicketbenchError
+    from bench.plan import build_plan
     from bench.runner.stages import stage_world
     from bench.runner.study import Study
 
     (tmp_path / "world").mkdir()
     (tmp_path / "world" / "MANIFEST.json").write_text(json.dumps({"seed": 0, "scale": "smoke", "version": 1}))
     with pytest.raises(TicketbenchError, match="format version 1; this ticketbench writes version 2"):
-        stage_world(Study(load_config("smoke"), tmp_path), quiet=True)
+        stage_world(build_plan(load_config("smoke")), Study(load_config("smoke"), tmp_path), quiet=True)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from bench.core.errors import DataError
-from bench.data.safe_pickle import safe_load, safe_loads
+from bench.core.safe_pickle import safe_load, safe_loads
 
 
 class _Payload:

@@ -23,7 +23,7 @@ def _hits(pattern: str, allow=lambda line: False) -> list[str]:
 
 
 def test_no_plain_pickle_loads():
-    # The only unpickling is bench/data/safe_pickle.py's restricted Unpickler (find_class refuses globals).
+    # The only unpickling is bench/core/safe_pickle.py's restricted Unpickler (find_class refuses globals).
     assert _hits(r"pickle\.loads?\(|cPickle|dill\.load|joblib\.load") == []
 
 

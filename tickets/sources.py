@@ -10,13 +10,12 @@ from pathlib import Path
 from bench.core.errors import TicketError
 from bench.core.source import Source
 from tickets.magnitude import check_sparsity
+from tickets.registry import get_method
 from tickets.ticket import Ticket
 
 
 def parse_source(source: "str | Source") -> Source:
     """The `Source` a `method[:task]` string names, with its method checked against the registry."""
-    from tickets.registry import get_method
-
     src = Source.parse(source)
     if not src.is_dense:
         get_method(src.method)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-import bench
+from bench.core import __version__
 from bench.core.errors import TicketError
 from bench.core.io import atomic_write_bytes
 from tickets.fingerprint import fingerprint_of
@@ -147,7 +147,7 @@ class Ticket:
             shapes={n: list(m.shape) for n, m in self.masks.items()},
             content_hash=masks_content_hash(self.masks),
         )
-        meta.setdefault("ticketbench", bench.__version__)  # the version that found it, kept on load
+        meta.setdefault("ticketbench", __version__)  # the version that found it, kept on load
         meta.setdefault("weights", "pretrained")
         meta.setdefault("include", [])
         meta.setdefault("exclude", [])

@@ -16,8 +16,9 @@ from bench.backbones import create_backbone
 from bench.config import to_dict
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.source import PRETRAIN
 from bench.data.toyland import generate_world
-from bench.data.toyland.world import VERSION as TOYLAND_VERSION
+from bench.data.toyland import world as toyland
 from bench.plan import Plan
 from bench.runner.executors import run_pairs
 from bench.runner.finetune import finetune_pair, make_pairs
@@ -44,10 +45,10 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
     manifest = world / "MANIFEST.json"
     if manifest.exists():
         m = read_json(manifest)
-        if m.get("version") != TOYLAND_VERSION:
+        if m.get("version") != toyland.VERSION:
             raise TicketbenchError(
                 f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
-                f"writes version {TOYLAND_VERSION}; use another --out (or delete {world} and what was built on it)")
+                f"writes version {toyland.VERSION}; use another --out (or delete {world} and what was built on it)")
         if m.get("seed") == w.seed and m.get("scale") == w.scale:
             _say(quiet, f"[world] cached: {world}")
             return world
@@ -71,6 +72,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     t0 = time.perf_counter()
     metrics: dict = {}
     if plan.phases:
+        check_inputs(study, [PRETRAIN])
         torch.set_num_threads(c.matrix.threads)  # θ0, like every number, independent of the machine's cores
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)
@@ -103,6 +105,20 @@ def theta0_hash(theta0_dir: Path) -> str:
     return (theta0_dir / "DONE").read_text().strip()
 
 
+# ---- checks before work -----------------------------------------------------------------------
+def check_inputs(study: Study, objectives) -> None:
+    """Read every split the coming work trains and evaluates on (the reads are cached for in-process
+    work), so bad data is one line naming file, field or id before any training starts — not a failed
+    record after hours of it."""
+    for objective in dict.fromkeys(objectives):
+        if objective == PRETRAIN:
+            study.examples("itm", "train")
+            continue
+        study.train_examples(objective)
+        study.eval_examples(objective)
+        study.labels(objective)
+
+
 # ---- find -------------------------------------------------------------------------------------
 def search_jobs(plan: Plan, out: Path, theta0_dir: Path) -> list[SearchJob]:
     """Every search of the plan as a job, bases before the searches derived from them."""
@@ -116,6 +132,7 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
     """Run every search the plan needs on the plan's executor; stored searches are skipped.
     Returns {Source: ticket folder}."""
     jobs = search_jobs(plan, study.out, theta0_dir)
+    check_inputs(study, [j.search.source.objective for j in jobs if not j.is_stored()])
     m = plan.config.matrix
     # Two waves: derived tickets (controls) read their base search's tickets.
     for wave in ([j for j in jobs if not j.search.base], [j for j in jobs if j.search.base]):
@@ -123,7 +140,7 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
         if wave:
             _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
         if todo:
-            summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="searches",
+            summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
                                 workers=min(m.workers, len(todo)), ray_address=m.ray_address, progress=not quiet)
             if summary.failed:
                 first = summary.failed[0]
@@ -135,6 +152,7 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
 def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False):
     """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest."""
     m = plan.config.matrix
+    check_inputs(study, plan.config.matrix.tasks)
     pairs = make_pairs(plan, study.out, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
     _say(quiet, f"[matrix] {len(pairs)} fine-tuning runs ({m.executor}, {m.workers} worker(s))")

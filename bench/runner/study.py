@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-import bench
 from bench.backbones import PRESETS, load_backbone, resolve_device
 from bench.config import Config
+from bench.core import __version__
 from bench.core.errors import DataError, TicketbenchError
 from bench.core.io import read_json
 from bench.data.images import open_image_store
@@ -23,7 +23,7 @@ from bench.tasks.base import Example, TaskSpec
 def environment(device: torch.device) -> dict:
     import transformers  # heavy: only when a record is written
 
-    env = {"ticketbench": bench.__version__, "torch": torch.__version__,
+    env = {"ticketbench": __version__, "torch": torch.__version__,
            "transformers": transformers.__version__, "python": platform.python_version(),
            "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":

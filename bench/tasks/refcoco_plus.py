@@ -16,8 +16,8 @@ import numpy as np
 
 from bench.core.errors import DataError
 from bench.core.io import read_json
+from bench.core.safe_pickle import safe_load
 from bench.core.settings import TrainSettings
-from bench.data.safe_pickle import safe_load
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, recipes, split_paths
 from bench.tasks.metrics import METRICS

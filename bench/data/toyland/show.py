@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.core.errors import DataError
-from bench.data.safe_pickle import safe_load
+from bench.core.safe_pickle import safe_load
 
 TILE = 192  # 64 px images drawn 3x
 TEXT_H = 64

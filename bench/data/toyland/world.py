@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import DataError
-from bench.data.safe_pickle import safe_load
+from bench.core.safe_pickle import safe_load
 from bench.data.toyland import captions, gqa, nlvr2, refcoco_plus, snli_ve, vcr, vqa
 from bench.data.toyland.features import FEAT_DIM, FEATURE_NAMES
 from bench.data.toyland.scene import IMAGE_SIZE, sample_scene

@@ -54,7 +54,8 @@ def run_pairs(
     in spawned worker processes (CPU threads split between them; one GPU each when GPUs exist).
     executor "ray": one Ray task per pair on the cluster at `ray_address`, or on a local instance
     with `workers` CPUs. Failed pairs are recorded (status "failed") and retried on the next call.
-    `kind` names the store's folder: `runs` for fine-tuning pairs, `searches` for ticket searches."""
+    `kind` names the store's folder: `runs` for fine-tuning pairs, `tickets` for ticket searches (whose
+    record then lives beside the tickets it wrote)."""
     start = time.time()
     if workers < 1:
         raise TicketbenchError(f"workers: expected at least 1, found {workers}")

@@ -1,0 +1,96 @@
+"""The plan and the results object: one plan per config, never pooled with another; a run's numbers
+are a function of its run id alone (not of how many workers computed it); adding a method searches
+only that method."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from reliability_support import prepare, records, tiny_config
+
+from bench.core.source import Source
+from bench.pipeline import run_pipeline
+from bench.plan import build_plan
+from reports import build_report
+from reports.store import load_results
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """World, θ0 and the imp:snli_ve tickets of the tiny config (built once)."""
+    out = tmp_path_factory.mktemp("plan")
+    prepare(out)
+    return out
+
+
+def test_plan_is_built_once_and_names_everything():
+    plan = build_plan(tiny_config())
+    assert plan.ladder == (0.5, 0.9) and plan.search("imp:vqa").sparsities == plan.ladder
+    control = plan.search("reinit:pretrain")
+    assert control.base == Source("imp", "pretrain") and not control.trains and control.sparsities == (0.5,)
+    assert not plan.search("random").trains and plan.search("imp:gqa").trains
+    # Bases come before the searches derived from them; dense has no search.
+    order = [s.source for s in plan.searches]
+    assert order.index(Source("imp", "pretrain")) < order.index(Source("reinit", "pretrain"))
+    assert "dense" in {str(c.source) for c in plan.cells} and Source("dense") not in order
+    # The search seed is apart from every matrix seed (a task's own ticket replays nothing of its search).
+    assert plan.search_seed not in range(plan.config.matrix.seeds)
+    text = plan.describe()
+    assert plan.hash in text and "reinit:pretrain" in text and "branch of imp:pretrain" in text
+
+
+def test_subset_flags_are_overrides_and_checked_against_the_ladder():
+    from bench.core.errors import ConfigError
+
+    plan = build_plan(tiny_config("matrix.sparsities=0.5", "matrix.tasks=vqa"))
+    assert {c.sparsity for c in plan.cells if not c.source.is_dense} == {0.5}
+    # IMP's ladder does not follow the matrix subset: the same tickets are found either way.
+    assert plan.search("imp:vqa").sparsities == (0.5, 0.9)
+    with pytest.raises(ConfigError, match="not on the ticket ladder"):
+        build_plan(tiny_config("matrix.sparsities=0.6"))
+
+
+def test_two_plans_in_one_output_directory_give_two_reports(prepared, tmp_path):
+    out = tmp_path / "two"
+    shutil.copytree(prepared, out)
+    subset = {"tasks": ["snli_ve"], "sources": ["imp:snli_ve", "dense"]}
+    run_pipeline(tiny_config(), out, stages=["matrix"], quiet=True, **subset)
+    first = load_results(out)
+    run_pipeline(tiny_config("finetune.steps=4"), out, stages=["matrix"], quiet=True, **subset)
+    second = load_results(out)
+    assert first.plans != second.plans and len(records(out)) == 2 * len(first.frame)
+    assert set(first.frame["run_id"]).isdisjoint(second.frame["run_id"])
+    # The report reads the last plan only, or the one asked for; mixing keeps the plans apart.
+    report = build_report(out)
+    assert set(load_results(out).frame["run_id"]) == set(second.frame["run_id"])
+    assert len((report / "matrix.csv").read_text().splitlines()) == len(second.frame) + 1
+    again = load_results(out, plan=first.plans[0])
+    assert set(again.frame["run_id"]) == set(first.frame["run_id"])
+    mixed = load_results(out, plans=["all"])
+    assert set(mixed.frame["plan"]) == {first.plans[0], second.plans[0]} and len(mixed.frame) == 2 * len(first.frame)
+    build_report(out, plans=["all"])
+    assert "plan" in (out / "report" / "matrix.csv").read_text().splitlines()[0]
+
+
+def test_numbers_do_not_depend_on_the_worker_count(prepared, tmp_path):
+    """The same plan with 1 and 2 local workers: identical run ids and identical values (retrieval,
+    whose ranking is the most sensitive to summation order, included)."""
+    values = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        shutil.copytree(prepared, out)
+        run_pipeline(tiny_config(), out, stages=["matrix"], quiet=True, tasks=["snli_ve", "retrieval"],
+                     sources=["imp:snli_ve", "dense"], workers=workers)
+        values.append({r["run_id"]: r["value"] for r in records(out)})
+    assert values[0] == values[1] and len(values[0]) == 6
+
+
+def test_adding_a_method_searches_only_that_method(prepared, tmp_path):
+    out = tmp_path / "add"
+    shutil.copytree(prepared, out)
+    before = {p.parent.parent.name: p.stat().st_mtime_ns for p in out.glob("tickets/*/*/sparsity-*.safetensors")}
+    run_pipeline(tiny_config("find.one_shot=omp:snli_ve"), out, stages=["find"], quiet=True,
+                 tasks=["snli_ve"], sources=["imp:snli_ve", "omp:snli_ve", "dense"])
+    after = {p.parent.parent.name: p.stat().st_mtime_ns for p in out.glob("tickets/*/*/sparsity-*.safetensors")}
+    assert all(after[k] == v for k, v in before.items()) and len(set(after) - set(before)) == 1
