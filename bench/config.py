@@ -123,10 +123,11 @@ class MatrixConfig:
     controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
     control_sparsities: tuple = hp((0.5,), "sparsities at which controls run (on the ladder)")
     executor: str = hp("local", "local or ray")
-    workers: int = hp(1, "local worker processes")
+    workers: int = hp(1, "local worker processes (0 = one per visible GPU, or 1 without GPUs)")
     threads: int = hp(1, "intra-op CPU threads of each run, fixed so that a run's numbers do not depend on how "
                          "many workers share the machine (part of every run's identity)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
+    gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from tickets.magnitude import check_sparsity
 
 OBJECTIVES = ("mlm", "itm", "mrm")
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address"), "backbone": ("device",)}
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",)}
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:

@@ -83,6 +83,7 @@ def counting_pair(pair: PairSpec, run_dir: Path) -> dict:
         "call": call,
         "pid": os.getpid(),
         "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
 

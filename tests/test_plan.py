@@ -94,3 +94,23 @@ def test_adding_a_method_searches_only_that_method(prepared, tmp_path):
                  tasks=["snli_ve"], sources=["imp:snli_ve", "omp:snli_ve", "dense"])
     after = {p.parent.parent.name: p.stat().st_mtime_ns for p in out.glob("tickets/*/*/sparsity-*.safetensors")}
     assert all(after[k] == v for k, v in before.items()) and len(set(after) - set(before)) == 1
+
+
+def test_workers_follow_the_visible_gpus(monkeypatch, tmp_path):
+    """`matrix.workers=0` is one worker per visible GPU, and each local worker process sees one GPU of
+    its own through CUDA_VISIBLE_DEVICES (checked with fake devices on a CPU machine)."""
+    from runner_fakes import counting_pair, make_pairs
+
+    from bench.runner.executors import run_pairs
+    from bench.runner.stages import workers
+    from bench.runner.store import RunStore
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert workers(build_plan(tiny_config("matrix.workers=0"))) == 4
+    assert workers(build_plan(tiny_config("matrix.workers=2"))) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    pairs = make_pairs(4, sleep=0.3)
+    run_pairs(pairs, tmp_path, counting_pair, workers=2, progress=False)
+    recs = [RunStore(tmp_path).read_record(p.run_id) for p in pairs]
+    by_pid = {r["pid"]: r["cuda_visible_devices"] for r in recs}
+    assert set(by_pid.values()) == {"2", "3"} and len(by_pid) == 2

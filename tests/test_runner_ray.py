@@ -38,3 +38,27 @@ def test_ray_executor_runs_pairs_on_a_local_instance(tmp_path):
     assert store.read_record(bad.run_id)["status"] == "failed"
     assert calls(tmp_path) == {p.run_id: 1 for p in [*good, bad]}
     assert all(store.read_record(p.run_id)["pid"] != os.getpid() for p in good)  # ran in Ray workers
+
+
+@pytest.mark.ray
+def test_ray_asks_for_gpus_and_reuses_workers(tmp_path):
+    """On a (logical) 4-GPU local instance, half a GPU per run gives 8 slots; Ray assigns each task a
+    GPU through CUDA_VISIBLE_DEVICES, and worker processes are reused between tasks (θ0 loads once)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+    try:
+        from bench.runner.executors.ray import RayBackend
+
+        backend = RayBackend(counting_pair, RunStore(tmp_path), workers=2, ray_address="", gpus_per_run=0.5)
+        assert backend.slots == 8
+        pairs = make_pairs(6)
+        summary = run_pairs(pairs, tmp_path, counting_pair, executor="ray", workers=2, progress=False,
+                            gpus_per_run=0.5)
+        assert sorted(summary.done) == sorted(p.run_id for p in pairs)
+        store = RunStore(tmp_path)
+        recs = [store.read_record(p.run_id) for p in pairs]
+        assert all(r["cuda_visible_devices"] in {"0", "1", "2", "3"} for r in recs)
+        assert len({r["pid"] for r in recs}) < len(recs)  # workers reused, not one process per pair
+    finally:
+        ray.shutdown()

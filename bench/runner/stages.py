@@ -21,6 +21,7 @@ from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
 from bench.runner.executors import run_pairs
+from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
@@ -105,6 +106,11 @@ def theta0_hash(theta0_dir: Path) -> str:
     return (theta0_dir / "DONE").read_text().strip()
 
 
+def workers(plan: Plan) -> int:
+    """matrix.workers, with 0 meaning one worker per visible GPU (one without GPUs)."""
+    return plan.config.matrix.workers or max(1, len(visible_gpus()))
+
+
 # ---- checks before work -----------------------------------------------------------------------
 def check_inputs(study: Study, objectives) -> None:
     """Read every split the coming work trains and evaluates on (the reads are cached for in-process
@@ -141,7 +147,8 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
             _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
         if todo:
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
-                                workers=min(m.workers, len(todo)), ray_address=m.ray_address, progress=not quiet)
+                                workers=min(workers(plan), len(todo)), ray_address=m.ray_address, progress=not quiet,
+                                gpus_per_run=m.gpus_per_run)
             if summary.failed:
                 first = summary.failed[0]
                 raise TicketbenchError(f"{len(summary.failed)} ticket search(es) failed; {first.label}: {first.reason}")
@@ -155,6 +162,6 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     check_inputs(study, plan.config.matrix.tasks)
     pairs = make_pairs(plan, study.out, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    _say(quiet, f"[matrix] {len(pairs)} fine-tuning runs ({m.executor}, {m.workers} worker(s))")
-    return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=m.workers,
-                     ray_address=m.ray_address, progress=not quiet)
+    _say(quiet, f"[matrix] {len(pairs)} fine-tuning runs ({m.executor}, {workers(plan)} worker(s))")
+    return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
+                     ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)

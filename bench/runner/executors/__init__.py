@@ -42,6 +42,7 @@ def run_pairs(
     pair_fn: PairFn,
     executor: str = "local",
     kind: str = "runs",
+    gpus_per_run: float = 1.0,
     workers: int = 1,
     ray_address: str = "",
     progress: bool = True,
@@ -71,7 +72,8 @@ def run_pairs(
         if todo:
             # The backend first: an unreachable cluster must leave the store untouched.
             backend = factory(
-                pair_fn=pair_fn, store=store, workers=workers, ray_address=ray_address, progress=bar
+                pair_fn=pair_fn, store=store, workers=workers, ray_address=ray_address, progress=bar,
+                gpus_per_run=gpus_per_run,
             )
             try:
                 store.check_writable()

@@ -32,9 +32,13 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 class RayBackend:
-    """Submits `compute_record` as Ray tasks; `num_gpus=1` per task on clusters with GPUs."""
+    """Submits `compute_record` as Ray tasks: `gpus_per_run` GPUs per task on clusters with GPUs (0.5
+    lets two runs share one GPU), one CPU each otherwise. Worker processes are reused between tasks
+    (`max_calls=0`), so θ0 and the data are loaded once per worker, not once per pair; a task whose
+    worker or node dies is retried by Ray (`max_retries`), a run that fails for its own reason is not."""
 
-    def __init__(self, pair_fn: PairFn, store: RunStore, workers: int, ray_address: str):
+    def __init__(self, pair_fn: PairFn, store: RunStore, workers: int, ray_address: str,
+                 gpus_per_run: float = 1.0, max_retries: int = 2):
         try:
             import ray
         except ImportError:
@@ -44,10 +48,19 @@ class RayBackend:
         self._owns = not ray.is_initialized()
         if self._owns:
             self._connect(ray_address, workers)
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        self.slots = max(1, gpus or int(resources.get("CPU", 1)))
-        self._remote = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(compute_record)
+        if not 0 < gpus_per_run <= 8:
+            raise TicketbenchError(f"matrix.gpus_per_run: expected a number in (0, 8], found {gpus_per_run}")
+        self.gpus_per_run = gpus_per_run
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run if gpus else 0, max_calls=0,
+                                  max_retries=max_retries, retry_exceptions=False)(compute_record)
+
+    @property
+    def slots(self) -> int:
+        """Tasks worth keeping in flight, from the cluster's resources now (an autoscaled cluster grows)."""
+        resources = self.ray.cluster_resources()
+        gpus = resources.get("GPU", 0)
+        return max(1, int(gpus // self.gpus_per_run) if gpus else int(resources.get("CPU", 1)))
 
     def _connect(self, address: str, workers: int) -> None:
         common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
@@ -90,7 +103,7 @@ class RayBackend:
 
 @EXECUTORS.register("ray")
 def ray_backend(
-    pair_fn: PairFn, store: RunStore, workers: int, ray_address: str = "", **_: Any
+    pair_fn: PairFn, store: RunStore, workers: int, ray_address: str = "", gpus_per_run: float = 1.0, **_: Any
 ) -> RayBackend:
     """`--executor ray [--ray-address HOST:PORT]`."""
-    return RayBackend(pair_fn, store, workers, ray_address)
+    return RayBackend(pair_fn, store, workers, ray_address, gpus_per_run=gpus_per_run)
