@@ -197,8 +197,8 @@ def _search(cfg: Config, source: Source, sparsities: tuple) -> Search:
     method = get_method(source.method)
     hparams = method.make_hparams(cfg.find.method_hparams(method.name))
     base = Source(method.base, source.objective) if method.base else None
-    return Search(source, sparsities, tuple((f.name, getattr(hparams, f.name)) for f in dataclasses.fields(hparams)),
-                  method.trains, base)
+    return Search(source, method.target_sparsities(hparams, sparsities),
+                  tuple((f.name, getattr(hparams, f.name)) for f in dataclasses.fields(hparams)), method.trains, base)
 
 
 def load_plugins(cfg: Config) -> None:
@@ -260,6 +260,16 @@ def build_plan(cfg: Config) -> Plan:
     for src in every:
         add(src, controls_at if src in controls else ladder)
     ordered = tuple(sorted(searches.values(), key=lambda s: s.base is not None))
+
+    for src in every:
+        search = searches.get(src)
+        wanted = controls_at if src in controls else chosen
+        missing = [x for x in wanted if search and x not in search.sparsities]
+        if missing:
+            raise ConfigError(
+                f"{src} with {', '.join(f'{k}={v}' for k, v in search.hparams)} yields tickets at "
+                f"{', '.join(f'{x:g}' for x in search.sparsities)}, not at {missing[0]:g} on the ladder: set "
+                f"find.sparsities to sparsities it yields, or find.hparams.{src.method}.mode=ladder")
 
     cells = []
     for task in cfg.matrix.tasks:

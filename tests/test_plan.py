@@ -51,6 +51,18 @@ def test_subset_flags_are_overrides_and_checked_against_the_ladder():
         build_plan(tiny_config("matrix.sparsities=0.6"))
 
 
+def test_a_schedule_that_misses_the_ladder_fails_before_anything_runs():
+    """IMP's fraction modes yield their own sparsities; a plan asking for one they never reach is refused
+    up front (it used to fail at the matrix, after every search had run)."""
+    from bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="yields tickets at 0.2, 0.36.*not at 0.5"):
+        build_plan(tiny_config("find.hparams.imp.mode=of_remaining"))
+    plan = build_plan(tiny_config("find.hparams.imp.mode=of_original", "find.hparams.imp.prune_fraction=0.1"))
+    assert plan.search("imp:vqa").sparsities == tuple(round(0.1 * k, 6) for k in range(1, 10))
+    assert {c.sparsity for c in plan.cells if c.source == Source("imp", "vqa")} == {0.5, 0.9}
+
+
 def test_two_plans_in_one_output_directory_give_two_reports(prepared, tmp_path):
     out = tmp_path / "two"
     shutil.copytree(prepared, out)

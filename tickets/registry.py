@@ -30,6 +30,14 @@ class PruningMethod:
     trains: bool = True  # False: needs no training on its source (ctx.train is not provided)
     base: str | None = None  # method whose ticket (same source task, same sparsity) this one transforms
     citation: str = ""
+    # (hparams, ladder) -> the target sparsities its tickets will have; None: exactly the ladder.
+    yields: Callable | None = None
+
+    def target_sparsities(self, hparams: Any, ladder) -> tuple:
+        """The sparsities this method's tickets will carry for `ladder` (checked before any search)."""
+        if self.yields is None:
+            return tuple(ladder)
+        return tuple(sorted({round(float(s), 6) for s in self.yields(self.make_hparams(hparams), ladder)}))
 
     def make_hparams(self, hparams: Any = None):
         """Hyperparameters from None (defaults), a mapping (coerced, e.g. from YAML) or an instance."""
@@ -72,17 +80,19 @@ def _check_types(method: str, hp) -> None:
 
 
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
-                    citation: str = ""):
+                    citation: str = "", yields: Callable | None = None):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
     (found on the same source task, at each sparsity) it transforms — it then gets `ctx.base_ticket`
-    and runs once per sparsity; citation: the paper, shown by `ticketbench methods`."""
+    and runs once per sparsity; citation: the paper, shown by `ticketbench methods`; yields:
+    `(hparams, ladder) -> sparsities` when its tickets' sparsities are not the ladder's (IMP's
+    fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts."""
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
         raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
 
     def wrap(fn: Callable) -> PruningMethod:
-        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation)
+        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields)
         METHODS.register(name, method)
         return method
 

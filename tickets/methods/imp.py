@@ -46,7 +46,7 @@ def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
     return targets
 
 
-@register_method("imp", IMPHparams, citation="Frankle & Carbin 2019; Chen et al. 2020 (IMP, rewinding to θ0)")
+@register_method("imp", IMPHparams, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)), citation="Frankle & Carbin 2019; Chen et al. 2020 (IMP, rewinding to θ0)")
 def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
     """Fine-tune → prune globally → rewind the survivors → repeat; one ticket per round."""
     targets = imp_schedule(hparams, ladder(ctx, "imp"))
