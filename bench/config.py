@@ -74,6 +74,8 @@ class FindConfig:
                             "{field: value}), e.g. imp.mode=of_original (`ticketbench methods` lists them)")
     rewind_step: int = hp(0, "rewind to θ0 (0) or to step k of fine-tuning (late rewinding)")
     steps: Optional[int] = hp(None, "fine-tuning steps per IMP round (None = the task's fine-tuning steps)")
+    adv_steps: Optional[int] = hp(None, "adversarial ascent steps while searching (None = as in fine-tuning, "
+                                        "finetune.adv_steps; 0 = standard training)")
     include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
     plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")

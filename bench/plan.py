@@ -115,11 +115,13 @@ class Plan:
         the task's fine-tuning settings, or half the main pre-training phase for `:pretrain`."""
         if not self.search(source).trains:
             return None
-        seed, steps = self.search_seed, self.config.find.steps
+        f, seed = self.config.find, self.search_seed
         if source.objective == PRETRAIN:
-            return self.pretrain_settings(steps or max(self.phases[-1].steps // 2, 1), seed)
-        s = self.finetune_settings(source.objective, seed)
-        return s.override(steps=steps) if steps else s
+            s = self.pretrain_settings(f.steps or max(self.phases[-1].steps // 2, 1), seed)
+        else:
+            s = self.finetune_settings(source.objective, seed)
+        adv = f.adv_steps if f.adv_steps is not None else self.config.finetune.adv_steps
+        return s.override({"steps": f.steps, "adv_steps": adv})
 
     @property
     def search_seed(self) -> int:

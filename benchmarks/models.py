@@ -44,7 +44,7 @@ class RegionStore:
         return self.images[image_id]
 
 
-def task_spec(head: str, loss: str = "bce") -> TaskSpec:
+def task_spec(head: str, loss: str = "soft_bce") -> TaskSpec:
     return TaskSpec(name=f"bench-{head}", title="", head=head, loss=loss, metrics=("acc",), headline="acc",
                     chance=0.0, files={}, splits=("train", "dev"), loader=lambda *a: [],
                     evaluator=lambda *a: {}, recipes={"toy": TrainSettings(steps=10, batch_size=16, lr=1e-4)})

@@ -26,6 +26,10 @@ class TrainSettings:
     head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
     seed: int = hp(0, "seed of data order and head initialisation")
     bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
+    adv_steps: int = hp(0, "adversarial training: ascent steps K on embedding perturbations per step (0 = off; "
+                           "FreeLB / VILLA, bench/training/adversarial.py)")
+    adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation")
+    adv_step_size: float = hp(1e-3, "adversarial training: ascent step size α")
 
     def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
         """These settings with every non-None field of `overrides` (a dataclass or mapping whose

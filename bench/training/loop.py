@@ -15,6 +15,7 @@ from torch import nn
 from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
+from bench.training.adversarial import adversarial_loss_fn
 from bench.training.batching import bucketed_batches
 
 
@@ -78,6 +79,8 @@ def train(
     from transformers import get_linear_schedule_with_warmup
 
     device = torch.device(device)
+    if settings.adv_steps:
+        loss_fn = adversarial_loss_fn(model, loss_fn, settings.adv_steps, settings.adv_epsilon, settings.adv_step_size)
     torch.manual_seed(settings.seed)
     accelerator = accelerator_for(device, settings.bf16)
     model.to(accelerator.device).train()
