@@ -176,18 +176,22 @@ def matching_sparsity(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99)
 
 
 def matching_display(m: pd.DataFrame) -> pd.DataFrame:
+    """The display form; rows with nothing assessed (strict n/a, relaxed none) are dropped — with
+    one seed they were most of the table. The csv keeps every row."""
     from reports.writers import fmt_sparsity
 
     def sp(x):
         return "none" if pd.isna(x) else fmt_sparsity(x)
 
-    return pd.DataFrame({
+    disp = pd.DataFrame({
         "backbone": m["backbone"], "task": m["task"], "source": m["source"], "seeds": m["n_seeds"],
         "strict (within 1 std)": [("n/a" if "not assessed" in n or "no dense" in n else sp(x))
                                   for x, n in zip(m["strict_sparsity"], m["note"])],
         "relaxed (≥ 99% dense)": m["relaxed_sparsity"].map(sp),
         "tested": m["sparsities_tested"], "note": m["note"],
     })
+    empty = (disp["strict (within 1 std)"] == "n/a") & (disp["relaxed (≥ 99% dense)"] == "none")
+    return disp[~empty].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
