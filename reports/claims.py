@@ -114,8 +114,7 @@ def eligible_tasks(dvc: pd.DataFrame, backbone: str, tasks: list[str]) -> tuple[
         elif r["learns"] == "unknown":
             why.append(f"{t}: {'chance unknown' if pd.isna(r['above_chance']) else 'one seed, no std'}")
         else:
-            why.append(f"{t}: dense {fmt_num(r['dense_mean'])} vs chance {fmt_num(r['chance'])}, "
-                       f"≤ {CLEAR_SDS:g} × noise {fmt_num(r['noise'])}")
+            why.append(f"{t}: dense − chance {r['above_chance']:+.1f} ≤ {CLEAR_SDS:g} × seed noise {fmt_num(r['noise'])}")
     return ok, ("not clearly above chance — " + "; ".join(why)) if why else ""
 
 
@@ -357,7 +356,8 @@ def vl_claims(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99) -> list
         by_bb[bb] = ok
         tag = f"[{bb}] " if len(backbones) > 1 else ""
         if not ok:
-            made = [_untestable(name, paper, "no task's dense model is clearly above chance", detail=excluded)
+            why = "no task's dense model is clearly above chance (table 'Dense model vs chance')"
+            made = [_untestable(name, paper, why, detail=excluded)
                     for name, paper in (
                         ("No IMP ticket strictly matches the dense model.", "no strict match on any task"),
                         ("Relaxed IMP tickets exist up to 50–70% sparsity and not beyond.", "50–70%"),
@@ -386,6 +386,7 @@ def all_comparisons(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
         c = comparisons(df[df["backbone"] == bb], ok, noise)
         if not ok:
             c["outcome"], c["reason"] = NOT_TESTABLE, "no task's dense model is clearly above chance"
+            c["summary"] = "–"
         parts.append(c.assign(backbone=bb))
     if not parts:
         return pd.DataFrame()

@@ -131,9 +131,13 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
           "beats chance by more than 3 seed stds count; claims need ≥ 2 seeds; a sparsity the paper names must be "
           "on the ladder; A-vs-B statements use paired differences with a 95 % CI and a tie margin of half a seed "
           "std (`reports/stats.py`).", "", _verdicts(t["claims"])]
-    if t.get("comparisons") is not None and not t["comparisons"].empty:
-        L += ["### Paired comparisons (over task, sparsity, seed; tasks that learn)", "",
-              _comparisons(t["comparisons"])]
+    cmp_t = t.get("comparisons")
+    if cmp_t is not None and not cmp_t.empty:
+        L += ["### Paired comparisons (over task, sparsity, seed; tasks that learn)", ""]
+        if (cmp_t["outcome"] == "not testable").all() and cmp_t["reason"].nunique() == 1:
+            L += [f"Not testable: {cmp_t['reason'].iloc[0]}.", ""]  # one line, not a table of dashes
+        else:
+            L += [_comparisons(cmp_t)]
     g = gaps(ctx)
     if g:
         L += ["## Partial report: what is missing", ""] + [f"- {x}" for x in g] + [""]
