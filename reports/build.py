@@ -35,7 +35,8 @@ def build_tables(ctx: ReportContext) -> dict:
     out: dict = {"transfer": {}, "overlap_sq": {}}
     long, disp = accuracy_vs_sparsity(ctx.df, ctx.tasks)
     ctx.add(write_table(rd, "accuracy_vs_sparsity", long, disp,
-                        "Headline metric per task, source and sparsity: mean ± std over seeds (% of dense)."))
+                        "Headline metric per task, source and sparsity: mean ± std over seeds (% of dense / "
+                        "chance-normalised %: (value − chance) / (dense − chance))."))
     out["summary"] = summarize(ctx.df)
     for bb in ctx.backbones:
         for sp in ctx.sparsities:

@@ -245,6 +245,15 @@ def _retention(df: pd.DataFrame, source: str, sparsity: float, noise: pd.DataFra
     return float(r.mean()), lo, hi, len(r)
 
 
+def _above_chance(df: pd.DataFrame, source: str, sparsity: float) -> float:
+    """Mean over tasks of the chance-normalised retention (value − chance) / (dense − chance), %."""
+    from reports.tables import summarize
+
+    s = summarize(df[(df["source"] == source) & ((df["sparsity"] - sparsity).abs() < 1e-6) | (df["source"] == DENSE)])
+    at = s[s["source"] == source]["pct_above_chance"]
+    return float(at.mean()) if at.notna().any() else math.nan
+
+
 def check_pretrain_transfer(df: pd.DataFrame, tasks: list[str], sparsity: float, noise: pd.DataFrame) -> Claim:
     paper_pct = VL_PRETRAIN_TRANSFER[sparsity]
     claim = f"Pre-training IMP tickets at {fmt_sparsity(sparsity)} keep ≥ {paper_pct:g}% of dense on average over tasks."
@@ -258,6 +267,7 @@ def check_pretrain_transfer(df: pd.DataFrame, tasks: list[str], sparsity: float,
     if n == 0:
         return _untestable(claim, paper, f"no imp:pretrain runs at {fmt_sparsity(sparsity)} on a task that learns")
     run = f"{fmt_num(m)}% of dense over {n} cells" + ("" if math.isnan(lo) else f" [95% CI {fmt_num(lo)}, {fmt_num(hi)}]")
+    run += f" (chance-normalised {fmt_num(_above_chance(d, 'imp:pretrain', sparsity))}%)"
     if math.isnan(lo):
         return _untestable(claim, paper, "one seed: no confidence interval", run)
     rm, rlo, rhi, rn = _retention(d, "random", sparsity, noise)

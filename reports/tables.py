@@ -66,8 +66,23 @@ def nearest(sparsities: list[float], target: float) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # Accuracy versus sparsity
 
+def chance_levels(df: pd.DataFrame) -> dict:
+    """task → chance level: the one the runs recorded (measured on their own data, e.g. toyland's
+    manifest), else the task registry's nominal one, else NaN."""
+    from reports.store import task_facts
+
+    out = {}
+    for (task, metric), g in df.groupby(["task", "metric"], sort=False):
+        recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
+        nominal = task_facts(task, metric).chance
+        out[task] = float(recorded.iloc[0]) if len(recorded) else (np.nan if nominal is None else float(nominal))
+    return out
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense."""
+    """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense and
+    the chance-normalised retention `pct_above_chance` = 100 (mean − chance) / (dense − chance): on
+    a task whose dense model is barely above chance, % of dense is near 100 whatever the ticket."""
     g = df.groupby(GROUP, sort=False)
     out = g.agg(
         n_seeds=("seed", "nunique"),
@@ -81,12 +96,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     dense = df[df["source"] == DENSE].groupby(["backbone", "task"])["value"].agg(["mean", "std"])
     dense.columns = ["dense_mean", "dense_std"]
     out = out.merge(dense, left_on=["backbone", "task"], right_index=True, how="left")
+    chance = out["task"].map(chance_levels(df))
+    margin = out["dense_mean"] - chance
+    out["pct_above_chance"] = (100 * (out["mean"] - chance) / margin).where(margin > 0)
     return out
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(long table, display table): rows (backbone, task, source), columns sparsity,
-    cells 'mean ± std (pct% of dense)'."""
+    cells 'mean ± std (% of dense / chance-normalised %)'."""
     s = summarize(df)
     s["_t"] = s["task"].map({t: i for i, t in enumerate(tasks)})
     order = {src: i for i, src in enumerate(source_order(s["source"], tasks))}
@@ -97,7 +115,8 @@ def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFra
 
     cells = s.assign(
         col=s["sparsity"].map(fmt_sparsity),
-        cell=[f"{mean_std(m, sd)} ({fmt_num(p)}%)" for m, sd, p in zip(s["mean"], s["std"], s["pct_dense"])],
+        cell=[f"{mean_std(m, sd)} ({fmt_num(p)}% / {fmt_num(c)}%)"
+              for m, sd, p, c in zip(s["mean"], s["std"], s["pct_dense"], s["pct_above_chance"])],
     )
     cols = [fmt_sparsity(x) for x in sorted(set(s["sparsity"]))]
     disp = cells.pivot_table(index=["backbone", "task", "metric", "source"], columns="col", values="cell",

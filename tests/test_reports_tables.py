@@ -37,8 +37,10 @@ def test_accuracy_vs_sparsity_mean_std_pct(df):
     assert r["mean"] == 59.0 and math.isclose(r["std"], math.sqrt(2)) and r["n_seeds"] == 2
     assert math.isclose(r["pct_dense"], 100 * (58 / 60 + 60 / 62) / 2)
     assert r["dense_mean"] == 61.0
-    assert disp.loc[("toy-uniter", "vqa", "vqa_score", "imp:vqa"), "70%"] == "59.0 ± 1.4 (96.7%)"
-    assert disp.loc[("toy-uniter", "gqa", "accuracy", "imp:gqa"), "50%"] == "50.0 ± 0.0 (100.0%)"
+    # chance-normalised beside % of dense: VQA's nominal chance is 24, so (59 − 24) / (61 − 24)
+    assert math.isclose(r["pct_above_chance"], 100 * 35 / 37)
+    assert disp.loc[("toy-uniter", "vqa", "vqa_score", "imp:vqa"), "70%"] == "59.0 ± 1.4 (96.7% / 94.6%)"
+    assert disp.loc[("toy-uniter", "gqa", "accuracy", "imp:gqa"), "50%"] == "50.0 ± 0.0 (100.0% / 100.0%)"
     # tasks in the given order, own-task IMP first after dense
     assert list(long["task"].drop_duplicates()) == TASKS
     assert list(long[long.task == "vqa"]["source"].drop_duplicates())[:3] == ["dense", "imp:vqa", "imp:gqa"]

@@ -138,6 +138,19 @@ def test_retention_needs_a_sparsity_that_costs_something(tmp_path):
     assert pre60.verdict == "not testable" and "random pruning is not clearly below" in pre60.reason
 
 
+def test_chance_normalised_retention_beside_pct_of_dense(tmp_path):
+    """Near chance, % of dense flatters any ticket; the chance-normalised retention does not."""
+    from reports.tables import summarize
+
+    c = chance("vqa")
+    df = build(tmp_path, lambda src, t, sp, s: c + (2.0 if src == "dense" else 1.0) + JITTER[s] / 10)
+    r = summarize(df)
+    r = r[(r["task"] == "vqa") & (r["source"] == "random") & (r["sparsity"] == 0.5)].iloc[0]
+    assert r["pct_dense"] > 95 and r["pct_above_chance"] == pytest.approx(50.0, abs=0.5)
+    pre = claim(build(tmp_path, separated, name="sep"), "Pre-training IMP tickets at 60%")
+    assert "(chance-normalised 99.2%)" in pre.this_run  # vqa (79.5 − 24) / (80 − 24), gqa (79.5 − 18) / 62
+
+
 # ---------------------------------------------------------------------------------------------
 # reports.stats
 
