@@ -103,6 +103,7 @@ def test_one_seed_is_not_testable(tmp_path):
     df = build(tmp_path, separated, seeds=(0,))
     for c in verdicts(df).values():
         assert c.verdict == "not testable", c
+    assert "one seed per run" in claim(df, "Relaxed").reason
     assert set(outcomes(df)) == {"not testable"}
 
 
