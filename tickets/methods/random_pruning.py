@@ -39,7 +39,8 @@ def _random_scores(shapes: dict, seed: int) -> dict:
     return {n: torch.rand(shape, generator=gen) for n, shape in shapes.items()}
 
 
-@register_method("random", RandomHparams, trains=False, citation="Frankle & Carbin 2019 (random pruning baseline)")
+@register_method("random", RandomHparams, trains=False,
+                 citation="Frankle & Carbin 2019; Chen et al. 2020 (global random pruning baseline)")
 def random_pruning(ctx: SearchContext, hparams: RandomHparams) -> list:
     """Random masks at every ladder sparsity: global (default) or the same sparsity per tensor."""
     if hparams.scope not in ("global", "layerwise"):
@@ -59,7 +60,8 @@ def random_pruning(ctx: SearchContext, hparams: RandomHparams) -> list:
     return tickets
 
 
-@register_method("random_matched", RandomMatchedHparams)
+@register_method("random_matched", RandomMatchedHparams, trains=False, base="imp",
+                 citation="a per-tensor matched random control (not the papers' baseline)")
 def random_matched(ctx: SearchContext, hparams: RandomMatchedHparams) -> list:
     """One ticket: random masks with the base ticket's pruned count in every tensor."""
     base = need_base(ctx, "random_matched")
