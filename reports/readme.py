@@ -30,7 +30,8 @@ def gaps(ctx: ReportContext) -> list[str]:
     if no_dense:
         out.append("tasks without a dense run (no % of dense): " + ", ".join(no_dense))
     present = set(df["sparsity"])
-    missing_sp = [s for s in cfg.matrix.sparsities if round(float(s), 4) not in present]
+    wanted = cfg.matrix.sparsities or cfg.find.sparsities  # an empty matrix subset = the whole ladder
+    missing_sp = [s for s in wanted if round(float(s), 4) not in present]
     if missing_sp:
         out.append("ladder sparsities without runs: " + ", ".join(fmt_sparsity(s) for s in missing_sp))
     if df["seed"].nunique() < 2:
