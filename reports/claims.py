@@ -164,6 +164,14 @@ def relaxed_outcome(cells: pd.DataFrame, lo: float = VL_RELAXED_RANGE[0], hi: fl
     return "unresolved", best, "within seed noise of the criterion at " + ", ".join(fmt_sparsity(s) for s in unclear)
 
 
+def _grouped(why_by_task: dict) -> str:
+    """'vqa, gqa (why A); nlvr2 (why B)': tasks sharing a reason are named together."""
+    groups: dict = {}
+    for task, why in why_by_task.items():
+        groups.setdefault(why, []).append(task)
+    return "; ".join(f"{', '.join(ts)} ({why})" for why, ts in groups.items())
+
+
 def check_relaxed(df: pd.DataFrame, tasks: list[str], relaxed: float, noise: pd.DataFrame) -> Claim:
     lo, hi = VL_RELAXED_RANGE
     claim = f"Relaxed IMP tickets (≥ {100 * relaxed:g}% of dense) exist up to 50–70% sparsity and not beyond."
@@ -184,12 +192,12 @@ def check_relaxed(df: pd.DataFrame, tasks: list[str], relaxed: float, noise: pd.
                            f"(ladder: {', '.join(fmt_sparsity(s) for s in lad)})", run)
     if cells["seeds"].max() < 2:
         return _untestable(claim, paper, "one seed: cannot tell a miss of the criterion from seed noise", run)
-    fails = [f"{t} ({why})" for t, (v, _, why) in results.items() if v == FAILS]
-    unres = [f"{t} ({why})" for t, (v, _, why) in results.items() if v == "unresolved"]
+    fails = _grouped({t: why for t, (v, _, why) in results.items() if v == FAILS})
+    unres = _grouped({t: why for t, (v, _, why) in results.items() if v == "unresolved"})
     if fails:
-        return Claim(claim, paper, run, FAILS, "; ".join(fails))
+        return Claim(claim, paper, run, FAILS, fails)
     if unres:
-        return Claim(claim, paper, run, NOT_TESTABLE, "; ".join(unres))
+        return Claim(claim, paper, run, NOT_TESTABLE, unres)
     nxt = min(s for s in lad if s > hi + 1e-9)
     # The ladder's resolution bounds the claim: with 80% missing, "not above 70%" means "not at 90%".
     return Claim(claim, paper, run, HOLDS, f"all {len(results)} tasks: relaxed in 50–70%, clearly not at "

@@ -96,13 +96,14 @@ def headline_sparsity(sparsities) -> float | None:
     return sp[len(sp) // 2] if sp else None
 
 
-def _matching_brief(m: pd.DataFrame) -> pd.DataFrame:
-    """Per task: its own IMP ticket's strict and relaxed sparsities and the pre-training ticket's
-    relaxed one; rows with nothing assessed are dropped (the full table is linked)."""
+def _matching_brief(m: pd.DataFrame, backbones: list[str]) -> pd.DataFrame:
+    """Per task: its own IMP ticket's strict and relaxed sparsities; rows with nothing assessed are
+    dropped (every source is in the linked table)."""
     if m.empty:
         return m
-    own = m[((m["source"] == "imp:" + m["task"]) | (m["source"] == "imp:pretrain")).to_numpy()]
-    return matching_display(own).drop(columns=["note"])
+    own = m[(m["source"] == "imp:" + m["task"]).to_numpy()]
+    disp = matching_display(own).drop(columns=["note", "tested", "source"])
+    return disp if len(backbones) > 1 else disp.drop(columns=["backbone"])
 
 
 def _verdicts(claims) -> str:
@@ -161,10 +162,10 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         L += [to_markdown(disp, index=False)]
 
     L += ["## Matching sparsity", "",
-          f"Own-task and pre-training IMP tickets; strict = mean within one dense std, relaxed = ≥ {100 * relaxed:g}% "
-          "of dense (point estimates; the verdicts above add the noise). All sources: "
+          f"Each task's own IMP ticket; strict = mean within one dense std, relaxed = ≥ {100 * relaxed:g}% "
+          "of dense (point estimates; the verdicts above add the noise). Every source: "
           "[matching_sparsity.md](matching_sparsity.md).", ""]
-    brief = _matching_brief(t["matching"])
+    brief = _matching_brief(t["matching"], ctx.backbones)
     L += [to_markdown(brief, index=False) if not brief.empty else "Nothing assessed.\n"]
 
     sp = headline_sparsity({s for (_, s) in t["transfer"]})
@@ -203,7 +204,6 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         if not full.empty:
             L += [_img(f"compare_{method}", f"compare {method}"), ""]
 
-    L += ["## Files", "", "Every table is in `.csv` (numbers), `.md` and `.tex`; every figure in `.png` and `.pdf`. "
-          "`matrix.csv` is the long table of every finished run; `claims.md` and `comparisons.md` hold the "
-          "verdicts with their details.", ""]
+    L += ["Files: every table in `.csv` (numbers), `.md` and `.tex`, every figure in `.png` and `.pdf`; `matrix.csv` "
+          "holds every finished run, `claims.md` and `comparisons.md` the verdicts with their details.", ""]
     ctx.add([atomic_write_text(ctx.report_dir / "README.md", "\n".join(L))])
