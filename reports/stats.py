@@ -14,6 +14,12 @@ Small API, numpy and pandas only (no scipy):
 - `compare_paired(diffs, noise)`: the mean paired difference, its 95 % CI and an outcome —
   win / loss / tie / inconclusive (rule below) — or not testable.
 
+Typical use (e.g. a method against a reference, one row per (backbone, task, sparsity, seed) each):
+
+    noise = seed_noise(df)                       # per (backbone, task)
+    p = compare_paired(paired(method_rows, reference_rows), noise)
+    p.outcome, p.mean, (p.lo, p.hi), p.margin    # 'win' | 'loss' | 'tie' | 'inconclusive' | 'not testable'
+
 Outcome rule (`classify`): with margin δ = `TIE_FRACTION` × the seed noise, "win" when the whole
 CI lies above +δ, "loss" when below −δ, "tie" when it lies inside [−δ, +δ] (any difference is
 smaller than half a seed std), otherwise "inconclusive" (the data cannot tell a real difference
@@ -123,6 +129,9 @@ def interval(x, floor_sd: float, seed: int = 0) -> tuple[float, float]:
 def paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = PAIR_KEYS) -> pd.DataFrame:
     """Paired differences: rows of `a` and `b` (each with `keys` + `value`, one row per key) joined
     on `keys`; columns keys + value_a, value_b, diff = value_a − value_b."""
+    for side, f in (("a", a), ("b", b)):
+        if f.duplicated(keys).any():  # e.g. a method with several sources: pick one per cell first
+            raise ValueError(f"paired(): side {side} has several rows for one ({', '.join(keys)}) cell")
     m = a[keys + ["value"]].merge(b[keys + ["value"]], on=keys, suffixes=("_a", "_b"))
     m["diff"] = m["value_a"] - m["value_b"]
     return m

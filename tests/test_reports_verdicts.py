@@ -199,3 +199,5 @@ def test_compare_paired_pairs_by_seed(tmp_path):
     p = stats.compare_paired(d, stats.seed_noise(df))
     assert p.outcome == "win" and p.lo > p.margin and p.margin == pytest.approx(0.5)
     assert stats.compare_paired(d[d["seed"] == 0], stats.seed_noise(df)).outcome == "not testable"
+    with pytest.raises(ValueError, match="several rows"):
+        stats.paired(df[df["method"] == "imp"], rnd)
