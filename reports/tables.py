@@ -57,7 +57,8 @@ def ladder(df: pd.DataFrame, wanted: Iterable[float] = ()) -> list[float]:
 
 
 def nearest(sparsities: list[float], target: float) -> float | None:
-    """The ladder sparsity closest to `target` (ties → the lower one)."""
+    """The ladder sparsity closest to `target` (ties → the lower one). For figures only: the claims
+    never stand one sparsity in for another."""
     if not sparsities:
         return None
     return min(sorted(sparsities), key=lambda s: abs(s - target))
