@@ -35,6 +35,12 @@ REINIT_STD = 0.02
 # How `reinit` draws fresh weights (metadata `weights_init`): BERT's N(0, std), or PyTorch's
 # nn.Linear default U(±1/sqrt(fan_in)) — the toy presets' own initialisation (`tiny_init`).
 REINIT_INITS = ("normal", "fan_in_uniform")
+# Fields a valid ticket's metadata always has (the derived ones are recomputed from the masks).
+REQUIRED = (
+    "format_version", "backbone", "fingerprint", "source", "method", "hparams", "target_sparsity",
+    "sparsity", "pruned", "total", "round", "seed", "weights", "include", "exclude", "ticketbench",
+    "order", "shapes", "content_hash",
+)
 
 
 def reinit_tensor(shape, meta: dict, gen: torch.Generator) -> Tensor:
@@ -46,12 +52,6 @@ def reinit_tensor(shape, meta: dict, gen: torch.Generator) -> Tensor:
         return torch.empty(shape, dtype=torch.float32).uniform_(-bound, bound, generator=gen)
     return torch.empty(shape, dtype=torch.float32).normal_(0.0, float(meta.get("weights_std", REINIT_STD)),
                                                            generator=gen)
-# Fields a valid ticket's metadata always has (the derived ones are recomputed from the masks).
-REQUIRED = (
-    "format_version", "backbone", "fingerprint", "source", "method", "hparams", "target_sparsity",
-    "sparsity", "pruned", "total", "round", "seed", "weights", "include", "exclude", "ticketbench",
-    "order", "shapes", "content_hash",
-)
 
 
 def _pack(mask: Tensor) -> np.ndarray:
