@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from reports import stats
-from reports.store import DENSE
-from reports.writers import fmt_num, fmt_sparsity
+from reports.store import DENSE, task_facts
+from reports.tables import summarize
+from reports.writers import fmt_num, fmt_sparsity, write_table
 
 HOLDS, FAILS, NOT_TESTABLE = "holds", "fails", "not testable"
 # Dense must beat chance by more than this many seed stds for a task to count.
@@ -71,8 +72,6 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Dense score (mean ± std over seeds) against the task's chance level, with the seed noise
     (`reports.stats.seed_noise`) and whether dense is clearly above chance (`learns`: yes / no /
     unknown with one seed)."""
-    from reports.store import task_facts
-
     noise = stats.seed_noise(df)
     rows = []
     d = df[df["source"] == DENSE]
@@ -258,8 +257,6 @@ def _retention(df: pd.DataFrame, source: str, sparsity: float, noise: pd.DataFra
 
 def _above_chance(df: pd.DataFrame, source: str, sparsity: float) -> float:
     """Mean over tasks of the chance-normalised retention (value − chance) / (dense − chance), %."""
-    from reports.tables import summarize
-
     s = summarize(df[(df["source"] == source) & ((df["sparsity"] - sparsity).abs() < 1e-6) | (df["source"] == DENSE)])
     at = s[s["source"] == source]["pct_above_chance"]
     return float(at.mean()) if at.notna().any() else math.nan
@@ -421,8 +418,6 @@ def all_comparisons(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 def verdict_tables(ctx) -> dict:
     """The report's hook: write `claims` and `comparisons` (csv, md, tex) for a `ReportContext`
     and return {"claims": [Claim], "comparisons": DataFrame} for the README."""
-    from reports.writers import write_table
-
     claims = vl_claims(ctx.df, ctx.tasks, ctx.config.report.relaxed)
     cmp = all_comparisons(ctx.df, ctx.tasks)
     ctx.add(write_table(ctx.report_dir, "claims", claims_frame(claims),

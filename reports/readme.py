@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.io import atomic_write_text
+from bench.core.errors import DataError
+from bench.core.io import atomic_write_text, read_json
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
@@ -66,9 +67,6 @@ def _setup(ctx: ReportContext) -> list[str]:
     ]
     timings = ctx.out / "timings.json"
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
-        from bench.core.errors import DataError
-        from bench.core.io import read_json
-
         try:
             t = read_json(timings)
         except DataError:

@@ -13,7 +13,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from reports.store import DENSE, TicketView
+from reports.store import DENSE, TicketView, task_facts
+from reports.writers import fmt_num, fmt_sparsity, mean_std
 
 GROUP = ["backbone", "task", "metric", "source", "sparsity"]
 TWO_STREAM = re.compile(r"(^|\.)(r_layers|x_layers)\.")
@@ -70,8 +71,6 @@ def nearest(sparsities: list[float], target: float) -> float | None:
 def chance_levels(df: pd.DataFrame) -> dict:
     """task → chance level: the one the runs recorded (measured on their own data, e.g. toyland's
     manifest), else the task registry's nominal one, else NaN."""
-    from reports.store import task_facts
-
     out = {}
     for (task, metric), g in df.groupby(["task", "metric"], sort=False):
         recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
@@ -111,8 +110,6 @@ def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFra
     order = {src: i for i, src in enumerate(source_order(s["source"], tasks))}
     s["_s"] = s["source"].map(order)
     s = s.sort_values(["backbone", "_t", "_s", "sparsity"]).drop(columns=["_t", "_s"]).reset_index(drop=True)
-
-    from reports.writers import fmt_num, fmt_sparsity, mean_std
 
     cells = s.assign(
         col=s["sparsity"].map(fmt_sparsity),
@@ -198,8 +195,6 @@ def matching_sparsity(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99)
 def matching_display(m: pd.DataFrame) -> pd.DataFrame:
     """The display form; rows with nothing assessed (strict n/a, relaxed none) are dropped — with
     one seed they were most of the table. The csv keeps every row."""
-    from reports.writers import fmt_sparsity
-
     def sp(x):
         return "none" if pd.isna(x) else fmt_sparsity(x)
 
