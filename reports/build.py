@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.config import Config
 from reports import plots
-from reports.claims import claims_frame, dense_vs_chance, vl_claims
+from reports.claims import dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale
 from reports.readme import write_readme
@@ -35,7 +35,8 @@ def build_tables(ctx: ReportContext) -> dict:
     out: dict = {"transfer": {}, "overlap_sq": {}}
     long, disp = accuracy_vs_sparsity(ctx.df, ctx.tasks)
     ctx.add(write_table(rd, "accuracy_vs_sparsity", long, disp,
-                        "Headline metric per task, source and sparsity: mean ± std over seeds (% of dense)."))
+                        "Headline metric per task, source and sparsity: mean ± std over seeds (% of dense / "
+                        "chance-normalised %: (value − chance) / (dense − chance))."))
     out["summary"] = summarize(ctx.df)
     for bb in ctx.backbones:
         for sp in ctx.sparsities:
@@ -56,9 +57,7 @@ def build_tables(ctx: ReportContext) -> dict:
     dvc = dense_vs_chance(ctx.df, ctx.tasks)
     out["dense"] = dvc
     ctx.add(write_table(rd, "dense_vs_chance", dvc, _fmt_frame(dvc.set_index(["backbone", "task", "metric"]))))
-    claims = vl_claims(ctx.df, ctx.tasks, cfg.report.relaxed)
-    out["claims"] = claims
-    ctx.add(write_table(rd, "claims", claims_frame(claims)))
+    out.update(verdict_tables(ctx))  # claims.* and comparisons.*
 
     tickets = ctx.tickets
     out["tickets"] = len(tickets)

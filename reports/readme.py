@@ -1,10 +1,12 @@
-"""`<out>/report/README.md`: setup, dense vs chance, key tables, figures, the papers' claims checked."""
+"""`<out>/report/README.md`: the verdicts first (the papers' claims checked, with reasons), then
+setup, dense vs chance and the key tables; long tables and figures are linked, not inlined."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from bench.core.io import atomic_write_text
+from bench.core.errors import DataError
+from bench.core.io import atomic_write_text, read_json
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
@@ -29,11 +31,13 @@ def gaps(ctx: ReportContext) -> list[str]:
     if no_dense:
         out.append("tasks without a dense run (no % of dense): " + ", ".join(no_dense))
     present = set(df["sparsity"])
-    missing_sp = [s for s in cfg.matrix.sparsities if round(float(s), 4) not in present]
+    wanted = cfg.matrix.sparsities or cfg.find.sparsities  # an empty matrix subset = the whole ladder
+    missing_sp = [s for s in wanted if round(float(s), 4) not in present]
     if missing_sp:
         out.append("ladder sparsities without runs: " + ", ".join(fmt_sparsity(s) for s in missing_sp))
     if df["seed"].nunique() < 2:
-        out.append("one seed per run: no std, strict matching not assessed, --compare uses a stated tolerance")
+        out.append("one seed per run: no seed noise, so every claim is not testable and strict matching is "
+                   "not assessed")
     if not ctx.tickets:
         out.append("no ticket files under tickets/: ticket overlap and per-layer sparsity are not reported")
     failed = df.attrs.get("failed", 0)
@@ -63,9 +67,6 @@ def _setup(ctx: ReportContext) -> list[str]:
     ]
     timings = ctx.out / "timings.json"
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
-        from bench.core.errors import DataError
-        from bench.core.io import read_json
-
         try:
             t = read_json(timings)
         except DataError:
@@ -83,18 +84,64 @@ def _img(path_stem: str, alt: str) -> str:
     return f"![{alt}]({path_stem}.png)  \n[PDF]({path_stem}.pdf)"
 
 
+def headline_sparsity(sparsities) -> float | None:
+    """The sparsity the README shows first: the pre-training claim's 70 %, else its 60 %, else the
+    middle of the ladder (read from the runs)."""
+    sp = sorted(sparsities)
+    for s in (0.7, 0.6):
+        if any(abs(x - s) < 1e-6 for x in sp):
+            return next(x for x in sp if abs(x - s) < 1e-6)
+    return sp[len(sp) // 2] if sp else None
+
+
+def _matching_brief(m: pd.DataFrame, backbones: list[str]) -> pd.DataFrame:
+    """Per task: its own IMP ticket's strict and relaxed sparsities; rows with nothing assessed are
+    dropped (every source is in the linked table)."""
+    if m.empty:
+        return m
+    own = m[(m["source"] == "imp:" + m["task"]).to_numpy()]
+    disp = matching_display(own).drop(columns=["note", "tested", "source"])
+    return disp if len(backbones) > 1 else disp.drop(columns=["backbone"])
+
+
+def _verdicts(claims) -> str:
+    f = claims_frame(claims)
+    return to_markdown(pd.DataFrame({"claim": f["claim"], "paper": f["paper"], "this run": f["this_run"],
+                                     "verdict": f["verdict"].map(lambda v: f"**{v}**"), "reason": f["reason"]}),
+                       index=False)
+
+
+def _comparisons(cmp: pd.DataFrame) -> str:
+    return to_markdown(pd.DataFrame({"A": cmp["a"], "B": cmp["b"], "A − B (points)": cmp["summary"],
+                                     "outcome": cmp["outcome"], "why": cmp["reason"]}), index=False)
+
+
 def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
-    """Write README.md and register it with the context's written files."""
+    """Write README.md (verdicts first, then the key tables; long tables are linked) and register
+    it with the context's written files."""
+    relaxed = ctx.config.report.relaxed
     L = ["# ticketbench report", "",
-         "Lottery-ticket transfer for vision-and-language transformers. Generated from the results store "
-         "alone by `ticketbench report`; every number below comes from `matrix.csv`.", ""]
+         "Lottery-ticket transfer for vision-and-language transformers, generated from the results store "
+         "alone by `ticketbench report` (every number comes from `matrix.csv`).", ""]
     if ctx.config.world.source == "toyland":
-        L += ["> These are **toyland** numbers: a miniature synthetic world and tiny models. They are not comparable "
-              "to the papers' numbers in absolute terms; the claims below compare their *shape*.", ""]
-    L += ["## Setup", ""] + _setup(ctx) + [""]
+        L += ["> **toyland** numbers: a miniature synthetic world and tiny models, not comparable to the papers' "
+              "numbers in absolute terms; the claims below compare their *shape*.", ""]
+    L += ["## Verdicts", "",
+          "holds / fails / **not testable** unless the numbers can carry the claim: only tasks whose dense model "
+          "beats chance by more than 3 seed stds count; claims need ≥ 2 seeds; a sparsity the paper names must be "
+          "on the ladder; A-vs-B statements use paired differences with a 95 % CI and a tie margin of half a seed "
+          "std (`reports/stats.py`).", "", _verdicts(t["claims"])]
+    cmp_t = t.get("comparisons")
+    if cmp_t is not None and not cmp_t.empty:
+        L += ["### Paired comparisons (over task, sparsity, seed; tasks that learn)", ""]
+        if (cmp_t["outcome"] == "not testable").all() and cmp_t["reason"].nunique() == 1:
+            L += [f"Not testable: {cmp_t['reason'].iloc[0]}.", ""]  # one line, not a table of dashes
+        else:
+            L += [_comparisons(cmp_t)]
     g = gaps(ctx)
     if g:
         L += ["## Partial report: what is missing", ""] + [f"- {x}" for x in g] + [""]
+    L += ["## Setup", ""] + _setup(ctx) + [""]
 
     L += ["## Dense model vs chance", ""]
     d = t["dense"]
@@ -104,39 +151,46 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         disp = pd.DataFrame({
             "backbone": d["backbone"], "task": d["task"], "metric": d["metric"],
             "dense": [f"{fmt_num(m)} ± {fmt_num(s)}" if pd.notna(s) else fmt_num(m) for m, s in zip(d["dense_mean"], d["dense_std"])],
+            "seeds": d["seeds"],
             "chance": d["chance"].map(lambda c: fmt_num(c) if pd.notna(c) else "unknown"),
             "dense − chance": d["above_chance"].map(lambda c: f"{c:+.1f}" if pd.notna(c) else "–"),
+            "seed noise": d["noise"].map(fmt_num),
+            "clearly above chance": d["learns"],
         })
-        L += [to_markdown(disp)]
+        L += [to_markdown(disp, index=False)]
 
-    L += ["## The papers' claims, checked against this run", "",
-          "Verdicts come from the numbers as they are (no tuning to agree).", ""]
-    L += [to_markdown(claims_frame(t["claims"]))]
+    L += ["## Matching sparsity", "",
+          f"Each task's own IMP ticket; strict = mean within one dense std, relaxed = ≥ {100 * relaxed:g}% "
+          "of dense (point estimates; the verdicts above add the noise). Every source: "
+          "[matching_sparsity.md](matching_sparsity.md).", ""]
+    brief = _matching_brief(t["matching"], ctx.backbones)
+    L += [to_markdown(brief, index=False) if not brief.empty else "Nothing assessed.\n"]
+
+    sp = headline_sparsity({s for (_, s) in t["transfer"]})
+    L += ["## Transfer", ""]
+    for (bb, s), _ in t["transfer"].items():
+        if s != sp:
+            continue
+        tag = f"{sparsity_tag(s)}{ctx.suffix(bb)}"
+        L += [f"At {fmt_sparsity(s)} sparsity — {bb} (% of dense): table [transfer_matrix_{tag}.md](transfer_matrix_{tag}.md), "
+              f"absolute [transfer_matrix_{tag}_abs.md](transfer_matrix_{tag}_abs.md).", "",
+              _img(f"transfer_heatmap_{tag}", f"transfer at {fmt_sparsity(s)}"), ""]
+    others = [(bb, s) for (bb, s) in t["transfer"] if s != sp]
+    if others:
+        L += ["Other sparsities: " + ", ".join(
+            f"[{fmt_sparsity(s)}{' ' + bb if len(ctx.backbones) > 1 else ''}](transfer_heatmap_{sparsity_tag(s)}{ctx.suffix(bb)}.png)"
+            for bb, s in others), ""]
 
     L += ["## Accuracy vs sparsity", "", _img("accuracy_vs_sparsity" + ctx.suffix(ctx.backbones[0]), "accuracy vs sparsity"),
-          "", "Full table: [accuracy_vs_sparsity.md](accuracy_vs_sparsity.md).", ""]
-    L += ["## Matching sparsity", "", to_markdown(matching_display(t["matching"]))]
-
-    L += ["## Transfer", ""]
-    for (bb, sp), pct in t["transfer"].items():
-        tag = f"{sparsity_tag(sp)}{ctx.suffix(bb)}"
-        L += [f"### {fmt_sparsity(sp)} sparsity — {bb} (% of dense)", "",
-              to_markdown(pct.apply(lambda c: c.map(fmt_num))),
-              _img(f"transfer_heatmap_{tag}", f"transfer at {fmt_sparsity(sp)}"), "",
-              f"Absolute values: [transfer_matrix_{tag}_abs.md](transfer_matrix_{tag}_abs.md).", ""]
+          "", "Table (mean ± std, % of dense): [accuracy_vs_sparsity.md](accuracy_vs_sparsity.md).", ""]
 
     L += ["## Tickets", ""]
     if t.get("tickets"):
-        for (bb, sp, name), _ in t["overlap_sq"].items():
-            L += [f"### Overlap at {fmt_sparsity(sp)} — {bb}", "",
-                  _img(name.replace("ticket_overlap", "overlap_heatmap"), "ticket overlap"), "",
-                  f"Table: [{name}.md]({name}.md).", ""]
-        streams = t["streams"]
-        L += ["### Sparsity by stream (%)", "",
-              to_markdown(streams.assign(stream_sparsity=100 * streams["stream_sparsity"]).apply(
-                  lambda c: c.map(lambda v: fmt_num(v) if isinstance(v, float) else v))),
-              _img("layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{ctx.backbones[0]}"),
-                   "per-layer sparsity"), ""]
+        links = [f"[overlap at {fmt_sparsity(s)}{' ' + bb if len(ctx.backbones) > 1 else ''}]"
+                 f"({name.replace('ticket_overlap', 'overlap_heatmap')}.png)" for (bb, s, name) in t["overlap_sq"]]
+        layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{ctx.backbones[0]}")
+        L += ["Overlap (Jaccard of kept weights): " + ", ".join(links) + ". Per-layer sparsity: "
+              f"[{layer}.png]({layer}.png); per stream: [layer_sparsity_by_stream.md](layer_sparsity_by_stream.md).", ""]
     else:
         L += ["No ticket files in the store.", ""]
 
@@ -148,6 +202,6 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         if not full.empty:
             L += [_img(f"compare_{method}", f"compare {method}"), ""]
 
-    L += ["## Files", "", "Every table is in `.csv` (numbers), `.md` and `.tex`; every figure in `.png` and `.pdf`. "
-          "`matrix.csv` is the long table of every finished run.", ""]
+    L += ["Files: every table in `.csv` (numbers), `.md` and `.tex`, every figure in `.png` and `.pdf`; `matrix.csv` "
+          "holds every finished run, `claims.md` and `comparisons.md` the verdicts with their details.", ""]
     ctx.add([atomic_write_text(ctx.report_dir / "README.md", "\n".join(L))])

@@ -13,7 +13,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from reports.store import DENSE, TicketView
+from reports.store import DENSE, TicketView, task_facts
+from reports.writers import fmt_num, fmt_sparsity, mean_std
 
 GROUP = ["backbone", "task", "metric", "source", "sparsity"]
 TWO_STREAM = re.compile(r"(^|\.)(r_layers|x_layers)\.")
@@ -57,7 +58,8 @@ def ladder(df: pd.DataFrame, wanted: Iterable[float] = ()) -> list[float]:
 
 
 def nearest(sparsities: list[float], target: float) -> float | None:
-    """The ladder sparsity closest to `target` (ties → the lower one)."""
+    """The ladder sparsity closest to `target` (ties → the lower one). For figures only: the claims
+    never stand one sparsity in for another."""
     if not sparsities:
         return None
     return min(sorted(sparsities), key=lambda s: abs(s - target))
@@ -66,8 +68,21 @@ def nearest(sparsities: list[float], target: float) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # Accuracy versus sparsity
 
+def chance_levels(df: pd.DataFrame) -> dict:
+    """task → chance level: the one the runs recorded (measured on their own data, e.g. toyland's
+    manifest), else the task registry's nominal one, else NaN."""
+    out = {}
+    for (task, metric), g in df.groupby(["task", "metric"], sort=False):
+        recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
+        nominal = task_facts(task, metric).chance
+        out[task] = float(recorded.iloc[0]) if len(recorded) else (np.nan if nominal is None else float(nominal))
+    return out
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense."""
+    """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense and
+    the chance-normalised retention `pct_above_chance` = 100 (mean − chance) / (dense − chance): on
+    a task whose dense model is barely above chance, % of dense is near 100 whatever the ticket."""
     g = df.groupby(GROUP, sort=False)
     out = g.agg(
         n_seeds=("seed", "nunique"),
@@ -81,23 +96,25 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     dense = df[df["source"] == DENSE].groupby(["backbone", "task"])["value"].agg(["mean", "std"])
     dense.columns = ["dense_mean", "dense_std"]
     out = out.merge(dense, left_on=["backbone", "task"], right_index=True, how="left")
+    chance = out["task"].map(chance_levels(df))
+    margin = out["dense_mean"] - chance
+    out["pct_above_chance"] = (100 * (out["mean"] - chance) / margin).where(margin > 0)
     return out
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(long table, display table): rows (backbone, task, source), columns sparsity,
-    cells 'mean ± std (pct% of dense)'."""
+    cells 'mean ± std (% of dense / chance-normalised %)'."""
     s = summarize(df)
     s["_t"] = s["task"].map({t: i for i, t in enumerate(tasks)})
     order = {src: i for i, src in enumerate(source_order(s["source"], tasks))}
     s["_s"] = s["source"].map(order)
     s = s.sort_values(["backbone", "_t", "_s", "sparsity"]).drop(columns=["_t", "_s"]).reset_index(drop=True)
 
-    from reports.writers import fmt_num, fmt_sparsity, mean_std
-
     cells = s.assign(
         col=s["sparsity"].map(fmt_sparsity),
-        cell=[f"{mean_std(m, sd)} ({fmt_num(p)}%)" for m, sd, p in zip(s["mean"], s["std"], s["pct_dense"])],
+        cell=[f"{mean_std(m, sd)} ({fmt_num(p)}% / {fmt_num(c)}%)"
+              for m, sd, p, c in zip(s["mean"], s["std"], s["pct_dense"], s["pct_above_chance"])],
     )
     cols = [fmt_sparsity(x) for x in sorted(set(s["sparsity"]))]
     disp = cells.pivot_table(index=["backbone", "task", "metric", "source"], columns="col", values="cell",
@@ -176,18 +193,20 @@ def matching_sparsity(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99)
 
 
 def matching_display(m: pd.DataFrame) -> pd.DataFrame:
-    from reports.writers import fmt_sparsity
-
+    """The display form; rows with nothing assessed (strict n/a, relaxed none) are dropped — with
+    one seed they were most of the table. The csv keeps every row."""
     def sp(x):
         return "none" if pd.isna(x) else fmt_sparsity(x)
 
-    return pd.DataFrame({
+    disp = pd.DataFrame({
         "backbone": m["backbone"], "task": m["task"], "source": m["source"], "seeds": m["n_seeds"],
         "strict (within 1 std)": [("n/a" if "not assessed" in n or "no dense" in n else sp(x))
                                   for x, n in zip(m["strict_sparsity"], m["note"])],
         "relaxed (≥ 99% dense)": m["relaxed_sparsity"].map(sp),
         "tested": m["sparsities_tested"], "note": m["note"],
     })
+    empty = (disp["strict (within 1 std)"] == "n/a") & (disp["relaxed (≥ 99% dense)"] == "none")
+    return disp[~empty].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------

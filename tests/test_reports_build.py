@@ -13,7 +13,7 @@ from test_reports_synth import config, make_store  # noqa: E402
 
 TABLES = ["accuracy_vs_sparsity", "transfer_matrix_s50", "transfer_matrix_s50_abs", "transfer_matrix_s70",
           "transfer_matrix_s70_abs", "matching_sparsity", "ticket_overlap", "ticket_overlap_s50", "layer_sparsity",
-          "layer_sparsity_by_stream", "dense_vs_chance", "claims", "compare_mine", "compare_mine_summary"]
+          "layer_sparsity_by_stream", "dense_vs_chance", "claims", "comparisons", "compare_mine", "compare_mine_summary"]
 FIGURES = ["accuracy_vs_sparsity", "transfer_heatmap_s50", "transfer_heatmap_s70", "overlap_heatmap_s50",
            "layer_sparsity", "compare_mine"]
 
@@ -44,12 +44,16 @@ def test_readme_has_setup_claims_tables_and_figures(built):
     _, rd = built
     text = (rd / "README.md").read_text()
     for needle in ("backbone: toy-uniter", "seeds: 0, 1", "sparsities: 50%, 70%", "runs: 52 done, 1 failed",
-                   "device: cpu", "not comparable", "## The papers' claims", "IMP above random in 3/4",
+                   "device: cpu", "not comparable", "## Verdicts", "IMP − random: +15.4 points [95% CI",
+                   "60% is not on this run's ladder", "## Paired comparisons",
                    "![accuracy vs sparsity](accuracy_vs_sparsity.png)", "transfer_heatmap_s70.png",
                    "overlap_heatmap_s50.png", "## Comparing `mine`", "better than random (3W/0T/1L"):
         assert needle in text, needle
     for name in FIGURES:  # every embedded figure exists
         assert (rd / f"{name}.png").exists()
+    # The verdicts come first, before the setup and the tables.
+    assert text.index("## Verdicts") < text.index("## Setup") < text.index("## Matching sparsity")
+    assert len(text.splitlines()) < 110
 
 
 def test_rebuild_is_idempotent_and_drops_stale_files(built):
@@ -105,8 +109,10 @@ def test_paper_figures_vl_and_bert(built):
     for name in ("vl_accuracy_vs_sparsity", "vl_claims", "vl_transfer_s70"):
         assert (vl / f"{name}.png").exists() and (vl / f"{name}.pdf").exists()
     pt = pd.read_csv(vl / "vl_pretrain_transfer.csv")
-    assert pt["paper_pct"].tolist() == [98.0, 96.0] and pt["sparsity"].tolist() == [0.5, 0.7]
-    assert pt["pct_dense"].iloc[0] == pytest.approx(99.5)
+    assert pt["paper_pct"].tolist() == [98.0, 96.0]
+    # 60% is not on the ladder: no nearest-neighbour stand-in (50% used to be reported as 60%).
+    assert pt["sparsity"].isna().tolist() == [True, False] and pt["sparsity"].iloc[1] == 0.7
+    assert pt["pct_dense"].iloc[1] == pytest.approx(100 * (57 / 60 + 57 / 62 + 2 * 48 / 50) / 4)
     bert = paper_figures(out, "bert", config=config())
     t2 = pd.read_csv(bert / "bert_table2_this_run.csv").set_index("task")
     assert t2.loc["vqa", "sparsity"] == 0.5 and t2.loc["vqa", "random_minus_dense"] == -20.0

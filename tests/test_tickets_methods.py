@@ -19,7 +19,7 @@ def _pruned(t: Ticket) -> int:
 
 
 def test_registry_names_and_unknown_method():
-    for name in ("imp", "omp", "pretrained_magnitude", "random", "reinit", "shuffle"):
+    for name in ("imp", "omp", "pretrained_magnitude", "random", "random_matched", "reinit", "shuffle"):
         assert name in tickets.methods
     with pytest.raises(TicketbenchError, match="did you mean 'imp'") as e:
         tickets.get_method("ipm")
@@ -132,20 +132,34 @@ def test_omp_and_pretrained_magnitude():
         tickets.methods.get("omp")(ctx, {"scope": "everywhere"})
 
 
-def test_random_global_and_layerwise_matching_base():
+def test_random_is_global_and_random_matched_matches_the_base():
     ctx = toy_context()
     rs = tickets.methods.get("random")(ctx)
     n = sum(t.numel() for t in ctx.theta0.values())
     assert [_pruned(t) for t in rs] == [round(s * n) for s in LADDER]
+    assert [t.metadata["source"] for t in rs] == ["random"] * 4
     again = tickets.methods.get("random")(ctx)
     assert all(a.content_hash == b.content_hash for a, b in zip(rs, again))  # seeded
+    # Global: the per-tensor sparsities vary around the target (a uniform draw over all weights).
+    per = [t.metadata["sparsity"]["per_tensor"] for t in rs][2]
+    assert len(set(round(v, 6) for v in per.values())) > 1 and all(abs(v - 0.7) < 0.2 for v in per.values())
+    lw = tickets.methods.get("random")(ctx, {"scope": "layerwise"})[1]
+    for m in lw.masks.values():
+        assert int((~m).sum()) == round(0.5 * m.numel())
+    with pytest.raises(ConfigError, match="random_matched"):
+        tickets.methods.get("random")(ctx, {"scope": "auto"})
+
     base = tickets.methods.get("imp")(ctx)[2]
     ctx.base_ticket = base
-    (matched,) = tickets.methods.get("random")(ctx)
-    assert matched.metadata["target_sparsity"] == 0.7
+    # The papers' baseline ignores a base ticket (the runner may still pass one): same masks.
+    assert [t.content_hash for t in tickets.methods.get("random")(ctx)] == [t.content_hash for t in rs]
+    (matched,) = tickets.methods.get("random_matched")(ctx)
+    assert matched.metadata["target_sparsity"] == 0.7 and matched.metadata["source"] == "random_matched:toy"
     for k in base.masks:
         assert int((~matched.masks[k]).sum()) == int((~base.masks[k]).sum())
     assert matched.content_hash != base.content_hash
+    with pytest.raises(TicketError, match="needs a base ticket"):
+        tickets.methods.get("random_matched")(toy_context())
 
 
 def test_controls_reinit_and_shuffle():
@@ -166,6 +180,39 @@ def test_controls_reinit_and_shuffle():
     other.base_ticket = base
     with pytest.raises(TicketError, match="different|fingerprint"):
         tickets.methods.get("shuffle")(other)
+
+
+def test_reinit_uses_the_backbones_own_initialiser(tmp_path):
+    """Toy presets train from PyTorch's fan-in Linear init, real ones from BERT's N(0, 0.02): the
+    control re-draws from the same distribution (a handicapped control would flatter tickets)."""
+    ctx = toy_context(source="pretrain")
+    ctx.base_ticket = tickets.methods.get("pretrained_magnitude")(ctx)[0]
+    reinit = tickets.methods.get("reinit")
+
+    def drawn(t):
+        path = tmp_path / f"{t.content_hash}-{t.metadata.get('weights_init')}.safetensors"
+        t.save(path)  # the initialiser travels in the file
+        model = ToyTransformer()
+        return {k: p.detach()[t.masks[k]] for k, p in Ticket.load(path).apply(model)}
+
+    ctx.meta["init"] = "fan_in_uniform"
+    (t,) = reinit(ctx)
+    assert t.metadata["weights_init"] == "fan_in_uniform" and "weights_std" not in t.metadata
+    for k, w in drawn(t).items():
+        bound = 1 / ctx.theta0[k].shape[1] ** 0.5
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound  # U(±1/sqrt(fan_in)), not N(0, 0.02)
+    ctx.meta["init"] = "normal"
+    (t,) = reinit(ctx)
+    assert t.metadata["weights_init"] == "normal" and t.metadata["weights_std"] == 0.02
+    assert all(abs(float(w.std()) - 0.02) < 0.005 for w in drawn(t).values())
+    del ctx.meta["init"]  # without the runner's hint: by preset name
+    ctx.backbone = "uniter-base"
+    assert reinit(ctx)[0].metadata["weights_init"] == "normal"
+    ctx.backbone = "toy-uniter"
+    assert reinit(ctx)[0].metadata["weights_init"] == "fan_in_uniform"
+    assert reinit(ctx, {"init": "normal", "std": 0.05})[0].metadata["weights_std"] == 0.05
+    with pytest.raises(ConfigError, match="init must be"):
+        reinit(ctx, {"init": "xavier"})
 
 
 def _snip_source() -> str:

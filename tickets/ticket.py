@@ -32,12 +32,26 @@ FORMAT = "ticketbench-ticket"
 FORMAT_VERSION = 1
 WEIGHT_TRANSFORMS = ("pretrained", "reinit", "shuffle")
 REINIT_STD = 0.02
+# How `reinit` draws fresh weights (metadata `weights_init`): BERT's N(0, std), or PyTorch's
+# nn.Linear default U(±1/sqrt(fan_in)) — the toy presets' own initialisation (`tiny_init`).
+REINIT_INITS = ("normal", "fan_in_uniform")
 # Fields a valid ticket's metadata always has (the derived ones are recomputed from the masks).
 REQUIRED = (
     "format_version", "backbone", "fingerprint", "source", "method", "hparams", "target_sparsity",
     "sparsity", "pruned", "total", "round", "seed", "weights", "include", "exclude", "ticketbench",
     "order", "shapes", "content_hash",
 )
+
+
+def reinit_tensor(shape, meta: dict, gen: torch.Generator) -> Tensor:
+    """Fresh float32 weights of `shape` drawn as the ticket's metadata records."""
+    init = meta.get("weights_init", "normal")
+    if init == "fan_in_uniform":
+        fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+        bound = 1.0 / math.sqrt(max(fan_in, 1))
+        return torch.empty(shape, dtype=torch.float32).uniform_(-bound, bound, generator=gen)
+    return torch.empty(shape, dtype=torch.float32).normal_(0.0, float(meta.get("weights_std", REINIT_STD)),
+                                                           generator=gen)
 
 
 def _pack(mask: Tensor) -> np.ndarray:
@@ -102,6 +116,7 @@ class Ticket:
         weights: str = "pretrained",
         weights_seed: int | None = None,
         weights_std: float | None = None,
+        weights_init: str | None = None,
         include=(),
         exclude=(),
         model_numel: int | None = None,
@@ -127,6 +142,8 @@ class Ticket:
         }
         if weights_std is not None:
             meta["weights_std"] = float(weights_std)
+        if weights_init is not None:
+            meta["weights_init"] = str(weights_init)
         return cls(masks, meta)
 
     def _refresh(self) -> None:
@@ -280,9 +297,7 @@ class Ticket:
             for name, m in self.masks.items():
                 p = by_name[name]
                 if transform == "reinit":
-                    fresh = torch.empty(p.shape, dtype=torch.float32).normal_(
-                        0.0, float(meta.get("weights_std", REINIT_STD)), generator=gen)
-                    p.copy_(fresh.to(p.dtype))
+                    p.copy_(reinit_tensor(tuple(p.shape), meta, gen).to(p.dtype))
                 elif transform == "shuffle":
                     perm = torch.randperm(p.numel(), generator=gen).to(p.device)
                     p.copy_(p.reshape(-1)[perm].reshape(p.shape))
@@ -379,6 +394,8 @@ def _validate(masks: dict[str, Tensor], meta: dict, where: str) -> None:
         raise TicketError(f"{where}: weights {meta['weights']!r} must be one of {', '.join(WEIGHT_TRANSFORMS)}")
     if meta["weights"] != "pretrained" and not isinstance(meta.get("weights_seed"), int):
         raise TicketError(f"{where}: weights '{meta['weights']}' needs an integer weights_seed")
+    if meta.get("weights_init", "normal") not in REINIT_INITS:
+        raise TicketError(f"{where}: weights_init {meta['weights_init']!r} must be one of {', '.join(REINIT_INITS)}")
 
 
 def _close(a, b) -> bool:
