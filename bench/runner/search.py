@@ -174,7 +174,10 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
             score_fn=make_score_fn(plan, study, job.theta0_dir, search.source.objective),
             rewind_step=cfg.find.rewind_step, base_ticket=base,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
-                  "model_numel": sum(p.numel() for p in backbone.parameters())},
+                  "model_numel": sum(p.numel() for p in backbone.parameters()),
+                  # The backbone's own initialiser, for controls that re-initialise (toy presets train
+                  # from fan-in init, real ones from BERT's N(0, 0.02)).
+                  "init": "fan_in_uniform" if plan.family == "toy" else "normal"},
         )
         tickets += method(ctx, search.hparams_dict)
     for t in tickets:

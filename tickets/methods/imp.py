@@ -18,7 +18,8 @@ MODES = ("ladder", "of_original", "of_remaining")
 class IMPHparams:
     mode: str = hp("ladder", "ladder: prune to each ladder sparsity in turn; of_original / of_remaining: "
                              "prune prune_fraction of the original / remaining weights per round")
-    prune_fraction: float = hp(0.2, "fraction pruned per round in the of_original / of_remaining modes")
+    prune_fraction: float = hp(0.1, "fraction pruned per round in the of_original / of_remaining modes "
+                                    "(the papers prune 10% per round)")
     rounds: int = hp(0, "rounds in the fraction modes (0 = until the highest ladder sparsity is reached)")
 
 
