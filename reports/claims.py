@@ -364,9 +364,39 @@ def check_vilt(df: pd.DataFrame, tasks_by_bb: dict, relaxed: float, noise: pd.Da
     return Claim(claim, paper, run, HOLDS if max(vilt) < min(other) else FAILS)
 
 
+def check_adversarial(df: pd.DataFrame, tasks_by_bb: dict, relaxed: float, noise: pd.DataFrame,
+                      regimes: dict) -> Claim:
+    """Claim (iv): relaxed tickets still exist when tickets are searched and fine-tuned adversarially,
+    and how they compare with the standard plan's at the same sparsities (paired over task, sparsity, seed)."""
+    claim = "LTH remains relevant with adversarial training (tickets found and fine-tuned adversarially)."
+    paper = "VL-LTH: relaxed winning tickets also found with adversarial (VILLA-style) training"
+    adv = [bb for bb, r in regimes.items() if r == "adversarial" and bb in tasks_by_bb]
+    std = [bb for bb, r in regimes.items() if r == "standard" and bb in tasks_by_bb]
+    if not adv:
+        return _untestable(claim, paper, "needs a plan fine-tuned adversarially (finetune.adv_steps > 0) in this "
+                           "report: run it into the same output folder and report with --plans all")
+    results, notes = [], []
+    for bb in adv:
+        c = check_relaxed(df[df["backbone"] == bb], tasks_by_bb[bb], relaxed, noise)
+        results.append(c.verdict)
+        notes.append(f"{bb}: {c.this_run}")
+        for other in std:
+            own = df["source"] == "imp:" + df["task"]
+            a = df[(df["backbone"] == bb) & own]
+            b = df[(df["backbone"] == other) & own].assign(backbone=bb)  # pair on (task, sparsity, seed)
+            p = stats.compare_paired(stats.paired(a, b), noise)
+            notes.append(f"own-task IMP, adversarial − standard ({other}): {p.outcome}, {p.text()}")
+    run = "; ".join(notes)
+    if all(v == HOLDS for v in results):
+        return Claim(claim, paper, run, HOLDS, "the relaxed-ticket claim holds under the adversarial regime")
+    if any(v == FAILS for v in results):
+        return Claim(claim, paper, run, FAILS, "the relaxed-ticket claim fails under the adversarial regime")
+    return _untestable(claim, paper, "the relaxed-ticket check is not testable under the adversarial regime", run)
+
+
 # ---------------------------------------------------------------------------------------------
 
-def vl_claims(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99) -> list[Claim]:
+def vl_claims(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99, regimes: dict | None = None) -> list[Claim]:
     """The VL-LTH claims plus IMP-above-random, per backbone when the store has several; each on
     the tasks whose dense model is clearly above chance."""
     backbones = sorted(set(df["backbone"]))
@@ -393,6 +423,7 @@ def vl_claims(df: pd.DataFrame, tasks: list[str], relaxed: float = 0.99) -> list
             c.claim = tag + c.claim
             claims.append(c)
     claims.append(check_vilt(df, by_bb, relaxed, noise))
+    claims.append(check_adversarial(df, by_bb, relaxed, noise, regimes or {}))
     return claims
 
 
@@ -418,7 +449,7 @@ def all_comparisons(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 def verdict_tables(ctx) -> dict:
     """The report's hook: write `claims` and `comparisons` (csv, md, tex) for a `ReportContext`
     and return {"claims": [Claim], "comparisons": DataFrame} for the README."""
-    claims = vl_claims(ctx.df, ctx.tasks, ctx.config.report.relaxed)
+    claims = vl_claims(ctx.df, ctx.tasks, ctx.config.report.relaxed, ctx.regimes)
     cmp = all_comparisons(ctx.df, ctx.tasks)
     ctx.add(write_table(ctx.report_dir, "claims", claims_frame(claims),
                         caption="The papers' claims: verdict (holds / fails / not testable) and reason."))

@@ -26,6 +26,7 @@ class ReportContext:
     sparsities: list[float]
     written: list[Path] = field(default_factory=list)
     searches: list[str] | None = None  # the plan's ticket folders (None: every ticket in the store)
+    regimes: dict = field(default_factory=dict)  # {backbone label: "adversarial" | "standard"}
     _tickets: list[TicketView] | None = None
 
     @property
@@ -79,10 +80,10 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     out = Path(out_dir)
     if not out.is_dir():
         raise DataError(f"{out}: results directory not found")
-    searches = None
+    searches, regimes = None, {}
     if plan or plans or (out / "plans").is_dir():
         results = load_results(out, plan=plan, plans=plans, write=True)
-        df, searches = results.frame, list(results.searches.values())
+        df, searches, regimes = results.frame, list(results.searches.values()), results.regimes()
         if "plan" in df.columns:
             # Mixed plans stay apart in every table and figure: the plan becomes part of the backbone label.
             df["backbone"] = df["backbone"] + "@" + df["plan"]
@@ -98,7 +99,8 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     report_dir = out / "report" / subdir if subdir else out / "report"
     ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
                         tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
-                        sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches)
+                        sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches,
+                        regimes=regimes)
     return ctx
 
 

@@ -7,7 +7,7 @@ works from the DataFrame `collect_matrix` returns and from the ticket files.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -144,8 +144,21 @@ class Results:
     config: dict
     frame: pd.DataFrame
     searches: dict  # {source: ticket folder name under <out>/tickets/} of the (first) plan
+    configs: dict = field(default_factory=dict)  # {plan hash: effective config} of every plan read
     failed: int = 0
     pending: int = 0
+
+    def regimes(self) -> dict:
+        """{row label: "adversarial" | "standard"} — the label is the backbone, or backbone@plan when
+        plans are mixed — from each plan's fine-tuning settings (claim (iv) compares the two)."""
+        out = {}
+        for plan, cfg in self.configs.items():
+            adv = (cfg.get("finetune") or {}).get("adv_steps") or 0
+            rows = self.frame[self.frame["plan"] == plan] if "plan" in self.frame.columns else self.frame
+            for bb in set(rows["backbone"]):
+                label = f"{bb}@{plan}" if "plan" in self.frame.columns else bb
+                out[label] = "adversarial" if adv else "standard"
+        return out
 
 
 def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] | None = None,
@@ -169,7 +182,8 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
         atomic_write_text(matrix_path(out), frame.to_csv(index=False))
     frame.attrs.update(failed=failed, pending=pending)
     return Results([m["plan"] for m in manifests], manifests[0]["config"], frame,
-                   dict(manifests[0].get("searches") or {}), failed, pending)
+                   dict(manifests[0].get("searches") or {}), {m["plan"]: m["config"] for m in manifests},
+                   failed, pending)
 
 
 def run_facts(out_dir: str | Path) -> dict:

@@ -201,3 +201,19 @@ def test_compare_paired_pairs_by_seed(tmp_path):
     assert stats.compare_paired(d[d["seed"] == 0], stats.seed_noise(df)).outcome == "not testable"
     with pytest.raises(ValueError, match="several rows"):
         stats.paired(df[df["method"] == "imp"], rnd)
+
+
+def test_claim_iv_needs_an_adversarial_plan_and_reads_its_relaxed_tickets(tmp_path):
+    """Claim (iv) is not testable without an adversarial plan; with one it is the relaxed-ticket verdict
+    under that regime, with the paired difference against the standard plan beside it."""
+    from reports import stats
+    from reports.claims import check_adversarial
+
+    df = build(tmp_path, separated)
+    bb = df["backbone"].iloc[0]
+    none = check_adversarial(df, {bb: TASKS}, 0.99, stats.seed_noise(df), {bb: "standard"})
+    assert none.verdict == "not testable" and "adv_steps" in none.reason
+    both = pd.concat([df, df.assign(backbone=bb + "@adv")], ignore_index=True)
+    c = check_adversarial(both, {bb: TASKS, bb + "@adv": TASKS}, 0.99, stats.seed_noise(both),
+                          {bb: "standard", bb + "@adv": "adversarial"})
+    assert c.verdict == "holds" and "adversarial − standard" in c.this_run and "tie" in c.this_run
