@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import Config
+from bench.core.io import safe_name
 from reports import plots
 from reports.claims import dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
@@ -122,8 +123,6 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
     (missing tasks, sparsities, dense runs, seeds or tickets) gives a partial report whose README
     lists what is missing. Returns the report directory.
     """
-    from bench.core.io import safe_name
-
     if compare:
         safe_name(compare, "method")
     ctx = load_context(out_dir, config, plan=plan, plans=plans)

@@ -24,7 +24,8 @@ import zipfile
 
 import numpy as np
 
-from bench.data.toyland.scene import Scene
+from bench.data.toyland.render import render
+from bench.data.toyland.scene import Scene, sample_scene
 
 FEATURE_NAMES = (
     # box geometry (normalised by image width / height)
@@ -100,9 +101,6 @@ def extract(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def calibration() -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of raw features over a fixed set of scenes (float64 [FEAT_DIM] each)."""
-    from bench.data.toyland.render import render
-    from bench.data.toyland.scene import sample_scene
-
     rng = np.random.default_rng(CALIBRATION_SEED)
     feats = []
     for k in range(CALIBRATION_IMAGES):

@@ -18,6 +18,7 @@ from bench.data.toyland import captions, gqa, nlvr2, refcoco_plus, snli_ve, vcr,
 from bench.data.toyland.features import FEAT_DIM, FEATURE_NAMES
 from bench.data.toyland.scene import IMAGE_SIZE, sample_scene
 from bench.data.toyland.writer import WorldWriter
+from bench.tasks.metrics import vqa_score
 
 VERSION = 2  # 2: standardised region features (features.calibration)
 
@@ -66,8 +67,6 @@ def _prior_accuracy(train: list[tuple[str, str]], test: list[tuple[str, str]], f
         if key in fixed:
             return fixed[key]
         if isinstance(ans, list):  # VQA: the official soft score against the 10 human answers
-            from bench.tasks.metrics import vqa_score
-
             return vqa_score(best.get(key, ""), ans)
         return float(best.get(key) == ans)
 
