@@ -36,6 +36,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def place(module: nn.Module, device: torch.device) -> nn.Module:
+    """Move `module` to `device` unless every parameter and buffer is there already (then it is left
+    alone: `nn.Module.to` re-wraps fake-tensor parameters, which the device tests use)."""
+    if any(t.device != device for t in (*module.parameters(), *module.buffers())):
+        module.to(device)
+    return module
+
+
 @dataclass
 class Encoding:
     """Output of `Backbone.encode`.

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.base import Backbone, RegionBatch
+from bench.backbones.base import Backbone, RegionBatch, place
 from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
 from bench.backbones.task_model import fetch_images
 from bench.core.errors import ConfigError
@@ -64,7 +64,7 @@ class PretrainModel(nn.Module):
         self.heads = nn.ModuleDict({"mlm": MLMHead(backbone.word_embeddings(), h), "itm": ScoreHead(h)})
         if backbone.image_input == "regions":
             self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
-        self.to(backbone.device)
+        place(self, backbone.device)
 
     def available(self) -> tuple[str, ...]:
         """Objectives this backbone supports (MRM needs region features)."""

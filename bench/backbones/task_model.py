@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.base import Backbone, Encoding
+from bench.backbones.base import Backbone, Encoding, place
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
 from bench.core.errors import ConfigError, DataError
 
@@ -76,7 +76,7 @@ class TaskModel(nn.Module):
             self.head = ScoreHead(h, mlp=True)
         else:
             raise ConfigError(f"task '{spec.name}': head '{self.kind}' is not a fine-tuning head (use PretrainModel)")
-        self.head.to(backbone.device)
+        place(self.head, backbone.device)
 
     # ---- forward passes --------------------------------------------------------------------
     def _encode(self, texts: Sequence[str], images: Sequence[Any]) -> Encoding:
@@ -122,13 +122,14 @@ class TaskModel(nn.Module):
                 return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / len(examples)
             return F.cross_entropy(logits.float(), self._label_ids(examples, logits.device))
         if self.kind == "region":
-            logits, mask = self._region_logits(examples, store)
-            target = torch.tensor([int(ex.target) for ex in examples], device=logits.device)
-            counts = mask.sum(1)
-            bad = [ex.uid for ex, t, c in zip(examples, target.tolist(), counts.tolist()) if not 0 <= t < c]
+            # Checked on the host from the store's region counts (no device read per step).
+            targets = [int(ex.target) for ex in examples]
+            counts = [len(img.features) for img in fetch_images(store, [ex.image_ids[0] for ex in examples])]
+            bad = [ex.uid for ex, t, c in zip(examples, targets, counts) if not 0 <= t < c]
             if bad:
                 raise DataError(f"example {bad[0]}: target region index outside the image's regions")
-            return F.cross_entropy(logits.float(), target)
+            logits, _ = self._region_logits(examples, store)
+            return F.cross_entropy(logits.float(), torch.tensor(targets, device=logits.device))
         if self.kind == "choice":
             scores = self._candidate_scores(examples, store).float()
             k = scores.shape[1] // 2

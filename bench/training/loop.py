@@ -1,9 +1,11 @@
-"""The training loop on `accelerate`: AdamW, linear warm-up then decay to 0 within each call (so each
-IMP round gets its own full schedule), gradient clipping and accumulation, bf16 autocast on CUDA,
-ticket masks enforced on the gradients, and divergence reported as a failed run."""
+"""The training loop: AdamW, linear warm-up then decay to 0 within each call (so each IMP round gets
+its own full schedule), gradient clipping and accumulation, bf16 autocast and TF32 on CUDA (plain
+`torch.autocast`, the device index honoured), ticket masks enforced on the gradients, and
+divergence reported as a failed run."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from bench.backbones.base import place
 from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
@@ -42,18 +45,32 @@ def _param_groups(model: nn.Module, s: TrainSettings, head_prefixes: Sequence[st
     ]
 
 
-_ACCELERATORS: dict = {}
+def resolve_device(device: torch.device | str) -> torch.device:
+    """A concrete device: 'cuda' gets the current CUDA device's index (so 'cuda:1' stays cuda:1)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
-def accelerator_for(device: torch.device, bf16: bool):
-    """One `accelerate.Accelerator` per (device, precision) in a process (its state is a singleton)."""
-    from accelerate import Accelerator
+def use_tf32(device: torch.device) -> None:
+    """TF32 tensor cores for the fp32 matmuls and convolutions on CUDA (bf16 autocast covers the rest)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
-    mixed = "bf16" if device.type == "cuda" and bf16 else "no"
-    key = (device.type, mixed)
-    if key not in _ACCELERATORS:
-        _ACCELERATORS[key] = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed)
-    return _ACCELERATORS[key]
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on CUDA when asked, a no-op context elsewhere (torch.autocast directly: one
+    accelerate Accelerator per process could not serve two precisions)."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _host(values: list[torch.Tensor]) -> list[float]:
+    """Device scalars to Python floats: the loop's only host synchronisation, once per log window."""
+    return torch.stack([v.float() for v in values]).tolist() if values else []
 
 
 def train(
@@ -67,23 +84,26 @@ def train(
     head_prefixes: Sequence[str] = ("head.",),
     snapshot_step: int = 0,
     snapshot_fn: Callable[[], dict] | None = None,
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: Callable[[int, int, float | None], None] | None = None,
     log_every: int = 10,
 ) -> TrainLog:
     """Train `model` in place for `settings.steps` optimizer steps on batches of `examples`.
 
     `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). With an `enforcer`
-    (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before every step, so pruned
-    weights and their AdamW state stay exactly zero. Raises RunFailed on a non-finite loss.
+    (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before clipping and every
+    step, so pruned weights and their AdamW state stay exactly zero. Losses stay on the device and
+    are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
+    at the end of its window, naming its step. `on_step(step, steps, loss)` gets the loss on
+    logged steps and None between them.
     """
     from transformers import get_linear_schedule_with_warmup
 
-    device = torch.device(device)
+    device = resolve_device(device)
+    use_tf32(device)
     if settings.adv_steps:
         loss_fn = adversarial_loss_fn(model, loss_fn, settings.adv_steps, settings.adv_epsilon, settings.adv_step_size)
     torch.manual_seed(settings.seed)
-    accelerator = accelerator_for(device, settings.bf16)
-    model.to(accelerator.device).train()
+    place(model, device).train()
     opt = torch.optim.AdamW(_param_groups(model, settings, head_prefixes), lr=settings.lr,
                             betas=tuple(settings.betas), foreach=True)  # CPU default is the slower per-tensor loop
     warm = int(round(settings.warmup * settings.steps))
@@ -94,25 +114,30 @@ def train(
     t0 = time.perf_counter()
     if snapshot_step == 0 and snapshot_fn is not None:
         log.snapshot = snapshot_fn()
-    # Per-part sums over the logging window: with one sampled objective per batch (pre-training),
-    # a single step's parts would name only one of them.
-    window: dict[str, list[float]] = {}
+    # The window's per-step totals and per-part sums (with one sampled objective per batch, a single
+    # step's parts would name only one objective), as device tensors until the window is logged.
+    totals: list[torch.Tensor] = []
+    window: dict[str, list] = {}
     for step in range(1, settings.steps + 1):
-        total = 0.0
-        parts: dict[str, float] = {}
+        total: torch.Tensor | float = 0.0
+        parts: dict[str, torch.Tensor] = {}
         for _ in range(settings.grad_accum):
-            with accelerator.autocast():
+            with autocast(device, settings.bf16):
                 out = loss_fn(next(batches))
             if isinstance(out, dict):
-                parts = {k: parts.get(k, 0.0) + float(v.detach()) for k, v in out.items()}
+                for k, v in out.items():
+                    parts[k] = parts.get(k, 0.0) + v.detach().float()
                 loss = sum(out.values())
             else:
                 loss = out
             loss = loss / settings.grad_accum
-            if not torch.isfinite(loss):
-                raise RunFailed(f"non-finite loss ({loss.item()}) at step {step}")
-            accelerator.backward(loss)
-            total += float(loss.detach())
+            loss.backward()
+            total = total + loss.detach().float()
+        totals.append(total)
+        for k, v in parts.items():
+            acc = window.setdefault(k, [0.0, 0])
+            acc[0] = acc[0] + v / settings.grad_accum
+            acc[1] += 1
         if enforcer is not None:
             enforcer.mask_grads()
         if settings.grad_clip > 0:
@@ -122,18 +147,19 @@ def train(
         opt.zero_grad(set_to_none=True)
         if step == snapshot_step and snapshot_fn is not None:
             log.snapshot = snapshot_fn()
-        for k, v in parts.items():
-            acc = window.setdefault(k, [0.0, 0])
-            acc[0] += v / settings.grad_accum
-            acc[1] += 1
+        logged = None
         if step % log_every == 0 or step == settings.steps:
-            entry = {"step": step, "loss": round(total, 6), "lr": sched.get_last_lr()[0]}
-            entry.update({k: round(v / n, 6) for k, (v, n) in sorted(window.items())})
+            names = sorted(window)
+            values = _host(totals + [window[k][0] for k in names])
+            for i, v in enumerate(values[:len(totals)]):
+                if not math.isfinite(v):
+                    raise RunFailed(f"non-finite loss ({v}) at step {step - len(totals) + 1 + i}")
+            logged = values[len(totals) - 1]
+            entry = {"step": step, "loss": round(logged, 6), "lr": sched.get_last_lr()[0]}
+            entry.update({k: round(v / window[k][1], 6) for k, v in zip(names, values[len(totals):])})
             log.history.append(entry)
-            window = {}
+            totals, window = [], {}
         if on_step is not None:
-            on_step(step, settings.steps, total)
+            on_step(step, settings.steps, logged)
     log.seconds = time.perf_counter() - t0
-    if not math.isfinite(total):
-        raise RunFailed("non-finite loss at the end of training")
     return log
