@@ -65,6 +65,9 @@ class SearchContext:
     base_ticket: Optional[Ticket] = None
     meta: dict = field(default_factory=dict)
     score_fn: Optional[ScoreFn] = None
+    # A TicketStore (or None): methods with long searches store tickets as they find them and resume
+    # from the stored ones (IMP stores each round when it ends).
+    store: Optional[Any] = None
 
     def make_ticket(self, masks: dict, *, method: str, hparams: Any, target_sparsity: float,
                     source: str | None = None, **kw) -> Ticket:

@@ -5,6 +5,12 @@ File format (one `.safetensors`, no pickle): one uint8 tensor per mask holding
 metadata {"format": "ticketbench-ticket", "format_version": "1", "ticket": <JSON metadata>}.
 Loading validates the format version, tensor set and sizes, padding bits, the content hash and
 every stored sparsity against the masks.
+
+Late rewinding (IMP with rewind step k > 0): the ticket also names the weights its kept entries
+start from, θk of the prunable tensors, stored beside it as `rewind-<hash>.safetensors` (one file
+per search: every round rewinds to the same θk) and recorded in the metadata as
+`rewind: {file, hash, step}`. The content hash then covers that hash too, so a run's id changes
+with the starting weights; `Ticket.apply` loads and verifies the file and starts from m ⊙ θk.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +65,31 @@ def _pack(mask: Tensor) -> np.ndarray:
     return np.packbits(mask.detach().to("cpu", torch.bool).reshape(-1).numpy())
 
 
-def masks_content_hash(masks: dict[str, Tensor]) -> str:
-    """sha256 over (name, shape, packed bits) of every mask, in order (16 hex digits)."""
+def masks_content_hash(masks: dict[str, Tensor], rewind_hash: str | None = None) -> str:
+    """sha256 over (name, shape, packed bits) of every mask, in order (16 hex digits); with late
+    rewinding, also over the rewind weights' hash (a ticket without one keeps its old hash)."""
     h = hashlib.sha256()
     for name, m in masks.items():
         h.update(json.dumps([name, list(m.shape)]).encode())
         h.update(_pack(m).tobytes())
+    if rewind_hash:
+        h.update(f"rewind:{rewind_hash}".encode())
     return h.hexdigest()[:16]
+
+
+def weights_hash(weights: dict[str, Tensor]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, in name order (16 hex digits)."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        t = weights[name].detach().to("cpu").contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _rewind_hash(meta: dict) -> str | None:
+    r = meta.get("rewind")
+    return r.get("hash") if isinstance(r, dict) else None
 
 
 def _sparsity_stats(masks: dict[str, Tensor]) -> tuple[int, int, dict[str, float]]:
@@ -93,9 +118,14 @@ class Ticket:
 
     masks: dict[str, Tensor]
     metadata: dict = field(default_factory=dict)
+    # Late rewinding: θk of the prunable tensors, in memory until saved beside the ticket file.
+    rewind_weights: dict[str, Tensor] | None = field(default=None, repr=False, compare=False)
+    path: Path | None = field(default=None, repr=False, compare=False)  # the file it was loaded from
 
     def __post_init__(self):
         self.masks = _check_masks(self.masks)
+        if self.rewind_weights is not None:
+            self.rewind_weights = self._check_rewind(self.rewind_weights)
         self._refresh()
 
     # -- construction -------------------------------------------------------------------------
@@ -121,8 +151,13 @@ class Ticket:
         exclude=(),
         model_numel: int | None = None,
         extra: dict | None = None,
+        rewind_weights: dict[str, Tensor] | None = None,
+        rewind_step: int = 0,
     ) -> "Ticket":
-        """A ticket with complete metadata (the derived fields are computed from the masks)."""
+        """A ticket with complete metadata (the derived fields are computed from the masks).
+
+        `rewind_weights` (late rewinding): the prunable weights at step `rewind_step` of the first
+        round's training, which the kept weights start from instead of θ0."""
         meta = {
             "backbone": backbone,
             "fingerprint": fingerprint,
@@ -144,7 +179,16 @@ class Ticket:
             meta["weights_std"] = float(weights_std)
         if weights_init is not None:
             meta["weights_init"] = str(weights_init)
-        return cls(masks, meta)
+        if rewind_weights is not None:
+            meta["rewind"] = {"step": int(rewind_step)}
+        return cls(masks, meta, rewind_weights=rewind_weights)
+
+    def _check_rewind(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        bad = [n for n, m in self.masks.items() if n not in weights or tuple(weights[n].shape) != tuple(m.shape)]
+        if bad or set(weights) != set(self.masks):
+            name = bad[0] if bad else sorted(set(weights) - set(self.masks))[0]
+            raise TicketError(f"rewind weights: '{name}' does not match the ticket's masks (names and shapes)")
+        return {n: weights[n].detach().to("cpu").clone() for n in self.masks}
 
     def _refresh(self) -> None:
         """Recompute the fields derived from the masks so metadata never disagrees with them."""
@@ -162,8 +206,11 @@ class Ticket:
             },
             order=list(self.masks),
             shapes={n: list(m.shape) for n, m in self.masks.items()},
-            content_hash=masks_content_hash(self.masks),
         )
+        if self.rewind_weights is not None:
+            h = weights_hash(self.rewind_weights)
+            meta["rewind"] = {**(meta.get("rewind") or {}), "hash": h, "file": f"rewind-{h}.safetensors"}
+        meta["content_hash"] = masks_content_hash(self.masks, _rewind_hash(meta))
         meta.setdefault("ticketbench", __version__)  # the version that found it, kept on load
         meta.setdefault("weights", "pretrained")
         meta.setdefault("include", [])
@@ -223,8 +270,45 @@ class Ticket:
         return save(tensors, metadata=header)
 
     def save(self, path) -> Path:
-        """Write the ticket atomically to `path` (a .safetensors file)."""
-        return atomic_write_bytes(path, self.to_bytes())
+        """Write the ticket atomically to `path` (a .safetensors file), and its rewind weights
+        beside it first (content-addressed: rounds sharing θk share one file)."""
+        path = Path(path)
+        data = self.to_bytes()
+        if self.rewind_weights is not None:
+            from safetensors.torch import save
+
+            target = path.parent / self.metadata["rewind"]["file"]
+            if not target.exists():
+                atomic_write_bytes(target, save({n: t.contiguous() for n, t in self.rewind_weights.items()}))
+        out = atomic_write_bytes(path, data)
+        self.path = out
+        return out
+
+    def starting_weights(self) -> dict[str, Tensor] | None:
+        """The weights the kept entries start from when they are not θ0's: the late-rewinding θk
+        (read from beside the ticket file and checked against the recorded hash), else None."""
+        ref = self.metadata.get("rewind")
+        if not isinstance(ref, dict):
+            return None
+        if self.rewind_weights is None:
+            if self.path is None:
+                raise TicketError("ticket names rewind weights but was not loaded from a file (no rewind file to read)")
+            h = str(ref.get("hash", ""))
+            if not re.fullmatch(r"[0-9a-f]{16}", h):  # the file name is derived from it: no paths from metadata
+                raise TicketError(f"{self.path}: invalid rewind hash {h!r}")
+            file = Path(self.path).parent / f"rewind-{h}.safetensors"
+            if not file.is_file():
+                raise TicketError(f"{self.path}: rewind weights {file.name} not found beside the ticket")
+            from safetensors.torch import load_file
+
+            try:
+                weights = load_file(str(file))
+            except Exception as e:  # safetensors raises its own error types
+                raise TicketError(f"{file}: corrupt rewind weights ({type(e).__name__})") from None
+            if weights_hash(weights) != ref.get("hash"):
+                raise TicketError(f"{file}: rewind weights do not match the hash {ref.get('hash')} the ticket records")
+            self.rewind_weights = self._check_rewind(weights)
+        return self.rewind_weights
 
     @classmethod
     def load(cls, path) -> "Ticket":
@@ -236,7 +320,9 @@ class Ticket:
             raise TicketError(f"{path}: ticket file not found") from None
         except OSError as e:
             raise TicketError(f"{path}: cannot read ticket: {e.strerror}") from None
-        return cls.from_bytes(data, str(path))
+        ticket = cls.from_bytes(data, str(path))
+        ticket.path = path
+        return ticket
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "<bytes>") -> "Ticket":
@@ -272,8 +358,8 @@ class Ticket:
 
     # -- applying -------------------------------------------------------------------------------
     def apply(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-        """Check the fingerprint, transform the weights as recorded (pretrained/reinit/shuffle),
-        zero the pruned weights in place and return the ticket's `[(name, parameter)]`
+        """Check the fingerprint, start from the rewind weights when the ticket has them, transform
+        the weights as recorded (pretrained/reinit/shuffle), zero the pruned weights in place and return the ticket's `[(name, parameter)]`
         (pass them with `self.masks` to `MaskEnforcer` to keep them pruned while training)."""
         meta = self.metadata
         params = select_prunable(model, meta.get("include", ()), meta.get("exclude", ()))
@@ -293,9 +379,12 @@ class Ticket:
                 raise TicketError(f"mask '{name}': shape {tuple(m.shape)} does not match parameter shape {tuple(p.shape)}")
         transform = meta.get("weights", "pretrained")
         gen = torch.Generator().manual_seed(int(meta.get("weights_seed") or 0))
+        start = self.starting_weights()
         with torch.no_grad():
             for name, m in self.masks.items():
                 p = by_name[name]
+                if start is not None:  # late rewinding: the kept weights start from θk
+                    p.copy_(start[name].to(device=p.device, dtype=p.dtype))
                 if transform == "reinit":
                     p.copy_(reinit_tensor(tuple(p.shape), meta, gen).to(p.dtype))
                 elif transform == "shuffle":
@@ -371,7 +460,7 @@ def _unpack_all(packed: dict[str, Tensor], meta: dict, where: str) -> dict[str, 
 
 
 def _validate(masks: dict[str, Tensor], meta: dict, where: str) -> None:
-    found_hash = masks_content_hash(masks)
+    found_hash = masks_content_hash(masks, _rewind_hash(meta))
     if found_hash != meta["content_hash"]:
         raise TicketError(f"{where}: mask content hash {found_hash} does not match stored {meta['content_hash']}")
     pruned, total, per = _sparsity_stats(masks)

@@ -172,7 +172,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
             train=train_fn or no_training, source=search.source.task, sparsities=group, seed=plan.search_seed,
             score_fn=make_score_fn(plan, study, job.theta0_dir, search.source.objective),
-            rewind_step=cfg.find.rewind_step, base_ticket=base,
+            rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
                   # The backbone's own initialiser, for controls that re-initialise (toy presets train

@@ -8,29 +8,34 @@ import torch
 
 from bench.tasks.base import Example, TaskSpec
 from bench.training.batching import eval_batches
+from bench.training.loop import autocast, use_tf32
 
 
 @torch.no_grad()
-def evaluate_task(model, spec: TaskSpec, examples: list[Example], store, batch_size: int = 64):
+def evaluate_task(model, spec: TaskSpec, examples: list[Example], store, batch_size: int = 64, bf16: bool = True):
     """Predict every example and score with the task's official metric.
 
     Returns (metrics, predictions, seconds). Retrieval (head 'itm') scores every text against every
-    image of the split in batches; other heads predict example by example.
+    image of the split in batches; other heads predict example by example. On CUDA the forward
+    passes run under bf16 autocast (`bf16`, as training) with TF32 for what stays in fp32.
     """
     t0 = time.perf_counter()
+    device = next(model.parameters()).device
+    use_tf32(device)
     model.eval()
     try:
-        if spec.head == "itm":
-            image_ids = sorted({ex.image_ids[0] for ex in examples})
-            texts = [ex.texts[0] for ex in examples]
-            scores = model.score(texts, image_ids, store, batch_size=batch_size)
-            predictions = {"scores": scores.float().cpu(), "text_uids": [ex.uid for ex in examples],
-                           "image_ids": image_ids}
-        else:
-            predictions = {}
-            for batch in eval_batches(examples, batch_size):
-                predictions.update(model.predict(batch, store))
-        metrics = spec.evaluate(examples, predictions)
+        with autocast(device, bf16):
+            if spec.head == "itm":
+                image_ids = sorted({ex.image_ids[0] for ex in examples})
+                texts = [ex.texts[0] for ex in examples]
+                scores = model.score(texts, image_ids, store, batch_size=batch_size)
+                predictions = {"scores": scores.float().cpu(), "text_uids": [ex.uid for ex in examples],
+                               "image_ids": image_ids}
+            else:
+                predictions = {}
+                for batch in eval_batches(examples, batch_size):
+                    predictions.update(model.predict(batch, store))
+            metrics = spec.evaluate(examples, predictions)
     finally:
         model.train()
     return metrics, predictions, time.perf_counter() - t0

@@ -10,6 +10,7 @@ from tickets.magnitude import global_magnitude_masks
 from tickets.methods.common import ladder
 from tickets.registry import register_method
 from tickets.search import SearchContext, copy_weights, ones_masks
+from tickets.ticket import Ticket
 
 MODES = ("ladder", "of_original", "of_remaining")
 
@@ -49,26 +50,68 @@ def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
 
 @register_method("imp", IMPHparams, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)), citation="Frankle & Carbin 2019; Chen et al. 2020 (IMP, rewinding to θ0)")
 def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
-    """Fine-tune → prune globally → rewind the survivors → repeat; one ticket per round."""
+    """Fine-tune → prune globally → rewind the survivors → repeat; one ticket per round.
+
+    Rewinding goes to θ0, or with `ctx.rewind_step` k > 0 to θk, the prunable weights at step k of
+    the first round (late rewinding); every ticket then carries θk (`Ticket.rewind_weights`), so
+    fine-tuning it starts from m ⊙ θk. With `ctx.store`, each round's ticket is stored as soon as
+    the round ends and a search started again resumes after the last stored round (a round's
+    ticket holds everything the next round needs: its masks and, for late rewinding, θk).
+    """
     targets = imp_schedule(hparams, ladder(ctx, "imp"))
+    late = ctx.rewind_step > 0
     # A private deep copy: the runner's θ0 tensors may be live parameters that training mutates.
     theta0 = copy_weights(ctx.theta0)
     rewind_point = theta0
     masks = ones_masks(theta0)
     tickets = []
     for r, target in enumerate(targets, 1):
+        stored = _stored_round(ctx, hparams, r, target) if len(tickets) == r - 1 else None
+        if stored is not None:
+            masks = {n: m.clone() for n, m in stored.masks.items()}
+            if late:
+                rewind_point = copy_weights(_check_weights(stored.starting_weights(), theta0))
+            tickets.append(stored)
+            continue
         result = ctx.train(copy_weights(rewind_point), {n: m.clone() for n, m in masks.items()})
         trained = _check_weights(result.weights, theta0)
-        if r == 1 and ctx.rewind_step > 0:
+        if r == 1 and late:
             if result.rewind is None:
                 raise TicketError(f"late rewinding to step {ctx.rewind_step} needs train() to return the step's weights")
             rewind_point = copy_weights(_check_weights(result.rewind, theta0))
         masks = global_magnitude_masks(trained, target, current=masks)
-        tickets.append(ctx.make_ticket(
+        ticket = ctx.make_ticket(
             masks, method="imp", hparams=hparams, target_sparsity=target, round=r,
             extra={"rewind_step": ctx.rewind_step, "train_metrics": dict(result.metrics)},
-        ))
+            rewind_weights=rewind_point if late else None, rewind_step=ctx.rewind_step,
+        )
+        if ctx.store is not None:
+            ctx.store.put(ticket)  # before the next round: a pre-empted search keeps this one
+        tickets.append(ticket)
     return tickets
+
+
+def _stored_round(ctx: SearchContext, hparams: IMPHparams, r: int, target: float):
+    """Round r's ticket from `ctx.store` when it was found by this very search, else None."""
+    import dataclasses
+
+    if ctx.store is None:
+        return None
+    path = ctx.store.path(f"imp:{ctx.source}", target)
+    if not path.exists():
+        return None
+    try:
+        t = Ticket.load(path)
+        start = t.starting_weights() if ctx.rewind_step > 0 else None
+    except TicketError:
+        return None  # unreadable or incomplete: the round is found again and the file replaced
+    m = t.metadata
+    same = (m["method"] == "imp" and m["round"] == r and abs(m["target_sparsity"] - target) < 1e-9
+            and t.fingerprint == ctx.fingerprint and m["seed"] == ctx.seed
+            and m["hparams"] == dataclasses.asdict(hparams)
+            and (m.get("extra") or {}).get("rewind_step", 0) == ctx.rewind_step
+            and (start is not None) == (ctx.rewind_step > 0))
+    return t if same else None
 
 
 def _check_weights(weights: dict, theta0: dict) -> dict:
