@@ -59,10 +59,19 @@ def official_uniter_state(vocab: int, old_layer_norm_names: bool = False) -> dic
         lin(f"{p}.output.dense", H, INTER)
         ln(f"{p}.output.LayerNorm")
     lin("uniter.pooler.dense", H, H)
-    # pre-training heads of UniterForPretraining: not backbone weights
+    # pre-training heads of UniterForPretraining: not backbone weights (pretrained_heads.py maps them)
+    lin("cls.predictions.transform.dense", H, H)
+    ln("cls.predictions.transform.LayerNorm")
     t["cls.predictions.bias"] = torch.randn(vocab)
+    t["cls.predictions.decoder.weight"] = t[f"{e}.word_embeddings.weight"]  # tied
     lin("itm_output", 2, H)
     lin("feat_regress.net.0", H, H)
+    ln("feat_regress.net.2")
+    t["feat_regress.weight"] = t[f"{i}.img_linear.weight"]  # tied to the image embedder, [H, FEAT]
+    t["feat_regress.bias"] = torch.randn(FEAT)
+    lin("region_classifier.net.0", H, H)
+    ln("region_classifier.net.2")
+    lin("region_classifier.net.3", 1601, H)
     return dict(t)
 
 

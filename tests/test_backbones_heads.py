@@ -232,3 +232,27 @@ def test_sampled_loss_draws_one_objective_per_batch_by_ratio(vocab):
         m.sampled_loss(exs, store, {"mlmm": 1.0})
     with pytest.raises(ConfigError, match="no objective with a positive weight"):
         vilt.sampled_loss(exs, PixelStore(), {"mrm": 1.0})
+
+
+def test_itm_margin_ranking_loss_with_hard_negatives(vocab):
+    """UNITER's retrieval loss: hinge on the hardest negative image of each text and the hardest
+    negative text of each image; the default for the real families, BCE for toy and MiniLM."""
+    store = RegionStore()
+    bb = backbone("toy-uniter", vocab)
+    assert TaskModel(bb, spec("itm")).itm_loss == "bce"
+    bb.family = "uniter"
+    m = TaskModel(bb, spec("itm"), hard_pool=8, margin=0.2)
+    assert m.itm_loss == "margin"
+    exs = [Example(str(i), (f"img{i % 3}",), (TEXTS[i],)) for i in range(4)]
+    torch.manual_seed(0)
+    loss = m.loss(exs, store)
+    loss.backward()
+    with torch.no_grad():
+        m.eval()
+        s = m.score(TEXTS[:4], ["img0", "img1", "img2"], store)  # [text, image]
+    img = [i % 3 for i in range(4)]
+    pos = torch.stack([s[t, img[t]] for t in range(4)])
+    neg_img = torch.stack([max(s[t, j] for j in range(3) if j != img[t]) for t in range(4)])
+    neg_txt = torch.stack([max(s[c, img[i]] for c in range(4) if img[c] != img[i]) for i in range(4)])
+    expected = (torch.relu(0.2 + neg_img - pos).mean() + torch.relu(0.2 + neg_txt - pos).mean()) / 2
+    assert torch.allclose(loss.detach(), expected, atol=1e-5)

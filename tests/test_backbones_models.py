@@ -186,6 +186,22 @@ def test_long_text_is_truncated_with_a_warning(vocab):
         build("toy-uniter", vocab, max_text_len=100)
 
 
+def test_finetune_max_text_len_is_applied_at_tokenisation(vocab):
+    """`finetune.max_text_len` (the runner calls set_max_text_len): longer texts are cut to it,
+    capped by the position table; a cached tokenisation of the old length is not reused."""
+    bb = build("toy-uniter", vocab)  # preset: 40
+    long_text = " ".join(["red cube"] * 40)
+    with pytest.warns(UserWarning):
+        assert bb.tokenize([long_text])[0].shape == (1, 40)
+    with pytest.warns(UserWarning, match="max_text_len=12"):
+        assert bb.set_max_text_len(12).tokenize([long_text])[0].shape == (1, 12)
+    assert bb.tokenize([TEXTS[0]])[0].shape[1] < 12  # short texts are not padded to the cap
+    with pytest.warns(UserWarning):
+        assert bb.set_max_text_len(220).tokenize([long_text])[0].shape == (1, 64)  # the position table
+    with pytest.raises(ConfigError, match="at least 2"):
+        bb.set_max_text_len(1)
+
+
 def test_unknown_preset_suggests_the_closest():
     with pytest.raises(TicketbenchError, match=r"unknown backbone preset 'toy-unitr' \(did you mean 'toy-uniter'\?\)") as e:
         create_backbone("toy-unitr")

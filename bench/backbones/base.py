@@ -177,6 +177,9 @@ class Backbone(nn.Module):
         self.config = dict(config)
         self.tokenizer = tokenizer
         self.max_text_len = int(config["max_text_len"])
+        # MLM/ITM/MRM head weights of the checkpoint this backbone was loaded from, in PretrainModel's
+        # names (see pretrained_heads.py); saved beside the weights so θ0 keeps them.
+        self.pretrained_heads: dict[str, torch.Tensor] = {}
         self._token_cache: dict[str, list[int]] = {}
         self._warned_truncation = False
 
@@ -204,6 +207,20 @@ class Backbone(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def set_max_text_len(self, n: int) -> "Backbone":
+        """Keep at most `n` text tokens from now on (`finetune.max_text_len`), capped by the position
+        table (ViLT has 40 text positions). Shorter texts are unaffected: batches pad to their longest
+        text, so one generous cap (UNITER's 220 for VCR rationales) costs the short-text tasks nothing."""
+        n = int(n)
+        if n < 2:
+            raise ConfigError(f"max_text_len must be at least 2 ([CLS] and [SEP]), found {n}")
+        n = min(n, int(self.config.get("max_position", n)))
+        if n != self.max_text_len:
+            self.max_text_len = n
+            self._token_cache.clear()
+            self._warned_truncation = False
+        return self
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids [B, Lt] (with [CLS] ... [SEP], padded) and bool mask, on the backbone's device.
@@ -269,7 +286,8 @@ class Backbone(nn.Module):
         return fingerprint_of(self.prunable_parameters())
 
     def save(self, directory: str | Path) -> Path:
-        """Write model.safetensors, backbone.json (preset + config) and tokenizer/ to `directory`."""
+        """Write model.safetensors, backbone.json (preset + config), tokenizer/ and, when the checkpoint
+        had pre-training heads, heads.safetensors to `directory`."""
         from safetensors.torch import save
 
         directory = Path(directory)
@@ -277,6 +295,10 @@ class Backbone(nn.Module):
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(directory / "model.safetensors", save(state))
+        if self.pretrained_heads:
+            from bench.backbones.pretrained_heads import HEADS_FILE
+
+            atomic_write_bytes(directory / HEADS_FILE, save({k: v.contiguous() for k, v in self.pretrained_heads.items()}))
         atomic_write_json(
             directory / "backbone.json",
             {"format": BACKBONE_FORMAT, "preset": self.preset, "family": self.family,

@@ -117,9 +117,14 @@ def load_pretrained(backbone: nn.Module, path_or_id: str | Path) -> None:
     """Load weights into `backbone` from a file, a directory or (online) a hub id.
 
     The backbone's `adapt_checkpoint` maps foreign layouts (official UNITER names, transformers'
-    LxmertForPreTraining / ViltForMaskedLM prefixes) to its own; then loading is strict.
+    LxmertForPreTraining / ViltForMaskedLM prefixes) to its own; then loading is strict. The
+    checkpoint's pre-training heads, when it has them, go to `backbone.pretrained_heads`.
     """
+    from bench.backbones.pretrained_heads import head_state
+
     p = resolve_checkpoint(path_or_id)
     state = read_state_dict(weights_file(p) if p.is_dir() else p)
+    heads = head_state(getattr(backbone, "arch", ""), state)
     state = backbone.adapt_checkpoint(state)
     load_state_into(backbone, state, what=str(path_or_id))
+    backbone.pretrained_heads = heads

@@ -238,6 +238,10 @@ def load_backbone(directory: str | Path, device: str | None = None) -> Backbone:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory / "tokenizer"), local_files_only=True)
     model = ARCHS[meta["arch"]](meta["preset"], meta["family"], meta["config"], tokenizer)
     load_state_into(model, read_state_dict(directory / "model.safetensors"), str(directory))
+    from bench.backbones.pretrained_heads import HEADS_FILE
+
+    if (directory / HEADS_FILE).is_file():
+        model.pretrained_heads = read_state_dict(directory / HEADS_FILE)
     if device:
         model.to(resolve_device(device))
     return model

@@ -54,7 +54,8 @@ def draw_objective(objectives: dict[str, float]) -> str:
 
 
 class PretrainModel(nn.Module):
-    """backbone + MLM, ITM and (for region backbones) MRM heads."""
+    """backbone + MLM, ITM and (for region backbones) MRM heads; heads the backbone's checkpoint
+    trained start from its weights (`backbone.pretrained_heads`), the others are initialised fresh."""
 
     def __init__(self, backbone: Backbone):
         super().__init__()
@@ -64,7 +65,21 @@ class PretrainModel(nn.Module):
         self.heads = nn.ModuleDict({"mlm": MLMHead(backbone.word_embeddings(), h), "itm": ScoreHead(h)})
         if backbone.image_input == "regions":
             self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
+        self.loaded_heads = self._load_pretrained_heads(getattr(backbone, "pretrained_heads", {}))
         place(self, backbone.device)
+
+    def _load_pretrained_heads(self, state: dict) -> tuple[str, ...]:
+        """Start the heads the checkpoint trained from its weights (the others stay fresh); returns
+        the objectives loaded. A head whose weights have other shapes is a one-line CheckpointError."""
+        from bench.backbones.checkpoint import load_state_into
+
+        loaded = []
+        for name, head in self.heads.items():
+            part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}
+            if part:
+                load_state_into(head, part, what=f"pre-trained {name} head of {self.backbone.preset}")
+                loaded.append(name)
+        return tuple(loaded)
 
     def available(self) -> tuple[str, ...]:
         """Objectives this backbone supports (MRM needs region features)."""

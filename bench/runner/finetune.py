@@ -84,7 +84,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     torch.set_num_threads(cfg.matrix.threads)
     study = _study(cfg, out)
     spec = TASKS.get(pair.task)
-    backbone = study.theta0(theta0_dir)
+    backbone = study.theta0(theta0_dir).set_max_text_len(cfg.finetune.max_text_len)
     enforcer = None
     if pair.ticket_path:
         ticket = Ticket.load(pair.ticket_path)
