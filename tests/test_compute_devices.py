@@ -18,7 +18,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
 
 from bench.backbones import TaskModel, create_backbone
-from bench.tasks.base import Example, Recipe, TaskSpec
+from bench.tasks.base import Example, TaskSpec
 from bench.training import TrainSettings, train
 from tickets import MaskEnforcer, global_magnitude_masks
 from tickets.testing import ToyTransformer, toy_data
@@ -115,7 +115,7 @@ class RegionStore:
 def _spec(head: str, loss: str) -> TaskSpec:
     return TaskSpec(name=f"dev-{head}", title="", head=head, loss=loss, metrics=("acc",), headline="acc",
                     chance=0.0, files={}, splits=("train", "dev"), loader=lambda *a: [],
-                    evaluator=lambda *a: {}, recipes={"toy": Recipe(2, 4, 1e-3)})
+                    evaluator=lambda *a: {}, recipes={"toy": TrainSettings(steps=2, batch_size=4, lr=1e-3)})
 
 
 def _examples(head: str, n: int = 8) -> list[Example]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_bytes, atomic_write_json
 
@@ -34,14 +35,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"backbone.device: '{device}' requested but CUDA is not available")
     return dev
-
-
-def place(module: nn.Module, device: torch.device) -> nn.Module:
-    """Move `module` to `device` unless every parameter and buffer is there already (then it is left
-    alone: `nn.Module.to` re-wraps fake-tensor parameters, which the device tests use)."""
-    if any(t.device != device for t in (*module.parameters(), *module.buffers())):
-        module.to(device)
-    return module
 
 
 @dataclass
@@ -296,8 +289,6 @@ class Backbone(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(directory / "model.safetensors", save(state))
         if self.pretrained_heads:
-            from bench.backbones.pretrained_heads import HEADS_FILE
-
             atomic_write_bytes(directory / HEADS_FILE, save({k: v.contiguous() for k, v in self.pretrained_heads.items()}))
         atomic_write_json(
             directory / "backbone.json",

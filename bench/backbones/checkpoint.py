@@ -8,6 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from bench.backbones.pretrained_heads import head_state
 from bench.core.errors import CheckpointError
 
 _SHOW = 5  # keys listed in a one-line error
@@ -120,8 +121,6 @@ def load_pretrained(backbone: nn.Module, path_or_id: str | Path) -> None:
     LxmertForPreTraining / ViltForMaskedLM prefixes) to its own; then loading is strict. The
     checkpoint's pre-training heads, when it has them, go to `backbone.pretrained_heads`.
     """
-    from bench.backbones.pretrained_heads import head_state
-
     p = resolve_checkpoint(path_or_id)
     state = read_state_dict(weights_file(p) if p.is_dir() else p)
     heads = head_state(getattr(backbone, "arch", ""), state)

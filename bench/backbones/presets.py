@@ -20,6 +20,7 @@ from torch import nn
 from bench.backbones.base import Backbone, resolve_device
 from bench.backbones.checkpoint import resolve_checkpoint
 from bench.backbones.lxmert import LxmertBackbone, config_from_lxmert
+from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.backbones.tokenizer import build_world_tokenizer, load_tokenizer
 from bench.backbones.uniter import UniterBackbone
 from bench.backbones.vilt import ViltBackbone, config_from_vilt
@@ -238,8 +239,6 @@ def load_backbone(directory: str | Path, device: str | None = None) -> Backbone:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory / "tokenizer"), local_files_only=True)
     model = ARCHS[meta["arch"]](meta["preset"], meta["family"], meta["config"], tokenizer)
     load_state_into(model, read_state_dict(directory / "model.safetensors"), str(directory))
-    from bench.backbones.pretrained_heads import HEADS_FILE
-
     if (directory / HEADS_FILE).is_file():
         model.pretrained_heads = read_state_dict(directory / HEADS_FILE)
     if device:

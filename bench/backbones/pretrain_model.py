@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.base import Backbone, RegionBatch, place
+from bench.backbones.base import Backbone, RegionBatch
+from bench.backbones.checkpoint import load_state_into
 from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
 from bench.backbones.task_model import fetch_images
+from bench.core.device import place
 from bench.core.errors import ConfigError
 
 OBJECTIVES = ("mlm", "itm", "mrm")
@@ -71,8 +73,6 @@ class PretrainModel(nn.Module):
     def _load_pretrained_heads(self, state: dict) -> tuple[str, ...]:
         """Start the heads the checkpoint trained from its weights (the others stay fresh); returns
         the objectives loaded. A head whose weights have other shapes is a one-line CheckpointError."""
-        from bench.backbones.checkpoint import load_state_into
-
         loaded = []
         for name, head in self.heads.items():
             part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}

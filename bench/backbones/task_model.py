@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.base import Backbone, Encoding, place
+from bench.backbones.base import Backbone, Encoding
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
+from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
 
 # soft_bce: VQA's soft targets (0.3/0.6/0.9/1 per answer); cross_entropy: the top label.

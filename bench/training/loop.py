@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from bench.backbones.base import place
+from bench.core.device import place
 from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
