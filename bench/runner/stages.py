@@ -93,7 +93,10 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
                    "phases": [{"objectives": dict(p.objectives), "steps": p.steps} for p in plan.phases]}
         backbone = model.backbone
     else:
-        backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None)
+        # The image embedder's input follows the image store (minilm-uniter's is new, so any width works;
+        # a checkpoint with another width fails with a one-line shape error).
+        backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None,
+                                   feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
                                            "config": to_dict(c)["pretrain"]})
