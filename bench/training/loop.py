@@ -45,7 +45,7 @@ def _param_groups(model: nn.Module, s: TrainSettings, head_prefixes: Sequence[st
     ]
 
 
-def resolve_device(device: torch.device | str) -> torch.device:
+def concrete_device(device: torch.device | str) -> torch.device:
     """A concrete device: 'cuda' gets the current CUDA device's index (so 'cuda:1' stays cuda:1)."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
@@ -108,7 +108,7 @@ def train(
     """
     from transformers import get_linear_schedule_with_warmup
 
-    device = resolve_device(device)
+    device = concrete_device(device)
     use_tf32(device)
     if settings.adv_steps:
         loss_fn = adversarial_loss_fn(model, loss_fn, settings.adv_steps, settings.adv_epsilon, settings.adv_step_size)
