@@ -44,8 +44,8 @@ def test_recipe_fields_left_at_none_take_the_recipe():
 def test_method_hyperparameters_from_the_config():
     from bench.plan import build_plan
 
-    cfg = load_config("smoke", ["find.hparams.imp.mode=of_original", "find.hparams.imp.prune_fraction=0.25"])
-    assert cfg.find.method_hparams("imp") == {"mode": "of_original", "prune_fraction": 0.25}
+    cfg = load_config("smoke", ["find.hparams.imp.mode=ladder", "find.hparams.imp.prune_fraction=0.25"])
+    assert cfg.find.method_hparams("imp") == {"mode": "ladder", "prune_fraction": 0.25}
     assert build_plan(cfg).search("imp:vqa").hparams_dict["prune_fraction"] == 0.25
     assert build_plan(cfg).hash != build_plan(load_config("smoke")).hash
     with pytest.raises(ConfigError, match="unknown hyperparameter 'prune_frac'"):
