@@ -105,7 +105,8 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")
     split, examples = study.eval_examples(pair.task)
-    metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size)
+    metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size,
+                                                 bf16=pair.settings.bf16)
     if pair.task == "vqa":
         write_vqa_predictions(Path(run_dir) / "predictions.json", predictions)
     value = metrics[spec.headline]
