@@ -38,12 +38,19 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
-# train(start_weights, masks): fine-tune the model whose prunable weights are start_weights ⊙ masks
-# (masks enforced) on the source task and return a TrainResult.
-TrainFn = Callable[[dict, dict], TrainResult]
-# score_fn(weights, masks): gradients of the source loss w.r.t. the prunable weights at
-# weights ⊙ masks (name → tensor), for gradient-based methods such as SNIP.
-ScoreFn = Callable[[dict, dict], dict]
+# train(start_weights, masks, on_grads=None): fine-tune the model whose prunable weights are
+# start_weights ⊙ masks (masks enforced) on the source task and return a TrainResult. With
+# `on_grads(weights, grads)` it is called after every backward pass (masked gradients, before the
+# optimizer step) with the live prunable weights and gradients (read them, do not keep them); a
+# truthy return stops training there (movement pruning and early-bird tickets use it).
+TrainFn = Callable[..., TrainResult]
+# score_fn(weights, masks, batch=None): gradients of the source loss w.r.t. the prunable weights at
+# weights ⊙ masks (name → tensor), for gradient-based methods such as SNIP. Each call takes the next
+# seeded batch; `batch=k` takes the k-th again (GraSP differences two gradients on one batch).
+ScoreFn = Callable[..., dict]
+# flow_fn(weights, masks): data-free gradients dR/dw of the synaptic flow R = 1ᵀ f(1), the network
+# evaluated on an all-ones input with every parameter replaced by its absolute value (SynFlow).
+FlowFn = Callable[[dict, dict], dict]
 
 
 @dataclass
@@ -68,6 +75,7 @@ class SearchContext:
     # A TicketStore (or None): methods with long searches store tickets as they find them and resume
     # from the stored ones (IMP stores each round when it ends).
     store: Optional[Any] = None
+    flow_fn: Optional[FlowFn] = None
 
     def make_ticket(self, masks: dict, *, method: str, hparams: Any, target_sparsity: float,
                     source: str | None = None, **kw) -> Ticket:

@@ -39,7 +39,9 @@ class ToyTransformer(nn.Module):
         self.head = nn.Linear(d, out)
 
     def forward(self, tokens):
-        x = self.embed(tokens)
+        return self.forward_embeddings(self.embed(tokens))
+
+    def forward_embeddings(self, x):
         for b in self.blocks:
             x = b(x)
         return self.head(torch.tanh(self.pooler(x.mean(1)))).squeeze(-1)
@@ -50,6 +52,63 @@ class ToyTransformer(nn.Module):
 
     def fingerprint(self) -> str:
         return fingerprint_of(self.prunable_parameters())
+
+
+class ToyLinear(nn.Module):
+    """A bias-free ReLU chain W_L … W_1 x: with positive weights and inputs it is linear, so SynFlow's
+    synaptic flow has a closed form (tests of data-free methods). Prunable: every weight."""
+
+    preset = "toy-linear"
+
+    def __init__(self, sizes=(4, 5, 3, 2), seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes, sizes[1:]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            x = torch.relu(x) if i < len(self.layers) - 1 else x
+        return x
+
+    def prunable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters()]
+
+
+def flow_fn_for(model: nn.Module, named: list, ones_input):
+    """SynFlow's flow_fn for `model`: dR/dw with R = sum(model(1)) where every parameter is |θ| (and the
+    prunable ones |w| ⊙ m), computed in float64 on a copy (the model is left untouched)."""
+    import copy
+
+    def flow(weights: dict, masks: dict) -> dict:
+        m = copy.deepcopy(model).double().eval()
+        live = dict(m.named_parameters())
+        with torch.no_grad():
+            for p in m.parameters():
+                p.abs_()
+            for n, _ in named:
+                live[n].copy_(weights[n].abs().double() * masks[n])
+        m.zero_grad()
+        ones_input(m).sum().backward()
+        return {n: live[n].grad.detach().float().clone() for n, _ in named}
+
+    return flow
+
+
+def linear_context(sizes=(4, 5, 3, 2), **kw) -> SearchContext:
+    """A data-free SearchContext around `ToyLinear`: only `flow_fn` works (train and score_fn raise)."""
+    model = ToyLinear(sizes)
+    named = select_prunable(model)
+
+    def no_data(*_, **__):
+        raise AssertionError("this context has no data: a data-free method asked for it")
+
+    kw.setdefault("sparsities", (0.5, 0.8))
+    kw.setdefault("source", "pretrain")
+    return SearchContext(backbone=model.preset, fingerprint=fingerprint_of(named),
+                         theta0={n: p.detach().clone() for n, p in named}, train=no_data, score_fn=no_data,
+                         flow_fn=flow_fn_for(model, named, lambda m: m(torch.ones(1, sizes[0], dtype=torch.float64))),
+                         **kw)
 
 
 def toy_data(n: int = 64, seq: int = 6, vocab: int = 20, seed: int = 1):
@@ -70,7 +129,8 @@ def set_weights(named: list, weights: dict, masks: dict | None = None) -> None:
 def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: float = 0.05,
                 rewind_step: int = 0, include=(), exclude=(), **kw) -> SearchContext:
     """A SearchContext whose `train` does `steps` real SGD steps on the toy regression with the
-    masks enforced, and whose `score_fn` returns gradients of the loss (for SNIP-like methods)."""
+    masks enforced (calling `on_grads` before each step), whose `score_fn` returns gradients of the
+    loss (for SNIP-like methods) and whose `flow_fn` is SynFlow's data-free flow gradient."""
     model = model or ToyTransformer()
     named = select_prunable(model, include, exclude)
     theta0 = {n: p.detach().clone() for n, p in named}
@@ -83,7 +143,7 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
                 p.copy_(others0[n])
         set_weights(named, start, masks)
 
-    def train(start, masks) -> TrainResult:
+    def train(start, masks, on_grads=None) -> TrainResult:
         reset(start, masks)
         enforcer = MaskEnforcer(named, masks)
         opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -95,12 +155,17 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
             opt.zero_grad()
             loss.backward()
             enforcer.mask_grads()
+            stop = on_grads is not None and on_grads({n: p.detach() for n, p in named},
+                                                      {n: p.grad.detach() for n, p in named})
             opt.step()
             losses.append(loss.item())
+            if stop:
+                break
         return TrainResult({n: p.detach().clone() for n, p in named}, rewind,
-                           {"loss_first": losses[0], "loss_last": losses[-1], **enforcer.audit()})
+                           {"loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses),
+                            **enforcer.audit()})
 
-    def score_fn(weights, masks) -> dict:
+    def score_fn(weights, masks, batch=None) -> dict:  # full batch: every `batch` is the same data
         reset(weights, masks)
         model.zero_grad()
         nn.functional.mse_loss(model(tokens), target).backward()
@@ -108,7 +173,9 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
 
     kw.setdefault("sparsities", (0.3, 0.5, 0.7, 0.9))
     kw.setdefault("source", "toy")
+    flow_fn = flow_fn_for(model, named, lambda m: m.forward_embeddings(
+        torch.ones(1, 6, m.embed.embedding_dim, dtype=torch.float64)))
     return SearchContext(backbone=model.preset, fingerprint=fingerprint_of(named), theta0=theta0, train=train,
-                         rewind_step=rewind_step, score_fn=score_fn,
+                         rewind_step=rewind_step, score_fn=score_fn, flow_fn=flow_fn,
                          meta={"include": list(include), "exclude": list(exclude),
                                "model_numel": sum(p.numel() for p in model.parameters())}, **kw)

@@ -94,12 +94,13 @@ def _prunable(backbone, plan: Plan) -> list:
 
 
 def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
-    """score_fn(weights, masks) -> {name: gradient of the source loss} at weights ⊙ masks, on one
-    seeded batch per call (for gradient-based methods such as SNIP)."""
+    """score_fn(weights, masks, batch=None) -> {name: gradient of the source loss} at weights ⊙ masks,
+    on the next seeded batch per call, or on the `batch`-th again (GraSP differences two gradients on
+    one batch)."""
     calls = [0]
     seed = plan.search_seed
 
-    def score(weights: dict, masks: dict) -> dict:
+    def score(weights: dict, masks: dict, batch: int | None = None) -> dict:
         torch.manual_seed(seed)
         backbone = study.theta0(theta0_dir)
         model, examples, loss_fn, _ = source_objective(plan, study, backbone, objective)
@@ -108,9 +109,9 @@ def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
         model.to(study.device).train()
         batch_size = (plan.config.pretrain.batch_size if objective == PRETRAIN
                       else plan.finetune_settings(objective, seed).batch_size)
-        batch = next(bucketed_batches(examples, batch_size, seed=seed + calls[0]))
-        calls[0] += 1
-        out = loss_fn(batch)
+        k = calls[0] if batch is None else int(batch)
+        calls[0] += batch is None
+        out = loss_fn(next(bucketed_batches(examples, batch_size, seed=seed + k)))
         loss = sum(out.values()) if isinstance(out, dict) else out
         loss.backward()
         return {n: p.grad.detach().to("cpu").clone() if p.grad is not None else torch.zeros_like(p, device="cpu")
@@ -119,13 +120,47 @@ def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
     return score
 
 
+def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
+    """flow_fn(weights, masks) -> dR/dw for SynFlow, data-free: every parameter replaced by its
+    absolute value (float64, eval mode), every embedding lookup and the image input replaced by ones,
+    R = the sum of the encoder's output sequence. Only the *shape* of one image input is read from
+    the store. LayerNorms make a transformer's flow only approximately conserved (as in every
+    transformer adaptation of SynFlow)."""
+    from torch import nn
+
+    def flow(weights: dict, masks: dict) -> dict:
+        backbone = study.theta0(theta0_dir).to(study.device).double().eval()
+        named = _prunable(backbone, plan)
+        with torch.no_grad():
+            for p in backbone.parameters():
+                p.abs_()
+        _set_weights(named, {n: w.abs() for n, w in weights.items()}, masks)
+        hooks = [m.register_forward_hook(lambda _m, _i, out: torch.ones_like(out))
+                 for m in backbone.modules() if isinstance(m, nn.Embedding)]
+        try:
+            example = study.examples("itm", "train")[0]
+            images = backbone.collate([study.store.get(example.image_ids[0])])
+            images = type(images)(**{k: (torch.ones_like(v, dtype=torch.float64) if torch.is_floating_point(v) else v)
+                                     .to(backbone.device) for k, v in vars(images).items()})
+            input_ids, text_mask = backbone.tokenize([example.texts[0]])  # ids only: embeddings give ones
+            backbone.zero_grad()
+            backbone.encode_tokens(input_ids, text_mask, images).sequence.sum().backward()
+        finally:
+            for h in hooks:
+                h.remove()
+        return {n: p.grad.detach().to("cpu", torch.float32).clone() if p.grad is not None
+                else torch.zeros(p.shape) for n, p in named}
+
+    return flow
+
+
 def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
     start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
     settings = plan.search_settings(search.source)
     rewind_step = plan.config.find.rewind_step
 
-    def run(start_weights: dict, masks: dict) -> TrainResult:
+    def run(start_weights: dict, masks: dict, on_grads=None) -> TrainResult:
         # Every round builds its model and heads from the same seed, whatever ran before it.
         torch.manual_seed(settings.seed)
         backbone = study.theta0(theta0_dir)
@@ -134,11 +169,15 @@ def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
         _set_weights(named, start_weights, masks)
         enforcer = MaskEnforcer(named, masks)
         snap = (lambda: {n: p.detach().to("cpu").clone() for n, p in named}) if rewind_step else None
+        # Methods that read the gradients during training (movement pruning, early-bird tickets).
+        hook = (lambda: on_grads({n: p.detach() for n, p in named},
+                                 {n: p.grad.detach() if p.grad is not None else torch.zeros_like(p) for n, p in named})
+                ) if on_grads is not None else None
         log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
-                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap)
+                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap, on_grads=hook)
         weights = {n: p.detach().to("cpu").clone() for n, p in named}
         return TrainResult(weights=weights, rewind=log.snapshot,
-                           metrics={"train_s": round(log.seconds, 2),
+                           metrics={"train_s": round(log.seconds, 2), "steps": log.steps,
                                     "final_loss": log.history[-1]["loss"] if log.history else None})
 
     return run
@@ -161,8 +200,25 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     train_fn = make_train_fn(plan, study, job.theta0_dir, search) if search.trains else None
 
-    def no_training(*_):
+    def no_training(*_, **__):
         raise TicketbenchError(f"method {method.name} asked to train but is registered with trains=False")
+
+    # The search's cost for the leaderboard: training steps and gradient / flow evaluations it asked for.
+    cost = {"train_calls": 0, "train_steps": 0, "score_calls": 0, "flow_calls": 0}
+    score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective)
+    flow_fn = make_flow_fn(plan, study, job.theta0_dir)
+
+    def counted_train(start, masks, **kw):
+        result = (train_fn or no_training)(start, masks, **kw)
+        cost["train_calls"] += 1
+        cost["train_steps"] += int(result.metrics.get("steps") or 0)
+        return result
+
+    def counted(fn, key):
+        def call(*a, **kw):
+            cost[key] += 1
+            return fn(*a, **kw)
+        return call
 
     # A derived method transforms its base ticket once per sparsity; the others see the whole ladder.
     groups = [(s,) for s in search.sparsities] if search.base else [search.sparsities]
@@ -171,8 +227,8 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         base = Ticket.load(TicketStore(job.base_dir).path(search.base, group[0])) if search.base else None
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
-            train=train_fn or no_training, source=search.source.task, sparsities=group, seed=plan.search_seed,
-            score_fn=make_score_fn(plan, study, job.theta0_dir, search.source.objective),
+            train=counted_train, source=search.source.task, sparsities=group, seed=plan.search_seed,
+            score_fn=counted(score_fn, "score_calls"), flow_fn=counted(flow_fn, "flow_calls"),
             rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
@@ -189,7 +245,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
-        "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+        "cost": cost, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
     }
     atomic_write_json(job.root / SEARCH_RECORD, record)
     return {"status": "done", **record}

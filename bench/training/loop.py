@@ -27,6 +27,7 @@ class TrainLog:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     snapshot: dict | None = None  # prunable weights at `snapshot_step` (late rewinding)
+    steps: int = 0  # optimizer steps taken (fewer than settings.steps when `on_grads` stopped training)
 
 
 def _param_groups(model: nn.Module, s: TrainSettings, head_prefixes: Sequence[str]) -> list[dict]:
@@ -95,6 +96,7 @@ def train(
     snapshot_step: int = 0,
     snapshot_fn: Callable[[], dict] | None = None,
     on_step: Callable[[int, int, float | None], None] | None = None,
+    on_grads: Callable[[], bool | None] | None = None,
     log_every: int = 10,
 ) -> TrainLog:
     """Train `model` in place for `settings.steps` optimizer steps on batches of `examples`.
@@ -105,6 +107,9 @@ def train(
     are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
     at the end of its window, naming its step. `on_step(step, steps, loss)` gets the loss on
     logged steps and None between them.
+    `on_grads()` runs after the gradients are masked, before clipping and the step (movement
+    pruning reads them there); a truthy return stops training after that step (its loss window is
+    then logged and checked at once).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -149,6 +154,7 @@ def train(
             acc[1] += 1
         if enforcer is not None:
             enforcer.mask_grads()
+        stop = bool(on_grads()) if on_grads is not None else False
         if settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
         opt.step()
@@ -157,7 +163,7 @@ def train(
         if step == snapshot_step and snapshot_fn is not None:
             log.snapshot = snapshot_fn()
         logged = None
-        if step % log_every == 0 or step == settings.steps:
+        if step % log_every == 0 or step == settings.steps or stop:
             names = sorted(window)
             values = _host(totals + [window[k][0] for k in names])
             for i, v in enumerate(values[:len(totals)]):
@@ -170,5 +176,8 @@ def train(
             totals, window = [], {}
         if on_step is not None:
             on_step(step, settings.steps, logged)
+        log.steps = step
+        if stop:
+            break
     log.seconds = time.perf_counter() - t0
     return log

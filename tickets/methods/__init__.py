@@ -1,3 +1,15 @@
 """Built-in pruning methods; importing this package registers them in `tickets.registry.METHODS`."""
 
-from tickets.methods import controls, imp, one_shot, random_pruning  # noqa: F401
+from tickets.methods import (  # noqa: F401 - each module registers its method
+    controls,
+    early_bird,
+    grasp,
+    imp,
+    layerwise_magnitude,
+    lr_rewind,
+    movement,
+    one_shot,
+    random_pruning,
+    snip,
+    synflow,
+)

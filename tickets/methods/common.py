@@ -34,3 +34,42 @@ def need_base(ctx, method: str):
             f" the search is on '{ctx.backbone}' (fingerprint {ctx.fingerprint})"
         )
     return base
+
+
+def keep_highest(scores: dict, sparsity: float, scope: str = "global", current: dict | None = None,
+                 method: str = "method") -> dict:
+    """Masks keeping the highest *signed* scores (magnitude pruning ranks |x|, so the scores are
+    shifted by their global minimum first: an order-preserving map onto non-negative numbers)."""
+    import torch
+
+    low = min(float(s.min()) for s in scores.values())
+    shifted = {n: s.detach().to(torch.float64) - low for n, s in scores.items()}
+    return magnitude_fn(method, scope)(shifted, sparsity, current)
+
+
+def score_tickets(ctx, method: str, hparams, scores: dict, scope: str = "global", extra: dict | None = None) -> list:
+    """One ticket per ladder sparsity keeping the highest scores."""
+    return [ctx.make_ticket(keep_highest(scores, s, scope, method=method), method=method, hparams=hparams,
+                            target_sparsity=s, extra=extra)
+            for s in ladder(ctx, method)]
+
+
+def need(ctx, method: str, hook: str):
+    """The context's `score_fn` / `flow_fn`, or a one-line error naming what the method needs."""
+    fn = getattr(ctx, hook, None)
+    if fn is None:
+        raise TicketError(f"method '{method}' needs the search context's {hook} (the runner or toy_context gives it)")
+    return fn
+
+
+def mean_grads(ctx, method: str, weights: dict, masks: dict, batches: int, first_batch: int = 0) -> dict:
+    """Source-loss gradients at weights ⊙ masks averaged over `batches` seeded batches
+    (first_batch, first_batch + 1, …, so a later call can revisit the same batches)."""
+    if batches < 1:
+        raise ConfigError(f"method '{method}': score_batches must be >= 1, found {batches}")
+    score_fn = need(ctx, method, "score_fn")
+    total: dict = {}
+    for b in range(first_batch, first_batch + batches):
+        for n, g in score_fn(weights, masks, batch=b).items():
+            total[n] = total.get(n, 0) + g.detach().float() / batches
+    return total

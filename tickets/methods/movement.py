@@ -1,0 +1,62 @@
+"""Movement pruning (hard, top-k): keep the weights that move away from zero during fine-tuning.
+
+Sanh, Wolf & Rush, "Movement Pruning: Adaptive Sparsity by Fine-Tuning", NeurIPS 2020. The score of a
+weight is S = −Σ_t (∂L/∂w)_t · w_t accumulated over the fine-tuning steps (positive when the updates
+push |w| up); the ticket keeps the top-k scores. The paper prunes gradually while fine-tuning with a
+straight-through estimator; here the scores are accumulated over one dense fine-tuning on the source
+(or, `gradual`, over one fine-tuning per ladder sparsity, each continuing from the pruned trained weights, on the IMP ladder) and the
+ticket is applied to θ0 like every other ticket of the matrix. Soft movement is not implemented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.core.hparams import hp
+from tickets.methods.common import keep_highest, ladder
+from tickets.registry import register_method
+from tickets.search import SearchContext, copy_weights, ones_masks
+
+
+@dataclass(frozen=True)
+class MovementHparams:
+    gradual: bool = hp(False, "false: score one dense fine-tuning, prune at every ladder sparsity; true: one "
+                              "fine-tuning per ladder sparsity, each continuing from the last one's pruned weights")
+    scope: str = hp("global", "global: one threshold over all prunable weights; layerwise: per tensor")
+
+
+def movement_scores(ctx: SearchContext, start: dict, masks: dict, scores: dict | None = None) -> tuple[dict, object]:
+    """Fine-tune from start ⊙ masks, adding −w·g of every step to `scores` (created when None)."""
+    scores = scores if scores is not None else {n: torch.zeros(w.shape, dtype=torch.float64) for n, w in start.items()}
+
+    def accumulate(weights: dict, grads: dict) -> None:
+        for n, s in scores.items():
+            s -= (weights[n].detach().to("cpu", torch.float64) * grads[n].detach().to("cpu", torch.float64))
+
+    return scores, ctx.train(start, masks, on_grads=accumulate)
+
+
+@register_method("movement", MovementHparams, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)")
+def movement(ctx: SearchContext, hparams: MovementHparams) -> list:
+    """One dense fine-tuning accumulating S = −Σ w·g; prune the lowest S. With `gradual`,
+    one fine-tuning per ladder sparsity, each continuing from the previous one's pruned weights with
+    the scores still accumulating (the paper's gradual pruning, one step per ladder sparsity)."""
+    sparsities = ladder(ctx, "movement")
+    weights = copy_weights(ctx.theta0)
+    masks = ones_masks(weights)
+    if not hparams.gradual:
+        scores, result = movement_scores(ctx, weights, masks)
+        metrics = dict(result.metrics)
+        return [ctx.make_ticket(keep_highest(scores, s, hparams.scope, method="movement"), method="movement",
+                                hparams=hparams, target_sparsity=s, extra={"train_metrics": metrics})
+                for s in sparsities]
+    tickets, scores = [], None
+    for r, s in enumerate(sparsities, 1):
+        scores, result = movement_scores(ctx, {n: w * masks[n] for n, w in weights.items()}, masks, scores)
+        weights = copy_weights(result.weights)
+        masks = keep_highest(scores, s, hparams.scope, current=masks, method="movement")
+        tickets.append(ctx.make_ticket(masks, method="movement", hparams=hparams, target_sparsity=s, round=r,
+                                       extra={"train_metrics": dict(result.metrics)}))
+    return tickets
