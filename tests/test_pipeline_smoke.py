@@ -146,15 +146,15 @@ def test_real_pairs_on_a_local_ray_instance(smoke, tmp_path):
 
 
 def test_a_new_method_runs_through_find_matrix_and_compare(smoke, tmp_path, monkeypatch):
-    """The SNIP plugin of docs/TICKETS.md, imported through find.plugins, is searched, fine-tuned and
+    """The plugin template of docs/TICKETS.md, imported through find.plugins, is searched, fine-tuned and
     ranked against the baselines by `report --compare` like any built-in method."""
     import pandas as pd
-    from test_tickets_methods import _snip_source
+    from test_tickets_methods import _plugin_source
 
     from reports import build_report
 
-    # Its own name: the tickets tests register the docs' "snip" in this process already.
-    (tmp_path / "snipdoc_plugin.py").write_text(_snip_source().replace('"snip"', '"snipdoc"'))
+    # Its own name: the tickets tests register the docs' "taylor" in this process already.
+    (tmp_path / "snipdoc_plugin.py").write_text(_plugin_source().replace('"taylor"', '"snipdoc"'))
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "new"
     shutil.copytree(smoke, out, ignore=shutil.ignore_patterns("runs", "report", "tickets"))

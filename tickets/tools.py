@@ -97,3 +97,49 @@ def ls(directory) -> str:
     out = _table(["source", "target", "achieved", "round", "weights", "backbone", "hash", "path"], table)
     errors = [f"! {r['error']}" for r in rows if "error" in r]
     return "\n".join([out] + errors)
+
+
+def _citation(doc: str) -> tuple[str, str]:
+    """(title, citation) from a method module's docstring: its first line, and its first paragraph
+    that names a year (the built-ins and the plugin template cite their paper there)."""
+    import re
+
+    paras = [" ".join(p.split()) for p in (doc or "").strip().split("\n\n") if p.strip()]
+    title = paras[0].split(". ")[0].rstrip(".") if paras else ""
+    cited = next((p for p in paras if re.search(r"\b(19|20)\d\d\b", p)), "")
+    year = re.search(r"\b(19|20)\d\d\b", cited)
+    if year:  # up to the end of the sentence naming the year
+        end = cited.find(". ", year.end())
+        cited = cited if end < 0 else cited[: end + 1]
+    return title, cited
+
+
+def describe_methods() -> str:
+    """Every registered pruning method (built-in and plugin) with its hyperparameters and citation,
+    for `ticketbench methods`."""
+    import dataclasses
+    import inspect
+    import sys
+
+    from tickets.registry import METHODS, get_method
+
+    blocks = []
+    for name in sorted(METHODS.names()):
+        try:
+            m = get_method(name)
+        except TicketError as e:
+            blocks.append(f"{name}\n  (unusable: {e})")
+            continue
+        module = sys.modules.get(m.fn.__module__)
+        title, cited = _citation(getattr(module, "__doc__", "") or "")
+        where = "built-in" if m.fn.__module__.startswith("tickets.methods.") else f"plugin {m.fn.__module__}"
+        lines = [f"{name}  ({where})"]
+        what = (inspect.getdoc(m.fn) or "").split("\n\n")[0].replace("\n", " ")
+        lines += [f"  {x}" for x in (title, cited if cited != title else "", what) if x]
+        fields = dataclasses.fields(m.hparams_cls)
+        for f in fields:
+            lines.append(f"    {f.name} = {f.default!r}  # {f.metadata.get('help', '')}")
+        if not fields:
+            lines.append("    (no hyperparameters)")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
