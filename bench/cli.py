@@ -162,6 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("compare", formatter_class=fmt, help="leaderboard of pruning methods against a baseline",
+                       description=_fmt("""
+            Rank pruning methods against a baseline (default imp), like against like: a method's ticket
+            from task T is paired with the baseline's ticket from T on the same target task, sparsity and
+            seed. Per method: AUC of the accuracy-sparsity curve per task, highest matching and relaxed
+            sparsity, mean paired difference with a bootstrap 95% CI, win/tie/loss with ties set by the
+            measured seed noise ("not testable" with one seed), and the search's cost. Writes tables,
+            a figure and a README to OUT_DIR/report/compare-<methods>-vs-<baseline>/. Never trains.
+        """), epilog=_fmt("""
+            examples:
+              ticketbench compare runs/methods --methods snip,grasp,synflow
+              ticketbench compare runs/methods --methods movement --baseline omp
+        """))
+    p.add_argument("out_dir", help="output directory of a run")
+    p.add_argument("--methods", required=True, help="comma-separated methods to rank, e.g. snip,grasp")
+    p.add_argument("--baseline", default="imp", help="the method every other is paired with (default imp)")
+    p.add_argument("--plan", metavar="HASH", default=None,
+                   help="compare within this plan (default: the last plan run in OUT_DIR)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("methods", formatter_class=fmt, help="list the pruning methods (built-in and plugins)",
+                       description="List every registered pruning method with its hyperparameters, defaults, "
+                                   "help and citation (plugins through the ticketbench.methods entry points, "
+                                   "or modules named with --plugins as in find.plugins).",
+                       epilog="examples:\n  ticketbench methods\n  ticketbench methods --plugins my_pruning.taylor\n")
+    p.add_argument("--plugins", default=None, help="comma-separated modules to import first (as find.plugins)")
+    p.set_defaults(func=_cmd_methods)
+
     p = sub.add_parser("figures", formatter_class=fmt, help="write the papers' figures and tables",
                        description=_fmt("""
             Write the figures and tables the papers show, with the papers' known numbers beside this run's
@@ -237,6 +266,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
     if not args.quiet:
         print(f"report written to {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from reports.leaderboard import write_leaderboard
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    path = write_leaderboard(args.out_dir, methods, args.baseline, plan=args.plan)
+    if not args.quiet:
+        print((path / "README.md").read_text().split("![", 1)[0].rstrip())
+        print(f"\nleaderboard written to {path}")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from bench.config import Config, FindConfig
+    from bench.plan import load_plugins
+
+    plugins = tuple(m.strip() for m in (args.plugins or "").split(",") if m.strip())
+    load_plugins(Config(find=FindConfig(plugins=plugins)))
+    print(tools.describe_methods())
     return 0
 
 

@@ -1,0 +1,412 @@
+"""`ticketbench compare OUT --methods a,b --baseline imp`: a leaderboard of pruning methods.
+
+Like is compared against like. A method's ticket found on task S is paired with the baseline's ticket
+found on S (a method that needs no source task, or found on the pre-training objectives, with the
+baseline's `pretrain` ticket), on the same target task, sparsity and fine-tuning seed — transferred
+and in-task tickets alike. A source the baseline has no ticket for is listed as unpaired, not ranked.
+
+Per method: the area under the accuracy–sparsity curve per task (trapezoids from the dense model at
+sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points), the
+highest strict and relaxed matching sparsity, the mean paired difference against the baseline with a
+percentile-bootstrap 95 % CI over the paired (task, sparsity, seed) cells, win / tie / loss per
+(source, task, sparsity) cell with ties set by the measured seed noise, and the search's cost from
+`tickets/<hash>/<method>__<task>/search.json`. With one seed per cell the seed noise is unmeasured:
+the statistics then say "not testable" and nothing is ranked.
+
+Small statistics API (independent of the rest of `reports`): `seed_noise(df)`, `bootstrap_ci(x)`,
+`paired_cells(df, method, baseline)`; `leaderboard(df, methods, ...)` combines them and
+`write_leaderboard(out, methods, ...)` writes CSV / MD / TeX, a figure and a README into
+`<out>/report/compare-<methods>-vs-<baseline>/`, so several comparisons live side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.errors import TicketbenchError
+from bench.core.source import PRETRAIN, Source
+from reports.store import DENSE
+
+Z95 = 1.959964  # two-sided 95 % normal quantile
+NOT_TESTABLE = "not testable"
+CELL_KEYS = ["backbone", "task", "sparsity", "seed"]
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+def seed_noise(df: pd.DataFrame) -> pd.DataFrame:
+    """Pooled seed-to-seed standard deviation per (backbone, task): within every (source, sparsity)
+    cell with two or more seeds, dense included, variances pooled by degrees of freedom. `sd` is NaN
+    where no cell has two seeds (the noise is then unmeasured)."""
+    rows = []
+    for (bb, task), part in df.groupby(["backbone", "task"], sort=True):
+        g = part.groupby(["source", "sparsity"])["value"]
+        var, n = g.var(ddof=1), g.size()
+        dof = (n - 1)[n > 1]
+        pooled = float((var[n > 1] * dof).sum() / dof.sum()) if dof.sum() > 0 else float("nan")
+        rows.append({"backbone": bb, "task": task, "sd": math.sqrt(pooled) if pooled == pooled else float("nan"),
+                     "dof": int(dof.sum()), "cells": int((n > 1).sum())})
+    return pd.DataFrame(rows, columns=["backbone", "task", "sd", "dof", "cells"])
+
+
+def bootstrap_ci(x, level: float = 0.95, n_boot: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `x` (resampling its entries with replacement, seeded)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _source_task(source: str) -> str:
+    return Source.parse(source).task
+
+
+def baseline_source(sources: set[str], method_source: str, baseline: str) -> str | None:
+    """The baseline's ticket that is like `method_source`: same source task; a task-free or
+    pre-training source pairs with the baseline's pre-training ticket (or its task-free one)."""
+    task = _source_task(method_source)
+    for cand in ([f"{baseline}:{task}"] if task and task != PRETRAIN else
+                 [f"{baseline}:{PRETRAIN}", baseline]):
+        if cand in sources:
+            return cand
+    return None
+
+
+def paired_cells(df: pd.DataFrame, method: str, baseline: str) -> tuple[pd.DataFrame, list[str]]:
+    """(one row per paired (source, task, sparsity, seed) cell: value, baseline value, diff;
+    the method's sources with no like baseline ticket)."""
+    base_sources = set(df.loc[df["method"] == baseline, "source"])
+    rows, unpaired = [], []
+    for source in sorted(set(df.loc[(df["method"] == method) & (df["source"] != DENSE), "source"])):
+        ref = baseline_source(base_sources, source, baseline)
+        if ref is None:
+            unpaired.append(source)
+            continue
+        a = df[df["source"] == source][CELL_KEYS + ["value"]]
+        b = df[df["source"] == ref][CELL_KEYS + ["value"]].rename(columns={"value": "baseline_value"})
+        both = a.merge(b, on=CELL_KEYS)
+        rows.append(both.assign(method=method, source=source, baseline_source=ref))
+    cols = ["method", "source", "baseline_source"] + CELL_KEYS + ["value", "baseline_value", "diff"]
+    if not rows:
+        return pd.DataFrame(columns=cols), unpaired
+    out = pd.concat(rows, ignore_index=True)
+    out["diff"] = out["value"] - out["baseline_value"]
+    return out[cols], unpaired
+
+
+def cell_outcomes(cells: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
+    """Win / tie / loss per (source, task, sparsity): the mean paired difference over seeds against
+    Z95 × its standard error from the task's pooled seed noise, sd·√(2/n) for n paired seeds."""
+    if cells.empty:
+        return pd.DataFrame(columns=["method", "source", "baseline_source", "backbone", "task", "sparsity",
+                                     "n_seeds", "diff", "margin", "outcome"])
+    sd = noise.set_index(["backbone", "task"])["sd"]
+    g = cells.groupby(["method", "source", "baseline_source", "backbone", "task", "sparsity"], sort=False)
+    out = g["diff"].agg(["mean", "size"]).reset_index().rename(columns={"mean": "diff", "size": "n_seeds"})
+    margins, outcomes = [], []
+    for r in out.itertuples(index=False):
+        s = sd.get((r.backbone, r.task), float("nan"))
+        margin = Z95 * s * math.sqrt(2 / r.n_seeds) if s == s and r.n_seeds > 1 else float("nan")
+        margins.append(margin)
+        outcomes.append(NOT_TESTABLE if margin != margin else
+                        "tie" if abs(r.diff) <= margin else ("win" if r.diff > 0 else "loss"))
+    return out.assign(margin=margins, outcome=outcomes)
+
+
+def auc(curve: dict[float, float], dense: float | None = None) -> float:
+    """Mean score over the sparsity range: trapezoids over the sorted sparsities (from the dense
+    score at sparsity 0 when given), divided by the span. NaN with fewer than two points."""
+    pts = sorted(curve.items())
+    if dense is not None and dense == dense and (not pts or pts[0][0] > 0):
+        pts = [(0.0, float(dense))] + pts
+    if len(pts) < 2:
+        return float("nan")
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / (xs[-1] - xs[0]))
+
+
+# ---- the search's cost ----------------------------------------------------------------------------
+COST_FIELDS = ("search_s", "train_steps", "score_calls", "flow_calls")
+
+
+def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
+    """Per source: wall seconds, training steps and gradient / flow evaluations of its search, from the
+    `search.json` of the ticket directories its runs used (else every stored one of that source)."""
+    from bench.core.io import read_json
+    from reports.store import read_records
+
+    out = Path(out_dir)
+    used: dict[str, set] = {}
+    for rec in read_records(out)[0]:
+        path = (rec.get("ticket") or {}).get("path")
+        if path:
+            parts = Path(path).parts  # …/tickets/<hash>/<method>__<task>/sparsity-….safetensors
+            if len(parts) >= 4 and parts[-4] == "tickets":
+                used.setdefault(str(rec["source"]), set()).add(out.joinpath(*parts[-4:-1]))
+    costs = {}
+    for source in sources:
+        key = Source.parse(source).key
+        dirs = used.get(source) or set(out.glob(f"tickets/*/{key}"))
+        total = {f: 0.0 for f in COST_FIELDS}
+        found = False
+        for d in sorted(dirs):
+            f = d / "search.json"
+            if not f.exists():
+                continue
+            found = True
+            log = read_json(f)
+            cost = log.get("cost") or {}
+            total["search_s"] += float(log.get("seconds") or 0.0)
+            for k in COST_FIELDS[1:]:
+                total[k] += float(cost.get(k) or 0)
+            if not cost:  # written before costs were recorded: count the training rounds' steps
+                total["train_steps"] += sum(float((t.get("train_metrics") or {}).get("steps") or 0)
+                                            for t in log.get("tickets", []))
+        costs[source] = total if found else {f: float("nan") for f in COST_FIELDS}
+    return costs
+
+
+# ---- the leaderboard ------------------------------------------------------------------------------
+@dataclass
+class Leaderboard:
+    """summary: one row per method (the baseline first); per_task: AUC and matching sparsity per
+    (method, source, task) beside the like baseline ticket's; outcomes: per (source, task, sparsity);
+    cells: every paired (source, task, sparsity, seed); noise: seed noise per task."""
+
+    methods: list[str]
+    baseline: str
+    summary: pd.DataFrame
+    per_task: pd.DataFrame
+    outcomes: pd.DataFrame
+    cells: pd.DataFrame
+    noise: pd.DataFrame
+    unpaired: dict = field(default_factory=dict)
+    testable: bool = False
+
+    def verdicts(self) -> list[str]:
+        return [f"{r.method}: {r.verdict}" for r in self.summary.itertuples(index=False) if r.method != self.baseline]
+
+
+def _curves(df: pd.DataFrame, source: str, bb: str, task: str) -> dict[float, float]:
+    part = df[(df["source"] == source) & (df["backbone"] == bb) & (df["task"] == task)]
+    return part.groupby("sparsity")["value"].mean().to_dict()
+
+
+def _per_task(df: pd.DataFrame, cells: pd.DataFrame, relaxed: float) -> pd.DataFrame:
+    from reports.tables import matching_sparsity
+
+    match = matching_sparsity(df, sorted(set(df["task"])), relaxed)
+    match = match.set_index(["backbone", "task", "source"]) if not match.empty else match
+    dense = df[df["source"] == DENSE].groupby(["backbone", "task"])["value"].mean()
+    rows = []
+    pairs = cells[["method", "source", "baseline_source", "backbone", "task"]].drop_duplicates()
+    for r in pairs.itertuples(index=False):
+        mine, base = _curves(df, r.source, r.backbone, r.task), _curves(df, r.baseline_source, r.backbone, r.task)
+        common = sorted(set(mine) & set(base))
+        d = dense.get((r.backbone, r.task), float("nan"))
+        row = {"method": r.method, "source": r.source, "baseline_source": r.baseline_source,
+               "backbone": r.backbone, "task": r.task, "sparsities": ", ".join(f"{100 * s:g}%" for s in common),
+               "auc": auc({s: mine[s] for s in common}, d), "baseline_auc": auc({s: base[s] for s in common}, d)}
+        for side, src in (("", r.source), ("baseline_", r.baseline_source)):
+            key = (r.backbone, r.task, src)
+            has = not match.empty and key in match.index
+            row[f"{side}strict_sparsity"] = match.loc[key, "strict_sparsity"] if has else float("nan")
+            row[f"{side}relaxed_sparsity"] = match.loc[key, "relaxed_sparsity"] if has else float("nan")
+        rows.append(row)
+    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsities", "auc", "baseline_auc",
+            "strict_sparsity", "baseline_strict_sparsity", "relaxed_sparsity", "baseline_relaxed_sparsity"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["auc_diff"] = out["auc"] - out["baseline_auc"]
+    return out
+
+
+def _verdict(lo: float, hi: float, mean: float, testable: bool, n_cells: int, baseline: str) -> str:
+    if n_cells == 0:
+        return f"{NOT_TESTABLE}: no cell paired with {baseline}"
+    if not testable:
+        return (f"{NOT_TESTABLE}: one seed per cell, seed noise unmeasured (mean difference {mean:+.2f} "
+                "points, descriptive only); run --seeds 2 or more")
+    if lo > 0:
+        return f"better than {baseline}: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
+    if hi < 0:
+        return f"worse than {baseline}: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
+    return f"no difference from {baseline} shown: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
+
+
+def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, relaxed: float = 0.99,
+                costs: dict | None = None, n_boot: int = 5000, seed: int = 0) -> Leaderboard:
+    """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`)."""
+    present = sorted(set(df["method"]) - {DENSE})
+    for m in [baseline, *methods]:
+        if m not in present:
+            raise TicketbenchError(f"no finished runs of method '{m}' in the store; methods present: "
+                                   f"{', '.join(present) or 'none'}")
+    methods = [m for m in dict.fromkeys(methods) if m != baseline]
+    if not methods:
+        raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
+    noise = seed_noise(df)
+    parts, unpaired = [], {}
+    for m in methods:
+        c, u = paired_cells(df, m, baseline)
+        parts.append(c)
+        if u:
+            unpaired[m] = u
+    cells = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    outcomes = cell_outcomes(cells, noise)
+    per_task = _per_task(df, cells, relaxed)
+    costs = costs or {}
+    rows = []
+    base_sources = sorted(set(cells["baseline_source"])) or sorted(set(df.loc[df["method"] == baseline, "source"]))
+    for m in [baseline] + methods:
+        is_base = m == baseline
+        mine = cells[cells["method"] == m]
+        pt = per_task[per_task["method"] == m]
+        oc = outcomes[outcomes["method"] == m]
+        srcs = base_sources if is_base else sorted(set(mine["source"]))
+        n_seeds = int(mine.groupby(["source", "backbone", "task", "sparsity"]).size().min()) if len(mine) else 0
+        testable = bool(len(mine)) and n_seeds > 1 and (oc["outcome"] != NOT_TESTABLE).any()
+        mean = float(mine["diff"].mean()) if len(mine) else float("nan")
+        lo, hi = bootstrap_ci(mine["diff"], n_boot=n_boot, seed=seed) if testable else (float("nan"),) * 2
+        if is_base:
+            base_pt = per_task.drop_duplicates(["baseline_source", "backbone", "task"])
+            auc_v, strict, rel = (base_pt["baseline_auc"].mean(), base_pt["baseline_strict_sparsity"],
+                                  base_pt["baseline_relaxed_sparsity"])
+        else:
+            auc_v, strict, rel = pt["auc"].mean(), pt["strict_sparsity"], pt["relaxed_sparsity"]
+        cost = {f: sum(costs.get(s, {}).get(f, float("nan")) for s in srcs) for f in COST_FIELDS}
+        counts = {o: int((oc["outcome"] == o).sum()) if testable else float("nan") for o in ("win", "tie", "loss")}
+        rows.append({
+            "method": m, "sources": ", ".join(srcs), "cells": int(len(mine)), "seeds": n_seeds,
+            "auc": float(auc_v) if len(strict) else float("nan"),
+            # no sparsity matches → 0, so a method that never matches is not dropped from the mean
+            "strict_sparsity": float(strict.fillna(0).mean()) if len(strict) and strict.notna().any() else float("nan"),
+            "relaxed_sparsity": float(rel.fillna(0).mean()) if len(rel) else float("nan"),
+            "mean_diff": 0.0 if is_base else mean, "ci_low": lo, "ci_high": hi,
+            "wins": counts["win"], "ties": counts["tie"], "losses": counts["loss"],
+            **cost,
+            "verdict": "baseline" if is_base else _verdict(lo, hi, mean, testable, len(mine), baseline),
+        })
+    summary = pd.DataFrame(rows)
+    any_testable = bool((summary["method"] != baseline).any() and summary["ci_low"].notna().any())
+    if any_testable:  # rank by the mean paired difference (the baseline at 0); never with one seed
+        order = summary["mean_diff"].rank(ascending=False, method="min")
+        summary.insert(0, "rank", order.astype(int))
+        summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
+    else:
+        summary.insert(0, "rank", NOT_TESTABLE)
+    return Leaderboard(methods, baseline, summary, per_task, outcomes, cells, noise, unpaired, any_testable)
+
+
+# ---- writing ------------------------------------------------------------------------------------
+def compare_dir_name(methods: list[str], baseline: str) -> str:
+    from bench.core.io import safe_name
+
+    for m in [*methods, baseline]:
+        safe_name(m, "method")
+    name = f"compare-{'-'.join(methods)}-vs-{baseline}"
+    if len(name) > 96:  # many methods: a readable prefix and a hash of the full list
+        from bench.core.io import short_hash
+
+        name = f"compare-{'-'.join(methods[:2])}-and-{len(methods) - 2}-more-{short_hash(methods)}-vs-{baseline}"
+    return name
+
+
+def _display(df: pd.DataFrame, pct_cols=(), digits: int = 2) -> pd.DataFrame:
+    from reports.writers import fmt_num
+
+    out = df.copy()
+    for c in out.columns:
+        if c in pct_cols:
+            out[c] = out[c].map(lambda v: "–" if v != v else f"{100 * v:.0f}%")
+        elif out[c].dtype.kind == "f":
+            out[c] = out[c].map(lambda v: fmt_num(v, digits))
+    return out
+
+
+def plot_leaderboard(lb: Leaderboard, stem: Path) -> list[Path]:
+    """Left: mean paired difference against the baseline with its 95 % CI per method (points only,
+    marked untestable, with one seed). Right: AUC difference per task and method."""
+    from reports import plots
+
+    plt = plots.plt
+    s = lb.summary[lb.summary["method"] != lb.baseline].iloc[::-1]  # best at the top
+    y = np.arange(len(s))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 0.45 * len(s) + 2.2), sharey=True,
+                                 gridspec_kw={"width_ratios": [1, 1.3]})
+    ok = s["ci_low"].notna().to_numpy()
+    ax.axvline(0, color="#444", lw=1)
+    if ok.any():
+        m = s["mean_diff"][ok]
+        ax.errorbar(m, y[ok], xerr=[m - s["ci_low"][ok], s["ci_high"][ok] - m], fmt="o", color="#1f77b4",
+                    capsize=4, label="mean, 95 % bootstrap CI")
+    if (~ok).any():
+        ax.plot(s["mean_diff"][~ok], y[~ok], "x", color="#7f7f7f", label=f"{NOT_TESTABLE} (one seed)")
+    ax.set_yticks(y, s["method"])
+    ax.set_xlabel(f"paired difference vs {lb.baseline} (points)")
+    ax.legend(loc="best", fontsize=8)
+    pt = lb.per_task.groupby(["method", "task"])["auc_diff"].mean().unstack("task").reindex(s["method"])
+    width = 0.8 / max(len(pt.columns), 1)
+    for i, task in enumerate(pt.columns):
+        bx.barh(y + (i - (len(pt.columns) - 1) / 2) * width, pt[task].fillna(0), height=width, label=task)
+    bx.axvline(0, color="#444", lw=1)
+    if len(pt.columns):
+        bx.legend(loc="best", fontsize=8, title="target task")
+    bx.set_xlabel(f"AUC minus {lb.baseline}'s (points)")
+    fig.suptitle(f"vs {lb.baseline}, like against like", fontsize=11)
+    fig.tight_layout()
+    return plots.save(fig, stem)
+
+
+def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "imp", config=None,
+                      n_boot: int = 5000, plan: str | None = None) -> Path:
+    """Write the leaderboard into `<out>/report/compare-<methods>-vs-<baseline>/` (tables as CSV, MD
+    and TeX, `leaderboard.png/pdf`, README.md) from one plan's runs (default: the last plan run);
+    other comparisons' directories are left alone."""
+    from bench.core.io import atomic_write_text
+    from reports.context import load_context, prune_stale
+    from reports.writers import write_table
+
+    name = compare_dir_name(list(methods), baseline)
+    ctx = load_context(out_dir, config, subdir=name, plan=plan)
+    rd = ctx.report_dir
+    sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
+    lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
+                     costs=search_costs(ctx.out, sources), n_boot=n_boot)
+    rd.mkdir(parents=True, exist_ok=True)
+    sp = ("strict_sparsity", "relaxed_sparsity")
+    ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp),
+                        f"{', '.join(lb.methods)} vs {baseline}: mean paired difference (points) with a 95 % "
+                        "bootstrap CI over (task, sparsity, seed) cells; W/T/L per (source, task, sparsity) with "
+                        "ties within 1.96 standard errors of the seed noise; AUC = mean score over the sparsity "
+                        "range; matching sparsity averaged over tasks (0 = none matches); search cost."))
+    pt_sp = sp + ("baseline_strict_sparsity", "baseline_relaxed_sparsity")
+    ctx.add(write_table(rd, "per_task", lb.per_task, _display(lb.per_task, pt_sp),
+                        "Per method, source and target task, beside the like baseline ticket."))
+    ctx.add(write_table(rd, "outcomes", lb.outcomes, _display(lb.outcomes),
+                        "Per (source, task, sparsity): mean paired difference over seeds and the tie margin."))
+    ctx.add(write_table(rd, "seed_noise", lb.noise, _display(lb.noise),
+                        "Pooled seed-to-seed standard deviation per task (points)."))
+    ctx.add({"csv": atomic_write_text(rd / "cells.csv", lb.cells.to_csv(index=False))})
+    ctx.add(plot_leaderboard(lb, rd / "leaderboard"))
+    lines = [f"# {', '.join(lb.methods)} vs {baseline}", "",
+             *[f"- {v}" for v in lb.verdicts()], "",
+             "![leaderboard](leaderboard.png)", "",
+             "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
+             "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
+    if lb.unpaired:
+        lines += ["Not ranked (no like baseline ticket): " +
+                  "; ".join(f"{m}: {', '.join(u)}" for m, u in lb.unpaired.items()), ""]
+    if not lb.testable:
+        lines += [f"With one seed per cell the seed noise is unmeasured: win/tie/loss and the CI are "
+                  f"'{NOT_TESTABLE}' and nothing is ranked.", ""]
+    ctx.add([atomic_write_text(rd / "README.md", "\n".join(lines))])
+    prune_stale(ctx, ".compare-files.json")
+    return rd
