@@ -3,6 +3,9 @@
 A method can have several sources (one ticket per source task). For a target task the method is
 represented by its ticket found on that task, else its pre-training ticket, else its only source;
 when none of these applies (several other-task tickets and none of its own) the cell is skipped.
+Like is compared against like: a reference is represented by its ticket from the *same source task*
+as the method's when it has one (a transferred snip:vqa ticket on GQA meets imp:vqa, not imp:gqa),
+else by its own representative. `ticketbench compare` (reports/leaderboard.py) adds the statistics.
 """
 
 from __future__ import annotations
@@ -36,6 +39,25 @@ def method_values(df: pd.DataFrame, method: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "source", "mean", "std", "n_seeds"])
 
 
+def _like_reference(df: pd.DataFrame, ref: str, cand: pd.DataFrame) -> pd.DataFrame:
+    """The reference's values per candidate cell, from its ticket of the candidate's source task when
+    it has one, else from its representative source (`method_values`)."""
+    rep = method_values(df, ref).set_index(["backbone", "task", "sparsity"])
+    part = df[(df["method"] == ref) & (df["source"] != DENSE)]
+    rows = []
+    for r in cand.itertuples(index=False):
+        like = f"{ref}:{r.source.partition(':')[2]}" if ":" in r.source else None
+        v = part[(part["source"] == like) & (part["backbone"] == r.backbone) & (part["task"] == r.task)
+                 & (part["sparsity"] == r.sparsity)]["value"] if like else pd.Series(dtype=float)
+        if len(v):
+            rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "source": like,
+                         "mean": v.mean(), "std": v.std(), "n_seeds": v.size})
+        elif (r.backbone, r.task, r.sparsity) in rep.index:
+            rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity,
+                         **rep.loc[(r.backbone, r.task, r.sparsity)].to_dict()})
+    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "source", "mean", "std", "n_seeds"])
+
+
 def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
     """One row per (backbone, task, sparsity, reference): difference in points (method − reference)
     and the outcome win / tie / loss. Tie margin: `tie_margin` points when > 0, else one std over
@@ -49,7 +71,7 @@ def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.
     for ref in REFERENCES:
         if ref == method:
             continue
-        refv = method_values(df, ref)
+        refv = _like_reference(df, ref, cand)
         both = cand.merge(refv, on=["backbone", "task", "sparsity"], suffixes=("", "_ref"))
         for r in both.itertuples(index=False):
             if tie_margin > 0:

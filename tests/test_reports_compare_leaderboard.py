@@ -1,0 +1,194 @@
+"""The method leaderboard (`ticketbench compare`): like-against-like pairing, seed-noise ties, the
+paired bootstrap, 'not testable' with one seed, AUC, search costs and side-by-side output."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_reports_synth import BACKBONE, METRIC, write_record
+
+from bench.config import build_config
+from bench.core.errors import TicketbenchError
+from reports.leaderboard import (
+    NOT_TESTABLE,
+    auc,
+    baseline_source,
+    bootstrap_ci,
+    leaderboard,
+    seed_noise,
+    write_leaderboard,
+)
+from reports.store import collect_matrix
+
+NOISE = (-1.0, 0.0, 1.0)  # the same seed pattern in every cell: pooled seed sd = 1 exactly
+# source -> task -> sparsity -> score before seed noise
+BASE = {
+    "dense": {"vqa": {0.0: 60.0}, "gqa": {0.0: 50.0}},
+    "imp:vqa": {"vqa": {0.5: 58.0, 0.7: 55.0}, "gqa": {0.5: 48.0, 0.7: 45.0}},
+    "imp:gqa": {"vqa": {0.5: 40.0, 0.7: 40.0}, "gqa": {0.5: 30.0, 0.7: 30.0}},  # far below: a wrong pairing shows
+    "imp:pretrain": {"vqa": {0.5: 57.0, 0.7: 50.0}, "gqa": {0.5: 47.0, 0.7: 40.0}},
+    # mine:vqa transferred to gqa too: +3 (win), +1 (tie), -3 (loss), 0 (tie) against imp:vqa
+    "mine:vqa": {"vqa": {0.5: 61.0, 0.7: 56.0}, "gqa": {0.5: 45.0, 0.7: 45.0}},
+    "mine:retrieval": {"vqa": {0.5: 10.0}},  # imp has no retrieval ticket: unpaired, not ranked
+    "flow": {"vqa": {0.5: 62.0, 0.7: 55.0}, "gqa": {0.5: 52.0, 0.7: 45.0}},  # task-free: +5 vs imp:pretrain
+}
+
+
+def _store(out, seeds=(0, 1, 2)):
+    for source, per_task in BASE.items():
+        method, _, source_task = source.partition(":")
+        key = f"{method}__{source_task or 'none'}"
+        for task, per_sp in per_task.items():
+            for sp, v in per_sp.items():
+                for seed in seeds:
+                    value = v + NOISE[seed]
+                    ticket = {"path": f"/elsewhere/tickets/h1/{key}/sparsity-{sp:.2f}.safetensors"}
+                    write_record(out, f"{key}_{task}_{sp}_{seed}", status="done", backbone=BACKBONE, source=source,
+                                 method=method, source_task=source_task, sparsity=sp, task=task, seed=seed,
+                                 metric=METRIC[task], value=value, ticket=ticket if method != "dense" else None)
+    for key, seconds, cost in (("mine__vqa", 2.5, {"train_steps": 100, "score_calls": 0, "flow_calls": 0}),
+                               ("flow__none", 1.0, {"train_steps": 0, "score_calls": 0, "flow_calls": 200}),
+                               ("imp__vqa", 10.0, {"train_steps": 400}), ("imp__pretrain", 20.0, {"train_steps": 800})):
+        d = out / "tickets" / "h1" / key
+        d.mkdir(parents=True)
+        (d / "search.json").write_text(json.dumps({"seconds": seconds, "cost": cost}))
+    stale = out / "tickets" / "h0" / "mine__vqa"  # an older search no run used: not counted
+    stale.mkdir(parents=True)
+    (stale / "search.json").write_text(json.dumps({"seconds": 99.0, "cost": {"train_steps": 9999}}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return _store(tmp_path_factory.mktemp("lb"))
+
+
+@pytest.fixture(scope="module")
+def lb(store):
+    from reports.leaderboard import search_costs
+
+    df = collect_matrix(store)
+    return leaderboard(df, ["mine", "flow"], "imp", costs=search_costs(store, sorted(set(df["source"]))))
+
+
+def test_like_against_like_pairing(lb):
+    pairs = lb.cells.drop_duplicates(["source", "task"]).set_index(["source", "task"])["baseline_source"].to_dict()
+    assert pairs == {("mine:vqa", "vqa"): "imp:vqa", ("mine:vqa", "gqa"): "imp:vqa",  # transferred: imp:vqa, not imp:gqa
+                     ("flow", "vqa"): "imp:pretrain", ("flow", "gqa"): "imp:pretrain"}
+    assert lb.unpaired == {"mine": ["mine:retrieval"]}
+    assert baseline_source({"imp:pretrain", "imp:vqa"}, "snip:pretrain", "imp") == "imp:pretrain"
+    assert baseline_source({"imp:vqa"}, "snip:gqa", "imp") is None
+
+
+def test_seed_noise_is_pooled_per_task():
+    df = pd.DataFrame({"backbone": "b", "task": "t", "source": ["a", "a", "a", "b", "b", "c"],
+                       "sparsity": 0.5, "value": [1.0, 2.0, 3.0, 10.0, 14.0, 7.0]})
+    (row,) = seed_noise(df).to_dict("records")
+    # variances 1 (dof 2) and 8 (dof 1); the one-seed cell adds nothing
+    assert row["dof"] == 3 and row["cells"] == 2 and math.isclose(row["sd"], math.sqrt((2 * 1 + 8) / 3))
+    one = seed_noise(df.drop_duplicates("source"))
+    assert math.isnan(one["sd"].iloc[0])
+
+
+def test_ties_are_set_by_the_measured_seed_noise(lb):
+    assert lb.noise["sd"].tolist() == pytest.approx([1.0, 1.0])
+    mine = lb.outcomes[lb.outcomes["method"] == "mine"].set_index(["task", "sparsity"])
+    margin = 1.959964 * math.sqrt(2 / 3)
+    assert mine["margin"].tolist() == pytest.approx([margin] * 4)
+    assert mine["outcome"].to_dict() == {("vqa", 0.5): "win", ("vqa", 0.7): "tie",
+                                         ("gqa", 0.5): "loss", ("gqa", 0.7): "tie"}
+    s = lb.summary.set_index("method")
+    assert s.loc["mine", ["wins", "ties", "losses"]].tolist() == [1, 2, 1]
+    assert s.loc["flow", ["wins", "ties", "losses"]].tolist() == [4, 0, 0]
+
+
+def test_mean_paired_difference_and_bootstrap_ci(lb):
+    s = lb.summary.set_index("method")
+    assert s.loc["mine", "cells"] == 12 and s.loc["mine", "mean_diff"] == pytest.approx(0.25)
+    assert s.loc["mine", "ci_low"] < 0 < s.loc["mine", "ci_high"]
+    assert s.loc["mine", "verdict"].startswith("no difference from imp shown")
+    assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5.0, 5.0])
+    assert s.loc["flow", "verdict"].startswith("better than imp")
+    assert lb.summary["method"].tolist()[:2] == ["flow", "mine"] and lb.summary["rank"].tolist()[:2] == [1, 2]
+    x = np.random.default_rng(1).normal(2.0, 1.0, 200)
+    lo, hi = bootstrap_ci(x)
+    assert lo < x.mean() < hi and hi - lo == pytest.approx(2 * 1.96 / math.sqrt(200), rel=0.2)
+    assert bootstrap_ci(x) == (lo, hi)  # seeded
+    assert all(math.isnan(v) for v in bootstrap_ci([1.0]))
+
+
+def test_auc_and_matching_sparsity(lb):
+    assert auc({0.5: 50.0, 0.7: 40.0}, dense=60.0) == pytest.approx((0.5 * 55 + 0.2 * 45) / 0.7)
+    assert auc({0.5: 50.0, 0.7: 40.0}) == pytest.approx(45.0)
+    assert math.isnan(auc({0.5: 50.0}))
+    row = lb.per_task.set_index(["source", "task"]).loc[("flow", "vqa")]
+    assert row["auc"] == pytest.approx(auc({0.5: 62.0, 0.7: 55.0}, 60.0))
+    assert row["baseline_auc"] == pytest.approx(auc({0.5: 57.0, 0.7: 50.0}, 60.0))
+    assert row["relaxed_sparsity"] == 0.5 and math.isnan(row["baseline_relaxed_sparsity"])  # 62 ≥ 99 % of 60; 57 not
+
+
+def test_search_costs_come_from_the_searches_the_runs_used(lb):
+    s = lb.summary.set_index("method")
+    assert s.loc["mine", ["search_s", "train_steps"]].tolist() == [2.5, 100.0]  # not the stale 99 s search
+    assert s.loc["flow", ["search_s", "flow_calls"]].tolist() == [1.0, 200.0]
+    assert s.loc["imp", "verdict"] == "baseline" and s.loc["imp", "search_s"] == 30.0
+
+
+def test_one_seed_says_not_testable_and_ranks_nothing(tmp_path):
+    df = collect_matrix(_store(tmp_path, seeds=(1,)))
+    lb1 = leaderboard(df, ["mine", "flow"], "imp")
+    assert not lb1.testable and (lb1.summary["rank"] == NOT_TESTABLE).all()
+    assert set(lb1.outcomes["outcome"]) == {NOT_TESTABLE}
+    rows = lb1.summary[lb1.summary["method"] != "imp"]
+    assert rows["ci_low"].isna().all() and rows["wins"].isna().all()
+    assert all(v.startswith(NOT_TESTABLE) for v in rows["verdict"])
+
+
+def test_unknown_method_and_no_method_are_one_line(lb, store):
+    df = collect_matrix(store)
+    with pytest.raises(TicketbenchError, match="no finished runs of method 'nope'.*flow, imp, mine"):
+        leaderboard(df, ["nope"], "imp")
+    with pytest.raises(TicketbenchError, match="other than the baseline"):
+        leaderboard(df, ["imp"], "imp")
+
+
+def test_comparisons_live_side_by_side(store):
+    cfg = build_config({"matrix": {"tasks": ["vqa", "gqa"], "sparsities": [0.5, 0.7], "seeds": 3}})
+    a = write_leaderboard(store, ["mine", "flow"], "imp", config=cfg, n_boot=500)
+    b = write_leaderboard(store, ["mine"], "imp", config=cfg, n_boot=500)
+    assert a.name == "compare-mine-flow-vs-imp" and b.name == "compare-mine-vs-imp" and a.parent == b.parent
+    for d in (a, b):
+        for f in ("leaderboard.csv", "leaderboard.md", "leaderboard.tex", "per_task.csv", "outcomes.csv",
+                  "seed_noise.csv", "cells.csv", "leaderboard.png", "leaderboard.pdf", "README.md"):
+            assert (d / f).exists(), (d, f)
+    write_leaderboard(store, ["mine", "flow"], "imp", config=cfg, n_boot=500)  # rebuilding one leaves the other
+    assert (b / "leaderboard.csv").exists()
+    readme = (a / "README.md").read_text()
+    assert "flow: better than imp" in readme and "mine:retrieval" in readme
+    assert "\\begin{tabular}" in (a / "leaderboard.tex").read_text()
+
+
+def test_cli_compare_and_methods(store, capsys):
+    from bench.cli import main
+
+    assert main(["compare", str(store), "--methods", "flow", "--baseline", "imp"]) == 0
+    out = capsys.readouterr().out
+    assert "flow: better than imp" in out and "compare-flow-vs-imp" in out
+    assert main(["compare", str(store), "--methods", "nope"]) != 0
+    assert "no finished runs of method 'nope'" in capsys.readouterr().err
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    for name in ("snip", "grasp", "synflow", "movement", "layerwise_magnitude", "lr_rewind", "early_bird", "imp"):
+        assert f"\n{name}  (built-in)" in "\n" + text
+    assert "Tanaka" in text and "iterations = 100" in text
+
+
+def test_report_compare_pits_like_against_like(store):
+    from reports.compare import compare_frame
+
+    cmp = compare_frame(collect_matrix(store), "mine")
+    imp = cmp[(cmp.reference == "imp") & (cmp.source == "mine:vqa")].set_index(["task", "sparsity"])
+    assert set(imp["reference_source"]) == {"imp:vqa"}  # on gqa too: the transferred ticket meets imp:vqa
+    assert imp.loc[("gqa", 0.5), "diff"] == pytest.approx(-3.0)
