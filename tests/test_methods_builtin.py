@@ -273,3 +273,17 @@ def test_gradient_and_flow_methods_say_what_context_they_miss():
     for name, hook in (("snip", "score_fn"), ("grasp", "score_fn"), ("synflow", "flow_fn")):
         with pytest.raises(TicketError, match=hook):
             tickets.get_method(name)(ctx)
+
+
+def test_methods_config_searches_every_built_in_method_with_two_seeds():
+    from bench.config import load_config
+    from bench.runner.stages import matrix_sources
+    from tickets import parse_source
+
+    cfg = load_config("methods")
+    sources = matrix_sources(cfg)
+    built_in = {n for n, m in tickets.methods.items() if m.fn.__module__.startswith("tickets.methods.")}
+    searched = {parse_source(s).method for s in sources if s != "dense"}
+    assert built_in - searched == {"reinit", "shuffle"}  # the controls transform a ticket; they are not rivals
+    assert cfg.matrix.seeds >= 2 and len(cfg.matrix.tasks) >= 2  # testable statistics, in-task and transferred
+    assert {"imp:vqa", "imp:pretrain"} <= set(sources)   # like baselines for task and task-free tickets
