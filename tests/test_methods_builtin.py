@@ -287,3 +287,20 @@ def test_methods_config_searches_every_built_in_method_with_two_seeds():
     assert built_in - searched == {"reinit", "shuffle"}  # the controls transform a ticket; they are not rivals
     assert cfg.matrix.seeds >= 2 and len(cfg.matrix.tasks) >= 2  # testable statistics, in-task and transferred
     assert {"imp:vqa", "imp:pretrain"} <= set(sources)   # like baselines for task and task-free tickets
+
+
+def test_adding_a_method_keeps_the_stored_searches():
+    """A search's content address does not change when another method is added to the config, so
+    adding snip:vqa (or a plugin) re-uses the stored IMP searches; the search's own settings change it."""
+    from bench.config import apply_overrides, load_config
+    from bench.plan import build_plan
+
+    def ids(*sets):
+        plan = build_plan(apply_overrides(load_config("smoke"), list(sets)))
+        return {str(s.source): plan.search_id(s, "theta0hash") for s in plan.searches}
+
+    before = ids()
+    after = ids("find.one_shot=omp:vqa,pretrained_magnitude,snip:vqa,synflow")
+    assert {k: after[k] for k in before} == before and {"snip:vqa", "synflow"} <= set(after)
+    assert ids("find.steps=7")["imp:vqa"] != before["imp:vqa"]
+    assert ids("find.hparams=snip.score_batches=2", "find.one_shot=snip:vqa")["snip:vqa"] != after["snip:vqa"]
