@@ -277,16 +277,16 @@ def test_gradient_and_flow_methods_say_what_context_they_miss():
 
 def test_methods_config_searches_every_built_in_method_with_two_seeds():
     from bench.config import load_config
-    from bench.runner.stages import matrix_sources
-    from tickets import parse_source
+    from bench.plan import build_plan
 
-    cfg = load_config("methods")
-    sources = matrix_sources(cfg)
+    plan = build_plan(load_config("methods"))
+    sources = {str(s.source) for s in plan.searches}
     built_in = {n for n, m in tickets.methods.items() if m.fn.__module__.startswith("tickets.methods.")}
-    searched = {parse_source(s).method for s in sources if s != "dense"}
-    assert built_in - searched == {"reinit", "shuffle"}  # the controls transform a ticket; they are not rivals
-    assert cfg.matrix.seeds >= 2 and len(cfg.matrix.tasks) >= 2  # testable statistics, in-task and transferred
-    assert {"imp:vqa", "imp:pretrain"} <= set(sources)   # like baselines for task and task-free tickets
+    assert built_in - {s.source.method for s in plan.searches} == {"reinit", "shuffle"}  # controls are no rivals
+    assert plan.config.matrix.seeds >= 2 and len(plan.config.matrix.tasks) >= 2  # testable; in-task and transferred
+    assert {"imp:vqa", "imp:pretrain"} <= sources  # like baselines for task and task-free tickets
+    cells = {(str(c.source), c.task) for c in plan.cells}
+    assert all((s, t) in cells for s in sources for t in plan.config.matrix.tasks)
 
 
 def test_adding_a_method_keeps_the_stored_searches():
@@ -304,3 +304,33 @@ def test_adding_a_method_keeps_the_stored_searches():
     assert {k: after[k] for k in before} == before and {"snip:vqa", "synflow"} <= set(after)
     assert ids("find.steps=7")["imp:vqa"] != before["imp:vqa"]
     assert ids("find.hparams=snip.score_batches=2", "find.one_shot=snip:vqa")["snip:vqa"] != after["snip:vqa"]
+
+
+def test_training_loop_on_grads_sees_masked_gradients_and_can_stop():
+    """The runner's hook for movement pruning and early-bird tickets (bench.training.train(on_grads=))."""
+    from types import SimpleNamespace
+
+    from bench.core.settings import TrainSettings
+    from bench.training import train
+    from tickets import MaskEnforcer
+    from tickets.testing import ToyLinear
+
+    model = ToyLinear()
+    named = model.prunable_parameters()
+    masks = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(1)) > 0.5 for n, p in named}
+    examples = [SimpleNamespace(texts=("a b",), x=torch.randn(4)) for _ in range(16)]
+
+    def loss_fn(batch):
+        return model(torch.stack([e.x for e in batch])).pow(2).mean()
+
+    seen = []
+
+    def on_grads():
+        seen.append({n: p.grad.clone() for n, p in named})
+        return len(seen) == 3
+
+    log = train(model, loss_fn, examples, TrainSettings(steps=10, batch_size=4, lr=1e-2, bf16=False),
+                enforcer=MaskEnforcer(named, masks), head_prefixes=(), on_grads=on_grads)
+    assert log.steps == 3 and len(seen) == 3
+    for g in seen:
+        assert all((g[n][~masks[n]] == 0).all() and g[n][masks[n]].abs().sum() > 0 for n in masks)
