@@ -18,8 +18,9 @@ from bench.core.errors import TicketbenchError
 from reports.store import DENSE
 
 REFERENCES = ("imp", "omp", "pretrained_magnitude", "random")
-# With one seed there is no std; a difference within this many points is then a tie.
-SINGLE_SEED_TOLERANCE = 0.5
+# With one seed there is no std: without a stated report.tie_margin the cell is not testable (no
+# fixed margin pretends to know the seed noise; `ticketbench compare` pools it over the store).
+NOT_TESTABLE = "not testable"
 
 
 def method_values(df: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -61,7 +62,7 @@ def _like_reference(df: pd.DataFrame, ref: str, cand: pd.DataFrame) -> pd.DataFr
 def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
     """One row per (backbone, task, sparsity, reference): difference in points (method − reference)
     and the outcome win / tie / loss. Tie margin: `tie_margin` points when > 0, else one std over
-    seeds (the larger of the two sides' stds), else SINGLE_SEED_TOLERANCE with one seed."""
+    seeds (the larger of the two sides' stds); with one seed and no stated margin, 'not testable'."""
     methods = sorted(set(df["method"]) - {DENSE})
     if method not in methods:
         raise TicketbenchError(
@@ -81,9 +82,10 @@ def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.
                 if stds:
                     margin, kind = max(stds), "1 std over seeds"
                 else:
-                    margin, kind = SINGLE_SEED_TOLERANCE, "1 seed: stated tolerance"
+                    margin, kind = float("nan"), "1 seed: not testable"
             diff = r.mean - r.mean_ref
-            outcome = "tie" if abs(diff) <= margin + 1e-9 else ("win" if diff > 0 else "loss")
+            outcome = (NOT_TESTABLE if margin != margin else
+                       "tie" if abs(diff) <= margin + 1e-9 else ("win" if diff > 0 else "loss"))
             rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "reference": ref,
                          "source": r.source, "reference_source": r.source_ref,
                          "value": r.mean, "reference_value": r.mean_ref, "diff": diff,
@@ -95,12 +97,13 @@ def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.
 def compare_summary(cmp: pd.DataFrame) -> pd.DataFrame:
     """Wins / ties / losses and the mean difference per reference method."""
     if cmp.empty:
-        return pd.DataFrame(columns=["reference", "wins", "ties", "losses", "mean_diff", "cells"])
+        return pd.DataFrame(columns=["reference", "wins", "ties", "losses", "not_testable", "mean_diff", "cells"])
     g = cmp.groupby("reference", sort=False)
     out = pd.DataFrame({
         "wins": g["outcome"].apply(lambda o: int((o == "win").sum())),
         "ties": g["outcome"].apply(lambda o: int((o == "tie").sum())),
         "losses": g["outcome"].apply(lambda o: int((o == "loss").sum())),
+        "not_testable": g["outcome"].apply(lambda o: int((o == NOT_TESTABLE).sum())),
         "mean_diff": g["diff"].mean(),
         "cells": g.size(),
     }).reset_index()
@@ -113,6 +116,10 @@ def verdict(summary: pd.DataFrame, method: str) -> str:
         return f"'{method}' shares no (task, sparsity) cell with imp, omp, pretrained_magnitude or random."
     parts = []
     for r in summary.itertuples(index=False):
+        if r.wins + r.ties + r.losses == 0:
+            parts.append(f"{NOT_TESTABLE} against {r.reference} with one seed (mean {r.mean_diff:+.2f} points, "
+                         "descriptive only)")
+            continue
         word = "better than" if r.wins > r.losses else ("worse than" if r.losses > r.wins else "level with")
         parts.append(f"{word} {r.reference} ({r.wins}W/{r.ties}T/{r.losses}L, mean {r.mean_diff:+.2f} points)")
     return f"'{method}' is " + "; ".join(parts) + "."

@@ -192,3 +192,16 @@ def test_report_compare_pits_like_against_like(store):
     imp = cmp[(cmp.reference == "imp") & (cmp.source == "mine:vqa")].set_index(["task", "sparsity"])
     assert set(imp["reference_source"]) == {"imp:vqa"}  # on gqa too: the transferred ticket meets imp:vqa
     assert imp.loc[("gqa", 0.5), "diff"] == pytest.approx(-3.0)
+
+
+def test_report_compare_with_one_seed_is_not_testable(tmp_path):
+    from reports.compare import compare_frame, compare_summary, verdict
+
+    df = collect_matrix(_store(tmp_path, seeds=(1,)))
+    cmp = compare_frame(df, "mine")
+    assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["margin"].isna().all()
+    s = compare_summary(cmp)
+    assert (s[["wins", "ties", "losses"]].to_numpy() == 0).all() and (s["not_testable"] > 0).all()
+    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp with one seed")
+    stated = compare_frame(df, "mine", tie_margin=2.0)  # a stated margin still decides
+    assert NOT_TESTABLE not in set(stated["outcome"])
