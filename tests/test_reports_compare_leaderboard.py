@@ -183,6 +183,8 @@ def test_cli_compare_and_methods(store, capsys):
     for name in ("snip", "grasp", "synflow", "movement", "layerwise_magnitude", "lr_rewind", "early_bird", "imp"):
         assert f"\n{name}  (built-in)" in "\n" + text
     assert "Tanaka" in text and "iterations = 100" in text
+    assert main(["methods", "--plugins", "no_such_plugin_module"]) != 0
+    assert "cannot import 'no_such_plugin_module'" in capsys.readouterr().err
 
 
 def test_report_compare_pits_like_against_like(store):

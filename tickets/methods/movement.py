@@ -28,14 +28,18 @@ class MovementHparams:
 
 
 def movement_scores(ctx: SearchContext, start: dict, masks: dict, scores: dict | None = None) -> tuple[dict, object]:
-    """Fine-tune from start ⊙ masks, adding −w·g of every step to `scores` (created when None)."""
-    scores = scores if scores is not None else {n: torch.zeros(w.shape, dtype=torch.float64) for n, w in start.items()}
+    """Fine-tune from start ⊙ masks, adding −w·g of every step to `scores` (float64, on the weights'
+    device while training so no step copies to the CPU); returns (scores on the CPU, TrainResult)."""
+    scores = dict(scores or {})
 
     def accumulate(weights: dict, grads: dict) -> None:
-        for n, s in scores.items():
-            s -= (weights[n].detach().to("cpu", torch.float64) * grads[n].detach().to("cpu", torch.float64))
+        for n, w in weights.items():
+            step = (w.detach() * grads[n].detach()).to(torch.float64)
+            s = scores.get(n)
+            scores[n] = -step if s is None else s.to(step.device).sub_(step)
 
-    return scores, ctx.train(start, masks, on_grads=accumulate)
+    result = ctx.train(start, masks, on_grads=accumulate)
+    return {n: s.cpu() for n, s in scores.items()}, result
 
 
 @register_method("movement", MovementHparams, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)")
