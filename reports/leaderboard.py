@@ -71,9 +71,10 @@ def _source_task(source: str) -> str:
 
 def baseline_source(sources: set[str], method_source: str, baseline: str) -> str | None:
     """The baseline's ticket that is like `method_source`: same source task; a task-free or
-    pre-training source pairs with the baseline's pre-training ticket (or its task-free one)."""
+    pre-training source pairs with the baseline's pre-training ticket. A task-free baseline
+    (random, synflow, …) needs no source task, so it is like every source."""
     task = _source_task(method_source)
-    for cand in ([f"{baseline}:{task}"] if task and task != PRETRAIN else
+    for cand in ([f"{baseline}:{task}", baseline] if task and task != PRETRAIN else
                  [f"{baseline}:{PRETRAIN}", baseline]):
         if cand in sources:
             return cand

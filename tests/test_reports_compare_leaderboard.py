@@ -80,6 +80,7 @@ def test_like_against_like_pairing(lb):
     assert lb.unpaired == {"mine": ["mine:retrieval"]}
     assert baseline_source({"imp:pretrain", "imp:vqa"}, "snip:pretrain", "imp") == "imp:pretrain"
     assert baseline_source({"imp:vqa"}, "snip:gqa", "imp") is None
+    assert baseline_source({"random"}, "snip:gqa", "random") == "random"  # a task-free baseline is like any
 
 
 def test_seed_noise_is_pooled_per_task():
