@@ -130,9 +130,10 @@ def describe_methods() -> str:
         except TicketError as e:
             blocks.append(f"{name}\n  (unusable: {e})")
             continue
-        module = sys.modules.get(m.fn.__module__)
-        title, cited = _citation(getattr(module, "__doc__", "") or "")
-        where = "built-in" if m.fn.__module__.startswith("tickets.methods.") else f"plugin {m.fn.__module__}"
+        modname = getattr(m.fn, "__module__", None) or ""
+        title, cited = _citation(getattr(sys.modules.get(modname), "__doc__", "") or "")
+        cited = getattr(m, "citation", "") or cited  # the registered citation first, else the docstring's
+        where = "built-in" if modname.startswith("tickets.methods.") else f"plugin {modname or '(no module)'}"
         lines = [f"{name}  ({where})"]
         what = (inspect.getdoc(m.fn) or "").split("\n\n")[0].replace("\n", " ")
         lines += [f"  {x}" for x in (title, cited if cited != title else "", what) if x]
