@@ -140,7 +140,8 @@ COST_FIELDS = ("search_s", "train_steps", "score_calls", "flow_calls")
 
 def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
     """Per source: wall seconds, training steps and gradient / flow evaluations of its search, from the
-    `search.json` of the ticket directories its runs used (else every stored one of that source)."""
+    `search.json` of the searches its runs' tickets came from (`tickets/<search id>/search.json`, or
+    beside the tickets in stores written before per-search ids), else every stored one of that source."""
     from bench.core.io import read_json
     from reports.store import read_records
 
@@ -156,12 +157,10 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
     for source in sources:
         key = Source.parse(source).key
         dirs = used.get(source) or set(out.glob(f"tickets/*/{key}"))
+        logs = {f for d in dirs for f in (d / "search.json", d.parent / "search.json") if f.exists()}
         total = {f: 0.0 for f in COST_FIELDS}
         found = False
-        for d in sorted(dirs):
-            f = d / "search.json"
-            if not f.exists():
-                continue
+        for f in sorted(logs):
             found = True
             log = read_json(f)
             cost = log.get("cost") or {}

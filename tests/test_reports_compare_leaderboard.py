@@ -44,16 +44,20 @@ def _store(out, seeds=(0, 1, 2)):
             for sp, v in per_sp.items():
                 for seed in seeds:
                     value = v + NOISE[seed]
-                    ticket = {"path": f"/elsewhere/tickets/h1/{key}/sparsity-{sp:.2f}.safetensors"}
+                    search = "s-flow" if method == "flow" else "h1"  # flow: the per-search-id layout
+                    ticket = {"path": f"/elsewhere/tickets/{search}/{key}/sparsity-{sp:.2f}.safetensors"}
                     write_record(out, f"{key}_{task}_{sp}_{seed}", status="done", backbone=BACKBONE, source=source,
                                  method=method, source_task=source_task, sparsity=sp, task=task, seed=seed,
                                  metric=METRIC[task], value=value, ticket=ticket if method != "dense" else None)
     for key, seconds, cost in (("mine__vqa", 2.5, {"train_steps": 100, "score_calls": 0, "flow_calls": 0}),
                                ("flow__none", 1.0, {"train_steps": 0, "score_calls": 0, "flow_calls": 200}),
                                ("imp__vqa", 10.0, {"train_steps": 400}), ("imp__pretrain", 20.0, {"train_steps": 800})):
-        d = out / "tickets" / "h1" / key
+        # tickets/<search id>/search.json beside tickets/<search id>/<key>/ (today's layout), or the
+        # older tickets/<hash>/<key>/search.json
+        d = out / "tickets" / ("s-flow" if key == "flow__none" else "h1") / key
         d.mkdir(parents=True)
-        (d / "search.json").write_text(json.dumps({"seconds": seconds, "cost": cost}))
+        log = d.parent if key == "flow__none" else d
+        (log / "search.json").write_text(json.dumps({"seconds": seconds, "cost": cost}))
     stale = out / "tickets" / "h0" / "mine__vqa"  # an older search no run used: not counted
     stale.mkdir(parents=True)
     (stale / "search.json").write_text(json.dumps({"seconds": 99.0, "cost": {"train_steps": 9999}}))
