@@ -19,8 +19,9 @@ from tickets.search import SearchContext, ones_masks
 @dataclass(frozen=True)
 class GraspHparams:
     score_batches: int = hp(1, "batches for g and for Hg (each Hg batch costs two more gradient calls)")
-    fd_step: float = hp(1e-5, "central finite-difference step for Hg, relative: ε = fd_step·‖θ0‖/‖g‖ (small, "
-                              "so few ReLUs flip; toy: 1e-5 within 0.3 % of the exact Hg, 1e-4 off by kinks)")
+    fd_step: float = hp(1e-4, "central finite-difference step for Hg, relative: ε = fd_step·‖θ0‖/‖g‖. Measured "
+                              "against double backward: toy-uniter (GELU) mean error 0.008 % at 1e-4, 0.08 % at "
+                              "1e-5 (float32); ReLU nets need 1e-5 (kinks)")
     scope: str = hp("global", "global: one threshold over all prunable weights; layerwise: per tensor")
 
 
