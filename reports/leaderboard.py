@@ -365,6 +365,39 @@ def plot_leaderboard(lb: Leaderboard, stem: Path) -> list[Path]:
     return plots.save(fig, stem)
 
 
+def plot_curves(lb: Leaderboard, df: pd.DataFrame, stem: Path) -> list[Path]:
+    """Accuracy against sparsity per target task over the paired cells: one line per method (mean over
+    its sources and seeds), the like baseline tickets dashed, the dense score dotted."""
+    from reports import plots
+
+    plt = plots.plt
+    tasks = sorted(set(lb.cells["task"]))
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, task in zip(axes[0], tasks):
+        part = lb.cells[lb.cells["task"] == task]
+        for i, m in enumerate(lb.methods):
+            g = part[part["method"] == m].groupby("sparsity")["value"].mean()
+            if len(g):
+                ax.plot(100 * g.index, g.values, marker="o", ms=3, color=colours(i % 10), label=m)
+        base = part.drop_duplicates(["baseline_source", "sparsity", "seed"])
+        for b, g in base.groupby("baseline_source"):
+            curve = g.groupby("sparsity")["baseline_value"].mean()
+            ax.plot(100 * curve.index, curve.values, "--", color="black", lw=1.2, label=b)
+        dense = df[(df["source"] == DENSE) & (df["task"] == task)]["value"]
+        if len(dense):
+            ax.axhline(dense.mean(), color="grey", ls=":", lw=1, label="dense")
+        ax.set_title(task)
+        ax.set_xlabel("sparsity (%)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("score (points)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, max(len(labels), 1)),
+               frameon=False, fontsize=8)
+    return plots.save(fig, stem)
+
+
 def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "imp", config=None,
                       n_boot: int = 5000, plan: str | None = None) -> Path:
     """Write the leaderboard into `<out>/report/compare-<methods>-vs-<baseline>/` (tables as CSV, MD
@@ -396,9 +429,10 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
                         "Pooled seed-to-seed standard deviation per task (points)."))
     ctx.add({"csv": atomic_write_text(rd / "cells.csv", lb.cells.to_csv(index=False))})
     ctx.add(plot_leaderboard(lb, rd / "leaderboard"))
+    ctx.add(plot_curves(lb, ctx.df, rd / "curves"))
     lines = [f"# {', '.join(lb.methods)} vs {baseline}", "",
              *[f"- {v}" for v in lb.verdicts()], "",
-             "![leaderboard](leaderboard.png)", "",
+             "![leaderboard](leaderboard.png)", "", "![accuracy against sparsity](curves.png)", "",
              "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
              "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
     if lb.unpaired:

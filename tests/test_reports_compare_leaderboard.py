@@ -166,7 +166,7 @@ def test_comparisons_live_side_by_side(store):
     assert a.name == "compare-mine-flow-vs-imp" and b.name == "compare-mine-vs-imp" and a.parent == b.parent
     for d in (a, b):
         for f in ("leaderboard.csv", "leaderboard.md", "leaderboard.tex", "per_task.csv", "outcomes.csv",
-                  "seed_noise.csv", "cells.csv", "leaderboard.png", "leaderboard.pdf", "README.md"):
+                  "seed_noise.csv", "cells.csv", "leaderboard.png", "leaderboard.pdf", "curves.png", "README.md"):
             assert (d / f).exists(), (d, f)
     write_leaderboard(store, ["mine", "flow"], "imp", config=cfg, n_boot=500)  # rebuilding one leaves the other
     assert (b / "leaderboard.csv").exists()
