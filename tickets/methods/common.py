@@ -40,10 +40,9 @@ def keep_highest(scores: dict, sparsity: float, scope: str = "global", current: 
                  method: str = "method") -> dict:
     """Masks keeping the highest *signed* scores (magnitude pruning ranks |x|, so the scores are
     shifted by their global minimum first: an order-preserving map onto non-negative numbers)."""
-    import torch
-
     low = min(float(s.min()) for s in scores.values())
-    shifted = {n: s.detach().to(torch.float64) - low for n, s in scores.items()}
+    # float32, as magnitude pruning ranks in float32 anyway (half the memory of float64 on 85M weights)
+    shifted = {n: s.detach().float() - low for n, s in scores.items()}
     return magnitude_fn(method, scope)(shifted, sparsity, current)
 
 
