@@ -41,6 +41,9 @@ def test_every_new_method_is_registered_with_documented_hparams_and_a_citation()
         assert all(f.metadata.get("help") for f in dataclasses.fields(m.hparams_cls)), name
         doc = __import__(m.fn.__module__, fromlist=["_"]).__doc__
         assert any(str(y) in doc for y in range(2015, 2021)), f"{name}: no citation in the module docstring"
+        assert any(str(y) in m.citation for y in range(2015, 2021)), f"{name}: no registered citation"
+    # What each declares to the plan: the score-only methods never train, the rest do.
+    assert {n for n in NEW if not tickets.get_method(n).trains} == {"snip", "grasp", "synflow"}
 
 
 def test_snip_scores_are_abs_gradient_times_weight_at_theta0_one_shot():
