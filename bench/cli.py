@@ -15,13 +15,14 @@ from pathlib import Path
 import yaml
 
 from bench.backbones import describe_presets
-from bench.config import describe_config, load_config, to_dict
+from bench.config import Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
 from bench.data.toyland import generate_world, show_world
 from bench.pipeline import STAGES, run_pipeline
-from bench.plan import build_plan
+from bench.plan import build_plan, load_plugins
 from bench.tasks import describe_tasks
 from reports import build_report, paper_figures
+from reports.leaderboard import write_leaderboard
 from tickets import tools
 
 
@@ -270,8 +271,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from reports.leaderboard import write_leaderboard
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     path = write_leaderboard(args.out_dir, methods, args.baseline, plan=args.plan)
     if not args.quiet:
@@ -281,9 +280,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from bench.config import Config, FindConfig
-    from bench.plan import load_plugins
-
     plugins = tuple(m.strip() for m in (args.plugins or "").split(",") if m.strip())
     load_plugins(Config(find=FindConfig(plugins=plugins)))
     print(tools.describe_methods())

@@ -29,8 +29,13 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import TicketbenchError
+from bench.core.io import atomic_write_text, read_json, safe_name, short_hash
 from bench.core.source import PRETRAIN, Source
-from reports.store import DENSE
+from reports import plots
+from reports.context import load_context, prune_stale
+from reports.store import DENSE, read_records
+from reports.tables import matching_sparsity
+from reports.writers import fmt_num, write_table
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
 NOT_TESTABLE = "not testable"
@@ -142,8 +147,6 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
     """Per source: wall seconds, training steps and gradient / flow evaluations of its search, from the
     `search.json` of the searches its runs' tickets came from (`tickets/<search id>/search.json`, or
     beside the tickets in stores written before per-search ids), else every stored one of that source."""
-    from bench.core.io import read_json
-    from reports.store import read_records
 
     out = Path(out_dir)
     used: dict[str, set] = {}
@@ -201,7 +204,6 @@ def _curves(df: pd.DataFrame, source: str, bb: str, task: str) -> dict[float, fl
 
 
 def _per_task(df: pd.DataFrame, cells: pd.DataFrame, relaxed: float) -> pd.DataFrame:
-    from reports.tables import matching_sparsity
 
     match = matching_sparsity(df, sorted(set(df["task"])), relaxed)
     match = match.set_index(["backbone", "task", "source"]) if not match.empty else match
@@ -307,21 +309,16 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
 
 # ---- writing ------------------------------------------------------------------------------------
 def compare_dir_name(methods: list[str], baseline: str) -> str:
-    from bench.core.io import safe_name
 
     for m in [*methods, baseline]:
         safe_name(m, "method")
     name = f"compare-{'-'.join(methods)}-vs-{baseline}"
     if len(name) > 96:  # many methods: a readable prefix and a hash of the full list
-        from bench.core.io import short_hash
-
         name = f"compare-{'-'.join(methods[:2])}-and-{len(methods) - 2}-more-{short_hash(methods)}-vs-{baseline}"
     return name
 
 
 def _display(df: pd.DataFrame, pct_cols=(), digits: int = 2) -> pd.DataFrame:
-    from reports.writers import fmt_num
-
     out = df.copy()
     for c in out.columns:
         if c in pct_cols:
@@ -334,8 +331,6 @@ def _display(df: pd.DataFrame, pct_cols=(), digits: int = 2) -> pd.DataFrame:
 def plot_leaderboard(lb: Leaderboard, stem: Path) -> list[Path]:
     """Left: mean paired difference against the baseline with its 95 % CI per method (points only,
     marked untestable, with one seed). Right: AUC difference per task and method."""
-    from reports import plots
-
     plt = plots.plt
     s = lb.summary[lb.summary["method"] != lb.baseline].iloc[::-1]  # best at the top
     y = np.arange(len(s))
@@ -368,8 +363,6 @@ def plot_leaderboard(lb: Leaderboard, stem: Path) -> list[Path]:
 def plot_curves(lb: Leaderboard, df: pd.DataFrame, stem: Path) -> list[Path]:
     """Accuracy against sparsity per target task over the paired cells: one line per method (mean over
     its sources and seeds), the like baseline tickets dashed, the dense score dotted."""
-    from reports import plots
-
     plt = plots.plt
     tasks = sorted(set(lb.cells["task"]))
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 3.4), squeeze=False)
@@ -403,9 +396,6 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     """Write the leaderboard into `<out>/report/compare-<methods>-vs-<baseline>/` (tables as CSV, MD
     and TeX, `leaderboard.png/pdf`, README.md) from one plan's runs (default: the last plan run);
     other comparisons' directories are left alone."""
-    from bench.core.io import atomic_write_text
-    from reports.context import load_context, prune_stale
-    from reports.writers import write_table
 
     name = compare_dir_name(list(methods), baseline)
     ctx = load_context(out_dir, config, subdir=name, plan=plan)

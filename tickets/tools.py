@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
+import sys
 from pathlib import Path
 
 import torch
 
 from bench.core.errors import TicketError
+from tickets.registry import METHODS, get_method
 from tickets.sources import TicketStore
 from tickets.ticket import Ticket
 
@@ -102,8 +107,6 @@ def ls(directory) -> str:
 def _citation(doc: str) -> tuple[str, str]:
     """(title, citation) from a method module's docstring: its first line, and its first paragraph
     that names a year (the built-ins and the plugin template cite their paper there)."""
-    import re
-
     paras = [" ".join(p.split()) for p in (doc or "").strip().split("\n\n") if p.strip()]
     title = paras[0].split(". ")[0].rstrip(".") if paras else ""
     cited = next((p for p in paras if re.search(r"\b(19|20)\d\d\b", p)), "")
@@ -117,12 +120,6 @@ def _citation(doc: str) -> tuple[str, str]:
 def describe_methods() -> str:
     """Every registered pruning method (built-in and plugin) with its hyperparameters and citation,
     for `ticketbench methods`."""
-    import dataclasses
-    import inspect
-    import sys
-
-    from tickets.registry import METHODS, get_method
-
     blocks = []
     for name in sorted(METHODS.names()):
         try:
@@ -134,7 +131,9 @@ def describe_methods() -> str:
         title, cited = _citation(getattr(sys.modules.get(modname), "__doc__", "") or "")
         cited = getattr(m, "citation", "") or cited  # the registered citation first, else the docstring's
         where = "built-in" if modname.startswith("tickets.methods.") else f"plugin {modname or '(no module)'}"
-        lines = [f"{name}  ({where})"]
+        needs = ("trains on its source" if getattr(m, "trains", True) else "no training") + (
+            f", transforms {m.base}'s ticket" if getattr(m, "base", None) else "")
+        lines = [f"{name}  ({where}; {needs})"]
         what = (inspect.getdoc(m.fn) or "").split("\n\n")[0].replace("\n", " ")
         lines += [f"  {x}" for x in (title, cited if cited != title else "", what) if x]
         fields = dataclasses.fields(m.hparams_cls)
