@@ -229,6 +229,11 @@ def test_lr_rewind_retrains_from_trained_weights_not_theta0():
         assert all(not (t.masks[k] & ~prev.masks[k]).any() for k in t.masks)
     imp = tickets.get_method("imp")(toy_context())
     assert any(not torch.equal(a.masks[k], b.masks[k]) for a, b in zip(ts[1:], imp[1:]) for k in a.masks)
+    # IMP's fraction modes: the plan learns the sparsities the tickets will carry
+    frac = {"mode": "of_original", "prune_fraction": 0.25}
+    assert tickets.get_method("lr_rewind").target_sparsities(frac, (0.5, 0.75)) == (0.25, 0.5, 0.75)
+    got = [t.metadata["target_sparsity"] for t in tickets.get_method("lr_rewind")(toy_context(), frac)]
+    assert got == [0.25, 0.5, 0.75]  # the toy ladder tops at 90 %: a fourth round would prune everything
 
 
 def _scripted_context(weights_per_step: list[dict], sparsities=(0.5,)):

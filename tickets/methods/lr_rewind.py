@@ -22,7 +22,8 @@ class LRRewindHparams(IMPHparams):
     """IMP's schedule (mode, prune_fraction, rounds); only the restart point differs."""
 
 
-@register_method("lr_rewind", LRRewindHparams, citation="Renda, Frankle & Carbin, ICLR 2020 (learning-rate rewinding)")
+@register_method("lr_rewind", LRRewindHparams, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)),
+                 citation="Renda, Frankle & Carbin, ICLR 2020 (learning-rate rewinding)")
 def lr_rewind(ctx: SearchContext, hparams: LRRewindHparams) -> list:
     """Train → prune → retrain the survivors from their trained values with the full schedule → …"""
     weights = copy_weights(ctx.theta0)
