@@ -1,0 +1,42 @@
+"""configs/methods.yaml end to end at smoke size: every built-in method is searched, fine-tuned in-task
+and transferred, and `ticketbench compare` produces the leaderboard (testable with two seeds, 'not
+testable' for the one-seed plan that re-uses the same runs)."""
+
+import pandas as pd
+import pytest
+
+from bench.config import apply_overrides, load_config
+from bench.pipeline import run_pipeline
+from bench.plan import build_plan
+from reports.leaderboard import NOT_TESTABLE, write_leaderboard
+
+SMOKE_SIZE = ["world.scale=smoke", "pretrain.steps=30", "pretrain.batch_size=16", "finetune.steps=6",
+              "finetune.batch_size=8", "finetune.dev_limit=32", "find.steps=6", "find.sparsities=0.5,0.9",
+              "find.hparams=synflow.iterations=10"]
+RIVALS = ["snip", "grasp", "synflow", "movement", "layerwise_magnitude", "lr_rewind", "early_bird", "omp",
+          "pretrained_magnitude", "random"]
+
+
+@pytest.mark.slow
+def test_methods_config_produces_the_leaderboard(tmp_path):
+    cfg = apply_overrides(load_config("methods"), SMOKE_SIZE)
+    out = run_pipeline(build_plan(cfg), out=tmp_path / "m", stages=["matrix"], upto=True, quiet=True)
+    board = write_leaderboard(out, RIVALS, "imp", n_boot=500)
+    summary = pd.read_csv(board / "leaderboard.csv").set_index("method")
+    assert set(summary.index) == {"imp", *RIVALS}
+    rivals = summary.loc[RIVALS]
+    assert (rivals["cells"] == 2 * 2 * 2).all() and (rivals["seeds"] == 2).all()  # 2 tasks x 2 sparsities x 2 seeds
+    assert rivals["ci_low"].notna().all() and (rivals["rank"] != NOT_TESTABLE).all()
+    assert summary.loc["synflow", "flow_calls"] == 2 * 10 and summary.loc["grasp", "score_calls"] == 3
+    assert summary.loc["movement", "train_steps"] == 6 and summary.loc["imp", "train_steps"] == 4 * 6
+    # Like against like: the VQA tickets meet imp:vqa on GQA too; the task-free ones meet imp:pretrain.
+    cells = pd.read_csv(board / "cells.csv")
+    pairs = dict(cells.drop_duplicates("source")[["source", "baseline_source"]].itertuples(index=False))
+    assert pairs["snip:vqa"] == "imp:vqa" and pairs["synflow"] == "imp:pretrain" and pairs["random"] == "imp:pretrain"
+    # One seed: a plan of its own over the same (stored) runs; its statistics are not testable.
+    one = run_pipeline(build_plan(apply_overrides(cfg, ["matrix.seeds=1"])), out=out, stages=["matrix"], quiet=True)
+    plan = (one / "plans" / "LAST").read_text().strip()
+    single = write_leaderboard(one, ["snip", "movement"], "imp", n_boot=500, plan=plan)
+    s1 = pd.read_csv(single / "leaderboard.csv")
+    assert (s1["rank"] == NOT_TESTABLE).all() and s1["ci_low"].isna().all()
+    assert "not testable" in (single / "README.md").read_text()
