@@ -297,19 +297,18 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
             "verdict": "baseline" if is_base else _verdict(lo, hi, mean, testable, len(mine), baseline),
         })
     summary = pd.DataFrame(rows)
-    any_testable = bool((summary["method"] != baseline).any() and summary["ci_low"].notna().any())
-    if any_testable:  # rank by the mean paired difference (the baseline at 0); never with one seed
-        order = summary["mean_diff"].rank(ascending=False, method="min")
-        summary.insert(0, "rank", order.astype(int))
-        summary = summary.sort_values("rank", kind="stable").reset_index(drop=True)
-    else:
-        summary.insert(0, "rank", NOT_TESTABLE)
+    ranked = (summary["method"] == baseline) | summary["ci_low"].notna()
+    any_testable = bool((ranked & (summary["method"] != baseline)).any())
+    # Rank by the mean paired difference (the baseline at 0) among the testable methods only: a method
+    # with one seed per cell is listed after them, 'not testable', never ranked.
+    order = summary["mean_diff"].where(ranked).rank(ascending=False, method="min")
+    summary.insert(0, "rank", [str(int(r)) if any_testable and r == r else NOT_TESTABLE for r in order])
+    summary = summary.iloc[order.fillna(len(summary) + 1).argsort(kind="stable")].reset_index(drop=True)
     return Leaderboard(methods, baseline, summary, per_task, outcomes, cells, noise, unpaired, any_testable)
 
 
 # ---- writing ------------------------------------------------------------------------------------
 def compare_dir_name(methods: list[str], baseline: str) -> str:
-
     for m in [*methods, baseline]:
         safe_name(m, "method")
     name = f"compare-{'-'.join(methods)}-vs-{baseline}"

@@ -116,7 +116,7 @@ def test_mean_paired_difference_and_bootstrap_ci(lb):
     assert s.loc["mine", "verdict"].startswith("no difference from imp shown")
     assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5.0, 5.0])
     assert s.loc["flow", "verdict"].startswith("better than imp")
-    assert lb.summary["method"].tolist()[:2] == ["flow", "mine"] and lb.summary["rank"].tolist()[:2] == [1, 2]
+    assert lb.summary["method"].tolist() == ["flow", "mine", "imp"] and lb.summary["rank"].tolist() == ["1", "2", "3"]
     x = np.random.default_rng(1).normal(2.0, 1.0, 200)
     lo, hi = bootstrap_ci(x)
     assert lo < x.mean() < hi and hi - lo == pytest.approx(2 * 1.96 / math.sqrt(200), rel=0.2)
@@ -149,6 +149,13 @@ def test_one_seed_says_not_testable_and_ranks_nothing(tmp_path):
     rows = lb1.summary[lb1.summary["method"] != "imp"]
     assert rows["ci_low"].isna().all() and rows["wins"].isna().all()
     assert all(v.startswith(NOT_TESTABLE) for v in rows["verdict"])
+
+
+def test_a_one_seed_method_is_listed_unranked_beside_testable_ones(tmp_path):
+    df = collect_matrix(_store(tmp_path))
+    df = df[~((df["method"] == "mine") & (df["seed"] > 0))]  # mine: one seed per cell
+    s = leaderboard(df, ["mine", "flow"], "imp").summary
+    assert s[["method", "rank"]].values.tolist() == [["flow", "1"], ["imp", "2"], ["mine", NOT_TESTABLE]]
 
 
 def test_unknown_method_and_no_method_are_one_line(lb, store):
