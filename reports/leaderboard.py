@@ -7,21 +7,20 @@ and in-task tickets alike. A source the baseline has no ticket for is listed as 
 
 Per method: the area under the accuracy–sparsity curve per task (trapezoids from the dense model at
 sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points), the
-highest strict and relaxed matching sparsity, the mean paired difference against the baseline with a
-percentile-bootstrap 95 % CI over the paired (task, sparsity, seed) cells, win / tie / loss per
-(source, task, sparsity) cell with ties set by the measured seed noise, and the search's cost from
-`tickets/<hash>/<method>__<task>/search.json`. With one seed per cell the seed noise is unmeasured:
-the statistics then say "not testable" and nothing is ranked.
+highest strict and relaxed matching sparsity, the mean paired difference against the baseline over
+the paired (task, sparsity, seed) cells with its 95 % CI and outcome, the outcome per (source, task,
+sparsity) cell, and the search's cost from its `search.json`. The statistics are the report's own
+(`reports.stats`: seed noise per task, percentile bootstrap from ten cells, else a t-interval floored
+at the seed noise, tie margin half the seed noise; win / tie / loss / inconclusive). With one seed per
+cell the seed noise is unmeasured: the statistics then say "not testable" and nothing is ranked.
 
-Small statistics API (independent of the rest of `reports`): `seed_noise(df)`, `bootstrap_ci(x)`,
-`paired_cells(df, method, baseline)`; `leaderboard(df, methods, ...)` combines them and
-`write_leaderboard(out, methods, ...)` writes CSV / MD / TeX, a figure and a README into
+`paired_cells(df, method, baseline)` pairs like with like, `leaderboard(df, methods, ...)` builds the
+tables and `write_leaderboard(out, methods, ...)` writes CSV / MD / TeX, figures and a README into
 `<out>/report/compare-<methods>-vs-<baseline>/`, so several comparisons live side by side.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,45 +30,18 @@ import pandas as pd
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_text, read_json, safe_name, short_hash
 from bench.core.source import PRETRAIN, Source
-from reports import plots
+from reports import plots, stats
 from reports.context import load_context, prune_stale
 from reports.store import DENSE, read_records
 from reports.tables import matching_sparsity
 from reports.writers import fmt_num, write_table
 
-Z95 = 1.959964  # two-sided 95 % normal quantile
 NOT_TESTABLE = "not testable"
-CELL_KEYS = ["backbone", "task", "sparsity", "seed"]
+CELL_KEYS = stats.PAIR_KEYS  # backbone, task, sparsity, seed
+OUTCOMES = ("win", "tie", "loss", "inconclusive")
 
 
-# ---- statistics ---------------------------------------------------------------------------------
-def seed_noise(df: pd.DataFrame) -> pd.DataFrame:
-    """Pooled seed-to-seed standard deviation per (backbone, task): within every (source, sparsity)
-    cell with two or more seeds, dense included, variances pooled by degrees of freedom. `sd` is NaN
-    where no cell has two seeds (the noise is then unmeasured)."""
-    rows = []
-    for (bb, task), part in df.groupby(["backbone", "task"], sort=True):
-        g = part.groupby(["source", "sparsity"])["value"]
-        var, n = g.var(ddof=1), g.size()
-        dof = (n - 1)[n > 1]
-        pooled = float((var[n > 1] * dof).sum() / dof.sum()) if dof.sum() > 0 else float("nan")
-        rows.append({"backbone": bb, "task": task, "sd": math.sqrt(pooled) if pooled == pooled else float("nan"),
-                     "dof": int(dof.sum()), "cells": int((n > 1).sum())})
-    return pd.DataFrame(rows, columns=["backbone", "task", "sd", "dof", "cells"])
-
-
-def bootstrap_ci(x, level: float = 0.95, n_boot: int = 5000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `x` (resampling its entries with replacement, seeded)."""
-    x = np.asarray(x, dtype=float)
-    if x.size < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
+# ---- pairing ------------------------------------------------------------------------------------
 def _source_task(source: str) -> str:
     return Source.parse(source).task
 
@@ -96,35 +68,27 @@ def paired_cells(df: pd.DataFrame, method: str, baseline: str) -> tuple[pd.DataF
         if ref is None:
             unpaired.append(source)
             continue
-        a = df[df["source"] == source][CELL_KEYS + ["value"]]
-        b = df[df["source"] == ref][CELL_KEYS + ["value"]].rename(columns={"value": "baseline_value"})
-        both = a.merge(b, on=CELL_KEYS)
-        rows.append(both.assign(method=method, source=source, baseline_source=ref))
+        both = stats.paired(df[df["source"] == source], df[df["source"] == ref])
+        rows.append(both.rename(columns={"value_a": "value", "value_b": "baseline_value"})
+                    .assign(method=method, source=source, baseline_source=ref))
     cols = ["method", "source", "baseline_source"] + CELL_KEYS + ["value", "baseline_value", "diff"]
     if not rows:
         return pd.DataFrame(columns=cols), unpaired
-    out = pd.concat(rows, ignore_index=True)
-    out["diff"] = out["value"] - out["baseline_value"]
-    return out[cols], unpaired
+    return pd.concat(rows, ignore_index=True)[cols], unpaired
 
 
 def cell_outcomes(cells: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
-    """Win / tie / loss per (source, task, sparsity): the mean paired difference over seeds against
-    Z95 × its standard error from the task's pooled seed noise, sd·√(2/n) for n paired seeds."""
-    if cells.empty:
-        return pd.DataFrame(columns=["method", "source", "baseline_source", "backbone", "task", "sparsity",
-                                     "n_seeds", "diff", "margin", "outcome"])
-    sd = noise.set_index(["backbone", "task"])["sd"]
-    g = cells.groupby(["method", "source", "baseline_source", "backbone", "task", "sparsity"], sort=False)
-    out = g["diff"].agg(["mean", "size"]).reset_index().rename(columns={"mean": "diff", "size": "n_seeds"})
-    margins, outcomes = [], []
-    for r in out.itertuples(index=False):
-        s = sd.get((r.backbone, r.task), float("nan"))
-        margin = Z95 * s * math.sqrt(2 / r.n_seeds) if s == s and r.n_seeds > 1 else float("nan")
-        margins.append(margin)
-        outcomes.append(NOT_TESTABLE if margin != margin else
-                        "tie" if abs(r.diff) <= margin else ("win" if r.diff > 0 else "loss"))
-    return out.assign(margin=margins, outcome=outcomes)
+    """The outcome per (source, task, sparsity) over its paired seeds (`stats.compare_paired`: a CI
+    floored at the task's seed noise against a tie margin of half that noise)."""
+    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsity", "n_seeds", "diff", "ci_low",
+            "ci_high", "margin", "outcome"]
+    rows = []
+    keys = ["method", "source", "baseline_source", "backbone", "task", "sparsity"]
+    for key, g in cells.groupby(keys, sort=False):
+        p = stats.compare_paired(g, noise)
+        rows.append({**dict(zip(keys, key)), "n_seeds": p.seeds, "diff": p.mean, "ci_low": p.lo, "ci_high": p.hi,
+                     "margin": p.margin, "outcome": p.outcome})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def auc(curve: dict[float, float], dense: float | None = None) -> float:
@@ -230,21 +194,20 @@ def _per_task(df: pd.DataFrame, cells: pd.DataFrame, relaxed: float) -> pd.DataF
     return out
 
 
-def _verdict(lo: float, hi: float, mean: float, testable: bool, n_cells: int, baseline: str) -> str:
-    if n_cells == 0:
+def _verdict(p: stats.Paired, baseline: str) -> str:
+    if p.cells == 0:
         return f"{NOT_TESTABLE}: no cell paired with {baseline}"
-    if not testable:
-        return (f"{NOT_TESTABLE}: one seed per cell, seed noise unmeasured (mean difference {mean:+.2f} "
-                "points, descriptive only); run --seeds 2 or more")
-    if lo > 0:
-        return f"better than {baseline}: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
-    if hi < 0:
-        return f"worse than {baseline}: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
-    return f"no difference from {baseline} shown: {mean:+.2f} points, 95 % CI [{lo:+.2f}, {hi:+.2f}]"
+    if p.outcome == NOT_TESTABLE:
+        return (f"{NOT_TESTABLE}: one seed per cell, seed noise unmeasured (mean difference {p.mean:+.2f} "
+                "points, descriptive only); run two seeds or more")
+    word = {"win": f"better than {baseline}", "loss": f"worse than {baseline}",
+            "tie": f"level with {baseline} (within ±{p.margin:.2f}, half the seed noise)",
+            "inconclusive": f"inconclusive against {baseline}"}[p.outcome]
+    return f"{word}: {p.mean:+.2f} points, 95 % CI [{p.lo:+.2f}, {p.hi:+.2f}]"
 
 
 def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, relaxed: float = 0.99,
-                costs: dict | None = None, n_boot: int = 5000, seed: int = 0) -> Leaderboard:
+                costs: dict | None = None, seed: int = 0) -> Leaderboard:
     """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`)."""
     present = sorted(set(df["method"]) - {DENSE})
     for m in [baseline, *methods]:
@@ -254,7 +217,7 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     methods = [m for m in dict.fromkeys(methods) if m != baseline]
     if not methods:
         raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
-    noise = seed_noise(df)
+    noise = stats.seed_noise(df)
     parts, unpaired = [], {}
     for m in methods:
         c, u = paired_cells(df, m, baseline)
@@ -273,10 +236,8 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
         pt = per_task[per_task["method"] == m]
         oc = outcomes[outcomes["method"] == m]
         srcs = base_sources if is_base else sorted(set(mine["source"]))
-        n_seeds = int(mine.groupby(["source", "backbone", "task", "sparsity"]).size().min()) if len(mine) else 0
-        testable = bool(len(mine)) and n_seeds > 1 and (oc["outcome"] != NOT_TESTABLE).any()
-        mean = float(mine["diff"].mean()) if len(mine) else float("nan")
-        lo, hi = bootstrap_ci(mine["diff"], n_boot=n_boot, seed=seed) if testable else (float("nan"),) * 2
+        p = stats.compare_paired(mine, noise, seed=seed)
+        testable = not is_base and p.outcome != NOT_TESTABLE
         if is_base:
             base_pt = per_task.drop_duplicates(["baseline_source", "backbone", "task"])
             auc_v, strict, rel = (base_pt["baseline_auc"].mean(), base_pt["baseline_strict_sparsity"],
@@ -284,17 +245,18 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
         else:
             auc_v, strict, rel = pt["auc"].mean(), pt["strict_sparsity"], pt["relaxed_sparsity"]
         cost = {f: sum(costs.get(s, {}).get(f, float("nan")) for s in srcs) for f in COST_FIELDS}
-        counts = {o: int((oc["outcome"] == o).sum()) if testable else float("nan") for o in ("win", "tie", "loss")}
+        counts = {o: int((oc["outcome"] == o).sum()) if testable else float("nan") for o in OUTCOMES}
         rows.append({
-            "method": m, "sources": ", ".join(srcs), "cells": int(len(mine)), "seeds": n_seeds,
+            "method": m, "sources": ", ".join(srcs), "cells": p.cells, "seeds": p.seeds,
             "auc": float(auc_v) if len(strict) else float("nan"),
             # no sparsity matches → 0, so a method that never matches is not dropped from the mean
             "strict_sparsity": float(strict.fillna(0).mean()) if len(strict) and strict.notna().any() else float("nan"),
             "relaxed_sparsity": float(rel.fillna(0).mean()) if len(rel) else float("nan"),
-            "mean_diff": 0.0 if is_base else mean, "ci_low": lo, "ci_high": hi,
+            "mean_diff": 0.0 if is_base else p.mean, "ci_low": p.lo if testable else float("nan"),
+            "ci_high": p.hi if testable else float("nan"), "outcome": "baseline" if is_base else p.outcome,
             "wins": counts["win"], "ties": counts["tie"], "losses": counts["loss"],
-            **cost,
-            "verdict": "baseline" if is_base else _verdict(lo, hi, mean, testable, len(mine), baseline),
+            "inconclusive": counts["inconclusive"], **cost,
+            "verdict": "baseline" if is_base else _verdict(p, baseline),
         })
     summary = pd.DataFrame(rows)
     ranked = (summary["method"] == baseline) | summary["ci_low"].notna()
@@ -391,31 +353,32 @@ def plot_curves(lb: Leaderboard, df: pd.DataFrame, stem: Path) -> list[Path]:
 
 
 def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "imp", config=None,
-                      n_boot: int = 5000, plan: str | None = None) -> Path:
+                      plan: str | None = None) -> Path:
     """Write the leaderboard into `<out>/report/compare-<methods>-vs-<baseline>/` (tables as CSV, MD
     and TeX, `leaderboard.png/pdf`, README.md) from one plan's runs (default: the last plan run);
     other comparisons' directories are left alone."""
-
     name = compare_dir_name(list(methods), baseline)
     ctx = load_context(out_dir, config, subdir=name, plan=plan)
     rd = ctx.report_dir
     sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
     lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
-                     costs=search_costs(ctx.out, sources), n_boot=n_boot)
+                     costs=search_costs(ctx.out, sources))
     rd.mkdir(parents=True, exist_ok=True)
     sp = ("strict_sparsity", "relaxed_sparsity")
     ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp),
-                        f"{', '.join(lb.methods)} vs {baseline}: mean paired difference (points) with a 95 % "
-                        "bootstrap CI over (task, sparsity, seed) cells; W/T/L per (source, task, sparsity) with "
-                        "ties within 1.96 standard errors of the seed noise; AUC = mean score over the sparsity "
-                        "range; matching sparsity averaged over tasks (0 = none matches); search cost."))
+                        f"{', '.join(lb.methods)} vs {baseline}: mean paired difference (points) over the paired "
+                        "(task, sparsity, seed) cells with its 95 % CI and outcome (tie margin: half the seed "
+                        "noise); win/tie/loss/inconclusive per (source, task, sparsity); AUC = mean score over "
+                        "the sparsity range; matching sparsity averaged over tasks (0 = none matches); search cost."))
     pt_sp = sp + ("baseline_strict_sparsity", "baseline_relaxed_sparsity")
     ctx.add(write_table(rd, "per_task", lb.per_task, _display(lb.per_task, pt_sp),
                         "Per method, source and target task, beside the like baseline ticket."))
     ctx.add(write_table(rd, "outcomes", lb.outcomes, _display(lb.outcomes),
-                        "Per (source, task, sparsity): mean paired difference over seeds and the tie margin."))
+                        "Per (source, task, sparsity): mean paired difference over seeds, its 95 % CI (floored "
+                        "at the seed noise), the tie margin and the outcome."))
     ctx.add(write_table(rd, "seed_noise", lb.noise, _display(lb.noise),
-                        "Pooled seed-to-seed standard deviation per task (points)."))
+                        "Seed noise per task (points): dense std, pooled std over every cell with two seeds or "
+                        "more, and their maximum, the noise the statistics use."))
     ctx.add({"csv": atomic_write_text(rd / "cells.csv", lb.cells.to_csv(index=False))})
     ctx.add(plot_leaderboard(lb, rd / "leaderboard"))
     ctx.add(plot_curves(lb, ctx.df, rd / "curves"))

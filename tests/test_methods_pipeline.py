@@ -21,7 +21,7 @@ RIVALS = ["snip", "grasp", "synflow", "movement", "layerwise_magnitude", "lr_rew
 def test_methods_config_produces_the_leaderboard(tmp_path):
     cfg = apply_overrides(load_config("methods"), SMOKE_SIZE)
     out = run_pipeline(build_plan(cfg), out=tmp_path / "m", stages=["matrix"], upto=True, quiet=True)
-    board = write_leaderboard(out, RIVALS, "imp", n_boot=500)
+    board = write_leaderboard(out, RIVALS, "imp")
     summary = pd.read_csv(board / "leaderboard.csv").set_index("method")
     assert set(summary.index) == {"imp", *RIVALS}
     rivals = summary.loc[RIVALS]
@@ -36,7 +36,7 @@ def test_methods_config_produces_the_leaderboard(tmp_path):
     # One seed: a plan of its own over the same (stored) runs; its statistics are not testable.
     one = run_pipeline(build_plan(apply_overrides(cfg, ["matrix.seeds=1"])), out=out, stages=["matrix"], quiet=True)
     plan = (one / "plans" / "LAST").read_text().strip()
-    single = write_leaderboard(one, ["snip", "movement"], "imp", n_boot=500, plan=plan)
+    single = write_leaderboard(one, ["snip", "movement"], "imp", plan=plan)
     s1 = pd.read_csv(single / "leaderboard.csv")
     assert (s1["rank"] == NOT_TESTABLE).all() and s1["ci_low"].isna().all()
     assert "not testable" in (single / "README.md").read_text()

@@ -1,11 +1,10 @@
-"""The method leaderboard (`ticketbench compare`): like-against-like pairing, seed-noise ties, the
-paired bootstrap, 'not testable' with one seed, AUC, search costs and side-by-side output."""
+"""The method leaderboard (`ticketbench compare`): like-against-like pairing, outcomes from the
+report's statistics (reports.stats), 'not testable' with one seed, AUC, search costs and
+side-by-side output."""
 
 import json
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 from test_reports_synth import BACKBONE, METRIC, write_record
 
@@ -15,9 +14,7 @@ from reports.leaderboard import (
     NOT_TESTABLE,
     auc,
     baseline_source,
-    bootstrap_ci,
     leaderboard,
-    seed_noise,
     write_leaderboard,
 )
 from reports.store import collect_matrix
@@ -87,41 +84,27 @@ def test_like_against_like_pairing(lb):
     assert baseline_source({"random"}, "snip:gqa", "random") == "random"  # a task-free baseline is like any
 
 
-def test_seed_noise_is_pooled_per_task():
-    df = pd.DataFrame({"backbone": "b", "task": "t", "source": ["a", "a", "a", "b", "b", "c"],
-                       "sparsity": 0.5, "value": [1.0, 2.0, 3.0, 10.0, 14.0, 7.0]})
-    (row,) = seed_noise(df).to_dict("records")
-    # variances 1 (dof 2) and 8 (dof 1); the one-seed cell adds nothing
-    assert row["dof"] == 3 and row["cells"] == 2 and math.isclose(row["sd"], math.sqrt((2 * 1 + 8) / 3))
-    one = seed_noise(df.drop_duplicates("source"))
-    assert math.isnan(one["sd"].iloc[0])
-
-
-def test_ties_are_set_by_the_measured_seed_noise(lb):
-    assert lb.noise["sd"].tolist() == pytest.approx([1.0, 1.0])
+def test_outcomes_come_from_the_measured_seed_noise(lb):
+    assert lb.noise["noise"].tolist() == pytest.approx([1.0, 1.0])  # dense and pooled seed std: 1
     mine = lb.outcomes[lb.outcomes["method"] == "mine"].set_index(["task", "sparsity"])
-    margin = 1.959964 * math.sqrt(2 / 3)
-    assert mine["margin"].tolist() == pytest.approx([margin] * 4)
-    assert mine["outcome"].to_dict() == {("vqa", 0.5): "win", ("vqa", 0.7): "tie",
-                                         ("gqa", 0.5): "loss", ("gqa", 0.7): "tie"}
+    assert mine["margin"].tolist() == pytest.approx([0.5] * 4)  # half the seed noise
+    # three seeds per cell: a t-interval floored at the noise, half-width 4.303 / sqrt(3) = 2.48 points
+    assert mine["outcome"].to_dict() == {("vqa", 0.5): "win", ("vqa", 0.7): "inconclusive",
+                                         ("gqa", 0.5): "loss", ("gqa", 0.7): "inconclusive"}
+    assert mine.loc[("vqa", 0.5), "ci_low"] == pytest.approx(3 - 4.303 / math.sqrt(3), abs=1e-3)
     s = lb.summary.set_index("method")
-    assert s.loc["mine", ["wins", "ties", "losses"]].tolist() == [1, 2, 1]
-    assert s.loc["flow", ["wins", "ties", "losses"]].tolist() == [4, 0, 0]
+    assert s.loc["mine", ["wins", "ties", "losses", "inconclusive"]].tolist() == [1, 0, 1, 2]
+    assert s.loc["flow", ["wins", "ties", "losses", "inconclusive"]].tolist() == [4, 0, 0, 0]
 
 
-def test_mean_paired_difference_and_bootstrap_ci(lb):
+def test_mean_paired_difference_ci_and_verdict(lb):
     s = lb.summary.set_index("method")
-    assert s.loc["mine", "cells"] == 12 and s.loc["mine", "mean_diff"] == pytest.approx(0.25)
-    assert s.loc["mine", "ci_low"] < 0 < s.loc["mine", "ci_high"]
-    assert s.loc["mine", "verdict"].startswith("no difference from imp shown")
+    assert s.loc["mine", "cells"] == 12 and s.loc["mine", "seeds"] == 3 and s.loc["mine", "mean_diff"] == pytest.approx(0.25)
+    assert s.loc["mine", "ci_low"] < 0 < s.loc["mine", "ci_high"]  # 12 cells: bootstrapped
+    assert s.loc["mine", "outcome"] == "inconclusive" and s.loc["mine", "verdict"].startswith("inconclusive against imp")
     assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5.0, 5.0])
     assert s.loc["flow", "verdict"].startswith("better than imp")
     assert lb.summary["method"].tolist() == ["flow", "mine", "imp"] and lb.summary["rank"].tolist() == ["1", "2", "3"]
-    x = np.random.default_rng(1).normal(2.0, 1.0, 200)
-    lo, hi = bootstrap_ci(x)
-    assert lo < x.mean() < hi and hi - lo == pytest.approx(2 * 1.96 / math.sqrt(200), rel=0.2)
-    assert bootstrap_ci(x) == (lo, hi)  # seeded
-    assert all(math.isnan(v) for v in bootstrap_ci([1.0]))
 
 
 def test_auc_and_matching_sparsity(lb):
@@ -168,14 +151,14 @@ def test_unknown_method_and_no_method_are_one_line(lb, store):
 
 def test_comparisons_live_side_by_side(store):
     cfg = build_config({"matrix": {"tasks": ["vqa", "gqa"], "sparsities": [0.5, 0.7], "seeds": 3}})
-    a = write_leaderboard(store, ["mine", "flow"], "imp", config=cfg, n_boot=500)
-    b = write_leaderboard(store, ["mine"], "imp", config=cfg, n_boot=500)
+    a = write_leaderboard(store, ["mine", "flow"], "imp", config=cfg)
+    b = write_leaderboard(store, ["mine"], "imp", config=cfg)
     assert a.name == "compare-mine-flow-vs-imp" and b.name == "compare-mine-vs-imp" and a.parent == b.parent
     for d in (a, b):
         for f in ("leaderboard.csv", "leaderboard.md", "leaderboard.tex", "per_task.csv", "outcomes.csv",
                   "seed_noise.csv", "cells.csv", "leaderboard.png", "leaderboard.pdf", "curves.png", "README.md"):
             assert (d / f).exists(), (d, f)
-    write_leaderboard(store, ["mine", "flow"], "imp", config=cfg, n_boot=500)  # rebuilding one leaves the other
+    write_leaderboard(store, ["mine", "flow"], "imp", config=cfg)  # rebuilding one leaves the other
     assert (b / "leaderboard.csv").exists()
     readme = (a / "README.md").read_text()
     assert "flow: better than imp" in readme and "mine:retrieval" in readme
