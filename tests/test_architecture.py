@@ -32,4 +32,4 @@ def test_no_project_imports_hidden_inside_functions():
 
 
 # Project imports still inside functions (was 86); only lowered, never raised.
-MAX_HIDDEN = 14
+MAX_HIDDEN = 1  # bench/data/images.py (helper-owned while this was written); lower to 0 when moved

@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.backbones import checkpoint
 from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_bytes, atomic_write_json
+from tickets.fingerprint import fingerprint_of
 
 BACKBONE_FORMAT = 1
 
@@ -274,8 +276,6 @@ class Backbone(nn.Module):
 
     def fingerprint(self) -> str:
         """Fingerprint of the prunable set's names and shapes (tickets check they fit)."""
-        from tickets.fingerprint import fingerprint_of
-
         return fingerprint_of(self.prunable_parameters())
 
     def save(self, directory: str | Path) -> Path:
@@ -315,9 +315,7 @@ class Backbone(nn.Module):
 
     def load_pretrained(self, path_or_id: str | Path) -> "Backbone":
         """Load weights from safetensors / a weights-only torch state dict / a model directory."""
-        from bench.backbones.checkpoint import load_pretrained
-
-        load_pretrained(self, path_or_id)
+        checkpoint.load_pretrained(self, path_or_id)
         return self
 
     def num_parameters(self) -> int:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bench.backbones.base import Backbone, resolve_device
-from bench.backbones.checkpoint import resolve_checkpoint
+from bench.backbones.checkpoint import load_state_into, read_state_dict, resolve_checkpoint
 from bench.backbones.lxmert import LxmertBackbone, config_from_lxmert
 from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.backbones.tokenizer import build_world_tokenizer, load_tokenizer
@@ -120,8 +120,6 @@ def minilm_path() -> Path:
 
 def _build_minilm(preset: Preset, config: dict, options: dict) -> Backbone:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships everything; never reach out
-    from bench.backbones.checkpoint import load_state_into, read_state_dict
-
     path = minilm_path()
     tokenizer = options.get("tokenizer") or load_tokenizer(path)
     model = UniterBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
@@ -226,8 +224,6 @@ def create_backbone(preset: str, **overrides: Any) -> Backbone:
 def load_backbone(directory: str | Path, device: str | None = None) -> Backbone:
     """Rebuild a backbone written by `Backbone.save` (backbone.json, model.safetensors, tokenizer/)."""
     from transformers import PreTrainedTokenizerFast
-
-    from bench.backbones.checkpoint import load_state_into, read_state_dict
 
     directory = Path(directory)
     meta = read_json(directory / "backbone.json")

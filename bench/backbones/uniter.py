@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from bench.backbones.base import Backbone, Encoding, RegionBatch, collate_regions
+from bench.backbones.convert_uniter import convert_uniter_state_dict, is_official_uniter
 
 
 def bert_config(cfg: dict):
@@ -98,8 +99,6 @@ class UniterBackbone(Backbone):
 
     def adapt_checkpoint(self, state):
         """Official UNITER files (`uniter.*` keys) are converted; our own files pass through."""
-        from bench.backbones.convert_uniter import convert_uniter_state_dict, is_official_uniter
-
         if is_official_uniter(state):
             state = convert_uniter_state_dict(state)
         return super().adapt_checkpoint(state)
