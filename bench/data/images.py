@@ -172,7 +172,9 @@ def region_arrays(arrays: Any, source: str, policy: BoxPolicy | None = None) -> 
         feats, norm_bb = feats[:n], norm_bb[:n]
     if norm_bb.shape[1] == 6:
         norm_bb = np.concatenate([norm_bb, norm_bb[:, 4:5] * norm_bb[:, 5:6]], axis=1)
-    feats = np.ascontiguousarray(feats)
+    # own, writable memory: decoded msgpack/LMDB buffers are read-only (torch warns) and a slice
+    # would keep the whole decoded value alive
+    feats = np.array(feats, copy=True, order="C")
     return RegionFeatures(torch.from_numpy(feats), torch.from_numpy(norm_bb[:, :4].copy()), torch.from_numpy(norm_bb))
 
 
@@ -302,32 +304,39 @@ def decode_img_db_value(value: bytes, where: str) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
+_ENVS: dict[tuple[str, int], Any] = {}
+
+
+def _lmdb_env(db: Path):
+    """One read-only environment per LMDB and process: LMDB refuses to open an environment twice in
+    a process, and one must not cross fork() (a worker process opens its own)."""
+    import lmdb
+
+    key = (str(db.resolve()), os.getpid())
+    env = _ENVS.get(key)
+    if env is None:
+        try:
+            env = lmdb.open(str(db), readonly=True, lock=False, readahead=False, create=False,
+                            subdir=db.is_dir(), max_readers=512)
+        except lmdb.Error as e:
+            raise DataError(f"{db}: not a readable LMDB ({e})") from None
+        _ENVS[key] = env
+    return env
+
+
 class UniterLmdbStore(UniterNpzStore):
     """UNITER's img_db: an LMDB whose values are msgpack dicts (fp16 `features`, 6-d `norm_bb`,
     `conf`, `soft_labels`) keyed `<name>.npz`, plus a `__keys__` entry listing them."""
 
     def __init__(self, path: Path, cache_mb: float = DEFAULT_CACHE_MB, policy: BoxPolicy | None = BoxPolicy()):
-        import lmdb
-
         _CachedStore.__init__(self, path, cache_mb)
         self.db, self.policy = lmdb_dir(path, policy or BoxPolicy(conf_th=-1, max_bb=10**9))
         self._ids = None
         self._feat_dim = None
-        self._env = None
-        self._pid = -1
-        self._lmdb = lmdb
         self._txn()  # fail at open, not at the first read
 
     def _txn(self):
-        # LMDB environments must not cross fork(): reopen in a worker process.
-        if self._env is None or self._pid != os.getpid():
-            try:
-                self._env = self._lmdb.open(str(self.db), readonly=True, lock=False, readahead=False,
-                                            create=False, subdir=self.db.is_dir(), max_readers=512)
-            except self._lmdb.Error as e:
-                raise DataError(f"{self.db}: not a readable LMDB ({e})") from None
-            self._pid = os.getpid()
-        return self._env.begin(buffers=False)
+        return _lmdb_env(self.db).begin(buffers=False)
 
     def _value(self, key: str) -> bytes | None:
         with self._txn() as txn:

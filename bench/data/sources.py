@@ -197,7 +197,15 @@ class ImageSources:
     def default_kind(self) -> str:
         if self.image_input == "pixels":
             return "pixels"
-        return "lxmert" if self.family == "lxmert" else "uniter"
+        if self.family in ("lxmert", "uniter"):
+            return self.family
+        features = Path(getattr(self.world, "features", "") or "")
+        if self._real and str(features) not in ("", "."):
+            # other presets (toy, minilm) on real data: the layout found under world.features
+            lxmert = is_tsv(features) or any((features / rel).exists() for parts in LAYOUTS["lxmert"].values()
+                                             for rel, _ in parts)
+            return "lxmert" if lxmert else "uniter"
+        return "uniter"  # as before for toyland: the toy presets read the npz features
 
     @property
     def root(self) -> Path:
@@ -242,7 +250,7 @@ class ImageSources:
         """The one store of toyland (and of a `features` path that is a single store)."""
         if "__flat__" not in self._stores:
             path = self.root
-            self._stores["__flat__"] = self._open(self.kind_of(path) if self._real else self.default_kind, path)
+            self._stores["__flat__"] = self._open(self.kind_of(path), path)
         return self._stores["__flat__"]
 
     def _parts(self, source: str) -> list[tuple[str, Path, str]]:
