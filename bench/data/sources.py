@@ -200,7 +200,7 @@ class ImageSources:
         if self.family in ("lxmert", "uniter"):
             return self.family
         features = Path(getattr(self.world, "features", "") or "")
-        if self._real and str(features) not in ("", "."):
+        if self.real and str(features) not in ("", "."):
             # other presets (toy, minilm) on real data: the layout found under world.features
             lxmert = is_tsv(features) or any((features / rel).exists() for parts in LAYOUTS["lxmert"].values()
                                              for rel, _ in parts)
@@ -239,11 +239,11 @@ class ImageSources:
             return open_image_store(kind, path, shorter=self.shorter, cache_mb=self.cache_mb)
         if kind == "uniter":
             return open_image_store(kind, path, cache_mb=self.cache_mb,
-                                    policy=self.policy if (self._real and is_lmdb(path)) else None)
+                                    policy=self.policy if (self.real and is_lmdb(path)) else None)
         return open_image_store(kind, path, cache_mb=self.cache_mb)
 
     @property
-    def _real(self) -> bool:
+    def real(self) -> bool:
         return getattr(self.world, "source", "toyland") != "toyland"
 
     def flat_store(self) -> Any:
@@ -266,7 +266,7 @@ class ImageSources:
 
     def for_task(self, task: str) -> Any:
         """The store serving `task`'s image ids."""
-        if not self._real:
+        if not self.real:
             return self.flat_store()
         source = self.source_of(task)
         if source not in self._stores:
