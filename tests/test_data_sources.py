@@ -128,3 +128,35 @@ def test_study_store_per_task(release, tmp_path):
     study = Study(cfg, tmp_path)
     assert study.store_for("vqa").name == "coco" and study.store_for("gqa").name == "vg"
     assert study.store is study.store_for("itm")
+
+
+def test_parts_of_different_dimension_are_refused(release, tmp_path):
+    np.savez(tmp_path / "1.npz", features=np.zeros((2, 5), np.float32), norm_bb=np.zeros((2, 7), np.float32))
+    s = sources(release, "uniter", images=(f"coco={release['uniter'] / 'coco_train2014'}", f"coco={tmp_path}"))
+    with pytest.raises(DataError) as e:
+        s.for_task("vqa")
+    assert "image source 'coco': parts have different feature dimensions" in str(e.value)
+    assert f"{tmp_path}: 5" in str(e.value) and "\n" not in str(e.value)
+
+
+def _child_read(store, image_id, q):
+    q.put(store.get(image_id).features.float().sum().item())
+
+
+@pytest.mark.parametrize("kind", ["uniter", "lxmert"])
+def test_stores_opened_before_fork_read_in_the_child(release, kind):
+    import multiprocessing as mp
+
+    store = sources(release, kind, cache_mb=0).for_task("gqa")  # no cache: the child must read the file
+    expected = store.get("1").features.float().sum().item()
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_read, args=(store, "2354786" if kind == "lxmert" else "1", q))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0
+    if kind == "uniter":
+        assert got == pytest.approx(expected)
+    else:
+        assert got == pytest.approx(store.get("2354786").features.float().sum().item())

@@ -291,8 +291,7 @@ def decode_img_db_value(value: bytes, where: str) -> dict:
                 return {k: arrays[k] for k in arrays.files}
         except (ValueError, OSError) as e:
             raise DataError(f"{where}: malformed npz value ({e})") from None
-    import msgpack
-
+    msgpack = _optional("msgpack", where)
     try:
         obj = msgpack.unpackb(value, raw=False, object_hook=_msgpack_array, strict_map_key=False)
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError,
@@ -305,6 +304,14 @@ def decode_img_db_value(value: bytes, where: str) -> dict:
 
 
 _ENVS: dict[tuple[str, int], Any] = {}
+
+
+def _optional(module: str, where: Any):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise DataError(f"{where}: reading UNITER's img_db needs the '{module}' package "
+                        "(pip install 'ticketbench[real]')") from None
 
 
 def _lmdb_env(db: Path):
