@@ -303,7 +303,7 @@ def decode_img_db_value(value: bytes, where: str) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-_ENVS: dict[tuple[str, int], Any] = {}
+_ENVS: dict[str, tuple[int, Any]] = {}  # LMDB path -> (pid that opened it, environment)
 
 
 def _optional(module: str, where: Any):
@@ -315,19 +315,21 @@ def _optional(module: str, where: Any):
 
 
 def _lmdb_env(db: Path):
-    """One read-only environment per LMDB and process: LMDB refuses to open an environment twice in
-    a process, and one must not cross fork() (a worker process opens its own)."""
-    import lmdb
-
-    key = (str(db.resolve()), os.getpid())
-    env = _ENVS.get(key)
-    if env is None:
+    """One read-only environment per LMDB and process. LMDB refuses to open an environment twice in
+    a process, and one must not be used across fork(): a forked worker closes the inherited handle
+    (read-only, lock-free: nothing shared is touched) and opens its own."""
+    lmdb = _optional("lmdb", db)
+    key = str(db.resolve())
+    pid, env = _ENVS.get(key, (None, None))
+    if env is None or pid != os.getpid():
+        if env is not None:
+            env.close()
         try:
             env = lmdb.open(str(db), readonly=True, lock=False, readahead=False, create=False,
                             subdir=db.is_dir(), max_readers=512)
         except lmdb.Error as e:
             raise DataError(f"{db}: not a readable LMDB ({e})") from None
-        _ENVS[key] = env
+        _ENVS[key] = (os.getpid(), env)
     return env
 
 
