@@ -224,3 +224,33 @@ def test_pixel_tree_lookup(tmp_path):
     assert "train-1-0-img0" in store and "3001_FILM_00.00.01.000-00.00.02.000@0" in store
     assert store.get("train-1-0-img0").pixel_values.shape[0] == 3
     assert "nope" not in store
+
+
+def test_tsv_memory_stays_within_bounds(tmp_path):
+    """Opening indexes (memory ~ the index, not the file); reads stay within the cache bound."""
+    import random
+    import tracemalloc
+
+    from fixtures.releases import tsv_row
+
+    rng = np.random.default_rng(0)
+    tsv = tmp_path / "train2014_obj36.tsv"
+    with open(tsv, "w") as fh:
+        for i in range(48):  # 36 boxes x 2048-d float32 a row, as LXMERT's: ~0.4 MB of base64 each
+            fh.write(tsv_row(f"COCO_train2014_{i:012d}", rng.standard_normal((36, 2048)).astype(np.float32)))
+    size = tsv.stat().st_size
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        store = open_image_store("lxmert", tsv, cache_mb=2)
+        opened = tracemalloc.get_traced_memory()[0] - base
+        random.seed(0)
+        ids = store.ids()
+        for _ in range(60):  # cache of 2 MB: ~7 of the 48 rows fit
+            store.get(random.choice(ids))
+        after = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert size > 18 * 2**20
+    assert opened < 0.1 * size  # the index and one decoded row (feat_dim), not the file
+    assert store.cache.bytes <= 2 * 2**20 and after < 2 * 2**20 + 0.05 * size
