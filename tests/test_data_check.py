@@ -62,3 +62,10 @@ def test_data_check_names_the_first_missing_id_and_key(release):
 
 def test_configured_tasks_include_imp_sources():
     assert configured_tasks(Config())[-1] == "itm"  # 'pretrain' reads the caption corpus
+
+
+def test_data_check_refuses_features_of_another_dimension(release):
+    cfg = config(release)
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, preset="uniter-base"))
+    (row, _) = check_data(cfg, tasks=["vqa"])
+    assert not row.ok and row.error == "source 'coco' has 8-d features, expected 2048 (preset uniter-base)"

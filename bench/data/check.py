@@ -65,11 +65,17 @@ def check_data(cfg: Any, out: str | Path | None = None, sample: int = 200,
     preset = PRESETS.get(cfg.backbone.preset)
     sources = ImageSources(cfg.world, root, preset.image_input, preset.family,
                            shorter=preset.config.get("image_size", 384))
+    # the preset's input width (toy presets take the store's: None)
+    want = preset.config.get("feat_dim") if preset.family != "toy" and preset.image_input == "regions" else None
     rows = []
     for task in tasks or configured_tasks(cfg):
         spec = TASKS.get(task)
         for split in spec.splits[:2]:
-            rows.append(_check_split(spec, split, root, sources, sample))
+            row = _check_split(spec, split, root, sources, sample)
+            if want is not None and row.feat_dim is not None and row.feat_dim != want and not row.error:
+                row.error = (f"source '{row.source}' has {row.feat_dim}-d features, expected {want} "
+                             f"(preset {cfg.backbone.preset})")
+            rows.append(row)
     return rows
 
 
