@@ -53,7 +53,7 @@ def test_data_check_names_the_first_missing_id_and_key(release):
     bad = {(r.task, r.split): r for r in rows if not r.ok}
     assert set(bad) == {("gqa", "testdev"), ("vcr", "train"), ("vcr", "val")}
     gqa = bad["gqa", "testdev"]
-    assert (gqa.found, gqa.missing) == (1, 1) and "vg_000000000002 in " in gqa.first_missing
+    assert (gqa.found, gqa.missing) == (1, 1) and "vg_000000000002.npz in " in gqa.first_missing
     assert "image source 'vcr' not found" in bad["vcr", "train"].error  # no vcr_gt_* img_db in the miniature
     table = format_check(rows)
     assert "FAIL gqa testdev: 1 of 2 images missing; first: image 2 (source 'vg') not found" in table

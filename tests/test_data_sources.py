@@ -56,14 +56,14 @@ def test_missing_id_names_the_keys_looked_for(release):
         sources(release, "uniter").for_task("vqa").get("7")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("image 7 (source 'coco') not found")
-    assert "coco_train2014_000000000007 in " in msg and "coco_val2014_000000000007 in " in msg
+    assert "coco_train2014_000000000007.npz in " in msg and "coco_val2014_000000000007.npz in " in msg
 
 
 def test_source_without_release_names_the_key_to_set(release):
     # LXMERT released no Flickr30k features
     with pytest.raises(DataError) as e:
         sources(release, "lxmert").for_task("snli_ve")
-    assert "image source 'flickr30k' not found" in str(e.value) and "set world.images: flickr30k=PATH" in str(e.value)
+    assert "image source 'flickr30k' not found" in str(e.value) and "world.images: flickr30k=PATH" in str(e.value)
     with pytest.raises(ConfigError, match="set world.task_images: foo=SOURCE"):
         sources(release, "uniter").for_task("foo")
 
@@ -82,7 +82,7 @@ def test_configured_sources_and_task_overrides(release, tmp_path):
 
 def test_explicit_key_template(release):
     db = release["uniter"] / "coco_train2014"
-    s = sources(release, "uniter", images=(f"coco={db}|coco_train2014_{{id:012d}}.npz",))
+    s = sources(release, "uniter", images=(f"coco={db}|coco_train2014_{{id:012d}}",))  # the img_db key without .npz is found too
     assert "2" in s.for_task("vqa")
 
 
@@ -160,3 +160,9 @@ def test_stores_opened_before_fork_read_in_the_child(release, kind):
         assert got == pytest.approx(expected)
     else:
         assert got == pytest.approx(store.get("2354786").features.float().sum().item())
+
+
+def test_gqa_only_id_is_never_a_padded_key(release):
+    with pytest.raises(DataError) as e:
+        sources(release, "uniter").for_task("gqa").get("n161313")
+    assert "nothing in " in str(e.value) and "needs an integer id" in str(e.value)

@@ -39,12 +39,12 @@ _COCO12 = "{id:012d}"
 # LXMERT: data/<x>_imgfeat/*_obj36.tsv. Pixels: each dataset's archive unpacked under one root.
 LAYOUTS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "uniter": {
-        "coco": [("coco_train2014", "coco_train2014_" + _COCO12), ("coco_val2014", "coco_val2014_" + _COCO12)],
-        "refcoco": [("re_coco_gt", "visual_grounding_coco_gt_" + _COCO12)],
-        "vg": [("vg", "vg_" + _COCO12)],
-        "nlvr2": [(f"nlvr2_{s}", "nlvr2_{id}") for s in ("train", "dev", "test")],
-        "flickr30k": [("flickr30k", "flickr30k_" + _COCO12)],
-        "vcr": [(f"vcr_gt_{s}", f"vcr_gt_{s}_{{id}}") for s in ("train", "val", "test")],
+        "coco": [("coco_train2014", "coco_train2014_" + _COCO12 + ".npz"), ("coco_val2014", "coco_val2014_" + _COCO12 + ".npz")],
+        "refcoco": [("re_coco_gt", "visual_grounding_coco_gt_" + _COCO12 + ".npz")],
+        "vg": [("vg", "vg_" + _COCO12 + ".npz")],
+        "nlvr2": [(f"nlvr2_{s}", "nlvr2_{id}.npz") for s in ("train", "dev", "test")],
+        "flickr30k": [("flickr30k", "flickr30k_" + _COCO12 + ".npz")],
+        "vcr": [(f"vcr_gt_{s}", f"vcr_gt_{s}_{{id}}.npz") for s in ("train", "val", "test")],
     },
     "lxmert": {
         "coco": [("mscoco_imgfeat/train2014_obj36.tsv", "COCO_train2014_" + _COCO12),
@@ -139,7 +139,8 @@ class SourceStore:
     def get(self, image_id: str) -> Any:
         found = self.locate(image_id)
         if found is None:
-            looked = "; ".join(f"{p.key(image_id)} in {p.store.path}" for p in self.parts)
+            looked = "; ".join(f"{p.key(image_id)} in {p.store.path}" if p.key(image_id) is not None
+                               else f"nothing in {p.store.path} (key {p.template} needs an integer id)" for p in self.parts)
             raise DataError(f"image {image_id} (source '{self.name}') not found: looked for {looked}")
         part, key = found
         return part.store.get(key)
@@ -278,6 +279,6 @@ class ImageSources:
                 expected = [str(self.root / rel) for rel, _ in LAYOUTS[self.default_kind].get(source, [])]
                 raise DataError(f"task {task}: image source '{source}' not found "
                                 f"({'expected ' + ' or '.join(expected) if expected else 'no release layout for ' + self.default_kind}); "
-                                f"set world.images: {source}=PATH")
+                                f"set world.features to the release's root or world.images: {source}=PATH")
             self._stores[source] = SourceStore(source, [Part(self._open(k, p), t) for k, p, t in parts])
         return self._stores[source]
