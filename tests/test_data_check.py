@@ -9,6 +9,7 @@ import pytest
 from fixtures.releases import write_img_db, write_task_variants
 from fixtures.task_files import write_task_files
 
+from bench.backbones import PRESETS
 from bench.config import Config, WorldConfig
 from bench.data.check import check_data, configured_tasks, format_check
 
@@ -33,7 +34,7 @@ def config(root, **world) -> Config:
 
 
 def test_data_check_passes_on_the_release(release):
-    rows = check_data(config(release), tasks=["vqa", "gqa", "snli_ve"])
+    rows = check_data(config(release), PRESETS.get("toy-uniter"), tasks=["vqa", "gqa", "snli_ve"])
     assert [(r.task, r.split, r.source) for r in rows] == [
         ("vqa", "train2014", "coco"), ("vqa", "val2014", "coco"), ("gqa", "train", "vg"), ("gqa", "testdev", "vg"),
         ("snli_ve", "train", "flickr30k"), ("snli_ve", "dev", "flickr30k")]
@@ -49,7 +50,7 @@ def test_data_check_passes_on_the_release(release):
 def test_data_check_names_the_first_missing_id_and_key(release):
     (release / "gqa" / "testdev_balanced_questions.json").write_text(json.dumps(
         {"8": {"imageId": "2", "question": "Q?", "answer": "a"}, "9": {"imageId": "1", "question": "Q?", "answer": "b"}}))
-    rows = check_data(config(release), tasks=["gqa", "vcr"])
+    rows = check_data(config(release), PRESETS.get("toy-uniter"), tasks=["gqa", "vcr"])
     bad = {(r.task, r.split): r for r in rows if not r.ok}
     assert set(bad) == {("gqa", "testdev"), ("vcr", "train"), ("vcr", "val")}
     gqa = bad["gqa", "testdev"]
@@ -67,5 +68,5 @@ def test_configured_tasks_include_imp_sources():
 def test_data_check_refuses_features_of_another_dimension(release):
     cfg = config(release)
     cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, preset="uniter-base"))
-    (row, _) = check_data(cfg, tasks=["vqa"])
+    (row, _) = check_data(cfg, PRESETS.get("uniter-base"), tasks=["vqa"])
     assert not row.ok and row.error == "source 'coco' has 8-d features, expected 2048 (preset uniter-base)"

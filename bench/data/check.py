@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TicketbenchError
+from bench.data.sources import ImageSources
+from bench.tasks import TASKS
+from bench.tasks.files import task_dir
 
 
 @dataclass
@@ -54,15 +57,14 @@ def data_root(cfg: Any, out: str | Path | None = None) -> Path:
     return Path(cfg.world.data_root)
 
 
-def check_data(cfg: Any, out: str | Path | None = None, sample: int = 200,
+def check_data(cfg: Any, preset: Any, out: str | Path | None = None, sample: int = 200,
                tasks: list[str] | None = None) -> list[CheckRow]:
-    """One CheckRow per (task, split) of the config's tasks (train split and evaluation split)."""
-    from bench.backbones import PRESETS
-    from bench.data.sources import ImageSources
-    from bench.tasks import TASKS
+    """One CheckRow per (task, split) of the config's tasks (train split and evaluation split).
 
+    `preset` is the config's backbone preset (`PRESETS.get(cfg.backbone.preset)`: its image input,
+    family and feature width), passed in because the backbones sit above this layer.
+    """
     root = data_root(cfg, out)
-    preset = PRESETS.get(cfg.backbone.preset)
     sources = ImageSources(cfg.world, root, preset.image_input, preset.family,
                            shorter=preset.config.get("image_size", 384))
     # the preset's input width (toy presets take the store's: None)
@@ -80,8 +82,6 @@ def check_data(cfg: Any, out: str | Path | None = None, sample: int = 200,
 
 
 def _check_split(spec: Any, split: str, root: Path, sources: Any, sample: int) -> CheckRow:
-    from bench.tasks.files import task_dir
-
     row = CheckRow(spec.name, split)
     try:
         row.source = sources.source_of(spec.name) if sources.real else "world"

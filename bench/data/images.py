@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import DataError
+from bench.core.registry import suggest
 
 # LXMERT's TSV has no header; these are its 10 columns in order.
 LXMERT_FIELDS = ("img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf",
@@ -555,7 +556,5 @@ def open_image_store(kind: str, path: str | Path, **options: Any):
     conf_th 0.2 / 10..100 boxes, npz folders keep every box unless given one).
     """
     if kind not in STORES:
-        from bench.core.registry import suggest
-
         raise DataError(f"unknown image store kind '{kind}'{suggest(kind, list(STORES))}; known: {', '.join(STORES)}")
     return STORES[kind](Path(path), **options)

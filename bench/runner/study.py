@@ -15,8 +15,10 @@ from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, TicketbenchError
 from bench.core.io import read_json
+from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec
+from bench.tasks.files import task_dir as find_task_dir
 
 
 def environment(device: torch.device) -> dict:
@@ -50,9 +52,7 @@ class Study:
         return Path(self.cfg.world.data_root)
 
     def task_dir(self, spec: TaskSpec) -> Path:
-        from bench.tasks.files import task_dir
-
-        return task_dir(spec, self.data_root)
+        return find_task_dir(spec, self.data_root)
 
     def examples(self, task: str, split: str) -> list[Example]:
         """The examples of a task split (loaded once per Study)."""
@@ -119,8 +119,6 @@ class Study:
     @functools.cached_property
     def image_sources(self):
         """Image stores per image source (bench.data.sources): each task reads its own namespace."""
-        from bench.data.sources import ImageSources
-
         preset = PRESETS.get(self.cfg.backbone.preset)
         # Pixels at the preset's own input size (toy-vilt: 64), not ViLT's 384: upscaling a 64-pixel
         # toyland image to 384 made every toy-vilt step ~36x longer for no information.
