@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 from collections import OrderedDict
@@ -364,8 +365,15 @@ class UniterLmdbStore(UniterNpzStore):
     def ids(self) -> list[str]:
         if self._ids is None:
             with self._txn() as txn:
-                self._ids = sorted(k.decode() for k in txn.cursor().iternext(keys=True, values=False)
-                                   if k != b"__keys__")
+                listed = txn.get(b"__keys__")
+                if listed is not None:  # UNITER's converter lists its keys: walking the db touches every value
+                    try:
+                        keys = json.loads(listed)
+                    except ValueError:
+                        raise DataError(f"{self.db}[__keys__]: expected a JSON list of keys") from None
+                else:
+                    keys = [k.decode() for k in txn.cursor().iternext(keys=True, values=False)]
+            self._ids = sorted(str(k) for k in keys if k != "__keys__")
         return self._ids
 
     def _read(self, key: str) -> RegionFeatures:
