@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from fixtures.releases import write_img_db, write_task_variants
+from fixtures.releases import needs_img_db, write_img_db, write_task_variants
 from fixtures.task_files import write_task_files
 
 from bench.backbones import PRESETS
@@ -33,6 +33,7 @@ def config(root, **world) -> Config:
     return dataclasses.replace(cfg, world=w, backbone=dataclasses.replace(cfg.backbone, preset="toy-uniter"))
 
 
+@needs_img_db
 def test_data_check_passes_on_the_release(release):
     rows = check_data(config(release), PRESETS.get("toy-uniter"), tasks=["vqa", "gqa", "snli_ve"])
     assert [(r.task, r.split, r.source) for r in rows] == [
@@ -47,6 +48,7 @@ def test_data_check_passes_on_the_release(release):
     assert "FAIL" not in table
 
 
+@needs_img_db
 def test_data_check_names_the_first_missing_id_and_key(release):
     (release / "gqa" / "testdev_balanced_questions.json").write_text(json.dumps(
         {"8": {"imageId": "2", "question": "Q?", "answer": "a"}, "9": {"imageId": "1", "question": "Q?", "answer": "b"}}))
@@ -65,6 +67,7 @@ def test_configured_tasks_include_imp_sources():
     assert configured_tasks(Config())[-1] == "itm"  # 'pretrain' reads the caption corpus
 
 
+@needs_img_db
 def test_data_check_refuses_features_of_another_dimension(release):
     cfg = config(release)
     cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, preset="uniter-base"))

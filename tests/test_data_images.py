@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.releases import needs_img_db
 from fixtures.task_files import FEAT_DIM, REGION_BOXES, H, W, region_features, write_features
 
 from bench.core.errors import DataError
@@ -97,6 +98,7 @@ def img_db(tmp_path_factory):
     return write_img_db(tmp_path_factory.mktemp("release"))
 
 
+@needs_img_db
 def test_img_db_msgpack_lmdb_in_release_layout(img_db):
     from fixtures.releases import FEAT_DIM, feats, norm_bb6
 
@@ -114,6 +116,7 @@ def test_img_db_msgpack_lmdb_in_release_layout(img_db):
     assert "coco_train2014_000000000001" in store  # with or without .npz
 
 
+@needs_img_db
 def test_img_db_box_selection_follows_the_db_name(img_db):
     # all/: every box stored; UNITER's rule keeps conf > 0.2 (12 of 14), between 10 and 100
     assert open_image_store("uniter", img_db / "coco_val2014").get("coco_val2014_000000000003.npz").features.shape[0] == 12
@@ -126,6 +129,7 @@ def test_img_db_box_selection_follows_the_db_name(img_db):
     assert gt.get("visual_grounding_coco_gt_000000000001.npz").features.shape[0] == 14
 
 
+@needs_img_db
 def test_img_db_reads_msgpack_numpy_values(tmp_path):
     mn = pytest.importorskip("msgpack_numpy")
     import msgpack
@@ -141,6 +145,7 @@ def test_img_db_reads_msgpack_numpy_values(tmp_path):
     assert r.positions[1, 6].item() == pytest.approx(0.2 * 0.8, abs=1e-3)
 
 
+@needs_img_db
 def test_img_db_malformed_value_is_one_line(tmp_path):
     from fixtures.releases import write_lmdb
 
@@ -153,6 +158,7 @@ def test_img_db_malformed_value_is_one_line(tmp_path):
         assert "\n" not in msg and f"[{key}]" in msg and what in msg and str(tmp_path / "db" / "all") in msg
 
 
+@needs_img_db
 def test_img_db_refuses_object_arrays(tmp_path):
     import msgpack
     from fixtures.releases import write_lmdb
