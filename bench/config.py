@@ -31,7 +31,18 @@ class WorldConfig:
     scale: str = hp("default", "toyland scale: smoke, default or large")
     seed: int = hp(0, "toyland generator seed")
     data_root: str = hp("", "root of real datasets (used when source is 'real')")
-    features: str = hp("", "region-feature directory or TSV for real data (default: under data_root)")
+    features: str = hp("", "root of the image releases for real data: UNITER's img_db/, LXMERT's data/ (the "
+                           "*_imgfeat folders) or the pictures' root; or one store for every task (default: "
+                           "data_root/features/<kind>, data_root/images for pixels); docs/DATA.md")
+    images: tuple = hp((), "image sources as SOURCE=PATH[|KEY_TEMPLATE], a source repeated for several parts "
+                           "(e.g. coco=/d/img_db/coco_train2014); sources: coco, vg, nlvr2, flickr30k, vcr, "
+                           "refcoco; unnamed ones follow the release layouts under `features`")
+    task_images: tuple = hp((), "TASK=SOURCE overrides of the task -> image source map (vqa, pretrain: coco; "
+                                "refcoco_plus: refcoco; gqa: vg; nlvr2: nlvr2; snli_ve, retrieval: flickr30k; vcr: vcr)")
+    cache_mb: int = hp(2048, "bound of each image store's decoded-item cache, MB per process")
+    conf_th: float = hp(0.2, "UNITER img_db: keep boxes with confidence above this (-1: the first max_bb)")
+    min_bb: int = hp(10, "UNITER img_db: at least this many boxes")
+    max_bb: int = hp(100, "UNITER img_db: at most this many boxes")
 
 
 @dataclass(frozen=True)

@@ -230,3 +230,67 @@ def test_vcr_bad_reference_and_missing_metadata(fresh):
     with pytest.raises(DataError) as e:
         TASKS.get("vcr").load(fresh, "train")
     assert "metadata_fn" in one_line(e)
+
+
+# ---- release variants (tests/fixtures/releases.py) --------------------------------------------
+
+
+@pytest.fixture
+def variants(tmp_path):
+    from fixtures.releases import write_task_variants
+
+    return write_task_variants(tmp_path)
+
+
+def test_snli_ve_both_image_field_spellings(variants):
+    ex = TASKS.get("snli_ve").load(variants, "train")
+    # 'Flickr30K_ID' (the generator's current output, bare id) and 'Flikr30kID' ('<id>.jpg') name one image
+    assert [e.image_ids for e in ex] == [("1000092795",), ("1000092795",)]
+
+
+def test_snli_ve_without_image_field_names_both(variants):
+    path = variants / "snli_ve" / "snli_ve_train.jsonl"
+    path.write_text(json.dumps({"sentence2": "x", "gold_label": "neutral"}) + "\n")
+    with pytest.raises(DataError) as e:
+        TASKS.get("snli_ve").load(variants, "train")
+    assert "snli_ve_train.jsonl:1: missing field 'Flickr30K_ID' or 'Flikr30kID'" in one_line(e)
+
+
+def test_vcr_unlabeled_test_split_predicts_but_does_not_score(variants):
+    spec = TASKS.get("vcr")
+    (ex,) = spec.load(variants, "test")
+    assert ex.target is None and ex.meta["unlabeled"] and len(ex.texts) == 8
+    assert ex.texts[4] == "Why is person0 here? A."  # no gold answer to condition the rationale on
+    # metadata_fn is relative to vcr1images/ in the release
+    assert ex.meta["boxes"] == [[1, 2, 30, 40, 0.99]]
+    assert ex.image_ids == ("3001_FILM_00.00.01.000-00.00.02.000@0",)
+    with pytest.raises(DataError) as e:
+        spec.evaluate([ex], {ex.uid: (0, 0)})
+    assert "has no answer_label/rationale_label" in one_line(e) and "evaluate on 'val'" in one_line(e)
+    (val,) = spec.load(variants, "val")
+    assert val.target == (0, 3) and spec.evaluate([val], {val.uid: (0, 3)})["q2ar"] == 100.0
+
+
+def test_vcr_half_labeled_row_is_malformed(variants):
+    path = variants / "vcr" / "val.jsonl"
+    row = json.loads(path.read_text())
+    del row["rationale_label"]
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError) as e:
+        TASKS.get("vcr").load(variants, "val")
+    assert "val.jsonl:1: missing field 'rationale_label'" in one_line(e)
+
+
+def test_vcr_missing_metadata_under_vcr1images(variants):
+    for f in (variants / "vcr" / "vcr1images").rglob("*.json"):
+        f.unlink()
+    with pytest.raises(DataError) as e:
+        TASKS.get("vcr").load(variants, "test")
+    assert "field 'metadata_fn': file lsmdc_3001_FILM/3001_FILM" in one_line(e) and "vcr1images" in one_line(e)
+
+
+def test_refcoco_plus_refer_toolkit_folder(fresh):
+    # the refer toolkit's folder name; toyland's refcoco_plus/ keeps working (test above)
+    (fresh / "refcoco_plus").rename(fresh / "refcoco+")
+    train = TASKS.get("refcoco_plus").load(fresh, "train")
+    assert [e.texts[0] for e in train] == ["red circle", "the round one"]

@@ -98,7 +98,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # in this process (resume, worker processes and concurrent runners then give the same values).
     torch.manual_seed(pair.seed)
     model = TaskModel(backbone, spec, study.labels(pair.task))
-    store = study.store
+    store = study.store_for(pair.task)
     log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), pair.settings,
                 device=study.device, enforcer=enforcer, on_step=progress.report)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}

@@ -78,7 +78,7 @@ def source_objective(plan: Plan, study: Study, backbone, objective: str):
         return model, study.examples("itm", "train"), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
     model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
-    return model, study.train_examples(objective), lambda b: model.loss(b, study.store), ("head.",)
+    return model, study.train_examples(objective), lambda b: model.loss(b, study.store_for(objective)), ("head.",)
 
 
 def _set_weights(named, weights, masks) -> None:

@@ -15,9 +15,10 @@ from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, TicketbenchError
 from bench.core.io import read_json
-from bench.data.images import open_image_store
+from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec
+from bench.tasks.files import task_dir as find_task_dir
 
 
 def environment(device: torch.device) -> dict:
@@ -51,7 +52,7 @@ class Study:
         return Path(self.cfg.world.data_root)
 
     def task_dir(self, spec: TaskSpec) -> Path:
-        return self.data_root / spec.data_subdir
+        return find_task_dir(spec, self.data_root)
 
     def examples(self, task: str, split: str) -> list[Example]:
         """The examples of a task split (loaded once per Study)."""
@@ -70,7 +71,7 @@ class Study:
                 raise TicketbenchError(f"task {task} scores image regions; backbone {self.cfg.backbone.preset} "
                                        "reads pixels (drop the task from matrix.tasks and find.sources)")
             # Region targets depend on the store's boxes (the region with the highest IoU with the gt box).
-            examples = spec.loader(spec, d, split, regions=self.store)
+            examples = spec.loader(spec, d, split, regions=self.store_for(task))
         else:
             examples = spec.load(d, split)
         if not examples:
@@ -116,14 +117,22 @@ class Study:
         return "uniter", self.data_root / "features" / "uniter"
 
     @functools.cached_property
+    def image_sources(self):
+        """Image stores per image source (bench.data.sources): each task reads its own namespace."""
+        preset = PRESETS.get(self.cfg.backbone.preset)
+        # Pixels at the preset's own input size (toy-vilt: 64), not ViLT's 384: upscaling a 64-pixel
+        # toyland image to 384 made every toy-vilt step ~36x longer for no information.
+        return ImageSources(self.cfg.world, self.data_root, preset.image_input, preset.family,
+                            shorter=preset.config.get("image_size", 384))
+
+    def store_for(self, task: str):
+        """The image store serving `task`'s image ids."""
+        return self.image_sources.for_task(task)
+
+    @property
     def store(self):
-        kind, path = self.image_kind
-        if kind == "pixels":
-            # Resize to the preset's own input size (toy-vilt: 64), not ViLT's 384: upscaling a 64-pixel
-            # toyland image to 384 made every toy-vilt step ~36x longer for no information.
-            size = PRESETS.get(self.cfg.backbone.preset).config.get("image_size", 384)
-            return open_image_store(kind, path, shorter=size)
-        return open_image_store(kind, path)
+        """The pre-training corpus's image store (toyland: the world's one store)."""
+        return self.store_for("pretrain")
 
     # ---- θ0 ---------------------------------------------------------------------------------
     def theta0(self, theta0_dir: str | Path):

@@ -60,6 +60,8 @@ class TaskSpec:
                choice: (answer_idx, rationale_idx)); for itm, a dict with 'scores' [n_texts, n_images],
                'text_uids' and 'image_ids' (see retrieval.py)
     recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') -> TrainSettings
+    data_subdir       the task's folder under the data root (the release's own name)
+    subdir_aliases    other accepted folder names (e.g. toyland's), tried after data_subdir
     """
 
     name: str
@@ -76,6 +78,7 @@ class TaskSpec:
     recipes: dict[str, TrainSettings]
     data_subdir: str = ""
     num_images: int = 1
+    subdir_aliases: tuple[str, ...] = ()
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)

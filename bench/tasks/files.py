@@ -20,12 +20,17 @@ def task_dir(spec: TaskSpec, data_dir: str | Path) -> Path:
     """The directory holding `spec`'s files.
 
     `data_dir` is the data root (toyland's `world/` or a real data root); the files live in
-    `data_dir/<spec.data_subdir>/`. A `data_dir` that already is the task directory (it has no
-    such subdirectory) is accepted as is, so users can point at either.
+    `data_dir/<spec.data_subdir>/` (or one of `spec.subdir_aliases`, e.g. RefCOCO+'s `refcoco+/` of
+    the refer toolkit and toyland's `refcoco_plus/`). A `data_dir` that already is the task
+    directory (it has no such subdirectory) is accepted as is, so users can point at either.
     """
     data_dir = Path(data_dir)
-    sub = data_dir / spec.data_subdir if spec.data_subdir else data_dir
-    return sub if sub.is_dir() or not data_dir.is_dir() else data_dir
+    if not spec.data_subdir:
+        return data_dir
+    for name in (spec.data_subdir, *spec.subdir_aliases):
+        if (data_dir / name).is_dir():
+            return data_dir / name
+    return data_dir if data_dir.is_dir() else data_dir / spec.data_subdir
 
 
 def split_paths(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Path]:

@@ -151,6 +151,8 @@ SPEC = TASKS.register(
             lxmert=TrainSettings(steps=10000, batch_size=64, lr=5e-5, warmup=0.1),
             vilt=TrainSettings(steps=10000, batch_size=64, lr=1e-4, warmup=0.1),
         ),
-        data_subdir="refcoco_plus",
+        # The refer toolkit's folder is refcoco+/; toyland (and earlier releases of this suite) write refcoco_plus/.
+        data_subdir="refcoco+",
+        subdir_aliases=("refcoco_plus",),
     ),
 )

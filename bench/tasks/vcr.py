@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from bench.core.errors import DataError
 from bench.core.io import read_json, read_jsonl_numbered
@@ -14,6 +14,7 @@ from bench.tasks.files import field, nonempty, recipes, split_paths, task_dir
 from bench.tasks.metrics import METRICS
 
 NUM_CHOICES = 4
+LABEL_FIELDS = ("answer_label", "rationale_label")
 # VCR tokens split punctuation and clitics off their word; glue them back for readable text.
 _SPACE_BEFORE_PUNCT = re.compile(r" (?=[?.,!;:](?:\s|$)|'s\b|n't\b)")
 
@@ -49,12 +50,25 @@ def _label(r: dict, key: str, where: str) -> int:
     return label
 
 
+def _labels(r: dict, where: str) -> tuple[int, int] | None:
+    """(answer_label, rationale_label), or None for a row of the unlabeled release (test.jsonl has
+    neither field); a row with only one of them is malformed."""
+    has = [k in r for k in LABEL_FIELDS]
+    if not any(has):
+        return None
+    return _label(r, "answer_label", where), _label(r, "rationale_label", where)
+
+
 def from_records(
-    records: Iterable[tuple[str, dict]], split: str, source: str, metadata_dir: Path | None = None
+    records: Iterable[tuple[str, dict]], split: str, source: str, metadata_dirs: Sequence[Path] = ()
 ) -> list[Example]:
     """Examples from jsonl rows; texts = 4 x 'question answer_i' then 4 x 'question gold-answer
-    rationale_i'; target = (answer_label, rationale_label). With `metadata_dir`, each row's
-    `metadata_fn` is read from there and its boxes kept in meta['boxes']."""
+    rationale_i'; target = (answer_label, rationale_label).
+
+    Rows without labels (the released test.jsonl) give target None and meta['unlabeled']: they can be
+    predicted, not scored; their rationale texts carry no answer (the gold one is unknown; the
+    leaderboard's 4 x 4 QA->R protocol is not implemented). With `metadata_dirs`, each row's
+    `metadata_fn` is read from the first that has it and its boxes kept in meta['boxes']."""
     examples = []
     boxes_cache: dict[str, list] = {}
     for where, r in records:
@@ -64,41 +78,61 @@ def from_records(
                    for i, a in enumerate(_choices(r, "answer_choices", where))]
         rationales = [render_tokens(a, objects, f"{where} rationale_choices[{i}]")
                       for i, a in enumerate(_choices(r, "rationale_choices", where))]
-        a_label, r_label = _label(r, "answer_label", where), _label(r, "rationale_label", where)
-        meta = {"objects": objects}
-        if metadata_dir is not None:
+        labels = _labels(r, where)
+        meta: dict = {"objects": objects}
+        if metadata_dirs:
             fn = field(r, "metadata_fn", where, str)
             if fn not in boxes_cache:
-                boxes_cache[fn] = _read_boxes(metadata_dir, fn, where)
+                boxes_cache[fn] = _read_boxes(metadata_dirs, fn, where)
             meta["boxes"] = boxes_cache[fn]
-        texts = [f"{question} {a}" for a in answers] + [f"{question} {answers[a_label]} {x}" for x in rationales]
+        if labels is None:
+            meta["unlabeled"] = True
+            texts = [f"{question} {a}" for a in answers] + [f"{question} {x}" for x in rationales]
+        else:
+            texts = [f"{question} {a}" for a in answers] + [f"{question} {answers[labels[0]]} {x}" for x in rationales]
         examples.append(
             Example(
                 uid=str(field(r, "annot_id", where, (str, int))),
                 image_ids=(Path(field(r, "img_fn", where, str)).stem,),
                 texts=tuple(texts),
-                target=(a_label, r_label),
+                target=labels,
                 meta=meta,
             )
         )
     return nonempty(examples, source, split)
 
 
-def _read_boxes(metadata_dir: Path, fn: str, where: str) -> list:
-    # metadata_fn is relative to the image root in the real release ('movie/frame.json'); toyland
-    # may also write it relative to vcr/ ('metadata/<id>.json'). Accept both.
-    for path in (metadata_dir / fn, metadata_dir.parent / fn):
+def _read_boxes(metadata_dirs: Sequence[Path], fn: str, where: str) -> list:
+    # The release's metadata_fn is relative to vcr1images/ ('<movie>/<frame>.json'); toyland writes it
+    # relative to vcr/metadata/. The first folder holding the file wins.
+    for d in metadata_dirs:
+        path = d / fn
         if path.is_file():
-            meta = read_json(path)
-            return field(meta, "boxes", str(path), list)
-    raise DataError(f"{where}: field 'metadata_fn': file {metadata_dir / fn} not found")
+            return field(read_json(path), "boxes", str(path), list)
+    raise DataError(f"{where}: field 'metadata_fn': file {fn} not found under {' or '.join(map(str, metadata_dirs))}")
+
+
+def metadata_dirs(root: Path) -> list[Path]:
+    """Folders holding the rows' metadata_fn files: vcr1images/ (the release) or metadata/ (toyland),
+    then the task folder itself; none when neither exists (boxes are only shown, never trained on)."""
+    dirs = [d for d in (root / "vcr1images", root / "metadata") if d.is_dir()]
+    return [*dirs, root] if dirs else []
 
 
 def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
-    """Read `<split>.jsonl` and the boxes of each row's `vcr/metadata/<metadata_fn>`."""
+    """Read `<split>.jsonl` and the boxes of each row's `metadata_fn` (see `metadata_dirs`)."""
     (path,) = split_paths(spec, data_dir, split)
     rows = [(f"{path}:{i}", r) for i, r in read_jsonl_numbered(path)]
-    return from_records(rows, split, str(path), metadata_dir=task_dir(spec, data_dir) / "metadata")
+    return from_records(rows, split, str(path), metadata_dirs=metadata_dirs(task_dir(spec, data_dir)))
+
+
+def evaluate(examples: list[Example], predictions) -> dict[str, float]:
+    """Q->A, QA->R, Q->AR; the unlabeled test split cannot be scored (one-line reason)."""
+    unlabeled = next((ex for ex in examples if ex.target is None), None)
+    if unlabeled is not None:
+        raise DataError(f"VCR example {unlabeled.uid} has no answer_label/rationale_label (the released test.jsonl "
+                        "is unlabeled): it can be predicted, not scored; evaluate on 'val'")
+    return METRICS.get("vcr")(examples, predictions)
 
 
 SPEC = TASKS.register(
@@ -114,7 +148,7 @@ SPEC = TASKS.register(
         files={"train": ("train.jsonl",), "val": ("val.jsonl",), "test": ("test.jsonl",)},
         splits=("train", "val", "test"),
         loader=load,
-        evaluator=METRICS.get("vcr"),
+        evaluator=evaluate,
         recipes=recipes(
             toy=TrainSettings(steps=150, batch_size=8, lr=1e-3),
             minilm=TrainSettings(steps=800, batch_size=16, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
