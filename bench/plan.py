@@ -31,7 +31,14 @@ from tickets.magnitude import check_sparsity
 
 OBJECTIVES = ("mlm", "itm", "mrm")
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",)}
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",),
+                    "world": ("cache_mb",)}
+
+
+def effective(cfg: Config, section: str) -> dict:
+    """A config section's effective settings as plain data, less the fields that never change a number."""
+    skip = EXECUTION_FIELDS.get(section, ())
+    return {k: v for k, v in to_dict(cfg)[section].items() if k not in skip}
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
@@ -150,7 +157,7 @@ class Plan:
             "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
             "seed": self.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
-            "world": to_dict(self.config)["world"], "max_text_len": self.config.finetune.max_text_len,
+            "world": effective(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
         })
 
     # ---- display ----------------------------------------------------------------------------
@@ -282,11 +289,9 @@ def build_plan(cfg: Config) -> Plan:
 
     full = to_dict(cfg)
     world = toyland.VERSION if cfg.world.source == "toyland" else None
-    backbone = {k: v for k, v in full["backbone"].items() if k not in EXECUTION_FIELDS["backbone"]}
-    theta0_key = short_hash([full["world"], backbone, full["pretrain"], {"toyland_version": world}])
-    numbers = {k: v for k, v in full.items() if k not in ("name", "report")}
-    for section, names in EXECUTION_FIELDS.items():
-        numbers[section] = {k: v for k, v in numbers[section].items() if k not in names}
+    theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
+                             {"toyland_version": world}])
+    numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
     phases = _objective_phases(cfg, image_input) if preset.family == "toy" else ()
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,

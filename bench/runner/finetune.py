@@ -17,7 +17,7 @@ import torch
 from bench.backbones import TaskModel
 from bench.config import Config, to_dict
 from bench.core.errors import RunFailed, TicketbenchError
-from bench.plan import Plan
+from bench.plan import Plan, effective
 from bench.runner import progress
 from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, environment
@@ -33,7 +33,7 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     return {
         "settings": dataclasses.asdict(settings),
         "eval": {"max_text_len": ft.max_text_len, "dev_limit": ft.dev_limit, "eval_batch_size": ft.eval_batch_size},
-        "world": full["world"], "backbone": {k: v for k, v in full["backbone"].items() if k != "device"},
+        "world": effective(plan.config, "world"), "backbone": effective(plan.config, "backbone"),
         "threads": plan.config.matrix.threads, "theta0_dir": theta0_rel,
     }
 
