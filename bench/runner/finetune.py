@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.backbones import TaskModel
-from bench.config import Config, to_dict
+from bench.config import Config
 from bench.core.errors import RunFailed, TicketbenchError
 from bench.plan import Plan, effective
 from bench.runner import progress
@@ -28,7 +28,6 @@ from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
 def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     """Everything a run's numbers depend on besides ticket and θ0 content (hashed into its run id)."""
-    full = to_dict(plan.config)
     ft = plan.config.finetune
     return {
         "settings": dataclasses.asdict(settings),
