@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from bench.backbones import describe_presets
+from bench.backbones import PRESETS, describe_presets
 from bench.config import Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
+from bench.data.check import check_data, format_check
 from bench.data.toyland import generate_world, show_world
 from bench.pipeline import STAGES, run_pipeline
 from bench.plan import build_plan, load_plugins
@@ -192,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", default=None, help="comma-separated modules to import first (as find.plugins)")
     p.set_defaults(func=_cmd_methods)
 
+    p = sub.add_parser("data", formatter_class=fmt, help="check a config's data files and image features",
+                       description=_fmt("""
+            `data check CONFIG`: read every task's train and evaluation split as the run would, look up a
+            sample of their image ids in the image stores (UNITER img_db / npz, LXMERT TSV, picture trees),
+            and print a table per (task, split): examples, images found and missing, feature width and box
+            counts. Exit 1 when anything is missing. Trains nothing, writes nothing.
+        """), epilog="examples:\n  ticketbench data check configs/paper-uniter.yaml --set world.data_root=/data/vl\n"
+                     "  ticketbench data check smoke --out runs/smoke --tasks vqa,gqa\n")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    d = dsub.add_parser("check", help="check every split and image source of a config")
+    _add_config_args(d, subset=False)
+    d.add_argument("--tasks", default=None, help="comma-separated tasks (default: the config's)")
+    d.add_argument("--sample", type=int, default=200, help="image ids looked up per split (0 = all)")
+    p.set_defaults(func=_cmd_data, data_command=None)
+
     p = sub.add_parser("figures", formatter_class=fmt, help="write the papers' figures and tables",
                        description=_fmt("""
             Write the figures and tables the papers show, with the papers' known numbers beside this run's
@@ -284,6 +300,16 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     load_plugins(Config(find=FindConfig(plugins=plugins)))
     print(tools.describe_methods())
     return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command != "check":
+        raise TicketbenchError("data: give an action: check")
+    cfg = load_config(args.config, args.overrides)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    rows = check_data(cfg, PRESETS.get(cfg.backbone.preset), out=args.out, sample=args.sample, tasks=tasks)
+    print(format_check(rows))
+    return 0 if all(r.ok for r in rows) else 1
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:

@@ -126,3 +126,17 @@ def test_workers_follow_the_visible_gpus(monkeypatch, tmp_path):
     recs = [RunStore(tmp_path).read_record(p.run_id) for p in pairs]
     by_pid = {r["pid"]: r["cuda_visible_devices"] for r in recs}
     assert set(by_pid.values()) == {"2", "3"} and len(by_pid) == 2
+
+
+def test_data_check_command(prepared, tmp_path, capsys):
+    """`ticketbench data check` reads the splits and looks up image ids without training: exit 0 when all
+    is found, 1 (naming the missing ids) when the feature files are gone."""
+    from bench.cli import main
+
+    args = ["data", "check", "smoke", "--tasks", "snli_ve", "--sample", "0", "--out"]
+    assert main([*args, str(prepared)]) == 0 and "snli_ve" in capsys.readouterr().out
+    broken = tmp_path / "broken"
+    shutil.copytree(prepared / "world", broken / "world")
+    for f in (broken / "world" / "features" / "uniter").glob("*.npz"):
+        f.unlink()
+    assert main([*args, str(broken)]) == 1 and "missing" in capsys.readouterr().out
