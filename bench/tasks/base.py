@@ -7,9 +7,12 @@ official metric. Nothing here depends on a particular backbone.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 from bench.core.registry import Registry
 from bench.core.settings import TrainSettings
@@ -91,3 +94,27 @@ class TaskSpec:
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
+
+# What each task is, declared as data (`tasks.yaml`); the task modules add their code.
+DECLARATIONS = Path(__file__).with_name("tasks.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def declarations() -> dict:
+    return yaml.safe_load(DECLARATIONS.read_text(encoding="utf-8"))
+
+
+def declare(name: str, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]]) -> TaskSpec:
+    """Register task `name` from its declaration in `tasks.yaml` with its loader and evaluator."""
+    d = dict(declarations()[name])
+    recipes = d.pop("recipes")
+    if "toy" not in recipes:
+        raise ValueError(f"{DECLARATIONS}: task {name} needs a 'toy' recipe")
+    spec = TaskSpec(
+        name=name, loader=loader, evaluator=evaluator,
+        recipes={family: TrainSettings(**kw) for family, kw in recipes.items()},
+        metrics=tuple(d.pop("metrics")), splits=tuple(d.pop("splits")), chance=float(d.pop("chance")),
+        files={split: tuple(names) for split, names in d.pop("files").items()},
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
+    )
+    return TASKS.register(name, spec)

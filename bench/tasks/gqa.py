@@ -7,9 +7,8 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_json
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, recipes, split_paths
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, split_paths
 from bench.tasks.metrics import METRICS
 
 
@@ -41,33 +40,4 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     return from_records(records, split, str(path))
 
 
-SPEC = TASKS.register(
-    "gqa",
-    TaskSpec(
-        name="gqa",
-        title="GQA",
-        head="classify",
-        loss="cross_entropy",
-        metrics=("accuracy",),
-        headline="accuracy",
-        # Chance: the commonest answer ("no") is ~ 18% of balanced testdev.
-        chance=18.0,
-        files={
-            "train": ("train_balanced_questions.json",),
-            "val": ("val_balanced_questions.json",),
-            "testdev": ("testdev_balanced_questions.json",),
-        },
-        splits=("train", "testdev", "val"),
-        loader=load,
-        evaluator=METRICS.get("accuracy"),
-        recipes=recipes(
-            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
-            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            uniter=TrainSettings(steps=6000, batch_size=64, lr=8e-5, warmup=0.1, head_lr_mult=10.0),
-            # LXMERT: 4 epochs of batch 32 over the ~943k balanced train questions, lr 1e-5.
-            lxmert=TrainSettings(steps=117875, batch_size=32, lr=1e-5, warmup=0.1),
-            vilt=TrainSettings(steps=14700, batch_size=256, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-        ),
-        data_subdir="gqa",
-    ),
-)
+SPEC = declare("gqa", loader=load, evaluator=METRICS.get("accuracy"))

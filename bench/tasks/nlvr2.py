@@ -7,9 +7,8 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_jsonl_numbered
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, recipes, split_paths
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, split_paths
 from bench.tasks.metrics import METRICS
 
 LABELS = ("False", "True")
@@ -56,31 +55,4 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     return from_records([(f"{path}:{i}", r) for i, r in read_jsonl_numbered(path)], split, str(path))
 
 
-SPEC = TASKS.register(
-    "nlvr2",
-    TaskSpec(
-        name="nlvr2",
-        title="NLVR2",
-        head="classify",
-        loss="cross_entropy",
-        metrics=("accuracy", "consistency"),
-        headline="accuracy",
-        chance=50.0,
-        files={"train": ("train.json",), "dev": ("dev.json",), "test1": ("test1.json",)},
-        splits=("train", "dev", "test1"),
-        loader=load,
-        evaluator=METRICS.get("nlvr2"),
-        recipes=recipes(
-            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
-            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            # UNITER: 8000 steps, 800 warm-up, lr 3e-5.
-            uniter=TrainSettings(steps=8000, batch_size=32, lr=3e-5, warmup=0.1),
-            # LXMERT: 4 epochs of batch 32 over 86,373 train statements, lr 5e-5.
-            lxmert=TrainSettings(steps=10797, batch_size=32, lr=5e-5, warmup=0.1),
-            # ViLT: 10 epochs of batch 128, lr 1e-4.
-            vilt=TrainSettings(steps=6748, batch_size=128, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-        ),
-        data_subdir="nlvr2",
-        num_images=2,
-    ),
-)
+SPEC = declare("nlvr2", loader=load, evaluator=METRICS.get("nlvr2"))

@@ -17,9 +17,8 @@ import numpy as np
 from bench.core.errors import DataError
 from bench.core.io import read_json
 from bench.core.safe_pickle import safe_load
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, recipes, split_paths
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, split_paths
 from bench.tasks.metrics import METRICS
 
 NUMBER = (int, float)
@@ -128,31 +127,4 @@ def load(spec: TaskSpec, data_dir: Path, split: str, regions: Any = None) -> lis
     return from_records(_ref_records(refs_path, inst_path), split, str(refs_path), regions)
 
 
-SPEC = TASKS.register(
-    "refcoco_plus",
-    TaskSpec(
-        name="refcoco_plus",
-        title="RefCOCO+",
-        head="region",
-        loss="cross_entropy",
-        metrics=("accuracy",),
-        headline="accuracy",
-        # Chance: a uniform pick among an image's regions; ~ 1/n for n regions (~ 10 in toyland).
-        chance=10.0,
-        files={s: ("refs(unc).p", "instances.json") for s in ("train", "val", "testA", "testB")},
-        splits=("train", "val", "testA", "testB"),
-        loader=load,
-        evaluator=METRICS.get("refcoco"),
-        recipes=recipes(
-            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
-            minilm=TrainSettings(steps=800, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            # UNITER: 10000 steps, 1000 warm-up, lr 6e-5, batch 128 examples.
-            uniter=TrainSettings(steps=10000, batch_size=128, lr=6e-5, warmup=0.1),
-            lxmert=TrainSettings(steps=10000, batch_size=64, lr=5e-5, warmup=0.1),
-            vilt=TrainSettings(steps=10000, batch_size=64, lr=1e-4, warmup=0.1),
-        ),
-        # The refer toolkit's folder is refcoco+/; toyland (and earlier releases of this suite) write refcoco_plus/.
-        data_subdir="refcoco+",
-        subdir_aliases=("refcoco_plus",),
-    ),
-)
+SPEC = declare("refcoco_plus", loader=load, evaluator=METRICS.get("refcoco"))

@@ -7,9 +7,8 @@ from typing import Iterable
 
 from bench.core.errors import DataError
 from bench.core.io import read_jsonl_numbered
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, recipes, split_paths
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, split_paths
 from bench.tasks.metrics import METRICS
 
 LABELS = ("contradiction", "entailment", "neutral")
@@ -59,32 +58,4 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     return from_records([(f"{path}:{i}", r) for i, r in read_jsonl_numbered(path)], split, str(path))
 
 
-SPEC = TASKS.register(
-    "snli_ve",
-    TaskSpec(
-        name="snli_ve",
-        title="SNLI-VE",
-        head="classify",
-        loss="cross_entropy",
-        metrics=("accuracy",),
-        headline="accuracy",
-        chance=100.0 / 3,
-        files={
-            "train": ("snli_ve_train.jsonl",),
-            "dev": ("snli_ve_dev.jsonl",),
-            "test": ("snli_ve_test.jsonl",),
-        },
-        splits=("train", "dev", "test"),
-        loader=load,
-        evaluator=METRICS.get("accuracy"),
-        recipes=recipes(
-            toy=TrainSettings(steps=150, batch_size=32, lr=1e-3),
-            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            # UNITER: 4000 steps, 400 warm-up, lr 8e-5.
-            uniter=TrainSettings(steps=4000, batch_size=64, lr=8e-5, warmup=0.1),
-            lxmert=TrainSettings(steps=16000, batch_size=32, lr=5e-5, warmup=0.1),
-            vilt=TrainSettings(steps=5000, batch_size=128, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-        ),
-        data_subdir="snli_ve",
-    ),
-)
+SPEC = declare("snli_ve", loader=load, evaluator=METRICS.get("accuracy"))

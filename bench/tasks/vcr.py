@@ -8,9 +8,8 @@ from typing import Iterable, Sequence
 
 from bench.core.errors import DataError
 from bench.core.io import read_json, read_jsonl_numbered
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, recipes, split_paths, task_dir
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, split_paths, task_dir
 from bench.tasks.metrics import METRICS
 
 NUM_CHOICES = 4
@@ -135,28 +134,4 @@ def evaluate(examples: list[Example], predictions) -> dict[str, float]:
     return METRICS.get("vcr")(examples, predictions)
 
 
-SPEC = TASKS.register(
-    "vcr",
-    TaskSpec(
-        name="vcr",
-        title="VCR",
-        head="choice",
-        loss="cross_entropy",
-        metrics=("q2a", "qa2r", "q2ar"),
-        headline="q2a",
-        chance=25.0,
-        files={"train": ("train.jsonl",), "val": ("val.jsonl",), "test": ("test.jsonl",)},
-        splits=("train", "val", "test"),
-        loader=load,
-        evaluator=evaluate,
-        recipes=recipes(
-            toy=TrainSettings(steps=150, batch_size=8, lr=1e-3),
-            minilm=TrainSettings(steps=800, batch_size=16, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            # UNITER: 8000 steps, 800 warm-up, lr 6e-5 (after a second-stage pre-training).
-            uniter=TrainSettings(steps=8000, batch_size=16, lr=6e-5, warmup=0.1),
-            lxmert=TrainSettings(steps=20000, batch_size=16, lr=5e-5, warmup=0.1),
-            vilt=TrainSettings(steps=10000, batch_size=32, lr=1e-4, warmup=0.1),
-        ),
-        data_subdir="vcr",
-    ),
-)
+SPEC = declare("vcr", loader=load, evaluator=evaluate)

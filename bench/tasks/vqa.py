@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bench.core.errors import DataError
-from bench.core.settings import TrainSettings
-from bench.tasks.base import TASKS, Example, TaskSpec
-from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
+from bench.tasks.base import Example, TaskSpec, declare
+from bench.tasks.files import field, nonempty, read_json_field, split_paths
 from bench.tasks.metrics import METRICS
 from bench.tasks.vqa_normalize import normalize_answer
 
@@ -82,35 +81,4 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     return from_records(records, split, str(q_path))
 
 
-SPEC = TASKS.register(
-    "vqa",
-    TaskSpec(
-        name="vqa",
-        title="VQA v2",
-        head="classify",
-        loss="soft_bce",
-        metrics=("vqa_score",),
-        headline="vqa_score",
-        # Chance: answering the commonest answer ("yes") scores ~ 24% on real VQA v2; a uniform
-        # guess over 3,129 answers scores ~ 0.
-        chance=24.0,
-        files={
-            "train2014": ("v2_OpenEnded_mscoco_train2014_questions.json", "v2_mscoco_train2014_annotations.json"),
-            "val2014": ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json"),
-        },
-        splits=("train2014", "val2014"),
-        loader=load,
-        evaluator=METRICS.get("vqa"),
-        recipes=recipes(
-            toy=TrainSettings(steps=450, batch_size=16, lr=1e-3),  # soft BCE learns more slowly than CE (docs/ARCHITECTURE.md, "The toy recipe")
-            minilm=TrainSettings(steps=600, batch_size=32, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-            # UNITER: 6000 steps, 600 warm-up, lr 8e-5, head x10; batches were ~5k tokens (~64 examples).
-            uniter=TrainSettings(steps=6000, batch_size=64, lr=8e-5, warmup=0.1, head_lr_mult=10.0),
-            # LXMERT: 4 epochs of batch 32 over the 443,757 train2014 questions, lr 5e-5.
-            lxmert=TrainSettings(steps=55470, batch_size=32, lr=5e-5, warmup=0.1),
-            # ViLT: 10 epochs of batch 256, lr 1e-4, head x10, 10% warm-up.
-            vilt=TrainSettings(steps=17334, batch_size=256, lr=1e-4, warmup=0.1, head_lr_mult=10.0),
-        ),
-        data_subdir="vqa",
-    ),
-)
+SPEC = declare("vqa", loader=load, evaluator=METRICS.get("vqa"))
