@@ -7,6 +7,11 @@ markdown table at the end of the session (paste it into BENCHMARKS.md).
 
 Collected only by `pytest benchmarks` (setup.cfg's testpaths is `tests`); run with
 `tox -e bench` or `python -m pytest benchmarks --benchmark-only -s`.
+
+Quick mode (CI): `pytest benchmarks --benchmark-disable` (or BENCH_QUICK=1) runs every benchmark once
+at tiny sizes, so a benchmark that no longer runs fails CI; its ratios mean nothing and are not
+printed as results. A benchmark *skipped* in quick mode also fails the session (a skip would hide rot);
+BENCH_QUICK=0 forces full sizes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,36 @@ import torch  # noqa: E402
 # stays usable. BENCH_THREADS=n measures with n threads.
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 torch.set_num_threads(THREADS)
+
+# Set by pytest_configure from BENCH_QUICK or --benchmark-disable; read at test time via `quick()`.
+_QUICK = {"on": os.environ.get("BENCH_QUICK") == "1"}
+_SKIPPED: list[str] = []
+
+
+def quick() -> bool:
+    """True in quick mode: run each benchmark once at a tiny size (does it still work?), measure nothing."""
+    return _QUICK["on"]
+
+
+def sized(full, tiny):
+    """`full` normally, `tiny` in quick mode."""
+    return tiny if quick() else full
+
+
+def pytest_configure(config):
+    env = os.environ.get("BENCH_QUICK")
+    _QUICK["on"] = env == "1" or (env != "0" and bool(config.getoption("benchmark_disable", False)))
+
+
+def pytest_runtest_logreport(report):
+    if quick() and report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # In quick mode every benchmark must run: a skip (missing extra, an import that moved) is a failure.
+    if quick() and _SKIPPED and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @dataclass
@@ -72,6 +107,10 @@ def record_ratio():
     """
 
     def record(name, ours, anchor, *, ratio=None, goal="", met=None, unit="s", note="") -> Ratio:
+        if quick():  # tiny sizes: the figure is no measurement; only check that it is a number
+            assert ours == ours and anchor == anchor, f"{name}: NaN timing"
+            met = None
+            note = "quick mode (tiny size): not a measurement"
         r = Ratio(name, float(ours), float(anchor), float(anchor / ours if ratio is None else ratio), goal,
                   met, unit, note)
         RESULTS.append(r)
@@ -100,9 +139,16 @@ def best_times(fns: dict[str, Callable[[], object]], rounds: int,
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not RESULTS:
+    if not RESULTS and not _SKIPPED:
         return
     tr = terminalreporter
+    if _SKIPPED:
+        tr.section("benchmarks skipped in quick mode (each counts as a failure)")
+        for nodeid in _SKIPPED:
+            tr.write_line(nodeid)
+    if quick():
+        tr.write_line(f"quick mode: {len(RESULTS)} figures computed at tiny sizes (not measurements)")
+        return
     tr.section("ticketbench ratios")
     tr.write_line(f"machine: {machine()}; date: {datetime.date.today().isoformat()}")
     tr.write_line("| benchmark | ratio | ours | anchor | goal | status | note |")

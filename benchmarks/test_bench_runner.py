@@ -2,11 +2,13 @@
 pair vs a plain Hugging Face Trainer, and matrix scaling with 1 vs 2 local workers.
 
 End to end runs the whole smoke config (BENCH_E2E_CONFIG=toyland: the default config, ~15 min on
-2 cores). The other two share one pipeline run restricted to a few tasks and sources.
+2 cores). The other two share one pipeline run restricted to a few tasks and sources. Quick mode
+(conftest.py) runs the same code with a handful of steps, one task and one seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import best_times
+from conftest import best_times, quick, sized
 from torch import nn
 from torch.nn.utils import prune
 
@@ -26,24 +28,37 @@ from bench.core.io import read_json
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX_TASKS = ["gqa", "nlvr2", "snli_ve"]
 MATRIX_SOURCES = ["pretrained_magnitude", "random", "dense"]
+# Quick mode: the smallest pipeline that still runs every stage (a few steps, tasks of the subset only).
+TINY = ["pretrain.steps=4", "finetune.steps=2", "find.steps=2", "finetune.dev_limit=16"]
+
+
+def overrides() -> list[str]:
+    return TINY if quick() else []
+
+
+def tasks() -> list[str]:
+    return sized(MATRIX_TASKS, MATRIX_TASKS[:1])
 
 
 def pipeline(out, config: str, **subset):
-    """(cfg, out, wall seconds) of one run of every stage of `config` (optionally a subset)."""
-    try:
-        from bench.pipeline import run_pipeline
-    except ImportError as e:  # the pipeline is not integrated yet
-        pytest.skip(f"bench.runner.stages is not importable: {e}")
-    cfg = load_config(config)
+    """(cfg, out, wall seconds) of one run of every stage of `config` (optionally a subset: tasks,
+    sources as lists, i.e. `matrix.tasks` / `matrix.sources`)."""
+    # Imported here, not skipped when missing: a benchmark that cannot import the pipeline has rotted.
+    from bench.pipeline import run_pipeline
+    from bench.plan import build_plan
+
+    if quick() and not subset:
+        subset = {"tasks": tasks(), "sources": ["imp:" + tasks()[0], "dense"]}
+    cfg = load_config(config, overrides() + [f"matrix.{k}={','.join(v)}" for k, v in subset.items()])
     t0 = time.perf_counter()
-    run_pipeline(cfg, str(out), quiet=True, **subset)
+    run_pipeline(build_plan(cfg), str(out), quiet=True)
     return cfg, out, time.perf_counter() - t0
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke pipeline on MATRIX_TASKS × MATRIX_SOURCES: world, θ0, tickets and a first matrix."""
-    return pipeline(tmp_path_factory.mktemp("smoke"), "smoke", tasks=MATRIX_TASKS, sources=MATRIX_SOURCES)
+    return pipeline(tmp_path_factory.mktemp("smoke"), "smoke", tasks=tasks(), sources=MATRIX_SOURCES)
 
 
 def test_end_to_end_by_stage(benchmark, record_ratio, tmp_path):
@@ -83,20 +98,23 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
     from transformers import Trainer, TrainingArguments
 
     from bench.backbones import TaskModel
+    from bench.plan import build_plan
     from bench.runner.finetune import finetune_pair, make_pairs
-    from bench.runner.stages import stage_pretrain, tickets_root
+    from bench.runner.stages import search_jobs, stage_pretrain
     from bench.runner.study import Study
     from bench.tasks import TASKS
     from tickets import Ticket
 
     cfg, out, _ = smoke
+    plan = build_plan(cfg)
     study = Study(cfg, out)
-    theta0_dir = stage_pretrain(study, quiet=True)
-    pairs = make_pairs(study, theta0_dir, tickets_root(study, theta0_dir), ["pretrained_magnitude"])
-    pair = next(p for p in pairs if p.task == "gqa" and p.sparsity == 0.5)
-    steps = 40
-    pair.config["finetune"]["steps"] = steps  # more steps than the smoke recipe, for a stable rate
-    s = study.settings("gqa", 0, steps=steps)
+    theta0_dir = stage_pretrain(plan, study, quiet=True)
+    roots = {j.search.source: j.root for j in search_jobs(plan, out, theta0_dir)}
+    pairs = make_pairs(plan, out, theta0_dir, roots)
+    pair = next(p for p in pairs if p.task == "gqa" and p.sparsity == 0.5 and p.source == "pretrained_magnitude")
+    steps = sized(40, 3)
+    s = plan.finetune_settings("gqa", 0).override(steps=steps)  # more steps than the smoke recipe: a stable rate
+    pair = dataclasses.replace(pair, settings=s)
     samples = steps * s.batch_size
     ticket = Ticket.load(pair.ticket_path)
     spec, store, examples = TASKS.get("gqa"), study.store, study.train_examples("gqa")
@@ -123,7 +141,8 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
         return time.perf_counter() - t0
 
     times = {"ours": [], "hf": []}
-    benchmark.pedantic(lambda: [times[k].append(f()) for _ in range(2) for k, f in (("ours", ours), ("hf", hf))],
+    rounds = sized(2, 1)
+    benchmark.pedantic(lambda: [times[k].append(f()) for _ in range(rounds) for k, f in (("ours", ours), ("hf", hf))],
                        rounds=1, iterations=1)
     t_ours, t_hf = min(times["ours"]), min(times["hf"])
     ratio = t_hf / t_ours
@@ -135,14 +154,15 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
 def test_matrix_scaling_1_vs_2_workers(benchmark, record_ratio, smoke):
     """`ticketbench matrix` as a user runs it (a fresh process each, start-up included), fresh runs/."""
     cfg, out, _ = smoke
-    seeds = 3  # 45 pairs: enough work per worker to amortise the workers' start-up
+    seeds = sized(3, 1)  # 45 pairs: enough work per worker to amortise the workers' start-up
 
     def matrix(workers):
         def run():
             shutil.rmtree(out / "runs", ignore_errors=True)  # fresh runs: nothing is skipped
             subprocess.run([sys.executable, "-m", "bench", "matrix", "smoke", "--out", str(out), "--quiet",
-                            "--tasks", ",".join(MATRIX_TASKS), "--sources", ",".join(MATRIX_SOURCES),
-                            "--seeds", str(seeds), "--workers", str(workers)],
+                            "--tasks", ",".join(tasks()), "--sources", ",".join(MATRIX_SOURCES),
+                            "--seeds", str(seeds), "--workers", str(workers),
+                            *[a for o in overrides() for a in ("--set", o)]],
                            check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         return run
 
@@ -155,5 +175,5 @@ def test_matrix_scaling_1_vs_2_workers(benchmark, record_ratio, smoke):
     ratio = t["1"] / t["2"]
     record_ratio(f"matrix, {len(records)} pairs, 2 workers vs 1 (speed-up)", t["2"], t["1"], ratio=ratio,
                  goal=f"≥ 1.7× on 2 cores (here {os.cpu_count()})", met=ratio >= 1.7,
-                 note=f"ticketbench matrix smoke, tasks {','.join(MATRIX_TASKS)}, sources "
+                 note=f"ticketbench matrix smoke, tasks {','.join(tasks())}, sources "
                       f"{','.join(MATRIX_SOURCES)}, {seeds} seeds")
