@@ -18,8 +18,9 @@ from bench.core.errors import ConfigError
 from bench.core.hparams import coerce_value, hp
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
+from bench.core.validate import validate
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: travels in the wheel
 DEFAULT_CONFIG = "toyland"
 
 
@@ -224,7 +225,7 @@ def build_config(data: dict, where: str = "config") -> Config:
                 raise _unknown(f"{key}.{k}", where)
             sec[k] = _coerce_field(cls, k, v, f"{where}: {key}.{k}")
         kwargs[key] = cls(**sec)
-    return Config(**kwargs)
+    return validate(Config(**kwargs), where)
 
 
 def resolve_config_path(name_or_path: str | None) -> Path:
@@ -286,7 +287,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
         new = _coerce_field(type(sec), name, parsed, f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
-    return cfg
+    return validate(cfg, "--set")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -16,6 +16,7 @@ import pandas as pd
 from bench.core.errors import DataError
 from bench.core.io import atomic_write_text, read_json, safe_name
 from bench.core.source import Source
+from bench.core.validate import check_record
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
 from tickets import Ticket
@@ -44,6 +45,7 @@ def _record_row(path: Path, rec: dict) -> dict:
     missing = [k for k in _REQUIRED if k not in rec or rec[k] is None]
     if missing:
         raise DataError(f"{path}: missing field '{missing[0]}' in a done run record")
+    check_record(path, rec)  # names that become file names stay in the output folder; typed fields
     try:
         value = float(rec["value"])
         sparsity = round(float(rec["sparsity"]), SPARSITY_DECIMALS)

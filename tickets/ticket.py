@@ -465,7 +465,7 @@ def _validate(masks: dict[str, Tensor], meta: dict, where: str) -> None:
         raise TicketError(f"{where}: mask content hash {found_hash} does not match stored {meta['content_hash']}")
     pruned, total, per = _sparsity_stats(masks)
     stored = meta["sparsity"]
-    if not isinstance(stored, dict) or "prunable" not in stored or "per_tensor" not in stored:
+    if not isinstance(stored, dict) or "prunable" not in stored or not isinstance(stored.get("per_tensor"), dict):
         raise TicketError(f"{where}: metadata 'sparsity' must hold 'prunable' and 'per_tensor'")
     real = pruned / total if total else 0.0
     if meta["pruned"] != pruned or meta["total"] != total or not _close(stored["prunable"], real):

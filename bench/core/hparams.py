@@ -18,6 +18,15 @@ def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
     return field(default=default, metadata={"help": help})
 
 
+def _scalar(text: str) -> Any:
+    """One list element of a `--set` value: a YAML scalar (0.5, true, vqa), or the text itself when it
+    is not valid YAML (a regex such as `[ab]x` or `(`), so it fails later as what it is, in one line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def coerce_value(value: Any, default: Any, where: str) -> Any:
     """Convert a YAML or --set value to the type of the field's default."""
     if isinstance(default, bool):
@@ -44,7 +53,7 @@ def coerce_value(value: Any, default: Any, where: str) -> Any:
     elif isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-            value = [yaml.safe_load(v) for v in value]
+            value = [_scalar(v) for v in value]
         if isinstance(value, (list, tuple)):
             return tuple(value)
         return (value,)
