@@ -33,7 +33,7 @@ def _fmt(text: str) -> str:
 
 def _add_config_args(p: argparse.ArgumentParser, subset: bool = True) -> None:
     p.add_argument("config", nargs="?", default=None,
-                   help="YAML config path or preset name under configs/ (default: toyland)")
+                   help="YAML config path or preset name (bench/configs/; default: toyland)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<config name>/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field, e.g. --set finetune.steps=50 (repeatable)")
@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
             recomputed, so re-running after an interruption resumes.
         """), epilog=_fmt("""
             examples:
-              ticketbench run                                    # configs/toyland.yaml -> runs/toyland/
-              ticketbench run configs/smoke.yaml --out /tmp/s    # small and fast
+              ticketbench run                                    # the toyland config -> runs/toyland/
+              ticketbench run smoke --out /tmp/s                 # small and fast
               ticketbench run --tasks vqa,gqa --sparsities 0.5 --seeds 3
               ticketbench run --only matrix --executor ray --ray-address auto
         """))
@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("diff", help="overlap of kept weights of two tickets of one backbone")
     t.add_argument("a")
     t.add_argument("b")
+    t = tsub.add_parser("export", help="write θ0 ⊙ m as a transformers model folder (save_pretrained)")
+    t.add_argument("path")
+    t.add_argument("--out", required=True, help="new folder for the model (AutoModel.from_pretrained(OUT))")
+    t.add_argument("--theta0", default=None, help="θ0 directory (default: found in the ticket's run)")
 
     sub.add_parser("tasks", help="list the task registry (metric, head, splits, expected files)",
                    description="List the registered tasks: headline metric, head, splits, files, chance level.",
@@ -319,9 +323,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
     actions = {"ls": lambda: tools.ls(args.path), "show": lambda: tools.show(args.path),
-               "diff": lambda: tools.diff(args.a, args.b)}
+               "diff": lambda: tools.diff(args.a, args.b),
+               "export": lambda: f"θ0 ⊙ m written to {tools.export(args.path, args.out, args.theta0)} (transformers folder)"}
     if args.tickets_command not in actions:
-        raise TicketbenchError("tickets: give an action: ls, show or diff")
+        raise TicketbenchError("tickets: give an action: ls, show, diff or export")
     print(actions[args.tickets_command]())
     return 0
 
@@ -356,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ticketbench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `ticketbench ... | head`: the reader has what it wanted
+        from bench.core.pipes import stdout_closed
+
+        return stdout_closed()
     except KeyboardInterrupt:
         print("ticketbench: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -17,6 +17,20 @@ from bench.runner.executors.base import EXECUTORS, PairFn, check_importable, com
 from bench.runner.store import RunStore
 
 
+def _loopback_only() -> None:
+    """Make a local Ray instance take 127.0.0.1 as its node address: Ray's services (GCS, raylet,
+    agents) then listen on loopback only. Ray does this itself where it treats the machine as a
+    single-node desktop (macOS, Windows: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0); `_node_ip_address=
+    "127.0.0.1"` is not enough, Ray replaces a loopback address by the machine's own."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read by Ray's processes at start
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read by this process when it picks the node address
+    except (ImportError, AttributeError):  # another Ray layout: the environment variable alone
+        pass
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail fast, in one line, when nothing listens at a `host:port` / `ray://host:port` address."""
     hostport = address.split("://", 1)[-1]
@@ -71,6 +85,9 @@ class RayBackend:
             else:
                 # Workers of a local instance import the pair function from the runner's sys.path.
                 path = os.pathsep.join(p for p in sys.path if p)
+                # A local instance serves this runner alone: bind every Ray service to loopback, never
+                # to all interfaces (Ray's services have no authentication).
+                _loopback_only()
                 self.ray.init(
                     num_cpus=workers if workers > 1 else os.cpu_count(),
                     runtime_env={"env_vars": {"PYTHONPATH": path}},
