@@ -15,6 +15,7 @@ import yaml
 from bench.config import Config, apply_overrides, to_dict
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
 from bench.plan import Plan, build_plan
+from bench.runner.guards import check_task_data
 from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
 from bench.runner.study import Study
 from reports import build_report
@@ -46,7 +47,6 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     # The output directory and the report path are printed even with --quiet: they are the answer.
     _say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     study = Study(cfg, out_dir)
     timings: dict[str, float] = {}
 
@@ -59,6 +59,9 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     theta0_dir = roots = summary = None
     if "world" in stages:
         timed("world", lambda: stage_world(plan, study, quiet))
+    check_task_data(plan, study, stages)  # every data file read before any training starts
+    # Written once the inputs are checked: a command refused for its input leaves config.yaml as it was.
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if "pretrain" in stages:
         theta0_dir = timed("pretrain", lambda: stage_pretrain(plan, study, quiet))
     if "find" in stages or "matrix" in stages:

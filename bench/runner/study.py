@@ -142,4 +142,7 @@ class Study:
 
 @functools.lru_cache(maxsize=2)
 def _load_backbone_cached(path: str):
+    from bench.core.integrity import verify_theta0
+
+    verify_theta0(path)  # a damaged θ0 fails here, once per process, before any training
     return load_backbone(path)
