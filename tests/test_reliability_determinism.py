@@ -18,8 +18,8 @@ STAGES = ("world", "pretrain", "find", "matrix")
 
 
 def _tickets(out: Path) -> dict[str, Ticket]:
-    return {p.relative_to(next(out.glob("tickets/*"))).as_posix(): Ticket.load(p)
-            for p in sorted(out.glob("tickets/*/*/*.safetensors"))}
+    # Keyed by source and file: the search ids above them are content addresses of θ0 and settings.
+    return {f"{p.parent.name}/{p.name}": Ticket.load(p) for p in sorted(out.glob("tickets/*/*/*.safetensors"))}
 
 
 def _results(out: Path) -> dict[str, dict]:
