@@ -354,3 +354,15 @@ def test_every_case_is_catalogued():
     assert not missing, f"not in docs/RELIABILITY.md: {missing}"
     others = 5 + 9 + 1 + 10 + 7 + 1  # commands, missing files, name, records, tickets, θ0
     assert len(rows) + others >= 100
+
+
+def test_every_config_field_has_a_check():
+    """A field added to bench/config.py without a check in bench/core/validate.py would go unvalidated."""
+    import dataclasses
+
+    from bench import config
+    from bench.core.validate import FIELDS
+
+    keys = {f"{s}.{f.name}" for s in config.SECTIONS for f in dataclasses.fields(config._section_type(s))}
+    assert keys - set(FIELDS) == set(), "fields without a check"
+    assert set(FIELDS) - keys == set(), "checks of fields that no longer exist"
