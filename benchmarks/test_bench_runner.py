@@ -160,7 +160,7 @@ def test_matrix_scaling_1_vs_2_workers(benchmark, record_ratio, smoke):
         def run():
             shutil.rmtree(out / "runs", ignore_errors=True)  # fresh runs: nothing is skipped
             subprocess.run([sys.executable, "-m", "bench", "matrix", "smoke", "--out", str(out), "--quiet",
-                            "--tasks", ",".join(tasks()), "--sources", ",".join(MATRIX_SOURCES),
+                            "--tasks", ",".join(tasks()), "--sources", ",".join(sized(MATRIX_SOURCES, ["dense"])),
                             "--seeds", str(seeds), "--workers", str(workers),
                             *[a for o in overrides() for a in ("--set", o)]],
                            check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
