@@ -15,8 +15,10 @@ from pathlib import Path
 import yaml
 
 from bench.backbones import PRESETS, describe_presets
+from bench.backbones.export import export_ticket
 from bench.config import Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
+from bench.core.pipes import stdout_closed
 from bench.data.check import check_data, format_check
 from bench.data.toyland import generate_world, show_world
 from bench.pipeline import STAGES, run_pipeline
@@ -324,7 +326,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_tickets(args: argparse.Namespace) -> int:
     actions = {"ls": lambda: tools.ls(args.path), "show": lambda: tools.show(args.path),
                "diff": lambda: tools.diff(args.a, args.b),
-               "export": lambda: f"θ0 ⊙ m written to {tools.export(args.path, args.out, args.theta0)} (transformers folder)"}
+               "export": lambda: f"θ0 ⊙ m written to {export_ticket(args.path, args.out, args.theta0)} (transformers folder)"}
     if args.tickets_command not in actions:
         raise TicketbenchError("tickets: give an action: ls, show, diff or export")
     print(actions[args.tickets_command]())
@@ -362,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ticketbench: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # `ticketbench ... | head`: the reader has what it wanted
-        from bench.core.pipes import stdout_closed
-
         return stdout_closed()
     except KeyboardInterrupt:
         print("ticketbench: interrupted; re-run the same command to resume", file=sys.stderr)

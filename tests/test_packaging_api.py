@@ -23,7 +23,7 @@ def test_run_and_load_results(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"overrides": ["finetune.batch_size=-3"]}, "finetune.batch_size: expected an integer ≥ 1, found -3"),
     ({"seeds": 0}, "matrix.seeds: expected an integer ≥ 1, found 0"),
-    ({"workers": -1}, "matrix.workers: expected an integer ≥ 1, found -1"),
+    ({"workers": -1}, "matrix.workers: expected an integer ≥ 0, found -1"),
     ({"executor": "slurm"}, "one of local, ray"),
     ({"sparsities": [0.5, 1.5]}, "matrix.sparsities: element 1.5"),
     ({"nope": 1}, "unknown key 'matrix.nope'"),

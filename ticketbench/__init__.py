@@ -91,6 +91,6 @@ def apply_ticket(ticket: "Ticket | str | Path", model: "nn.Module") -> dict[str,
 def export_ticket(ticket: "str | Path", out: "str | Path", theta0: "str | Path | None" = None) -> Path:
     """Write θ0 ⊙ m as a transformers model folder (`save_pretrained`) plus its tokenizer
     (`ticketbench tickets export`)."""
-    from tickets.tools import export
+    from bench.backbones.export import export_ticket as _export
 
-    return export(ticket, out, theta0)
+    return _export(ticket, out, theta0)

@@ -1,5 +1,5 @@
-"""Ticket tools behind `ticketbench tickets show|diff|ls|export` (text-returning functions), and
-applying a ticket to a model that is not a ticketbench backbone."""
+"""Ticket tools behind `ticketbench tickets show|diff|ls` (text-returning functions), and applying a
+ticket to a model that is not a ticketbench backbone (export: `bench.backbones.export`)."""
 
 from __future__ import annotations
 
@@ -180,83 +180,3 @@ def apply_to_model(ticket: Ticket, model: torch.nn.Module) -> dict[str, torch.nn
         for name, p in chosen.items():
             p.mul_(ticket.masks[name].to(device=p.device, dtype=p.dtype))
     return chosen
-
-
-def _theta0_for(ticket: Ticket, ticket_path: Path) -> Path:
-    """θ0 of a ticket in a run's store: `<out>/tickets/<hash>/<source>/<file>` → `<out>/pretrain/*/`
-    holding the ticket's backbone (by fingerprint)."""
-    from bench.backbones import load_backbone
-
-    out = ticket_path.resolve().parents[3] if len(ticket_path.resolve().parents) > 3 else ticket_path.parent
-    candidates = [d for d in sorted((out / "pretrain").glob("*/")) if (d / "DONE").exists()]
-    fits = []
-    for d in candidates:
-        try:
-            if json.loads((d / "backbone.json").read_text()).get("preset") != ticket.backbone:
-                continue
-        except (OSError, ValueError):
-            continue
-        if load_backbone(d).fingerprint() == ticket.fingerprint:
-            fits.append(d)
-    if len(fits) != 1:
-        what = "no θ0" if not fits else f"{len(fits)} θ0 directories"
-        raise TicketError(f"{ticket_path}: {what} of backbone '{ticket.backbone}' under {out / 'pretrain'}; "
-                          "give --theta0 DIR (a <out>/pretrain/<hash>/ directory)")
-    return fits[0]
-
-
-def export(ticket_path, out, theta0=None) -> Path:
-    """Write θ0 ⊙ m as a transformers model folder (`save_pretrained`, loadable with
-    `AutoModel.from_pretrained`) plus the tokenizer and `ticketbench.json` (the ticket's provenance).
-    UNITER-style backbones export their BERT (text embeddings, encoder, pooler) as a `BertModel`; the
-    image embedder is not a transformers module and stays in θ0. LXMERT / ViLT export the whole model."""
-    import os
-    import shutil
-    import tempfile
-
-    from transformers import BertModel, PreTrainedModel
-
-    from bench.backbones import load_backbone
-    from bench.backbones.uniter import bert_config
-    from bench.core.io import atomic_write_json, file_hash
-
-    ticket_path, out = Path(ticket_path), Path(out)
-    ticket = Ticket.load(ticket_path)
-    theta0 = Path(theta0) if theta0 else _theta0_for(ticket, ticket_path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TicketError(f"{out}: exists and is not an empty directory; choose a new --out")
-    backbone = load_backbone(theta0)
-    ticket.apply(backbone)  # checks the fingerprint, applies the weight transform, zeroes pruned weights
-    prefix = backbone.hf_prefix.rstrip(".")
-    if prefix and isinstance(getattr(backbone, prefix, None), PreTrainedModel):
-        model = getattr(backbone, prefix)
-    elif backbone.arch == "uniter":
-        model = BertModel(bert_config(backbone.config))
-        state = {k: v for k, v in backbone.state_dict().items() if k.split(".")[0] in ("embeddings", "encoder", "pooler")}
-        model.load_state_dict(state, strict=False)
-        missing = [k for k in model.state_dict() if k not in state and not k.endswith(("position_ids", "token_type_ids"))]
-        if missing:
-            raise TicketError(f"{theta0}: cannot export as a BertModel, missing {missing[0]}")
-    else:
-        raise TicketError(f"backbone arch '{backbone.arch}' has no transformers export")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Written into a sibling temp folder and renamed: an interrupted export leaves no half folder.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(str(tmp))
-        backbone.tokenizer.save_pretrained(str(tmp))
-        atomic_write_json(tmp / "ticketbench.json", {
-            "ticket": str(ticket_path), "content_hash": ticket.content_hash, "source": ticket.metadata["source"],
-            "backbone": ticket.backbone, "sparsity": ticket.sparsity, "weights": ticket.metadata.get("weights"),
-            "theta0": str(theta0), "theta0_hash": file_hash(theta0 / "model.safetensors"),
-            "model_class": type(model).__name__})
-        for p in tmp.rglob("*"):  # mkdtemp makes 0700; an exported model is for others to read
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

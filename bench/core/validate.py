@@ -13,7 +13,9 @@ import math
 import re
 from typing import Any, Callable
 
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, DataError, TicketbenchError
+from bench.core.io import safe_name
+from bench.core.source import Source
 
 EXECUTORS = ("local", "ray")
 OBJECTIVES = ("mlm", "itm", "mrm")
@@ -58,6 +60,7 @@ FRACTION = number_in(0.0, 1.0)[0], "a fraction in [0, 1]"
 SPARSITY = number_in(0.0, 1.0, hi_open=True)
 NAME = (lambda v: isinstance(v, str) and bool(v.strip())), "a non-empty name"
 TEXT = (lambda v: isinstance(v, str)), "a string"
+BOOL = (lambda v: isinstance(v, bool)), "true or false"
 
 
 def _regex(v: Any) -> bool:
@@ -119,6 +122,14 @@ FIELDS: dict[str, tuple] = {
     "pretrain.first_fraction": FRACTION,
     "pretrain.mask_prob": number_in(0.0, 1.0, lo_open=True, hi_open=True),
     "pretrain.seed": NON_NEGATIVE_INT,
+    "pretrain.betas": number_in(0.0, 1.0, hi_open=True),
+    "pretrain.grad_clip": number_at_least(0.0),
+    "pretrain.grad_accum": POSITIVE_INT,
+    "pretrain.head_lr_mult": number_at_least(0.0, open_=True),
+    "pretrain.bf16": BOOL,
+    "pretrain.adv_steps": NON_NEGATIVE_INT,
+    "pretrain.adv_epsilon": number_at_least(0.0),
+    "pretrain.adv_step_size": number_at_least(0.0),
     "find.sources": NAME,
     "find.one_shot": NAME,
     "find.sparsities": SPARSITY,
@@ -129,6 +140,7 @@ FIELDS: dict[str, tuple] = {
     "find.exclude": REGEX,
     "find.plugins": NAME,
     "find.seed": NON_NEGATIVE_INT,
+    "find.adv_steps": NON_NEGATIVE_INT,
     "finetune.steps": POSITIVE_INT,
     "finetune.batch_size": POSITIVE_INT,
     "finetune.lr": number_at_least(0.0, open_=True),
@@ -141,7 +153,10 @@ FIELDS: dict[str, tuple] = {
     "finetune.eval_batch_size": POSITIVE_INT,
     "finetune.max_text_len": int_at_least(3),
     "finetune.dev_limit": NON_NEGATIVE_INT,
-    "finetune.bf16": ((lambda v: isinstance(v, bool)), "true or false"),
+    "finetune.bf16": BOOL,
+    "finetune.adv_steps": NON_NEGATIVE_INT,
+    "finetune.adv_epsilon": number_at_least(0.0),
+    "finetune.adv_step_size": number_at_least(0.0),
     "matrix.tasks": NAME,
     "matrix.sources": NAME,
     "matrix.sparsities": SPARSITY,
@@ -150,7 +165,8 @@ FIELDS: dict[str, tuple] = {
     "matrix.controls": NAME,
     "matrix.control_sparsities": SPARSITY,
     "matrix.executor": one_of(*EXECUTORS),
-    "matrix.workers": POSITIVE_INT,
+    "matrix.workers": NON_NEGATIVE_INT,  # 0 = one per visible GPU
+    "matrix.gpus_per_run": number_at_least(0.0, open_=True),
     "matrix.threads": POSITIVE_INT,
     "matrix.ray_address": TEXT,
     "report.transfer_sparsities": SPARSITY,
@@ -158,7 +174,7 @@ FIELDS: dict[str, tuple] = {
     "report.tie_margin": number_at_least(0.0),
 }
 NONEMPTY = {"matrix.tasks", "find.sparsities"}
-LENGTH = {"finetune.betas": 2}
+LENGTH = {"finetune.betas": 2, "pretrain.betas": 2}
 
 
 def check_name(name: Any, where: str = "config") -> str:
@@ -183,7 +199,7 @@ def check_value(key: str, value: Any, where: str = "config", optional: bool = Fa
         for element in value:
             if not ok(element):
                 raise ConfigError(f"{where}: {key}: element {element!r} of {list(value)!r}: expected {expected}")
-        if len(set(value)) != len(value) and key != "finetune.betas":
+        if len(set(value)) != len(value) and key not in LENGTH:
             raise _fail(where, key, list(value), "no repeated values")
     elif not ok(value):
         raise _fail(where, key, value, expected)
@@ -217,9 +233,6 @@ def check_record(path, rec: dict) -> dict:
     """A run record read back from disk: fields that become file names (backbone, task) must stay
     inside the output folder, and fields read as mappings must be mappings. One-line DataError naming
     the file, the field and the value."""
-    from bench.core.errors import DataError
-    from bench.core.io import safe_name
-
     for key in ("backbone", "task"):
         try:
             safe_name(str(rec.get(key)), f"{key}")
@@ -227,9 +240,6 @@ def check_record(path, rec: dict) -> dict:
             raise DataError(f"{path}: field '{key}' {rec.get(key)!r} is not a plain name "
                             "(letters, digits and _.:+=- only; no '/' or '..')") from None
     if rec.get("source") is not None:
-        from bench.core.errors import TicketbenchError
-        from bench.core.source import Source
-
         try:
             Source.parse(str(rec["source"]))
         except TicketbenchError as e:

@@ -14,6 +14,7 @@ from bench.backbones import PRESETS, load_backbone, resolve_device
 from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, TicketbenchError
+from bench.core.integrity import verify_theta0
 from bench.core.io import read_json
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
@@ -142,7 +143,5 @@ class Study:
 
 @functools.lru_cache(maxsize=2)
 def _load_backbone_cached(path: str):
-    from bench.core.integrity import verify_theta0
-
     verify_theta0(path)  # a damaged θ0 fails here, once per process, before any training
     return load_backbone(path)
