@@ -124,6 +124,19 @@ def test_a_ticket_applies_to_a_users_transformers_model_in_three_lines(toy):
     untouched = [n for n in before if not any(n == f"bert.{m}" for m in masks)]
     assert all(torch.equal(dict(model.named_parameters())[n], before[n]) for n in untouched)
 
+    # Training it with the README's enforcer keeps the pruned weights at zero.
+    from tickets import MaskEnforcer
+
+    params = ticketbench.apply_ticket(ticket, model)  # applying again changes nothing
+    enforcer = MaskEnforcer(list(params.items()), ticket.masks)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([1])).loss.backward()
+    enforcer.mask_grads()
+    opt.step()
+    for name, mask in masks.items():
+        w = dict(model.named_parameters())[f"bert.{name}"]
+        assert not w[~mask].any() and not torch.equal(w[mask], before[f"bert.{name}"][mask])
+
 
 def test_a_ticket_for_another_architecture_leaves_the_model_untouched(toy):
     from transformers import BertConfig, BertModel
