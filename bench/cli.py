@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
             sample of their image ids in the image stores (UNITER img_db / npz, LXMERT TSV, picture trees),
             and print a table per (task, split): examples, images found and missing, feature width and box
             counts. Exit 1 when anything is missing. Trains nothing, writes nothing.
-        """), epilog="examples:\n  ticketbench data check configs/paper-uniter.yaml --set world.data_root=/data/vl\n"
+        """), epilog="examples:\n  ticketbench data check paper-uniter --set world.data_root=/data/vl\n"
                      "  ticketbench data check smoke --out runs/smoke --tasks vqa,gqa\n")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = dsub.add_parser("check", help="check every split and image source of a config")
