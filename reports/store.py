@@ -17,6 +17,7 @@ from bench.core.errors import DataError
 from bench.core.io import atomic_write_text, read_json, safe_name
 from bench.core.source import Source
 from bench.core.validate import check_record
+from bench.runner.results import PLANS as PLANS_DIR
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
 from tickets import Ticket
@@ -166,8 +167,14 @@ class Results:
 def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] | None = None,
                  write: bool = False) -> Results:
     """The results of one plan (default: the last plan run in `out_dir`), or of several (`plans`,
-    or `plans=["all"]` for every plan stored), as a `Results` object."""
+    or `plans=["all"]` for every plan stored), as a `Results` object. A store written without plan
+    manifests (older versions, synthetic stores) is read whole, as one unnamed plan."""
     out = Path(out_dir)
+    if not plan and not plans and not (out / PLANS_DIR).is_dir():
+        if not (out / "runs").is_dir():
+            raise DataError(f"{out}: no results here (expected {out / 'runs'}/; run `ticketbench run` first)")
+        frame = collect_matrix(out, write=write)
+        return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
         chosen = known_plans(out) if plans == ["all"] else list(plans)
         manifests = [read_manifest(out, h) for h in chosen]

@@ -77,5 +77,5 @@ def test_installed_wheel_runs_the_smoke_pipeline_outside_the_checkout(wheel, tmp
     recs = records(out)
     assert recs and all(r["status"] == "done" for r in recs)
     # The public API from the installed package, on the run it just made.
-    n = _run(py, "-c", f"import ticketbench; print(len(ticketbench.load_results({str(out)!r})))", cwd=tmp_path, env=env)
+    n = _run(py, "-c", f"import ticketbench; print(len(ticketbench.load_results({str(out)!r}).frame))", cwd=tmp_path, env=env)
     assert int(n.stdout.strip()) == len(recs)

@@ -15,7 +15,7 @@ def test_run_and_load_results(tmp_path):
     done = ticketbench.run("smoke", out=out, stages=["report"],
                            overrides=["matrix.tasks=vqa,gqa", "find.sparsities=0.5,0.7", "matrix.seeds=2"])
     assert done == out and (out / "report" / "README.md").exists()
-    df = ticketbench.load_results(out)
+    df = ticketbench.load_results(out).frame
     assert len(df) == len(list(out.glob("runs/*/record.json"))) - df.attrs["failed"]
     assert {"source", "sparsity", "task", "metric", "value", "relative"} <= set(df.columns)
 

@@ -2,7 +2,7 @@
 
     import ticketbench
     out = ticketbench.run("smoke", out="/tmp/smoke", overrides=["finetune.steps=20"])
-    df = ticketbench.load_results(out)             # one row per finished fine-tuning run
+    results = ticketbench.load_results(out)        # the last plan's results; .frame: one row per run
 
     ticket = ticketbench.load_ticket("runs/toyland/tickets/<hash>/imp__vqa/sparsity-0.70.safetensors")
     ticketbench.apply_ticket(ticket, model)         # your transformers BERT: pruned weights set to 0
@@ -20,10 +20,10 @@ from bench import __version__
 from bench.core.errors import ConfigError, DataError, TicketbenchError, TicketError
 
 if TYPE_CHECKING:
-    import pandas as pd
     from torch import nn
 
     from bench.config import Config
+    from reports.store import Results
     from tickets import Ticket
 
 __all__ = [
@@ -57,15 +57,14 @@ def run(config: "str | Path | Config | None" = None, out: "str | Path | None" = 
                              stages=list(stages or STAGES), quiet=quiet))
 
 
-def load_results(out: "str | Path") -> "pd.DataFrame":
-    """The results of an output directory: one row per finished run (backbone, source, sparsity, task,
-    metric, value, seed, dense_value, relative, ...), as `report/matrix.csv` holds them."""
-    from reports.store import collect_matrix
+def load_results(out: "str | Path", plan: str | None = None, plans: "list[str] | None" = None) -> "Results":
+    """The results object of an output directory: the last plan run there (or `plan`, or several
+    `plans`, `["all"]` for every one), with `.frame` — one row per finished run (backbone, source,
+    sparsity, task, metric, value, seed, dense_value, relative, ...) — `.plans`, `.config` and the
+    counts of `.failed` and `.pending` runs. Runs of different plans are never pooled."""
+    from reports.store import load_results as _load
 
-    out = Path(out)
-    if not (out / "runs").is_dir():
-        raise DataError(f"{out}: no results here (expected {out / 'runs'}/; run `ticketbench run` first)")
-    return collect_matrix(out)
+    return _load(Path(out), plan=plan, plans=plans)
 
 
 def load_ticket(path: "str | Path") -> "Ticket":
