@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from bench.config import Config, apply_overrides, to_dict
+from bench.core.errors import RunFailed
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
@@ -71,16 +72,20 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     if "matrix" in stages:
         roots = roots or {j.search.source: j.root for j in search_jobs(plan, out_dir, theta0_dir)}
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
-    if "report" in stages:
+    nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
+    if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so
         timed("report", lambda: build_report(out_dir, config=cfg))
     total = time.perf_counter() - t_start
     timing_file = out_dir / "timings.json"
     old = read_json(timing_file) if timing_file.exists() else {}
     atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
                                     "device": str(study.device), "threads": torch.get_num_threads()})
-    if "report" in stages:
+    if "report" in stages and not nothing_done:
         _say(False, f"report: {out_dir / 'report' / 'README.md'}")
     _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
-    if summary is not None and getattr(summary, "failed", None):
-        _say(quiet, f"ticketbench: {len(summary.failed)} run(s) failed; re-run to retry them")
+    if summary is not None and summary.failed:
+        # The other pairs ran and the report was written; the exit status still says something failed.
+        first = summary.failed[0]
+        raise RunFailed(f"{len(summary.failed)} of {summary.total} run(s) failed (first: {first.label}: {first.reason});"
+                        f" the report covers the rest; re-run to retry them")
     return out_dir

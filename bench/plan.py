@@ -256,6 +256,11 @@ def build_plan(cfg: Config) -> Plan:
                                   f"{', '.join(names)}")
         every = [s for s in every if s in wanted]
 
+    # Every method named in find.hparams exists and takes those fields and values, even if unused here.
+    for item in cfg.find.hparams:
+        name = str(item).partition(".")[0]
+        get_method(name).make_hparams(cfg.find.method_hparams(name))
+
     searches: dict[Source, Search] = {}
 
     def add(source: Source, sparsities: tuple) -> None:

@@ -93,6 +93,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("out")
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--sleep", type=float, default=0.0)
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument(
         "--hang-on-write", default="", help="marker file: touch it and hang at the record's fsync"
     )
@@ -105,7 +106,7 @@ def main(argv: list[str]) -> None:
 
         os.fsync = hang
     pairs = make_pairs(args.pairs, **({"sleep": args.sleep} if args.sleep else {}))
-    summary = run_pairs(pairs, args.out, counting_pair, progress=False, poll_s=0.1)
+    summary = run_pairs(pairs, args.out, counting_pair, progress=False, poll_s=0.1, workers=args.workers)
     print(
         json.dumps(
             {"done": summary.done, "cached": summary.cached, "failed": [f.reason for f in summary.failed]}

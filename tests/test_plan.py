@@ -140,3 +140,56 @@ def test_data_check_command(prepared, tmp_path, capsys):
     for f in (broken / "world" / "features" / "uniter").glob("*.npz"):
         f.unlink()
     assert main([*args, str(broken)]) == 1 and "missing" in capsys.readouterr().out
+
+
+def test_workers_die_with_their_runner(tmp_path):
+    """kill -9 of a runner with local worker processes: its workers exit too (no orphan keeps
+    training, holding memory or a GPU)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    def children(pid: int) -> list[int]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat.parent.name))
+        return out
+
+    fakes = Path(__file__).with_name("runner_fakes.py")
+    proc = subprocess.Popen([sys.executable, str(fakes), str(tmp_path), "--pairs", "4", "--sleep", "60",
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(tmp_path.glob("calls/*.log"))) < 2:
+        time.sleep(0.1)
+    workers = [c for c in children(proc.pid) if Path(f"/proc/{c}/cmdline").read_bytes().count(b"spawn")]
+    assert workers, "no worker process started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+    assert not alive
+
+
+def test_a_matrix_with_failed_pairs_exits_non_zero(prepared, tmp_path, capsys):
+    """Pairs that fail for their own reason (here: the loss diverges) do not stop the others, the report
+    is still written, and the command's exit status says that runs failed."""
+    from bench.cli import main
+
+    out = tmp_path / "fail"
+    shutil.copytree(prepared, out)
+    rc = main(["run", "smoke", "--out", str(out), "--quiet", "--tasks", "snli_ve", "--sources", "dense",
+               "--set", "pretrain.steps=5", "--set", "find.steps=3", "--set", "finetune.steps=3",
+               "--set", "finetune.lr=1e12", "--set", "finetune.grad_clip=0"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "run(s) failed" in err and len(err.strip().splitlines()) == 1

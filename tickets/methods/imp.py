@@ -23,6 +23,15 @@ class IMPHparams:
                                     "(the papers prune 10% per round)")
     rounds: int = hp(0, "rounds in the fraction modes (0 = until the highest ladder sparsity is reached)")
 
+    def __post_init__(self) -> None:
+        # Checked when the plan is built, before any search runs.
+        if self.mode not in MODES:
+            raise ConfigError(f"method 'imp': mode must be one of {', '.join(MODES)}, found {self.mode!r}")
+        if not 0.0 < self.prune_fraction < 1.0:
+            raise ConfigError(f"method 'imp': prune_fraction must be in (0, 1), found {self.prune_fraction}")
+        if self.rounds < 0:
+            raise ConfigError(f"method 'imp': rounds must be >= 0, found {self.rounds}")
+
 
 def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
     """Target sparsity after each round."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -53,7 +55,21 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _init_worker(threads: int, gpu_ids: Any) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this worker when its runner dies (even by kill -9), so no orphaned
+    worker keeps training and holding memory or a GPU."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the runner died before the line above took effect
+        os._exit(1)
+
+
+def _init_worker(threads: int, gpu_ids: Any, parent: int = 0) -> None:
+    if parent:
+        _die_with_parent(parent)
     # Runs in each fresh (spawned) worker before torch is imported, so torch picks these up.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
@@ -89,7 +105,7 @@ class ProcessPoolBackend:
             for i in range(self.slots):
                 gpu_ids.put(self.gpus[i % len(self.gpus)])
         return ProcessPoolExecutor(
-            self.slots, mp_context=context, initializer=_init_worker, initargs=(self.threads, gpu_ids)
+            self.slots, mp_context=context, initializer=_init_worker, initargs=(self.threads, gpu_ids, os.getpid())
         )
 
     def submit(self, pair: Any) -> Future:
