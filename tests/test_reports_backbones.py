@@ -1,0 +1,184 @@
+"""The backbone comparison (claim iii) on synthetic results frames: no training, no store."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from reports.backbones import (
+    backbone_matching,
+    by_backbone,
+    claim_iii,
+    dense_clearance,
+    main,
+    usable_tasks,
+    verdict_iii,
+    write_backbone_section,
+)
+from reports.store import MATRIX_COLUMNS
+
+CHANCE = {"nlvr2": 50.0, "snli_ve": 33.3}
+METRIC = {"nlvr2": "accuracy", "snli_ve": "accuracy"}
+LADDER = (0.3, 0.5, 0.7)
+
+
+def frame(spec: dict, seeds=(0, 1)) -> pd.DataFrame:
+    """spec: backbone -> task -> {"dense": (v per seed), "imp": {sparsity: % of dense},
+    "random": {sparsity: % of dense}}; rows as in report/matrix.csv."""
+    rows = []
+    for bb, per_task in spec.items():
+        for task, d in per_task.items():
+            dense = d["dense"]
+            for seed, v in zip(seeds, dense):
+                rows.append(dict(backbone=bb, source="dense", method="dense", source_task="", sparsity=0.0,
+                                 task=task, metric=METRIC[task], value=v, seed=seed, dense_value=v, relative=1.0,
+                                 run_id=f"{bb}-{task}-dense-{seed}", chance=CHANCE[task]))
+            for source in ("imp", "random"):
+                for sp, pct in d.get(source, {}).items():
+                    name = f"imp:{task}" if source == "imp" else "random"
+                    for seed, dv in zip(seeds, dense):
+                        rows.append(dict(backbone=bb, source=name, method=source,
+                                         source_task=task if source == "imp" else "", sparsity=sp, task=task,
+                                         metric=METRIC[task], value=dv * pct / 100, seed=seed, dense_value=dv,
+                                         relative=pct / 100, run_id=f"{bb}-{task}-{name}-{sp}-{seed}",
+                                         chance=CHANCE[task]))
+    return pd.DataFrame(rows, columns=MATRIX_COLUMNS)
+
+
+def curve(highest: float | None) -> dict:
+    """% of dense per ladder sparsity: 100 up to `highest` (relaxed match), 90 above it."""
+    return {s: (100.0 if highest is not None and s <= highest + 1e-9 else 90.0) for s in LADDER}
+
+
+def task_spec(dense=(70.0, 71.0), highest=0.7, random_highest=None) -> dict:
+    return {"dense": dense, "imp": curve(highest), "random": curve(random_highest)}
+
+
+def three(vilt_highest=0.3, vilt_dense=(70.0, 71.0), tasks=("nlvr2", "snli_ve")) -> pd.DataFrame:
+    return frame({
+        "toy-uniter": {t: task_spec(highest=0.7) for t in tasks},
+        "toy-lxmert": {t: task_spec(highest=0.7) for t in tasks},
+        "toy-vilt": {t: task_spec(dense=vilt_dense, highest=vilt_highest) for t in tasks},
+    })
+
+
+def by_name(claims, word: str):
+    return next(c for c in claims if word in c.claim)
+
+
+def test_dense_clearance_rule_is_strictly_more_than_three_stds():
+    # mean 51, std 1/sqrt(2) ≈ 0.707 → margin 1 ≈ 1.4 stds: does not clear; 70/71 clears.
+    df = frame({"a": {"nlvr2": task_spec(dense=(50.5, 51.5))}, "b": {"nlvr2": task_spec()}})
+    c = dense_clearance(df).set_index("backbone")
+    assert not c.loc["a", "clears"] and c.loc["b", "clears"]
+    assert c.loc["a", "margin"] == pytest.approx(1.0)
+    # exactly 3 stds is not "more than 3"
+    std = pd.Series([60.0, 62.0]).std()
+    df = frame({"a": {"nlvr2": task_spec(dense=(50.0 + 3 * std - 1.0, 50.0 + 3 * std + 1.0))}})
+    assert not bool(dense_clearance(df)["clears"].iloc[0])
+
+
+def test_one_dense_seed_never_clears():
+    df = frame({"a": {"nlvr2": task_spec(dense=(90.0,))}}, seeds=(0,))
+    c = dense_clearance(df).iloc[0]
+    assert not c["clears"] and math.isnan(c["dense_std"]) and "1 dense seed" in c["note"]
+
+
+def test_matching_per_backbone_and_task():
+    m = backbone_matching(three()).set_index(["backbone", "task"])
+    assert m.loc[("toy-vilt", "nlvr2"), "imp_relaxed"] == pytest.approx(0.3)
+    assert m.loc[("toy-uniter", "snli_ve"), "imp_relaxed"] == pytest.approx(0.7)
+    assert math.isnan(m.loc[("toy-lxmert", "nlvr2"), "random_relaxed"])
+    # strict: 90% of ~70.5 is far below dense − one std
+    assert m.loc[("toy-uniter", "nlvr2"), "imp_strict"] == pytest.approx(0.7)
+    assert list(dict.fromkeys(m.index.get_level_values(0))) == ["toy-uniter", "toy-lxmert", "toy-vilt"]
+
+
+def test_claim_holds_when_vilt_is_lower_everywhere():
+    claims = claim_iii(three(vilt_highest=0.3))
+    assert by_name(claims, "ViLT's highest").verdict == "holds"
+    assert by_name(claims, "also play").verdict == "holds"
+    assert verdict_iii(three(vilt_highest=0.3)) == "holds"
+
+
+def test_claim_does_not_hold_when_vilt_matches_as_high():
+    assert verdict_iii(three(vilt_highest=0.7)) == "does not hold"
+
+
+def test_vilt_without_any_relaxed_ticket_counts_as_lower_but_fails_part_a():
+    claims = claim_iii(three(vilt_highest=None))
+    assert by_name(claims, "ViLT's highest").verdict == "holds"
+    assert by_name(claims, "also play").verdict == "partly"  # LXMERT has tickets, ViLT none
+
+
+def test_not_testable_when_vilt_dense_is_at_chance():
+    df = three(vilt_highest=0.7, vilt_dense=(50.0, 51.0))
+    df = df[~((df["backbone"] == "toy-vilt") & (df["task"] == "snli_ve"))]  # ViLT only on NLVR2, at chance
+    claims = claim_iii(df)
+    assert {c.verdict for c in claims} == {"not testable"}
+    assert "nlvr2 excluded" in by_name(claims, "ViLT's highest").detail
+    assert verdict_iii(df) == "not testable"
+
+
+def test_at_chance_tasks_are_excluded_not_counted():
+    df = three(vilt_highest=0.3)
+    # ViLT's SNLI-VE dense at chance: SNLI-VE leaves the comparison, NLVR2 still decides.
+    at_chance = (df["backbone"] == "toy-vilt") & (df["task"] == "snli_ve")
+    df.loc[at_chance & (df["source"] == "dense"), "value"] = [33.0, 34.0]
+    clearance = dense_clearance(df)
+    ok, why = usable_tasks(clearance, ["toy-uniter", "toy-lxmert", "toy-vilt"], ["nlvr2", "snli_ve"])
+    assert ok == ["nlvr2"] and "toy-vilt" in why["snli_ve"]
+    c = by_name(claim_iii(df), "ViLT's highest")
+    assert c.verdict == "holds" and "1/1 tasks" in c.this_run
+
+
+def test_one_seed_makes_everything_not_testable():
+    spec = {bb: {"nlvr2": task_spec(dense=(80.0,), highest=h)} for bb, h in
+            (("toy-uniter", 0.7), ("toy-vilt", 0.3))}
+    assert verdict_iii(frame(spec, seeds=(0,))) == "not testable"
+
+
+def test_without_vilt_not_testable():
+    df = three()
+    df = df[df["backbone"] != "toy-vilt"]
+    assert by_name(claim_iii(df), "ViLT's highest").verdict == "not testable"
+
+
+def test_plans_mixing_one_backbone_are_kept_apart():
+    a, b = three(), three(vilt_highest=0.7)
+    a["plan"], b["plan"] = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+    mixed = by_backbone(pd.concat([a, b], ignore_index=True))
+    assert "toy-vilt [aaaaaaaa]" in set(mixed["backbone"]) and "toy-vilt [bbbbbbbb]" in set(mixed["backbone"])
+    single = three()
+    single["plan"] = "cccccccccccc"
+    assert set(by_backbone(single)["backbone"]) == {"toy-uniter", "toy-lxmert", "toy-vilt"}
+
+
+def test_section_writes_tables_and_figure(tmp_path):
+    lines = write_backbone_section(three(), tmp_path, ["nlvr2", "snli_ve"])
+    text = "\n".join(lines)
+    assert "## Backbones: claim (iii)" in text and "holds" in text and "backbones.png" in text
+    for name in ("backbones.png", "backbones.pdf", "backbones_dense.csv", "backbones_matching.md",
+                 "backbones_claims.csv"):
+        assert (tmp_path / name).is_file(), name
+    one = three()
+    assert write_backbone_section(one[one["backbone"] == "toy-vilt"], tmp_path / "one") == []
+
+
+def test_main_reads_a_store(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import reports.store
+
+    seen = {}
+
+    def fake_load(out, plan=None, plans=None, write=False):
+        seen["plans"] = plans
+        return SimpleNamespace(frame=three())
+
+    monkeypatch.setattr(reports.store, "load_results", fake_load)
+    assert main([str(tmp_path), "--plans", "h1,h2,h3"]) == 0
+    assert seen["plans"] == ["h1", "h2", "h3"]
+    assert "holds" in (tmp_path / "report" / "backbones.md").read_text()
