@@ -51,13 +51,14 @@ def backbone_order(backbones: Iterable[str]) -> list[str]:
 
 
 def by_backbone(df: pd.DataFrame) -> pd.DataFrame:
-    """A frame whose `backbone` column names one setup each: when plans are mixed (a `plan` column)
-    and one backbone appears in several plans, its rows are labelled `backbone [plan]`, so runs of
-    different plans are never averaged as if they were seeds."""
+    """A frame in which one (backbone, task) comes from one setup: when plans are mixed (a `plan`
+    column) and a backbone has the same task in several plans, that backbone's rows are labelled
+    `backbone [plan]`, so runs of different plans are never averaged as if they were seeds. (One
+    plan per backbone, or one per backbone and task, keeps the plain names.)"""
     if "plan" not in df or df.empty:
         return df
-    plans = df.groupby("backbone")["plan"].nunique()
-    several = set(plans[plans > 1].index)
+    plans = df.groupby(["backbone", "task"])["plan"].nunique()
+    several = {bb for (bb, _), n in plans.items() if n > 1}
     if not several:
         return df
     out = df.copy()

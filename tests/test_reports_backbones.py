@@ -154,6 +154,10 @@ def test_plans_mixing_one_backbone_are_kept_apart():
     single = three()
     single["plan"] = "cccccccccccc"
     assert set(by_backbone(single)["backbone"]) == {"toy-uniter", "toy-lxmert", "toy-vilt"}
+    # one plan per (backbone, task) keeps the plain names
+    per_task = three()
+    per_task["plan"] = per_task["task"]
+    assert set(by_backbone(per_task)["backbone"]) == {"toy-uniter", "toy-lxmert", "toy-vilt"}
 
 
 def test_section_writes_tables_and_figure(tmp_path):
