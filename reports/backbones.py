@@ -92,7 +92,7 @@ def dense_clearance(df: pd.DataFrame, tasks: list[str] | None = None, k: float =
             clears, note = False, "1 dense seed: std undefined"
         else:
             clears = bool(margin > k * std)
-            note = f"{margin / std:.1f} stds above chance" if std > 0 else (
+            note = f"{margin / std:+.1f} stds from chance" if std > 0 else (
                 "above chance, seeds identical" if margin > 0 else "at or below chance")
         rows.append({"backbone": bb, "task": task, "metric": metric, "dense_mean": mean, "dense_std": std,
                      "seeds": n, "chance": chance, "margin": margin, "clears": clears, "note": note})
@@ -279,7 +279,7 @@ def overlay(df: pd.DataFrame, tasks: list[str], stem: Path, relaxed: float = 0.9
                 y = np.r_[100.0, g["pct_dense"].to_numpy()]
                 sd = np.r_[0.0, g["pct_dense_std"].fillna(0).to_numpy()]
                 label = f"{bb}, {'IMP own task' if source != 'random' else 'random'}" + ("" if clears else
-                                                                                         " (dense ≈ chance)")
+                                                                                         " (dense not clear of chance)")
                 (ln,) = ax.plot(x, y, ls=ls, marker=marker, ms=4, lw=2.0 if ls == "-" else 1.3,
                                 color=colours[bb], alpha=alpha)
                 if ls == "-" and np.any(sd > 0):
