@@ -303,16 +303,17 @@ def overlay(df: pd.DataFrame, tasks: list[str], stem: Path, relaxed: float = 0.9
 # The report section
 
 def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list[str] | None = None,
-                           relaxed: float = 0.99) -> list[str]:
+                           relaxed: float = 0.99) -> tuple[list[str], list[Path]]:
     """Write backbones_dense.*, backbones_matching.*, backbones_claims.* and backbones.png/pdf into
-    `report_dir`; return the section's Markdown lines (empty when the frame has one backbone)."""
+    `report_dir`; return (the section's Markdown lines, the files written) — both empty when the
+    frame has one backbone."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     df = by_backbone(df)
     tasks = task_order(df, tasks or ())
     backbones = backbone_order(df["backbone"]) if len(df) else []
     if len(backbones) < 2:
-        return []
+        return [], []
     clearance = dense_clearance(df, tasks)
     matching = backbone_matching(df, tasks, relaxed)
     claims = claim_iii(df, tasks, relaxed)
@@ -321,14 +322,16 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
         chance=clearance["chance"].map(fmt_num), margin=clearance["margin"].map(fmt_num),
         clears=clearance["clears"].map({True: "yes", False: "no"}),
     )[["backbone", "task", "metric", "dense", "seeds", "chance", "margin", "clears", "note"]]
-    write_table(report_dir, "backbones_dense", clearance, dense_disp,
-                f"Dense model vs chance per backbone (clears = margin > {CLEAR_STDS:g} dense seed stds)")
+    paths = list(write_table(report_dir, "backbones_dense", clearance, dense_disp,
+                             f"Dense model vs chance per backbone (clears = margin > {CLEAR_STDS:g} dense seed stds)"
+                             ).values())
     rel = matching_square(matching, "imp_relaxed", tasks)
     strict = matching_square(matching, "imp_strict", tasks)
-    write_table(report_dir, "backbones_matching", matching, None,
-                "Highest matching sparsity of each task's own IMP ticket, per backbone")
-    write_table(report_dir, "backbones_claims", claims_frame(claims))
+    paths += write_table(report_dir, "backbones_matching", matching, None,
+                         "Highest matching sparsity of each task's own IMP ticket, per backbone").values()
+    paths += write_table(report_dir, "backbones_claims", claims_frame(claims)).values()
     figure = overlay(df, tasks, report_dir / "backbones", relaxed)
+    paths += figure
     L = ["## Backbones: claim (iii)", "",
          f"{len(backbones)} backbones in one results frame: {', '.join(backbones)}. A backbone's tickets on a task "
          f"count only where its dense model clears chance by more than {CLEAR_STDS:g} dense seed stds.", "",
@@ -339,7 +342,7 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
          to_markdown(strict) if len(strict) else "no own-task IMP runs\n",
          "### Claim (iii), checked", "", to_markdown(claims_frame(claims), index=False),
          f"![accuracy vs sparsity per backbone]({figure[0].name})", ""]
-    return L
+    return L, paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = load_results(a.out, plans=["all"] if a.plans == "all" else a.plans.split(","))
     report_dir = Path(a.out) / "report"
-    lines = write_backbone_section(res.frame, report_dir, [t for t in a.tasks.split(",") if t], a.relaxed)
+    lines, _ = write_backbone_section(res.frame, report_dir, [t for t in a.tasks.split(",") if t], a.relaxed)
     text = "\n".join(lines) if lines else "one backbone in the results: no comparison\n"
     (report_dir / "backbones.md").write_text(text)
     print(text)

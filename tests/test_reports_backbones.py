@@ -161,14 +161,14 @@ def test_plans_mixing_one_backbone_are_kept_apart():
 
 
 def test_section_writes_tables_and_figure(tmp_path):
-    lines = write_backbone_section(three(), tmp_path, ["nlvr2", "snli_ve"])
+    lines, paths = write_backbone_section(three(), tmp_path, ["nlvr2", "snli_ve"])
     text = "\n".join(lines)
     assert "## Backbones: claim (iii)" in text and "holds" in text and "backbones.png" in text
     for name in ("backbones.png", "backbones.pdf", "backbones_dense.csv", "backbones_matching.md",
                  "backbones_claims.csv"):
-        assert (tmp_path / name).is_file(), name
+        assert (tmp_path / name).is_file() and tmp_path / name in paths, name
     one = three()
-    assert write_backbone_section(one[one["backbone"] == "toy-vilt"], tmp_path / "one") == []
+    assert write_backbone_section(one[one["backbone"] == "toy-vilt"], tmp_path / "one") == ([], [])
 
 
 def test_main_reads_a_store(tmp_path, monkeypatch):
