@@ -4,13 +4,15 @@ Claim (iii): "LXMERT and ViLT can also play lottery tickets, but ViLT's highest 
 (30 % vs 70 %)". This module compares the backbones of one results frame (columns as in
 `report/matrix.csv`, e.g. `load_results(out, plans=[h_uniter, h_lxmert, h_vilt]).frame`):
 
-- `dense_clearance`: each backbone's dense score per task against chance, and whether it clears
-  chance by more than `CLEAR_STDS` dense seed stds (the verdict rule: below that, a backbone's
-  tickets on the task say nothing — a "ticket" of a model at chance matches a model at chance);
+- `dense_clearance`: each backbone's dense score per task against chance (`reports.claims.
+  dense_vs_chance`), and whether it clears chance by more than `CLEAR_SDS` seed-noise stds (the
+  verdict rule: below that, a backbone's tickets on the task say nothing — a "ticket" of a model at
+  chance matches a model at chance);
 - `backbone_matching`: per backbone and task, the highest sparsity at which the task's own IMP
-  ticket relaxed-matches (mean ≥ `relaxed` × dense) and strictly matches (mean ≥ dense mean − one
-  dense std) the dense model, with random pruning's relaxed sparsity beside it;
-- `claim_iii`: the verdicts, computed only on tasks where *every* backbone clears chance;
+  ticket relaxed-matches (mean ≥ `relaxed` × dense; and clear of seed noise) and strictly matches
+  (mean ≥ dense mean − one dense std) the dense model, with random pruning's relaxed sparsity beside it;
+- `claim_iii`: the verdicts (holds / fails / not testable), computed only on tasks where *every*
+  backbone clears chance; `verdict_iii` in one word;
 - `overlay`: accuracy (% of dense) against sparsity, one panel per task, a line per backbone;
 - `write_backbone_section(frame, report_dir, tasks)`: the tables, the figure and the Markdown lines
   of the report's "Backbones" section.
@@ -28,12 +30,21 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from reports.claims import Claim, claims_frame
-from reports.store import DENSE
+from reports import stats
+from reports.claims import (
+    CLEAR_SDS,
+    FAILS,
+    HOLDS,
+    NOT_TESTABLE,
+    Claim,
+    check_vilt,
+    claims_frame,
+    dense_vs_chance,
+    relaxed_cells,
+)
 from reports.tables import matching_sparsity, summarize, task_order
 from reports.writers import fmt_num, fmt_sparsity, mean_std, to_markdown, write_table
 
-CLEAR_STDS = 3.0  # the verdict rule: dense mean − chance > 3 dense seed stds
 PAPER = "LXMERT and ViLT play lottery tickets too; ViLT's highest sparsity ~30% vs ~70% for UNITER / LXMERT"
 
 
@@ -53,8 +64,9 @@ def backbone_order(backbones: Iterable[str]) -> list[str]:
 def by_backbone(df: pd.DataFrame) -> pd.DataFrame:
     """A frame in which one (backbone, task) comes from one setup: when plans are mixed (a `plan`
     column) and a backbone has the same task in several plans, that backbone's rows are labelled
-    `backbone [plan]`, so runs of different plans are never averaged as if they were seeds. (One
-    plan per backbone, or one per backbone and task, keeps the plain names.)"""
+    `backbone@plan` (as the report's context labels them), so runs of different plans are never
+    averaged as if they were seeds. One plan per backbone, or per backbone and task, keeps the
+    plain names."""
     if "plan" not in df or df.empty:
         return df
     plans = df.groupby(["backbone", "task"])["plan"].nunique()
@@ -63,77 +75,60 @@ def by_backbone(df: pd.DataFrame) -> pd.DataFrame:
         return df
     out = df.copy()
     hit = out["backbone"].isin(several)
-    out.loc[hit, "backbone"] = out.loc[hit, "backbone"] + " [" + out.loc[hit, "plan"].astype(str).str[:8] + "]"
+    out.loc[hit, "backbone"] = out.loc[hit, "backbone"] + "@" + out.loc[hit, "plan"].astype(str)
     return out
+
+
+def _ordered(frame: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    frame = frame.assign(_b=frame["backbone"].map({b: i for i, b in enumerate(backbone_order(frame["backbone"]))}),
+                         _t=frame["task"].map({t: i for i, t in enumerate(tasks)}))
+    return frame.sort_values(["_b", "_t"]).drop(columns=["_b", "_t"]).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Dense against chance
 
-def dense_clearance(df: pd.DataFrame, tasks: list[str] | None = None, k: float = CLEAR_STDS) -> pd.DataFrame:
-    """Per (backbone, task): dense mean ± std over seeds, chance, margin = mean − chance, and
-    `clears` = margin > k · std. With one dense seed the std is undefined and `clears` is False
-    (noted), so a single seed can never make a verdict testable."""
-    from reports.store import task_facts
-
+def dense_clearance(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
+    """`reports.claims.dense_vs_chance` in backbone order, with `clears` = dense mean − chance is
+    more than CLEAR_SDS × the task's seed noise (False with one seed: no noise to measure against)."""
     tasks = task_order(df, tasks or ())
-    rows = []
-    d = df[df["source"] == DENSE]
-    for (bb, task, metric), g in d.groupby(["backbone", "task", "metric"], sort=False):
-        recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
-        chance = float(recorded.iloc[0]) if len(recorded) else task_facts(task, metric).chance
-        n = int(g["seed"].nunique())
-        mean = float(g["value"].mean())
-        std = float(g["value"].std()) if n > 1 else math.nan
-        margin = mean - chance if chance is not None else math.nan
-        if chance is None or math.isnan(margin):
-            clears, note = False, "no chance level"
-        elif n < 2:
-            clears, note = False, "1 dense seed: std undefined"
-        else:
-            clears = bool(margin > k * std)
-            note = f"{margin / std:+.1f} stds from chance" if std > 0 else (
-                "above chance, seeds identical" if margin > 0 else "at or below chance")
-        rows.append({"backbone": bb, "task": task, "metric": metric, "dense_mean": mean, "dense_std": std,
-                     "seeds": n, "chance": chance, "margin": margin, "clears": clears, "note": note})
-    out = pd.DataFrame(rows, columns=["backbone", "task", "metric", "dense_mean", "dense_std", "seeds", "chance",
-                                      "margin", "clears", "note"])
-    if out.empty:
-        return out
-    out["_b"] = out["backbone"].map({b: i for i, b in enumerate(backbone_order(out["backbone"]))})
-    out["_t"] = out["task"].map({t: i for i, t in enumerate(tasks)})
-    return out.sort_values(["_b", "_t"]).drop(columns=["_b", "_t"]).reset_index(drop=True)
+    out = dense_vs_chance(df, tasks)
+    out["clears"] = out["learns"] == "yes"
+    return _ordered(out, tasks)
 
 
 # ---------------------------------------------------------------------------------------------
 # Matching sparsity per backbone
 
 def backbone_matching(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99) -> pd.DataFrame:
-    """Per (backbone, task): the highest relaxed- and strictly-matching sparsity of the task's own
-    IMP ticket (NaN = none on the ladder), the ladder tested, and random pruning's highest
-    relaxed sparsity (the baseline a ticket must beat)."""
+    """Per (backbone, task): the task's own IMP ticket's highest sparsity whose mean reaches
+    `relaxed` × dense (NaN = none on the ladder) and whether that is clear of seed noise (`imp_relaxed_clear`:
+    the highest sparsity whose whole 95% CI is above the criterion), the highest strictly matching
+    sparsity (mean ≥ dense − one dense std), and random pruning's highest relaxed sparsity."""
     tasks = task_order(df, tasks or ())
-    m = matching_sparsity(df, tasks, relaxed)
-    cols = ["backbone", "task", "metric", "imp_relaxed", "imp_relaxed_pct", "imp_strict", "random_relaxed",
-            "sparsities_tested", "n_seeds", "note"]
-    if m.empty:
+    cols = ["backbone", "task", "imp_relaxed", "imp_relaxed_clear", "imp_strict", "random_relaxed",
+            "sparsities_tested", "seeds"]
+    cells = relaxed_cells(df, tasks, relaxed, stats.seed_noise(df))
+    if cells.empty:
         return pd.DataFrame(columns=cols)
-    own = m[m["source"] == "imp:" + m["task"]]
+    m = matching_sparsity(df, tasks, relaxed)
+    strict = m[m["source"] == "imp:" + m["task"]].set_index(["backbone", "task"])["strict_sparsity"]
     rnd = m[m["source"] == "random"].set_index(["backbone", "task"])["relaxed_sparsity"]
     rows = []
-    for r in own.itertuples(index=False):
-        rows.append({"backbone": r.backbone, "task": r.task, "metric": r.metric, "imp_relaxed": r.relaxed_sparsity,
-                     "imp_relaxed_pct": r.relaxed_pct_dense, "imp_strict": r.strict_sparsity,
-                     "random_relaxed": rnd.get((r.backbone, r.task), np.nan),
-                     "sparsities_tested": r.sparsities_tested, "n_seeds": r.n_seeds, "note": r.note})
-    out = pd.DataFrame(rows, columns=cols)
-    out["_b"] = out["backbone"].map({b: i for i, b in enumerate(backbone_order(out["backbone"]))})
-    out["_t"] = out["task"].map({t: i for i, t in enumerate(tasks)})
-    return out.sort_values(["_b", "_t"]).drop(columns=["_b", "_t"]).reset_index(drop=True)
+    for (bb, task), c in cells.groupby(["backbone", "task"], sort=False):
+        rows.append({"backbone": bb, "task": task,
+                     "imp_relaxed": c[c["match"]]["sparsity"].max() if c["match"].any() else np.nan,
+                     "imp_relaxed_clear": c[c["clear_match"]]["sparsity"].max() if c["clear_match"].any() else np.nan,
+                     "imp_strict": strict.get((bb, task), np.nan), "random_relaxed": rnd.get((bb, task), np.nan),
+                     "sparsities_tested": ", ".join(fmt_sparsity(x) for x in sorted(c["sparsity"])),
+                     "seeds": int(c["seeds"].min())})
+    return _ordered(pd.DataFrame(rows, columns=cols), tasks)
 
 
 def matching_square(matching: pd.DataFrame, column: str, tasks: list[str]) -> pd.DataFrame:
-    """Rows = backbones, columns = tasks, cells = `column` (a sparsity) as '70%', '–' for none."""
+    """Rows = backbones, columns = tasks, cells = `column` (a sparsity) as '70%', 'none'."""
     if matching.empty:
         return pd.DataFrame()
     sq = matching.pivot_table(index="backbone", columns="task", values=column, aggfunc="first", dropna=False)
@@ -157,8 +152,10 @@ def usable_tasks(clearance: pd.DataFrame, backbones: list[str], tasks: list[str]
                 reasons.append(f"{bb}: no dense run")
             elif not bool(row["clears"].iloc[0]):
                 r = row.iloc[0]
-                reasons.append(f"{bb}: dense {mean_std(r.dense_mean, r.dense_std)} vs chance {fmt_num(r.chance)} "
-                               f"({r.note})")
+                how = ("one seed, no noise" if r["learns"] == "unknown" else
+                       f"dense − chance {r['above_chance']:+.1f} ≤ {CLEAR_SDS:g} × noise {fmt_num(r['noise'])}")
+                reasons.append(f"{bb}: dense {mean_std(r['dense_mean'], r['dense_std'])} vs chance "
+                               f"{fmt_num(r['chance'])} ({how})")
         if reasons:
             why[t] = "; ".join(reasons)
         else:
@@ -166,81 +163,72 @@ def usable_tasks(clearance: pd.DataFrame, backbones: list[str], tasks: list[str]
     return ok, why
 
 
-def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99,
-              k: float = CLEAR_STDS) -> list[Claim]:
-    """Claim (iii) in two parts, each 'holds' / 'partly' / 'does not hold' / 'not testable'.
+def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99) -> list[Claim]:
+    """Claim (iii) in two parts, each holds / fails / not testable, judged only on the tasks where
+    *every* backbone's dense model clears chance by more than CLEAR_SDS seed-noise stds:
 
-    (a) every non-UNITER backbone has an own-task IMP ticket that relaxed-matches its dense model
-        at some ladder sparsity (per task);
-    (b) ViLT's highest relaxed sparsity is lower than every region-feature backbone's (per task).
-    Both are judged only on tasks where every backbone's dense model clears chance by more than
-    k dense seed stds, and (b) only with ViLT and at least one region-feature backbone present."""
+    (a) every non-UNITER backbone plays lottery tickets: on each such task its own IMP ticket clearly
+        reaches `relaxed` × dense at some ladder sparsity (holds), or is clearly below it at every
+        sparsity for some backbone and task (fails); anything within seed noise is not testable;
+    (b) ViLT's highest relaxed sparsity is lower than the region-feature backbones':
+        `reports.claims.check_vilt` (medians of the per-task highest relaxed sparsity) on those tasks."""
     df = by_backbone(df)
     tasks = task_order(df, tasks or ())
     backbones = backbone_order(df["backbone"]) if len(df) else []
-    clearance = dense_clearance(df, tasks, k)
-    matching = backbone_matching(df, tasks, relaxed)
-    have_imp = set(matching["task"]) if len(matching) else set()
-    compared = [t for t in tasks if t in have_imp and all(
-        ((matching["backbone"] == bb) & (matching["task"] == t)).any() for bb in backbones)]
+    clearance = dense_clearance(df, tasks)
+    noise = stats.seed_noise(df)
+    cells = relaxed_cells(df, tasks, relaxed, noise)
+    compared = [t for t in tasks if backbones and all(
+        ((cells["backbone"] == bb) & (cells["task"] == t)).any() for bb in backbones)]
     usable, why = usable_tasks(clearance, backbones, compared)
-    excluded = "; ".join(f"{t} excluded ({w})" for t, w in why.items())
-    rule = f"judged on tasks where every backbone's dense model clears chance by > {k:g} dense seed stds"
-    detail = rule + (f"; {excluded}" if excluded else "")
-
-    def relaxed_of(bb: str, t: str) -> float:
-        v = matching[(matching["backbone"] == bb) & (matching["task"] == t)]["imp_relaxed"]
-        return float(v.iloc[0]) if len(v) and not pd.isna(v.iloc[0]) else 0.0  # none matches → 0
-
-    def per_task(bbs: list[str], ts: list[str]) -> str:
-        return "; ".join(f"{bb}: " + ", ".join(
-            f"{t} {fmt_sparsity(relaxed_of(bb, t)) if relaxed_of(bb, t) > 0 else 'none'}" for t in ts) for bb in bbs)
-
+    excluded = "; ".join(f"{t} left out ({w})" for t, w in why.items())
+    rule = (f"tasks counted: those where every backbone's dense model clears chance by > {CLEAR_SDS:g} "
+            f"seed-noise stds: {', '.join(usable) or 'none'}")
+    detail = "; ".join(x for x in (rule, excluded) if x)
     claims = []
-    # (a) the other backbones play lottery tickets too
+
     a_claim = "LXMERT and ViLT can also play lottery tickets (own-task IMP tickets relaxed-match dense)."
     others = [b for b in backbones if "uniter" not in b.lower()]
     if not others or not compared:
-        claims.append(Claim(a_claim, PAPER, "no LXMERT / ViLT own-task IMP runs" if not others else
-                            "no task with own-task IMP runs on every backbone", "not testable",
-                            "needs LXMERT or ViLT beside UNITER in one results frame"))
+        claims.append(Claim(a_claim, PAPER, "–", NOT_TESTABLE, "needs LXMERT or ViLT beside UNITER, with own-task IMP "
+                            "runs on a common task, in one results frame", detail))
     elif not usable:
-        claims.append(Claim(a_claim, PAPER, per_task(others, compared), "not testable", detail))
+        claims.append(Claim(a_claim, PAPER, "–", NOT_TESTABLE, "no task on which every backbone's dense model "
+                            "clearly beats chance", detail))
     else:
-        cells = [(bb, t) for bb in others for t in usable]
-        n_ok = sum(relaxed_of(bb, t) > 0 for bb, t in cells)
-        claims.append(Claim(a_claim, PAPER, f"{n_ok}/{len(cells)} (backbone, task) cells; " + per_task(others, usable),
-                            _verdict(n_ok, len(cells)), detail))
-    # (b) ViLT's highest sparsity is lower
-    b_claim = "ViLT's highest relaxed-matching sparsity is lower than UNITER's / LXMERT's."
-    vilt = [b for b in backbones if is_vilt(b)]
-    region = [b for b in backbones if not is_vilt(b)]
-    if not vilt or not region or not compared:
-        claims.append(Claim(b_claim, PAPER, "backbones: " + (", ".join(backbones) or "none"), "not testable",
-                            "needs ViLT and a region-feature backbone with own-task IMP runs on a common task"))
-    elif not usable:
-        claims.append(Claim(b_claim, PAPER, per_task(backbones, compared), "not testable", detail))
-    else:
-        lower = [t for t in usable if max(relaxed_of(v, t) for v in vilt) < min(relaxed_of(r, t) for r in region)]
-        med = "; ".join(f"{bb}: median {fmt_sparsity(float(np.median([relaxed_of(bb, t) for t in usable])))}"
-                        for bb in backbones)
-        claims.append(Claim(b_claim, PAPER, f"ViLT lower on {len(lower)}/{len(usable)} tasks ({med}); "
-                            + per_task(backbones, usable), _verdict(len(lower), len(usable)),
-                            detail + "; a task counts when ViLT's highest relaxed sparsity is below every "
-                            "region backbone's (none = 0%)"))
+        outcome, per = {}, []
+        for bb in others:
+            for t in usable:
+                c = cells[(cells["backbone"] == bb) & (cells["task"] == t)]
+                outcome[(bb, t)] = ("yes" if c["clear_match"].any() else "no" if c["clear_miss"].all() else "noise")
+                best = c[c["match"]]["sparsity"].max() if c["match"].any() else math.nan
+                per.append(f"{bb} {t}: {'none' if math.isnan(best) else fmt_sparsity(best)} ({outcome[(bb, t)]})")
+        run = "highest relaxed sparsity (clear of noise?): " + "; ".join(per)
+        if any(v == "no" for v in outcome.values()):
+            bad = ", ".join(f"{bb} on {t}" for (bb, t), v in outcome.items() if v == "no")
+            claims.append(Claim(a_claim, PAPER, run, FAILS, f"clearly below the criterion at every sparsity: {bad}",
+                                detail))
+        elif all(v == "yes" for v in outcome.values()):
+            claims.append(Claim(a_claim, PAPER, run, HOLDS, "", detail))
+        else:
+            unres = ", ".join(f"{bb} on {t}" for (bb, t), v in outcome.items() if v == "noise")
+            claims.append(Claim(a_claim, PAPER, run, NOT_TESTABLE, f"within seed noise of the criterion: {unres}",
+                                detail))
+
+    b = check_vilt(df, {bb: usable for bb in backbones}, relaxed, noise)
+    if not usable and b.verdict == NOT_TESTABLE:
+        b.reason = "no task on which every backbone's dense model clearly beats chance"
+    b.detail = "; ".join(x for x in (b.detail, detail) if x)
+    claims.append(b)
     return claims
 
 
-def _verdict(n_ok: int, n: int) -> str:
-    if n == 0:
-        return "not testable"
-    return "holds" if n_ok == n else ("does not hold" if n_ok == 0 else "partly")
-
-
 def verdict_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99) -> str:
-    """One word for claim (iii): part (b)'s verdict, or 'not testable' when part (a) is."""
-    a, b = claim_iii(df, tasks, relaxed)
-    return "not testable" if "not testable" in (a.verdict, b.verdict) else b.verdict
+    """Claim (iii) in one word: holds when both parts hold, fails when either fails, else not testable."""
+    verdicts = {c.verdict for c in claim_iii(df, tasks, relaxed)}
+    if verdicts == {HOLDS}:
+        return HOLDS
+    return FAILS if FAILS in verdicts else NOT_TESTABLE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,8 +266,8 @@ def overlay(df: pd.DataFrame, tasks: list[str], stem: Path, relaxed: float = 0.9
                 x = np.r_[0.0, 100 * g["sparsity"].to_numpy()]
                 y = np.r_[100.0, g["pct_dense"].to_numpy()]
                 sd = np.r_[0.0, g["pct_dense_std"].fillna(0).to_numpy()]
-                label = f"{bb}, {'IMP own task' if source != 'random' else 'random'}" + ("" if clears else
-                                                                                         " (dense not clear of chance)")
+                label = (f"{bb}, {'IMP own task' if source != 'random' else 'random'}"
+                         + ("" if clears else " (dense not clear of chance)"))
                 (ln,) = ax.plot(x, y, ls=ls, marker=marker, ms=4, lw=2.0 if ls == "-" else 1.3,
                                 color=colours[bb], alpha=alpha)
                 if ls == "-" and np.any(sd > 0):
@@ -317,26 +305,28 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
     clearance = dense_clearance(df, tasks)
     matching = backbone_matching(df, tasks, relaxed)
     claims = claim_iii(df, tasks, relaxed)
-    dense_disp = clearance.assign(
-        dense=[mean_std(m, s) for m, s in zip(clearance["dense_mean"], clearance["dense_std"])],
-        chance=clearance["chance"].map(fmt_num), margin=clearance["margin"].map(fmt_num),
-        clears=clearance["clears"].map({True: "yes", False: "no"}),
-    )[["backbone", "task", "metric", "dense", "seeds", "chance", "margin", "clears", "note"]]
+    dense_disp = pd.DataFrame({
+        "backbone": clearance["backbone"], "task": clearance["task"], "metric": clearance["metric"],
+        "dense": [mean_std(m, s) for m, s in zip(clearance["dense_mean"], clearance["dense_std"])],
+        "seeds": clearance["seeds"], "chance": clearance["chance"].map(fmt_num),
+        "dense − chance": clearance["above_chance"].map(lambda c: f"{c:+.1f}" if pd.notna(c) else "–"),
+        "noise": clearance["noise"].map(fmt_num), "clears": clearance["clears"].map({True: "yes", False: "no"}),
+    })
     paths = list(write_table(report_dir, "backbones_dense", clearance, dense_disp,
-                             f"Dense model vs chance per backbone (clears = margin > {CLEAR_STDS:g} dense seed stds)"
+                             f"Dense model vs chance per backbone (clears: dense − chance > {CLEAR_SDS:g} × seed noise)"
                              ).values())
-    rel = matching_square(matching, "imp_relaxed", tasks)
-    strict = matching_square(matching, "imp_strict", tasks)
     paths += write_table(report_dir, "backbones_matching", matching, None,
                          "Highest matching sparsity of each task's own IMP ticket, per backbone").values()
     paths += write_table(report_dir, "backbones_claims", claims_frame(claims)).values()
     figure = overlay(df, tasks, report_dir / "backbones", relaxed)
     paths += figure
+    rel = matching_square(matching, "imp_relaxed", tasks)
+    strict = matching_square(matching, "imp_strict", tasks)
     L = ["## Backbones: claim (iii)", "",
          f"{len(backbones)} backbones in one results frame: {', '.join(backbones)}. A backbone's tickets on a task "
-         f"count only where its dense model clears chance by more than {CLEAR_STDS:g} dense seed stds.", "",
+         f"count only where its dense model clears chance by more than {CLEAR_SDS:g} seed-noise stds.", "",
          "### Dense model vs chance", "", to_markdown(dense_disp, index=False),
-         f"### Highest relaxed-matching sparsity (own-task IMP ≥ {100 * relaxed:g}% of dense)", "",
+         f"### Highest relaxed-matching sparsity (own-task IMP, mean ≥ {100 * relaxed:g}% of dense)", "",
          to_markdown(rel) if len(rel) else "no own-task IMP runs\n",
          "### Highest strictly matching sparsity (≥ dense − one dense std; needs ≥ 2 seeds)", "",
          to_markdown(strict) if len(strict) else "no own-task IMP runs\n",
