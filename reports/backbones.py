@@ -42,6 +42,8 @@ from reports.claims import (
     dense_vs_chance,
     relaxed_cells,
 )
+from reports.plots import plt, save
+from reports.store import load_results
 from reports.tables import matching_sparsity, summarize, task_order
 from reports.writers import fmt_num, fmt_sparsity, mean_std, to_markdown, write_table
 
@@ -238,8 +240,6 @@ def overlay(df: pd.DataFrame, tasks: list[str], stem: Path, relaxed: float = 0.9
     """One panel per task: % of dense against sparsity, a line per backbone for its own-task IMP
     ticket (solid, ± std band) and random pruning (dashed), the relaxed level shaded; backbones
     whose dense model does not clear chance on the task are drawn faint and marked in the legend."""
-    from reports.plots import plt, save
-
     df = by_backbone(df)
     s = summarize(df)
     tasks = [t for t in tasks if t in set(s["task"])]
@@ -336,8 +336,6 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reports.store import load_results
-
     p = argparse.ArgumentParser(prog="python -m reports.backbones", description=__doc__.splitlines()[0])
     p.add_argument("out", help="output directory holding the backbones' plans")
     p.add_argument("--plans", default="all", help="plan hashes, comma-separated, or 'all' (default)")

@@ -176,7 +176,7 @@ def test_section_writes_tables_and_figure(tmp_path):
 def test_main_reads_a_store(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    import reports.store
+    import reports.backbones
 
     seen = {}
 
@@ -184,7 +184,7 @@ def test_main_reads_a_store(tmp_path, monkeypatch):
         seen["plans"] = plans
         return SimpleNamespace(frame=three())
 
-    monkeypatch.setattr(reports.store, "load_results", fake_load)
+    monkeypatch.setattr(reports.backbones, "load_results", fake_load)
     assert main([str(tmp_path), "--plans", "h1,h2,h3"]) == 0
     assert seen["plans"] == ["h1", "h2", "h3"]
     assert "holds" in (tmp_path / "report" / "backbones.md").read_text()
