@@ -7,6 +7,8 @@ import math
 import pandas as pd
 import pytest
 
+from bench.config import load_config
+from bench.plan import build_plan
 from reports.backbones import (
     backbone_matching,
     by_backbone,
@@ -188,3 +190,14 @@ def test_main_reads_a_store(tmp_path, monkeypatch):
     assert main([str(tmp_path), "--plans", "h1,h2,h3"]) == 0
     assert seen["plans"] == ["h1", "h2", "h3"]
     assert "holds" in (tmp_path / "report" / "backbones.md").read_text()
+
+
+def test_backbones_config_plans_the_three_toys_alike():
+    """configs/toyland-backbones.yaml: one breadth for each backbone (three plans into one folder)."""
+    plans = {p: build_plan(load_config("toyland-backbones", [f"backbone.preset={p}"]))
+             for p in ("toy-uniter", "toy-lxmert", "toy-vilt")}
+    assert len({p.theta0_key for p in plans.values()}) == 3
+    for plan in plans.values():
+        assert plan.ladder == (0.3, 0.5, 0.7)
+        assert len(plan.cells) == 117  # (3 IMP + random) × 3 tasks × 3 sparsities × 3 seeds + 9 dense
+        assert {str(s.source) for s in plan.searches} == {"imp:nlvr2", "imp:snli_ve", "imp:gqa", "random"}
