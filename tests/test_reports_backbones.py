@@ -193,7 +193,7 @@ def test_main_reads_a_store(tmp_path, monkeypatch):
 
 
 def test_backbones_config_plans_the_three_toys_alike():
-    """configs/toyland-backbones.yaml: one breadth for each backbone (three plans into one folder)."""
+    """bench/configs/toyland-backbones.yaml: one breadth for each backbone (three plans into one folder)."""
     plans = {p: build_plan(load_config("toyland-backbones", [f"backbone.preset={p}"]))
              for p in ("toy-uniter", "toy-lxmert", "toy-vilt")}
     assert len({p.theta0_key for p in plans.values()}) == 3
