@@ -294,13 +294,14 @@ def build_plan(cfg: Config) -> Plan:
 
     full = to_dict(cfg)
     world = toyland.VERSION if cfg.world.source == "toyland" else None
+    # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
     theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
-                             {"toyland_version": world}])
+                             {"toyland_version": world, "preset": preset.config}])
     numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
     phases = _objective_phases(cfg, image_input) if preset.family == "toy" else ()
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
         imp_objectives=parse_objectives(cfg.pretrain.objectives, image_input), searches=ordered,
         cells=tuple(cells), theta0_key=theta0_key,
-        hash=short_hash([numbers, {"toyland_version": world}]),
+        hash=short_hash([numbers, {"toyland_version": world, "theta0": theta0_key}]),
     )

@@ -7,6 +7,7 @@ import pandas as pd
 
 from bench.core.errors import DataError
 from bench.core.io import atomic_write_text, read_json
+from reports.backbones import write_backbone_section
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
@@ -165,6 +166,10 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
           "[matching_sparsity.md](matching_sparsity.md).", ""]
     brief = _matching_brief(t["matching"], ctx.backbones)
     L += [to_markdown(brief, index=False) if not brief.empty else "Nothing assessed.\n"]
+    if len(ctx.backbones) > 1:  # several backbones (or plans): claim (iii)'s comparison
+        lines, paths = write_backbone_section(ctx.df, ctx.report_dir, ctx.tasks, ctx.config.report.relaxed)
+        ctx.add(paths)
+        L += lines
 
     sp = headline_sparsity({s for (_, s) in t["transfer"]})
     L += ["## Transfer", ""]
