@@ -189,7 +189,8 @@ def test_non_finite_loss_fails_the_run_and_the_matrix_goes_on(store, tmp_path, c
         arrays["features"] = np.full_like(arrays["features"], np.nan)
         np.savez(path, **arrays)
     proc = cli_here(*_matrix(out, "--tasks", "snli_ve,gqa", "--sources", "dense"), capsys=capsys)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    # The other pair ran; the exit status and one line say that a run failed.
+    assert_one_line_error(proc, "1 of 2 run(s) failed", "non-finite loss")
     by_task = {r["task"]: r for r in records(out)}
     assert by_task.keys() == {"snli_ve", "gqa"}
     assert by_task["snli_ve"]["status"] == "failed"

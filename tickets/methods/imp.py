@@ -24,7 +24,9 @@ class IMPHparams:
     rounds: int = hp(0, "rounds in the fraction modes (0 = until the highest ladder sparsity is reached)")
 
     def __post_init__(self) -> None:
-        # Checked when the plan is built, before any search runs.
+        # Checked when the plan is built, before any search runs (types are the registry's check).
+        if not isinstance(self.prune_fraction, (int, float)) or not isinstance(self.rounds, int):
+            return
         if self.mode not in MODES:
             raise ConfigError(f"method 'imp': mode must be one of {', '.join(MODES)}, found {self.mode!r}")
         if not 0.0 < self.prune_fraction < 1.0:
