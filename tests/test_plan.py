@@ -193,3 +193,22 @@ def test_a_matrix_with_failed_pairs_exits_non_zero(prepared, tmp_path, capsys):
                "--set", "finetune.lr=1e12", "--set", "finetune.grad_clip=0"])
     err = capsys.readouterr().err
     assert rc != 0 and "run(s) failed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_runners_on_a_fresh_folder_both_get_the_world(tmp_path):
+    """Two processes generating one toyland world at once both finish with the same world, and a partial
+    world left by a killed writer is cleaned up."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "world"
+    stale = tmp_path / ".world.partial-999999999-deadbeef"
+    stale.mkdir()
+    code = ("import sys; from bench.data.toyland import generate_world; "
+            "print(generate_world(sys.argv[1], seed=0, scale='smoke')['seed'])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
+    assert (out / "MANIFEST.json").is_file() and not stale.exists()
+    assert not list(tmp_path.glob(".world.partial-*"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from math import comb
@@ -172,12 +173,28 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, scale: str = "defa
             raise DataError(f"{out}: exists and is not a toyland world (no MANIFEST.json); remove it or pick another")
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove_dead_partials(out)
+    # pid (to spot leftovers of dead writers) + a random tag (two hosts sharing a folder may share a pid).
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         manifest = _build(partial, int(seed), scale)
-        os.replace(partial, out)
+        try:
+            os.replace(partial, out)
+        except OSError:
+            # Another runner finished the same world first: use theirs (byte-identical for one seed).
+            if not (out / "MANIFEST.json").is_file():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
+            return generate_world(out, seed, scale)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return manifest
+
+
+def _remove_dead_partials(out: Path) -> None:
+    """Partial worlds left by writers that were killed (their pid is gone on this host)."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
