@@ -350,6 +350,10 @@ def _cmd_help(parser: argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No network at runtime: hub lookups fail at once instead of retrying for a minute on a machine
+    # without network (an explicit HF_HUB_OFFLINE=0 still allows hub ids).
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, before or after the subcommand.
     debug = "--debug" in argv or os.environ.get("TICKETBENCH_DEBUG") == "1"

@@ -155,7 +155,7 @@ def _saved(model, tmp_path):
 
 def test_hub_ids_are_refused_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="hub ids are disabled"):
+    with pytest.raises(CheckpointError, match="runs offline: set backbone.checkpoint"):
         create_backbone("lxmert-base", checkpoint="unc-nlp/lxmert-base-uncased")
 
 

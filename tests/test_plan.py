@@ -212,3 +212,20 @@ def test_two_runners_on_a_fresh_folder_both_get_the_world(tmp_path):
     assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
     assert (out / "MANIFEST.json").is_file() and not stale.exists()
     assert not list(tmp_path.glob(".world.partial-*"))
+
+
+def test_a_hub_id_fails_at_once_naming_the_field(tmp_path, monkeypatch, capsys):
+    """No network at runtime: the command runs offline unless told otherwise, so a hub id is one line
+    naming backbone.checkpoint, not a minute of retries."""
+    import time
+
+    from bench.cli import main
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    t0 = time.perf_counter()
+    rc = main(["pretrain", "smoke", "--out", str(tmp_path), "--quiet", "--set", "backbone.preset=minilm-uniter",
+               "--set", "backbone.checkpoint=someone/uniter-base", "--set", "world.scale=smoke"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "set backbone.checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - t0 < 60

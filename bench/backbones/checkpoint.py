@@ -97,7 +97,8 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
     if not looks_like_hub_id:
         raise CheckpointError(f"{text}: checkpoint not found")
     if not hub_allowed():
-        raise CheckpointError(f"{text}: not a local path, and hub ids are disabled (HF_HUB_OFFLINE=1)")
+        raise CheckpointError(f"{text}: not a local path, and ticketbench runs offline: set backbone.checkpoint "
+                              "to a local file or folder (HF_HUB_OFFLINE=0 allows hub ids)")
     from huggingface_hub import snapshot_download
 
     try:
