@@ -48,13 +48,11 @@ def run(config: "str | Path | Config | None" = None, out: "str | Path | None" = 
     sources, sparsities (lists), seeds, workers, executor, ray_address."""
     from bench.config import Config, apply_overrides
     from bench.pipeline import STAGES, run_pipeline
-    from bench.plan import build_plan
 
-    extra = [f"matrix.{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in subset.items()]
-    overrides = [*overrides, *extra]
-    cfg = apply_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
-    return Path(run_pipeline(build_plan(cfg), out=str(out) if out is not None else None,
-                             stages=list(stages or STAGES), quiet=quiet))
+    cfg = apply_overrides(config, list(overrides)) if isinstance(config, Config) else load_config(config, overrides)
+    # The subset keywords become matrix overrides inside run_pipeline, as on the command line.
+    return Path(run_pipeline(cfg, out=str(out) if out is not None else None, stages=list(stages or STAGES),
+                             quiet=quiet, **subset))
 
 
 def load_results(out: "str | Path", plan: str | None = None, plans: "list[str] | None" = None) -> "Results":

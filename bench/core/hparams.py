@@ -34,20 +34,13 @@ def coerce_value(value: Any, default: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         if isinstance(value, bool):
             return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    elif isinstance(default, (int, float)):
+        kind = type(default)  # an int field takes ints only; a float field ints and floats
+        if isinstance(value, (int,) if kind is int else (int, float)) and not isinstance(value, bool):
+            return kind(value)
         if isinstance(value, str):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return kind(value)
             except ValueError:
                 pass
     elif isinstance(default, tuple):

@@ -8,19 +8,17 @@ calls.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 
 import torch
 
 from bench.backbones import TaskModel
-from bench.config import Config
 from bench.core.errors import RunFailed, TicketbenchError
 from bench.plan import Plan, effective
 from bench.runner import progress
 from bench.runner.pairs import PairSpec
-from bench.runner.study import Study, environment
+from bench.runner.study import cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
@@ -70,18 +68,13 @@ def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> l
     return pairs
 
 
-@functools.lru_cache(maxsize=4)
-def _study(cfg: Config, out: str) -> Study:
-    return Study(cfg, out)
-
-
 def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     """Fine-tune θ0 ⊙ m of `pair` on its task, evaluate on its split, audit the mask; return the record."""
     t_start = time.perf_counter()
     cfg, out, theta0_dir = pair.study
     # A fixed intra-op thread count per run: the same numbers with 1 or N workers, on Ray, cached or not.
     torch.set_num_threads(cfg.matrix.threads)
-    study = _study(cfg, out)
+    study = cached_study(cfg, out)
     spec = TASKS.get(pair.task)
     backbone = study.theta0(theta0_dir).set_max_text_len(cfg.finetune.max_text_len)
     enforcer = None

@@ -14,7 +14,6 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 if TYPE_CHECKING:
-    from bench.runner.executors.base import Summary
     from bench.runner.pairs import PairSpec
 
 Reporter = Callable[[int, int, "float | None"], None]
@@ -97,14 +96,3 @@ class MatrixProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def format_summary(summary: Summary) -> str:
-    """Multi-line summary: counts, failed pairs with their one-line reasons, wall time."""
-    lines = [
-        f"{summary.total} pairs: {len(summary.done)} done, {len(summary.cached)} skipped as cached, "
-        f"{len(summary.failed)} failed — wall time {summary.wall_s:.1f} s"
-    ]
-    for failure in summary.failed:
-        lines.append(f"  failed {failure.label} [{failure.run_id}]: {failure.reason}")
-    return "\n".join(lines)

@@ -20,7 +20,7 @@ from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.source import PRETRAIN
 from bench.plan import Plan, Search, load_plugins
-from bench.runner.study import Study, environment
+from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS
 from bench.training import train
 from bench.training.batching import bucketed_batches
@@ -189,7 +189,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     cfg = plan.config
     torch.set_num_threads(cfg.matrix.threads)  # tickets must not depend on the worker count either
     load_plugins(cfg)  # a worker process imports the modules that register plugin methods
-    study = Study(cfg, job.out)
+    study = cached_study(cfg, job.out)
     store = TicketStore(job.root)
     if job.is_stored():
         return {"status": "done", **_read_record(job.root)}

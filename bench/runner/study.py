@@ -141,6 +141,13 @@ class Study:
         return copy.deepcopy(_load_backbone_cached(str(theta0_dir)))
 
 
+@functools.lru_cache(maxsize=4)
+def cached_study(cfg: Config, out: str) -> Study:
+    """One Study per (config, output dir) and process: the units of work a worker runs in turn (searches,
+    pairs) load the world and θ0 once."""
+    return Study(cfg, out)
+
+
 @functools.lru_cache(maxsize=2)
 def _load_backbone_cached(path: str):
     verify_theta0(path)  # a damaged θ0 fails here, once per process, before any training

@@ -30,7 +30,7 @@ from bench.runner.executors.base import (
     failure_record,
     one_line_reason,
 )
-from bench.runner.progress import MatrixProgress, format_summary
+from bench.runner.progress import MatrixProgress
 from bench.runner.store import Claim, RunStore
 
 __all__ = ["EXECUTORS", "Backend", "FailedRun", "PairFn", "Summary", "compute_record", "failure_record",
@@ -84,7 +84,7 @@ def run_pairs(
         bar.close()
     summary.wall_s = time.time() - start
     if progress:
-        print(format_summary(summary), file=file)
+        print(summary, file=file)
     return summary
 
 

@@ -11,7 +11,6 @@ from typing import Any, Callable, Protocol
 
 from bench.core.errors import TicketbenchError
 from bench.core.registry import Registry
-from bench.runner.progress import format_summary
 
 PairFn = Callable[[Any, Path], dict]
 
@@ -34,8 +33,11 @@ class Summary:
     wall_s: float = 0.0
 
     def __str__(self) -> str:
-
-        return format_summary(self)
+        """Multi-line summary: counts, failed pairs with their one-line reasons, wall time."""
+        lines = [f"{self.total} pairs: {len(self.done)} done, {len(self.cached)} skipped as cached, "
+                 f"{len(self.failed)} failed — wall time {self.wall_s:.1f} s"]
+        lines += [f"  failed {f.label} [{f.run_id}]: {f.reason}" for f in self.failed]
+        return "\n".join(lines)
 
 
 class Backend(Protocol):
