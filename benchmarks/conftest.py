@@ -122,6 +122,11 @@ def record_ratio():
     return record
 
 
+def benchmark_best(benchmark, default: float) -> float:
+    """pytest-benchmark's best time (no stats under --benchmark-disable: then `default`)."""
+    return benchmark.stats.stats.min if benchmark.stats else default
+
+
 def best_times(fns: dict[str, Callable[[], object]], rounds: int,
                setups: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
     """Best wall time of each fn over `rounds`, the fns run round-robin so load drifts hit all alike.

@@ -10,7 +10,7 @@ import io
 
 import pytest
 import torch
-from conftest import best_times, sized
+from conftest import benchmark_best, best_times, sized
 from torch import nn
 from torch.nn.utils import prune
 
@@ -43,11 +43,6 @@ def weights() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def masks(weights) -> dict[str, torch.Tensor]:
     return global_magnitude_masks(weights, SPARSITY)
-
-
-def _best(benchmark, default: float) -> float:
-    """pytest-benchmark's best time (None under --benchmark-disable: then `default`)."""
-    return benchmark.stats.stats.min if benchmark.stats else default
 
 
 def torch_prune(weights: dict[str, torch.Tensor]) -> list[nn.Linear]:
@@ -90,7 +85,7 @@ def test_global_magnitude_vs_torch_prune(benchmark, record_ratio, weights):
         assert torch.equal(m[off], tm[off].bool())
     ratio = t["torch"] / t_ours
     record_ratio(f"global magnitude mask, {n / 1e6:.1f}M weights, s={SPARSITY}", t_ours, t["torch"],
-                 goal="≥ 4×", met=ratio >= 4, note=f"exactly {k} pruned by both; best of ours {_best(benchmark, t_ours):.3g} s")
+                 goal="≥ 4×", met=ratio >= 4, note=f"exactly {k} pruned by both; best of ours {benchmark_best(benchmark, t_ours):.3g} s")
 
 
 def test_ticket_file_bits_per_weight(benchmark, record_ratio, tmp_path, masks):

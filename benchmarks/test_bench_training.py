@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from conftest import best_times
+from conftest import benchmark_best, best_times
 from models import RegionStore, sentence, task_model, vqa_examples, write_vocab
 from torch.nn.utils import prune
 
@@ -116,7 +116,7 @@ def test_retrieval_scoring_vs_pair_loop(benchmark, record_ratio, vocab):
 
     t = best_times({"ours": ours, "naive": naive}, rounds=2)
     benchmark.pedantic(ours, rounds=3, iterations=1)
-    t_ours = min(t["ours"], benchmark.stats.stats.min)
+    t_ours = min(t["ours"], benchmark_best(benchmark, t["ours"]))
     assert torch.allclose(out["ours"], out["naive"], atol=1e-4)
     record_ratio(f"retrieval scoring, {len(texts)}×{len(ids)} pairs, toy-uniter (pairs/s)", pairs / t_ours,
                  pairs / t["naive"], ratio=t["naive"] / t_ours, unit="pairs/s",
