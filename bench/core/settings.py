@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from bench.core.hparams import hp
 
@@ -16,7 +16,10 @@ class TrainSettings:
     """Resolved optimisation settings of one training call (AdamW, warm-up then linear decay to 0)."""
 
     steps: int = hp(100, "optimizer steps")
-    batch_size: int = hp(32, "examples per step")
+    batch_size: int = hp(32, "examples per step (per accumulation micro-batch)")
+    batch_tokens: Optional[int] = hp(None, "token budget of a micro-batch instead of `batch_size` examples: text "
+                                           "tokens plus image tokens per example (UNITER's recipes are in tokens; "
+                                           "None = batch_size examples)")
     lr: float = hp(1e-4, "peak learning rate")
     warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0")
     weight_decay: float = hp(0.01, "AdamW weight decay")
