@@ -23,13 +23,12 @@ from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
-from bench.core.source import DENSE, PRETRAIN, Source
+from bench.core.source import DENSE, OBJECTIVES, PRETRAIN, REGION_OBJECTIVES, Source
 from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
 
-OBJECTIVES = ("mlm", "itm", "mrm")
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
 EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",),
                     "world": ("cache_mb",)}
@@ -42,7 +41,7 @@ def effective(cfg: Config, section: str) -> dict:
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
-    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM is dropped for pixel backbones (no regions)."""
+    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM and MRC are dropped for pixel backbones (no regions)."""
     out = []
     for part in spec.split(","):
         name, _, weight = part.strip().partition(":")
@@ -54,7 +53,7 @@ def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objecti
             raise ConfigError(f"{where}: objective '{name}' has ratio {weight!r}, expected a number") from None
         if not w > 0:
             raise ConfigError(f"{where}: objective '{name}' has ratio {w}, expected > 0")
-        if name == "mrm" and image_input != "regions":
+        if name in REGION_OBJECTIVES and image_input != "regions":
             continue  # masked region modelling needs region features
         out.append((name, w))
     if not out:
@@ -182,6 +181,15 @@ class Plan:
         return "\n".join(lines)
 
 
+def _with_mrc_head(objectives: tuple, preset) -> tuple:
+    """MRC-kl needs a region classifier over the detector's classes: only presets whose checkpoints
+    have one (`region_classes`, e.g. UNITER's 1,601) can train it; toy worlds have no soft labels."""
+    if any(name == "mrc" for name, _ in objectives) and not preset.config.get("region_classes"):
+        raise ConfigError(f"pretrain.objectives: 'mrc' (MRC-kl) needs a region classifier and soft-label features; "
+                          f"preset '{preset.name}' has none (use mrm)")
+    return objectives
+
+
 def _objective_phases(cfg: Config, image_input: str) -> tuple:
     p = cfg.pretrain
     if not 0.0 <= p.first_fraction <= 1.0:
@@ -298,10 +306,11 @@ def build_plan(cfg: Config) -> Plan:
     theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
                              {"toyland_version": world, "preset": preset.config}])
     numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
-    phases = _objective_phases(cfg, image_input) if preset.family == "toy" else ()
+    phases = tuple(Phase(_with_mrc_head(ph.objectives, preset), ph.steps)
+                   for ph in (_objective_phases(cfg, image_input) if preset.family == "toy" else ()))
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
-        imp_objectives=parse_objectives(cfg.pretrain.objectives, image_input), searches=ordered,
+        imp_objectives=_with_mrc_head(parse_objectives(cfg.pretrain.objectives, image_input), preset), searches=ordered,
         cells=tuple(cells), theta0_key=theta0_key,
         hash=short_hash([numbers, {"toyland_version": world, "theta0": theta0_key}]),
     )

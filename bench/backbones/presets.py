@@ -186,7 +186,8 @@ _register("minilm-uniter", "minilm", "uniter",
           max_text_len=40, vocab_size=30522, feat_dim=2048, dropout=0.1)
 _register("uniter-base", "uniter", "uniter", "checkpoint=<uniter-base.pt> (official UNITER names converted)",
           _build_uniter, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_position=512,
-          max_text_len=60, vocab_size=28996, feat_dim=2048, dropout=0.1)
+          max_text_len=60, vocab_size=28996, feat_dim=2048, dropout=0.1,
+          region_classes=1601)  # UNITER's MRC-kl head: the Visual Genome detector's 1,600 classes + background
 _register("lxmert-base", "lxmert", "lxmert", "checkpoint=<dir of unc-nlp/lxmert-base-uncased> or hub id",
           _build_hf, hidden_size=768, num_heads=12, intermediate_size=3072, l_layers=9, r_layers=5, x_layers=5,
           max_position=512, max_text_len=40, vocab_size=30522, feat_dim=2048, dropout=0.1)

@@ -1,11 +1,14 @@
-"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM.
+"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM and MRC.
 
 Like UNITER, each objective masks one modality at a time and gets its own forward pass:
   mlm  mask `mask_prob` of the caption's word tokens (80% [MASK], 10% random, 10% kept; at least
        one per caption), predict them through the decoder tied to the word embeddings
   itm  replace the image of half the pairs by another in-batch image, classify matched/not
   mrm  zero `mask_prob` of the real regions (at least one per image; UNITER also adds its mask
-       embedding), regress their original features (MSE)
+       embedding), regress their original features (MSE): UNITER's MRFR
+  mrc  mask regions as mrm, predict the detector's class distribution of each (the store's
+       `soft_labels`): KL(soft labels || softmax(logits)) averaged over regions and classes as
+       UNITER's MRC-kl; only presets with a region classifier (`region_classes`) have the head
 `loss` returns {objective: weight * loss}: the training loop sums the values, so the sum is the
 weighted objective mix (divide by the weight to read an objective's own loss).
 """
@@ -20,12 +23,11 @@ from torch import nn
 
 from bench.backbones.base import Backbone, RegionBatch
 from bench.backbones.checkpoint import load_state_into
-from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
+from bench.backbones.heads import MLMHead, MRCHead, MRMHead, ScoreHead
 from bench.backbones.task_model import fetch_images
 from bench.core.device import place
-from bench.core.errors import ConfigError
-
-OBJECTIVES = ("mlm", "itm", "mrm")
+from bench.core.errors import ConfigError, DataError
+from bench.core.source import OBJECTIVES
 
 
 def _at_least_one(chosen: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
@@ -67,6 +69,8 @@ class PretrainModel(nn.Module):
         self.heads = nn.ModuleDict({"mlm": MLMHead(backbone.word_embeddings(), h), "itm": ScoreHead(h)})
         if backbone.image_input == "regions":
             self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
+            if backbone.config.get("region_classes"):
+                self.heads["mrc"] = MRCHead(h, backbone.config["region_classes"])
         self.loaded_heads = self._load_pretrained_heads(getattr(backbone, "pretrained_heads", {}))
         place(self, backbone.device)
 
@@ -82,7 +86,7 @@ class PretrainModel(nn.Module):
         return tuple(loaded)
 
     def available(self) -> tuple[str, ...]:
-        """Objectives this backbone supports (MRM needs region features)."""
+        """Objectives this backbone supports (MRM needs region features, MRC a region classifier)."""
         return tuple(k for k in OBJECTIVES if k in self.heads)
 
     def loss(self, examples: Sequence[Any], store: Any, objectives: dict[str, float],
@@ -145,17 +149,36 @@ class PretrainModel(nn.Module):
         logits = self.heads["itm"](self.backbone.encode(texts, paired).pooled)
         return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.device))
 
-    def _mrm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+    def _masked_regions(self, texts, images, mask_prob):
+        """Encode with `mask_prob` of each image's real regions zeroed (at least one): (batch, chosen,
+        the encoder's states of the chosen regions)."""
         bb = self.backbone
         input_ids, text_mask = bb.tokenize(texts)
         batch: RegionBatch = bb.collate(images)
         chosen = (torch.rand(batch.mask.shape, device=batch.mask.device) < mask_prob) & batch.mask
         chosen = _at_least_one(chosen, batch.mask)
-        target = batch.features[chosen]
         masked = RegionBatch(batch.features.masked_fill(chosen[..., None], 0.0), batch.positions, batch.mask)
         if bb.arch == "uniter":
             enc = bb.encode_tokens(input_ids, text_mask, masked, region_masked=chosen)
         else:
             enc = bb.encode_tokens(input_ids, text_mask, masked)
-        pred = self.heads["mrm"](enc.image_tokens[chosen])
-        return F.mse_loss(pred.float(), target.float())
+        return batch, chosen, enc.image_tokens[chosen]
+
+    def _mrm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+        batch, chosen, states = self._masked_regions(texts, images, mask_prob)
+        return F.mse_loss(self.heads["mrm"](states).float(), batch.features[chosen].float())
+
+    def _mrc_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+        classes = self.heads["mrc"].mlp.net[-1].out_features
+        for image_id, img in zip(ids, images):
+            soft = getattr(img, "soft_labels", None)
+            if soft is None or soft.shape[-1] != classes:
+                found = "none" if soft is None else f"{soft.shape[-1]} classes"
+                raise DataError(f"image {image_id}: MRC-kl needs soft_labels over {classes} classes "
+                                f"(UNITER img_db features), found {found}")
+        batch, chosen, states = self._masked_regions(texts, images, mask_prob)
+        target = torch.zeros(*chosen.shape, classes, device=states.device)
+        for i, img in enumerate(images):
+            target[i, : len(img.soft_labels)] = img.soft_labels.to(target.device, torch.float32)
+        log_p = F.log_softmax(self.heads["mrc"](states).float(), dim=-1)
+        return F.kl_div(log_p, target[chosen], reduction="none").mean()

@@ -15,10 +15,9 @@ from typing import Any, Callable
 
 from bench.core.errors import ConfigError, DataError, TicketbenchError
 from bench.core.io import safe_name
-from bench.core.source import Source
+from bench.core.source import OBJECTIVES, Source
 
 EXECUTORS = ("local", "ray")
-OBJECTIVES = ("mlm", "itm", "mrm")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
