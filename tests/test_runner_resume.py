@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import ROOT, assert_one_line_error, cli, prepare, records, tiny_args, tiny_config
+from reliability_support import ROOT, assert_one_line_error, cli, cli_here, prepare, records, tiny_args, tiny_config
 
 from bench.pipeline import run_pipeline
 from bench.training.checkpoint import LATEST
@@ -117,3 +117,12 @@ def test_a_distributed_launch_is_refused_before_anything_is_written(tmp_path, co
     assert_one_line_error(proc, "WORLD_SIZE=4", "--workers", "ray")
     assert not out.exists()
     assert cli("plan", "smoke", env={"WORLD_SIZE": "1"}).returncode == 0  # one process is fine
+
+
+def test_checkpoint_minutes_is_an_execution_setting_and_is_validated(capsys):
+    from bench.plan import build_plan
+
+    plans = [build_plan(tiny_config(f"matrix.checkpoint_minutes={m}")) for m in (0, 0.5, 30)]
+    assert len({p.hash for p in plans}) == 1  # it never changes a number: no plan or run id covers it
+    proc = cli_here("plan", "smoke", "--set", "matrix.checkpoint_minutes=-1", capsys=capsys)
+    assert_one_line_error(proc, "matrix.checkpoint_minutes", "≥ 0", "-1")
