@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import ROOT, assert_one_line_error, cli, cli_here, prepare, records, tiny_args, tiny_config
+from reliability_support import (
+    ROOT,
+    assert_one_line_error,
+    cli,
+    cli_here,
+    prepare,
+    records,
+    tiny_args,
+    tiny_config,
+)
 
 from bench.pipeline import run_pipeline
 from bench.training.checkpoint import LATEST
