@@ -14,14 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from bench.backbones import PRESETS, describe_presets
+from bench.backbones import PRESETS, describe_presets, tokenizer_identity
 from bench.backbones.export import export_ticket
 from bench.config import Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
 from bench.core.pipes import stdout_closed
 from bench.data.check import check_data, format_check
 from bench.data.toyland import generate_world, show_world
-from bench.pipeline import STAGES, run_pipeline
+from bench.pipeline import STAGES, refuse_distributed_launch, run_pipeline
 from bench.plan import build_plan, load_plugins
 from bench.tasks import describe_tasks
 from reports import build_report, paper_figures
@@ -312,6 +312,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_command != "check":
         raise TicketbenchError("data: give an action: check")
     cfg = load_config(args.config, args.overrides)
+    if cfg.backbone.tokenizer:
+        tokenizer_identity(cfg.backbone.tokenizer)  # the tokenizer directory exists before any check runs
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     rows = check_data(cfg, PRESETS.get(cfg.backbone.preset), out=args.out, sample=args.sample, tasks=tasks)
     print(format_check(rows))
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        refuse_distributed_launch()  # every command: under torchrun each rank would repeat it
         return args.func(args)
     except TicketbenchError as e:
         if debug:

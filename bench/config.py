@@ -52,6 +52,9 @@ class BackboneConfig:
 
     preset: str = hp("toy-uniter", "backbone preset (see `ticketbench presets`)")
     checkpoint: str = hp("", "local path (or hub id when online) of pre-trained weights for real presets")
+    tokenizer: str = hp("", "local tokenizer directory (empty = the preset's own: the world's vocabulary for toy "
+                            "presets, the checkpoint's or package's, bert-base-cased for uniter-base); its content "
+                            "hash is part of θ0's key")
     device: str = hp("auto", "auto, cpu, cuda or cuda:N")
 
 
@@ -142,6 +145,8 @@ class MatrixConfig:
                          "many workers share the machine (part of every run's identity)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
     gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
+    checkpoint_minutes: float = hp(10.0, "a fine-tuning pair saves a checkpoint in its run folder every this many "
+                                         "minutes and a rerun resumes from it (0 = off; fractions allowed)")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 
-from bench.backbones import PRESETS
+from bench.backbones import PRESETS, tokenizer_identity
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.io import short_hash
@@ -30,8 +30,8 @@ from tickets import get_method
 from tickets.magnitude import check_sparsity
 
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",),
-                    "world": ("cache_mb",)}
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
+                    "backbone": ("device",), "world": ("cache_mb",)}
 
 
 def effective(cfg: Config, section: str) -> dict:
@@ -303,8 +303,10 @@ def build_plan(cfg: Config) -> Plan:
     full = to_dict(cfg)
     world = toyland.VERSION if cfg.world.source == "toyland" else None
     # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
+    # The tokenizer by content, not only by path: a vocabulary changed in place is a new θ0.
+    tokenizer = tokenizer_identity(cfg.backbone.tokenizer) if cfg.backbone.tokenizer else None
     theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
-                             {"toyland_version": world, "preset": preset.config}])
+                             {"toyland_version": world, "preset": preset.config, "tokenizer": tokenizer}])
     numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
     phases = tuple(Phase(_with_mrc_head(ph.objectives, preset), ph.steps)
                    for ph in (_objective_phases(cfg, image_input) if preset.family == "toy" else ()))

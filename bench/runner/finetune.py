@@ -21,7 +21,10 @@ from bench.runner.pairs import PairSpec
 from bench.runner.study import cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
+from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
+
+CHECKPOINT_DIR = "checkpoint"  # in runs/<run id>/, removed when the run completes
 
 
 def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
@@ -91,8 +94,10 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     torch.manual_seed(pair.seed)
     model = TaskModel(backbone, spec, study.labels(pair.task))
     store = study.store_for(pair.task)
+    # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
+    checkpoint = Checkpoint(Path(run_dir) / CHECKPOINT_DIR, cfg.matrix.checkpoint_minutes, key=pair.run_id)
     log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), pair.settings,
-                device=study.device, enforcer=enforcer, on_step=progress.report)
+                device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")
@@ -104,7 +109,9 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     value = metrics[spec.headline]
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")
+    checkpoint.clear()  # complete: the runner writes the record next
     return {
+        **({"resumed_from": checkpoint.resumed_from} if checkpoint.resumed_from else {}),
         "status": "done", "metric": spec.headline, "value": float(value), "metrics": metrics,
         "chance": study.chance(pair.task, spec.headline), "history": log.history, "mask_audit": audit,
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),

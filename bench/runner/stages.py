@@ -78,6 +78,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
+                                   tokenizer=c.backbone.tokenizer or None,
                                    feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
         model, examples, _, heads = source_objective(plan, study, backbone, "pretrain")
         history, seconds, done = [], 0.0, 0
@@ -96,6 +97,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # The image embedder's input follows the image store (minilm-uniter's is new, so any width works;
         # a checkpoint with another width fails with a one-line shape error).
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None,
+                                   tokenizer=c.backbone.tokenizer or None,
                                    feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
