@@ -123,7 +123,9 @@ class Plan:
             return None
         f, seed = self.config.find, self.search_seed
         if source.objective == PRETRAIN:
-            s = self.pretrain_settings(f.steps or max(self.phases[-1].steps // 2, 1), seed)
+            # A checkpoint family has no pre-training phases here: half of pretrain.steps.
+            main = self.phases[-1].steps if self.phases else self.config.pretrain.steps
+            s = self.pretrain_settings(f.steps or max(main // 2, 1), seed)
         else:
             s = self.finetune_settings(source.objective, seed)
         adv = f.adv_steps if f.adv_steps is not None else self.config.finetune.adv_steps
