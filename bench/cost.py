@@ -96,13 +96,13 @@ class Estimate:
         return out
 
     def describe(self) -> str:
-        head = ("task", "searches", "runs", "opt. steps", "train tokens", "eval tokens", "FLOPs", "GPU-h train",
-                "GPU-h eval", "GPU-h")
+        head = ("task", "searches", "runs", "opt. steps", "train tokens", "mined tokens", "eval tokens", "FLOPs",
+                "GPU-h train", "GPU-h eval", "GPU-h")
         body = []
         for name, w in list(self.rows.items()) + [("total", self.total)]:
             tf, ef = self.train_flops(w), self.eval_flops(w)
-            body.append((name, f"{w.searches:,}", f"{w.runs:,}", f"{w.steps:,}", _sci(w.train_tokens + w.forward_tokens),
-                         "n/a" if w.eval_tokens is None else _sci(w.eval_tokens), _sci(tf + ef),
+            body.append((name, f"{w.searches:,}", f"{w.runs:,}", f"{w.steps:,}", _sci(w.train_tokens),
+                         _sci(w.forward_tokens), "n/a" if w.eval_tokens is None else _sci(w.eval_tokens), _sci(tf + ef),
                          f"{self.gpu_hours(tf):,.1f}", f"{self.gpu_hours(ef):,.1f}", f"{self.gpu_hours(tf + ef):,.1f}"))
         widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
