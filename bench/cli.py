@@ -17,9 +17,9 @@ import yaml
 from bench.backbones import PRESETS, describe_presets, tokenizer_identity
 from bench.backbones.export import export_ticket
 from bench.config import Config, FindConfig, describe_config, load_config, to_dict
-from bench.cost import MFU, PEAK_TFLOPS, estimate
 from bench.core.errors import TicketbenchError
 from bench.core.pipes import stdout_closed
+from bench.cost import MFU, PEAK_TFLOPS, estimate
 from bench.data.check import check_data, format_check
 from bench.data.toyland import generate_world, show_world
 from bench.pipeline import STAGES, refuse_distributed_launch, run_pipeline

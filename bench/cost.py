@@ -105,7 +105,10 @@ class Estimate:
                          _sci(w.forward_tokens), "n/a" if w.eval_tokens is None else _sci(w.eval_tokens), _sci(tf + ef),
                          f"{self.gpu_hours(tf):,.1f}", f"{self.gpu_hours(ef):,.1f}", f"{self.gpu_hours(tf + ef):,.1f}"))
         widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-        fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+        def fmt(r):  # the task name left, the numbers right
+            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
         lines = [f"cost estimate (before anything runs): {self.preset}, {self.params / 1e6:.1f}M parameters; "
                  f"{self.image_tokens} image tokens an image ({self.image_note})",
                  "FLOPs ≈ 6 × parameters × tokens trained + 2 × parameters × tokens forward only (evaluation, "

@@ -125,3 +125,18 @@ def test_recipes_command_refuses_an_unknown_family_in_one_line(capsys):
     assert "\n" not in err and "unitr" in err and "did you mean 'uniter'" in err
     assert main(["recipes", "--task", "vqa2"]) == 2
     assert "did you mean 'vqa'" in capsys.readouterr().err
+
+
+def test_declared_split_sizes_are_checked():
+    from bench.tasks.base import check_sizes
+
+    splits = ["train", "dev"]
+    check_sizes("t", {"splits": splits, "sizes": {"source": "s", "train": 10, "dev": 2}, "sequences": 2, "mined": 0})
+    with pytest.raises(ConfigError, match=r"task 't': sizes: unknown split 'devv' \(did you mean 'dev'\?\)"):
+        check_sizes("t", {"splits": splits, "sizes": {"source": "s", "devv": 2}})
+    with pytest.raises(ConfigError, match=r"sizes.train: expected a positive count"):
+        check_sizes("t", {"splits": splits, "sizes": {"source": "s", "train": -1}})
+    with pytest.raises(ConfigError, match=r"sizes.source"):
+        check_sizes("t", {"splits": splits, "sizes": {"train": 1}})
+    with pytest.raises(ConfigError, match=r"sequences: expected a positive integer"):
+        check_sizes("t", {"splits": splits, "sequences": 0})

@@ -128,6 +128,7 @@ def declare(name: str, loader: Callable[..., list[Example]], evaluator: Callable
     """Register task `name` from its declaration in `tasks.yaml` with its loader and evaluator."""
     d = dict(declarations()[name])
     recipes, notes = parse_recipes(name, d.pop("recipes"))
+    check_sizes(name, d)
     spec = TaskSpec(
         name=name, loader=loader, evaluator=evaluator, recipes=recipes, recipe_notes=notes,
         metrics=tuple(d.pop("metrics")), splits=tuple(d.pop("splits")), chance=float(d.pop("chance")),
@@ -203,3 +204,33 @@ def describe_recipes(family: str | None = None, task: str | None = None) -> str:
                          note.source or "-"))
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in [head] + rows)
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def check_sizes(task: str, d: dict) -> None:
+    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences` and
+    `mined`: one ConfigError naming the file, task and field."""
+    where = f"{DECLARATIONS.name}: task '{task}'"
+    for key in ("sequences", "mined"):
+        if key in d and not (_positive(d[key]) or (key == "mined" and d[key] == 0)):
+            raise ConfigError(f"{where}: {key}: expected a positive integer, found {d[key]!r}")
+    sizes = d.get("sizes", {})
+    if not isinstance(sizes, dict):
+        raise ConfigError(f"{where}: sizes: expected a mapping of split -> examples, found {sizes!r}")
+    splits = set(d.get("splits", ()))
+    for split, n in sizes.items():
+        if split == "source":
+            if not isinstance(n, str) or not n.strip():
+                raise ConfigError(f"{where}: sizes.source: expected where the counts come from, found {n!r}")
+            continue
+        values = n.items() if split == "images" and isinstance(n, dict) else [(split, n)]
+        for s, v in values:
+            if s not in splits:
+                raise ConfigError(f"{where}: sizes: unknown split '{s}'{suggest(str(s), sorted(splits))}")
+            if not _positive(v):
+                raise ConfigError(f"{where}: sizes.{split}: expected a positive count of examples, found {v!r}")
+    if sizes and "source" not in sizes:
+        raise ConfigError(f"{where}: sizes: give the counts' source (sizes.source)")
