@@ -106,7 +106,7 @@ def test_recipes_command_prints_the_table(capsys):
     out = capsys.readouterr().out.splitlines()
     header = out[0]
     for column in ("task", "family", "steps", "batch", "accum", "effective batch", "lr", "head lr ×", "warm-up",
-                   "weight decay", "text", "loss", "source"):
+                   "weight decay", "betas", "clip", "text", "loss", "source"):
         assert column in header
     assert len(out) == 1 + len(TASK_NAMES) * 5
     assert main(["recipes", "--family", "uniter", "--task", "vqa"]) == 0
@@ -117,6 +117,9 @@ def test_recipes_command_prints_the_table(capsys):
                  "ChenRocks/UNITER config/train-vqa-base-4gpu.json"):
         assert cell in vqa
     assert "1,280 ex" in describe_recipes(family="uniter", task="retrieval")
+    lxmert = describe_recipes(family="lxmert", task="gqa").splitlines()[1]
+    assert "0.9/0.999" in lxmert and "134,380" in lxmert and "airsplay/lxmert run/gqa_finetune.bash" in lxmert
+    assert "  off  " in describe_recipes(family="vilt", task="nlvr2").splitlines()[1]  # ViLT clips no gradient
 
 
 def test_recipes_command_refuses_an_unknown_family_in_one_line(capsys):

@@ -190,7 +190,7 @@ def describe_recipes(family: str | None = None, task: str | None = None) -> str:
                               f"{', '.join(families)}")
         families = [family]
     head = ("task", "family", "steps", "batch", "accum", "effective batch", "lr", "head lr ×", "warm-up",
-            "weight decay", "text", "loss", "source")
+            "weight decay", "betas", "clip", "text", "loss", "source")
     rows = []
     for spec in specs:
         for fam in families:
@@ -200,7 +200,8 @@ def describe_recipes(family: str | None = None, task: str | None = None) -> str:
             unit, per = ("tok", s.batch_tokens) if s.batch_tokens else ("ex", s.batch_size)
             rows.append((spec.name, fam, f"{s.steps:,}", f"{per:,} {unit}", str(s.grad_accum),
                          f"{per * s.grad_accum:,} {unit}", f"{s.lr:g}", f"{s.head_lr_mult:g}", f"{s.warmup:.0%}",
-                         f"{s.weight_decay:g}", str(note.text_len) if note.text_len else "-", spec.loss,
+                         f"{s.weight_decay:g}", "/".join(f"{b:g}" for b in s.betas), f"{s.grad_clip:g}" if s.grad_clip else "off",
+                         str(note.text_len) if note.text_len else "-", spec.loss,
                          note.source or "-"))
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in [head] + rows)
