@@ -117,8 +117,9 @@ class Estimate:
                  f"defaults {MFU:.0%} of {PEAK_TFLOPS:g}: H100 SXM, dense bf16)",
                  fmt(head)] + [fmt(r) for r in body]
         total = self.total
-        lines.append(f"total: {total.searches} searches, {total.runs} runs, {total.steps:,} optimizer steps, "
-                     f"{_sci(self.flops(total))} FLOPs, {self.gpu_hours(self.flops(total)):,.0f} GPU-hours")
+        hours = self.gpu_hours(self.flops(total))
+        lines.append(f"total: {total.searches} searches, {total.runs:,} runs, {total.steps:,} optimizer steps, "
+                     f"{_sci(self.flops(total))} FLOPs, {f'{hours:,.0f}' if hours >= 10 else f'{hours:.2g}'} GPU-hours")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 

@@ -29,7 +29,7 @@ def test_plan_of_the_paper_config_prints_gpu_hours_without_data_or_checkpoint(ca
     assert out.startswith("plan ")  # the plan's own description first, then its cost
     assert "GPU-hours at 40% MFU of 989 TFLOP/s" in out and "H100 SXM, dense bf16" in out
     total = [line for line in out.splitlines() if line.startswith("total:")]
-    assert len(total) == 1 and "13 searches, 2184 runs" in total[0] and total[0].endswith("GPU-hours")
+    assert len(total) == 1 and "13 searches, 2,184 runs" in total[0] and total[0].endswith("GPU-hours")
     for task in ("vqa", "gqa", "nlvr2", "snli_ve", "refcoco_plus", "retrieval", "vcr", "pretrain"):
         assert any(line.startswith(task + " ") for line in out.splitlines()), task
 
