@@ -293,7 +293,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plan = build_plan(load_config(args.config, args.overrides))
     print(plan.describe())
     print()
-    print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions).describe())
+    world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
+    print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
     return 0
 
 

@@ -16,8 +16,10 @@ passes (single-stream models encode each pair; LXMERT is scored the same way her
 dense runs cost: unstructured masks save no matmul work. All parameters count (embedding lookups too),
 which overstates two-stream LXMERT, whose language and region layers each see one modality.
 
-Split sizes are the real releases' as declared in `bench/tasks/tasks.yaml` (`sizes:`); on toyland the
-evaluation is not estimated (its sizes exist once the world does, and it costs CPU minutes).
+Split sizes are the real releases' as declared in `bench/tasks/tasks.yaml` (`sizes:`). On toyland they are
+counted from the world when it exists (`world=<out>/world`: each evaluation split read by its task's loader,
+RefCOCO+'s from the world's MANIFEST.json, whose regions the loader would need); without a world the
+evaluation is not estimated.
 GPU-hours = FLOPs / (MFU × peak), at a stated MFU and peak (default 40 % of an H100 SXM's 989 dense bf16
 TFLOP/s).
 """
@@ -26,14 +28,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.backbones import PRESETS
 from bench.backbones.presets import count_parameters
 from bench.core.errors import ConfigError
+from bench.core.io import read_json
 from bench.core.settings import TrainSettings
 from bench.core.source import PRETRAIN
 from bench.plan import Plan
 from bench.tasks import TASKS
+from bench.tasks.files import task_dir
 from tickets import get_method
 
 PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16 (no sparsity), NVIDIA's datasheet
@@ -160,24 +165,42 @@ def _training(settings: TrainSettings, seq_tokens: int, sequences: int, mined: i
                 forward_tokens=settings.steps * examples_per_step * mined * seq_tokens)
 
 
-def _evaluation(plan: Plan, task: str, seq_tokens: int) -> float | None:
-    """Tokens of one evaluation of `task` on its evaluation split (None: sizes unknown)."""
+def _split_size(plan: Plan, task: str, world: Path | None) -> tuple[int, int | None] | None:
+    """(examples, images for retrieval) of `task`'s evaluation split: declared for real data, counted
+    in a toyland world that exists; None when unknown."""
     spec = TASKS.get(task)
     split = spec.splits[1]
-    if plan.config.world.source != "real" or split not in spec.sizes:
+    if plan.config.world.source == "real":
+        return (spec.sizes[split], spec.sizes.get("images", {}).get(split)) if split in spec.sizes else None
+    if world is None or not (world / "MANIFEST.json").is_file():
         return None
-    n = spec.sizes[split]
+    if spec.head == "region":  # its loader needs the region store: the world's own count
+        n = read_json(world / "MANIFEST.json")["counts"].get(task, {}).get(split)
+        return (n, None) if n else None
+    examples = spec.load(task_dir(spec, world), split)
+    return len(examples), len({i for ex in examples for i in ex.image_ids})
+
+
+def _evaluation(plan: Plan, task: str, seq_tokens: int, world: Path | None) -> float | None:
+    """Tokens of one evaluation of `task` on its evaluation split (None: sizes unknown)."""
+    spec = TASKS.get(task)
+    size = _split_size(plan, task, world)
+    if size is None:
+        return None
+    n, images = size
     limit = plan.config.finetune.dev_limit
     if spec.head == "itm":  # every text against every image of the split
-        images = spec.sizes["images"][split]
         texts = min(n, limit) if limit else n
         images = math.ceil(images * texts / n)
         return float(texts * images * seq_tokens)
     return float((min(n, limit) if limit else n) * spec.sequences * seq_tokens)
 
 
-def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, regions: int | None = None) -> Estimate:
-    """The cost of `plan` (see the module docstring for what is counted and how)."""
+def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, regions: int | None = None,
+             world: str | Path | None = None) -> Estimate:
+    """The cost of `plan` (see the module docstring for what is counted and how); `world`: a toyland
+    world directory whose splits give the evaluation sizes."""
+    world = Path(world) if world is not None else None
     if not 0.0 < mfu <= 1.0:
         raise ConfigError(f"--mfu: expected a fraction in (0, 1], found {mfu}")
     if not peak_tflops > 0:
@@ -216,7 +239,7 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
             continue
         spec = TASKS.get(task)
         one = _training(plan.finetune_settings(task, 0), seq_tokens(task), spec.sequences, spec.mined)
-        evaluated = _evaluation(plan, task, seq_tokens(task))
+        evaluated = _evaluation(plan, task, seq_tokens(task), world)
         row = rows.setdefault(task, Work())
         row.runs += n_runs
         row.steps += n_runs * one.steps
@@ -227,10 +250,13 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
     # Tasks first (in the config's order), then the pre-training source, then training-free searches.
     order = list(plan.config.matrix.tasks) + [PRETRAIN_ROW, NO_TASK_ROW]
     est.rows = {k: rows[k] for k in sorted(rows, key=lambda k: order.index(k) if k in order else len(order))}
-    if plan.config.world.source != "real":
-        est.notes.append("evaluation not estimated on toyland: its split sizes exist once the world does")
-    else:
+    if plan.config.world.source == "real":
         est.notes.append("split sizes: the real releases', declared in bench/tasks/tasks.yaml (sizes:)")
+    elif world is not None and (world / "MANIFEST.json").is_file():
+        est.notes.append(f"split sizes: counted in the toyland world {world}")
+    else:
+        est.notes.append("evaluation not estimated on toyland: its split sizes exist once the world does "
+                         "(--out DIR with a world in DIR/world counts them)")
     if any(r.searches for r in rows.values()) and NO_TASK_ROW in rows:
         est.notes.append("training-free searches (random, pretrained magnitude, controls, score-based methods) "
                          "are counted as free")

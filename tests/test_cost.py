@@ -108,3 +108,25 @@ def test_each_paper_config_states_its_own_estimate(family):
     assert stated in comment, f"{path}: the comment should state '{stated}'"
     hours = f"~{round(est.gpu_hours(est.flops(total)), -1):,.0f} GPU-hours"
     assert hours in comment, f"{path}: the comment should state {hours}"
+
+
+def test_a_toyland_world_gives_the_evaluation_sizes(tmp_path, capsys):
+    import json
+
+    from bench.data.toyland import generate_world
+
+    generate_world(tmp_path / "world", seed=0, scale="smoke")
+    plan = _plan("smoke", "finetune.dev_limit=0")
+    est = estimate(plan, world=tmp_path / "world")
+    counts = json.loads((tmp_path / "world" / "MANIFEST.json").read_text())["counts"]
+    seq = est.image_tokens + min(plan.config.finetune.max_text_len, 40)
+    runs = est.rows["nlvr2"].runs
+    assert est.rows["nlvr2"].eval_tokens == runs * counts["nlvr2"]["dev"] * 2 * seq
+    assert est.rows["refcoco_plus"].eval_tokens == runs * counts["refcoco_plus"]["val"] * seq
+    karpathy = json.loads((tmp_path / "world" / "flickr30k" / "dataset_flickr30k.json").read_text())["images"]
+    test = [im for im in karpathy if im["split"] == "test"]
+    texts = sum(len(im["sentences"]) for im in test)
+    assert est.rows["retrieval"].eval_tokens == runs * texts * len(test) * seq
+    assert est.total.eval_tokens > 0
+    assert main(["plan", "smoke", "--out", str(tmp_path)]) == 0
+    assert f"split sizes: counted in the toyland world {tmp_path / 'world'}" in capsys.readouterr().out
