@@ -32,7 +32,7 @@ from tickets.magnitude import check_sparsity
 OBJECTIVES = ("mlm", "itm", "mrm")
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
 EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",),
-                    "world": ("cache_mb",)}
+                    "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
 def effective(cfg: Config, section: str) -> dict:

@@ -19,7 +19,7 @@ from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.adversarial import adversarial_loss_fn
-from bench.training.batching import bucketed_batches
+from bench.training.batching import train_batches
 
 
 @dataclass
@@ -98,10 +98,14 @@ def train(
     on_step: Callable[[int, int, float | None], None] | None = None,
     on_grads: Callable[[], bool | None] | None = None,
     log_every: int = 10,
+    loader_workers: int = 0,
 ) -> TrainLog:
     """Train `model` in place for `settings.steps` optimizer steps on batches of `examples`.
 
-    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). With an `enforcer`
+    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). A `loss_fn` with a host
+    half (`prepare`, e.g. `TaskModel.batch_loss(store)`) gets batches prepared by a DataLoader in
+    `loader_workers` processes (bench/training/batching.py); a plain callable gets lists of Examples.
+    With an `enforcer`
     (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before clipping and every
     step, so pruned weights and their AdamW state stay exactly zero. Losses stay on the device and
     are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
@@ -123,7 +127,7 @@ def train(
     warm = int(round(settings.warmup * settings.steps))
     sched = get_linear_schedule_with_warmup(opt, warm, max(settings.steps, 1))
     params = [p for g in opt.param_groups for p in g["params"]]
-    batches = bucketed_batches(examples, settings.batch_size, settings.seed)
+    batches = train_batches(loss_fn, examples, settings, device, loader_workers)
     log = TrainLog()
     t0 = time.perf_counter()
     if snapshot_step == 0 and snapshot_fn is not None:
