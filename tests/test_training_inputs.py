@@ -17,8 +17,10 @@ from test_backbones_heads import RegionStore, backbone, spec
 from test_backbones_models import WORDS
 
 from bench.backbones import PretrainModel, TaskModel
+from bench.config import load_config
 from bench.core.errors import ConfigError, DataError
 from bench.core.settings import TrainSettings
+from bench.plan import build_plan
 from bench.tasks.base import Example
 from bench.training import train
 from bench.training.batching import batch_stream, prepared_batches, usable_workers
@@ -188,3 +190,10 @@ def test_retrieval_scores_equal_the_pair_by_pair_path(tmp_path):
                                 for t in texts])
         assert scores.shape == (5, 7)
         assert torch.allclose(scores, want, atol=1e-4)
+
+
+def test_loader_workers_is_an_execution_field():
+    base = build_plan(load_config("smoke"))
+    assert build_plan(load_config("smoke", ["finetune.loader_workers=2"])).hash == base.hash
+    with pytest.raises(ConfigError, match="loader_workers"):
+        load_config("smoke", ["finetune.loader_workers=-1"])
