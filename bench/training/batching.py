@@ -7,8 +7,8 @@ skips the batches it consumed (`skip`) without preparing them.
 
 `prepared_batches` feeds the training loop and evaluation: a `torch.utils.data.DataLoader` whose
 collate function is the loss's host half (`loss.prepare`, see bench/backbones/task_model.py), run in
-`workers` worker processes (forked: the stores reopen their files per process), pinned when the
-device is CUDA, copied with `non_blocking`. Preparation draws no random numbers, and the loader yields
+`workers` worker processes (forked: the stores reopen their files per process; with 0 workers the
+same function runs in the training process), pinned when the device is CUDA, copied with `non_blocking`. Preparation draws no random numbers, and the loader yields
 batches in sampler order, so the numbers do not depend on the worker count.
 """
 
@@ -172,15 +172,22 @@ def prepared_batches(examples: Sequence[Example], batches: Iterable[list[int]], 
     n, why = usable_workers(workers)
     if why:
         log.warning("loader_workers=%d: preparing batches in the training process instead: %s", workers, why)
-    loader = DataLoader(
-        examples, batch_sampler=_Batches(batches), collate_fn=_Prepare(prepare), num_workers=n,
-        pin_memory=device.type == "cuda", persistent_workers=n > 0,
-        multiprocessing_context="fork" if n else None,
-        # The loader draws its workers' base seed: from its own generator, never torch's global RNG
-        # (dropout and the heads' negative sampling draw from that one).
-        generator=torch.Generator().manual_seed(seed),
-    )
-    it = iter(loader)
+    collate = _Prepare(prepare)
+    pin = device.type == "cuda"
+    if n == 0:
+        # In the training process the loader would only call `collate` (and draw a worker seed, which
+        # fake-tensor device tests cannot): the same steps, without it.
+        it = (collate([examples[i] for i in rows]) for rows in batches)
+        it = (b.pin_memory() if pin and hasattr(b, "pin_memory") else b for b in it)
+    else:
+        loader = DataLoader(
+            examples, batch_sampler=_Batches(batches), collate_fn=collate, num_workers=n, pin_memory=pin,
+            persistent_workers=True, multiprocessing_context="fork",
+            # The workers' base seed: from the loader's own generator, never torch's global RNG (dropout
+            # and the heads' negative sampling draw from that one, so it must not depend on the workers).
+            generator=torch.Generator().manual_seed(seed),
+        )
+        it = iter(loader)
     try:
         for batch in it:
             if isinstance(batch, _Failed):
