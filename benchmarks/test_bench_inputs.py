@@ -15,6 +15,7 @@ import time
 import torch
 from conftest import best_times, sized
 from models import LABELS, RegionStore, task_model, vqa_examples, write_vocab
+from torch.utils.data import DataLoader
 
 from bench.backbones.base import RegionBatch
 from bench.training.batching import prepared_batches
@@ -45,8 +46,8 @@ def inline_before(model, examples, store) -> tuple:
     return ids, mask, RegionBatch(features, positions, rmask), target
 
 
-def test_input_path_vs_inline_collation(record_ratio, tmp_path):
-    batch, n_batches, n_images = sized((64, 12, 256), (8, 2, 16))
+def test_input_path_vs_inline_collation(benchmark, record_ratio, tmp_path):
+    batch, n_batches, n_images = sized((64, 24, 256), (8, 2, 16))
     store = RegionStore(n_images, feat_dim=FEAT, boxes=(36, 100), fp16=True)
     model = task_model("toy-uniter", "classify", write_vocab(tmp_path / "vocab.txt"), feat_dim=FEAT)
     examples = vqa_examples(batch * n_batches, n_images)
@@ -65,14 +66,33 @@ def test_input_path_vs_inline_collation(record_ratio, tmp_path):
     # The texts' token ids are cached after the first pass in every path: warm them once.
     inline(0.0)
     t = best_times({"inline": lambda: inline(0.0), "prepared": lambda: loader(0, 0.0),
-                    "inline+step": lambda: inline(STEP_S), "loader2+step": lambda: loader(2, STEP_S)},
+                    "inline+step": lambda: inline(STEP_S), "loader0+step": lambda: loader(0, STEP_S),
+                    "loader2+step": lambda: loader(2, STEP_S)},
                    rounds=sized(3, 1))
+    benchmark.pedantic(lambda: loader(0, 0.0), rounds=1, iterations=1)
     n = batch * n_batches
     record_ratio(f"batch preparation, {batch} examples at 2048-d fp16, 36–100 boxes, in-process (examples/s)",
                  n / t["prepared"], n / t["inline"], ratio=t["inline"] / t["prepared"], unit="ex/s",
                  note="TaskBatcher (fp16 kept, one copy per image) vs the inline collation before (fp32 per image)")
+    record_ratio(f"training input path with a {STEP_S * 1e3:.0f} ms device step: 0 loader workers vs inline "
+                 "(examples/s)", n / t["loader0+step"], n / t["inline+step"],
+                 ratio=t["inline+step"] / t["loader0+step"], unit="ex/s",
+                 note="the default (finetune.loader_workers=0): preparation in the training process")
     record_ratio(f"training input path with a {STEP_S * 1e3:.0f} ms device step: DataLoader, 2 workers, vs inline "
                  "(examples/s)", n / t["loader2+step"], n / t["inline+step"],
                  ratio=t["inline+step"] / t["loader2+step"], unit="ex/s",
                  note="workers prepare the next batches while the step runs (sleep: no GPU here); 2 shared cores")
+    # What crossing the process boundary costs here: a bare DataLoader whose workers return one zero
+    # batch of the same size, against building it in-process (no preparation at all in either).
+    shape = (batch, 100, FEAT)
+
+    def bare(workers: int):
+        for _ in DataLoader(range(n), batch_size=batch, num_workers=workers, collate_fn=lambda _: torch.zeros(
+                shape, dtype=torch.float16), multiprocessing_context="fork" if workers else None):
+            pass
+
+    b = best_times({"in-process": lambda: bare(0), "2 workers": lambda: bare(2)}, rounds=sized(3, 1))
+    record_ratio(f"moving a {batch}×100×2048 fp16 batch from a loader worker vs building it in-process (time ratio)",
+                 b["2 workers"] / n_batches, b["in-process"] / n_batches, ratio=b["2 workers"] / b["in-process"],
+                 note="bare DataLoader, zero batches: the inter-process transfer alone, per batch")
     assert torch.equal(inline_before(model, examples[:batch], store)[0], batcher(examples[:batch]).text.batch.input_ids)

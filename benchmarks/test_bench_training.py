@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 from conftest import benchmark_best, best_times, sized
-from models import RegionStore, sentence, task_model, vqa_examples, write_vocab
+from models import FEAT, RegionStore, sentence, task_model, vqa_examples, write_vocab
 from torch.nn.utils import prune
 
 from bench.training import TrainSettings, train
