@@ -204,7 +204,8 @@ class Prepared:
         """The batch of `rows` (all when None), cut to their longest extent; floating features as float32.
         `index` is `rows` as a tensor already on the batch's device (spares a host-to-device copy)."""
         rows = range(len(self.extents)) if rows is None else rows
-        cut = [max((self.extents[r][d] for r in rows), default=0) for d in range(len(self.extents[0]))]             if self.extents else []
+        dims = len(self.extents[0]) if self.extents else 0
+        cut = [max((self.extents[r][d] for r in rows), default=0) for d in range(dims)]
         whole = isinstance(rows, range) and len(rows) == len(self.extents)
         if not whole and index is None:
             first = next(iter(vars(self.batch).values()))

@@ -255,7 +255,8 @@ class TaskModel(nn.Module):
         if self.kind == "choice":
             scores = self._candidate_scores(batch).float()
             k = scores.shape[1] // 2
-            return F.cross_entropy(scores[:, :k], batch.target[:, 0]) + F.cross_entropy(scores[:, k:], batch.target[:, 1])
+            ans, rat = batch.target[:, 0], batch.target[:, 1]
+            return F.cross_entropy(scores[:, :k], ans) + F.cross_entropy(scores[:, k:], rat)
         return self._itm_loss(batch)
 
     def _hardest(self, batch: TaskBatch, queries: list[int], pools: list[list[int]], pair) -> list[int]:

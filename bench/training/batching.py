@@ -8,8 +8,9 @@ skips the batches it consumed (`skip`) without preparing them.
 `prepared_batches` feeds the training loop and evaluation: a `torch.utils.data.DataLoader` whose
 collate function is the loss's host half (`loss.prepare`, see bench/backbones/task_model.py), run in
 `workers` worker processes (forked: the stores reopen their files per process; with 0 workers the
-same function runs in the training process), pinned when the device is CUDA, copied with `non_blocking`. Preparation draws no random numbers, and the loader yields
-batches in sampler order, so the numbers do not depend on the worker count.
+same function runs in the training process), pinned when the device is CUDA, copied with
+`non_blocking`. Preparation draws no random numbers, and the loader yields batches in sampler order,
+so the numbers do not depend on the worker count.
 """
 
 from __future__ import annotations
