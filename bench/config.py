@@ -122,7 +122,10 @@ FinetuneConfig = _recipe_overrides(
     "FinetuneConfig", "Fine-tuning of θ0 ⊙ m on a target task; fields left at None take the task's recipe.",
     [("eval_batch_size", int, hp(64, "examples per evaluation batch")),
      ("max_text_len", int, hp(40, "text tokens kept (longer texts are truncated)")),
-     ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)"))],
+     ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)")),
+     ("loader_workers", int, hp(0, "DataLoader worker processes preparing batches (tokenising, collating) for "
+                                   "training and evaluation; 0 = in the training process (also where workers "
+                                   "cannot be started, e.g. a daemonic process; logged). The numbers do not depend on it"))],
 )
 
 

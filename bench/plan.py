@@ -31,7 +31,7 @@ from tickets.magnitude import check_sparsity
 
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
 EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
-                    "backbone": ("device",), "world": ("cache_mb",)}
+                    "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
 def effective(cfg: Config, section: str) -> dict:

@@ -121,7 +121,8 @@ def test_mrc_kl_is_unilateral_kl_to_the_soft_labels(tokdir, tmp_path):  # noqa: 
     assert torch.isfinite(loss) and loss > 0
     # The same value by hand: the masking draws the same regions from the same seed.
     torch.manual_seed(0)
-    batch, chosen, states = model._masked_regions([_example().texts[0]], [_Store().get("img0")], 0.15)
+    batch = model.batcher(_Store(), soft_labels=True)([_example()])
+    _, chosen, states = model._masked_regions(batch, 0.15)
     target = _Store().get("img0").soft_labels.float()[chosen[0, :4]]
     log_p = F.log_softmax(model.heads["mrc"](states).float(), -1)
     by_hand = (target * (target.log() - log_p)).mean()

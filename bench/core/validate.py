@@ -163,6 +163,7 @@ FIELDS: dict[str, tuple] = {
     "finetune.eval_batch_size": POSITIVE_INT,
     "finetune.max_text_len": int_at_least(3),
     "finetune.dev_limit": NON_NEGATIVE_INT,
+    "finetune.loader_workers": NON_NEGATIVE_INT,
     "finetune.bf16": BOOL,
     "finetune.adv_steps": NON_NEGATIVE_INT,
     "finetune.adv_epsilon": number_at_least(0.0),

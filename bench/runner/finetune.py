@@ -96,14 +96,15 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     store = study.store_for(pair.task)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Path(run_dir) / CHECKPOINT_DIR, cfg.matrix.checkpoint_minutes, key=pair.run_id)
-    log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), pair.settings,
-                device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint)
+    log = train(model, model.batch_loss(store), study.train_examples(pair.task), pair.settings,
+                device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint,
+                loader_workers=cfg.finetune.loader_workers)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")
     split, examples = study.eval_examples(pair.task)
     metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size,
-                                                 bf16=pair.settings.bf16)
+                                                 bf16=pair.settings.bf16, workers=cfg.finetune.loader_workers)
     if pair.task == "vqa":
         write_vqa_predictions(Path(run_dir) / "predictions.json", predictions)
     value = metrics[spec.headline]

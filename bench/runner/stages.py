@@ -86,7 +86,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         for k, phase in enumerate(plan.phases):
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
-                        device=study.device, head_prefixes=heads)
+                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers)
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps

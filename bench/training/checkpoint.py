@@ -22,9 +22,8 @@ import io
 import shutil
 import sys
 import time
-from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -111,14 +110,15 @@ class Checkpoint:
             return None
         return latest, weights, state
 
-    def resume(self, model: nn.Module, opt, sched, batches: Iterator, history: list, steps: int
-               ) -> tuple[Iterator, int]:
+    def resume(self, model: nn.Module, opt, sched, make_batches: Callable[[int], Iterator], history: list,
+               steps: int) -> tuple[Iterator, int]:
         """Restore the last checkpoint, if any, into `model`, `opt`, `sched` and `history`; return the
-        batch stream positioned after the batches already consumed, and the first step to run. Call it
-        after the stream is created and before the first step (RNG states are restored last)."""
+        batch stream `make_batches(skip)` positioned after the batches already consumed (the sampler
+        skips them unprepared), and the first step to run. Call it before the first step (RNG states
+        are restored last)."""
         found = self._read(model, opt, steps)
         if found is None:
-            self._stream = _Counted(batches)
+            self._stream = _Counted(make_batches(0))
             return self._stream, 1
         latest, weights, state = found
         try:
@@ -128,8 +128,7 @@ class Checkpoint:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             drawn = int(latest["batches"])
-            for _ in islice(batches, drawn):  # the seeded stream's consumed batches, drawn again
-                pass
+            batches = make_batches(drawn)  # the seeded stream after its consumed batches
             _set_rng_state(state["rng"])
         except Exception as e:  # the model is half restored: this run cannot go on
             raise RunFailed(f"checkpoint {self.directory} could not be restored ({type(e).__name__}); "

@@ -19,7 +19,7 @@ from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.adversarial import adversarial_loss_fn
-from bench.training.batching import bucketed_batches
+from bench.training.batching import train_batches
 from bench.training.checkpoint import Checkpoint
 
 
@@ -100,10 +100,14 @@ def train(
     on_grads: Callable[[], bool | None] | None = None,
     log_every: int = 10,
     checkpoint: Checkpoint | None = None,
+    loader_workers: int = 0,
 ) -> TrainLog:
     """Train `model` in place for `settings.steps` optimizer steps on batches of `examples`.
 
-    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). With an `enforcer`
+    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). A `loss_fn` with a host
+    half (`prepare`, e.g. `TaskModel.batch_loss(store)`) gets batches prepared by a DataLoader in
+    `loader_workers` processes (bench/training/batching.py); a plain callable gets lists of Examples.
+    With an `enforcer`
     (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before clipping and every
     step, so pruned weights and their AdamW state stay exactly zero. Losses stay on the device and
     are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
@@ -127,13 +131,18 @@ def train(
     warm = int(round(settings.warmup * settings.steps))
     sched = get_linear_schedule_with_warmup(opt, warm, max(settings.steps, 1))
     params = [p for g in opt.param_groups for p in g["params"]]
-    batches = bucketed_batches(examples, settings.batch_size, settings.seed)
     log = TrainLog()
     first = 1
+
+    def make_batches(skip: int):
+        return train_batches(loss_fn, examples, settings, device, loader_workers, skip=skip)
+
     if checkpoint is not None:
         if snapshot_fn is not None:
             raise ValueError("train: a checkpoint does not carry the late-rewinding snapshot; pass one or the other")
-        batches, first = checkpoint.resume(model, opt, sched, batches, log.history, settings.steps)
+        batches, first = checkpoint.resume(model, opt, sched, make_batches, log.history, settings.steps)
+    else:
+        batches = make_batches(0)
     t0 = time.perf_counter()
     if snapshot_step == 0 and snapshot_fn is not None:
         log.snapshot = snapshot_fn()
