@@ -62,7 +62,11 @@ def build_tables(ctx: ReportContext) -> dict:
     ctx.add(write_table(rd, "dense_vs_chance", dvc, _fmt_frame(dvc.set_index(["backbone", "task", "metric"]))))
     conv = convergence(ctx.df, ctx.convergence, ctx.tasks)
     out["convergence"] = conv
-    ctx.add(write_table(rd, "dense_convergence", conv, _fmt_frame(conv.set_index(["backbone", "task", "converged"])),
+    ints = ["seeds", "steps_factor", "long_seeds"]
+    conv_disp = _fmt_frame(conv.drop(columns=ints).set_index(["backbone", "task", "converged"]))
+    for c in ints:
+        conv_disp[c] = conv[c].map(lambda v: "–" if pd.isna(v) else f"{v:g}").to_numpy()
+    ctx.add(write_table(rd, "dense_convergence", conv, conv_disp,
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*

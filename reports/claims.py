@@ -102,7 +102,7 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 def convergence(df: pd.DataFrame, reference: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Per (backbone, task): is dense trained to convergence by the recipe? `reference` holds the dense
     runs at `steps_factor` × the recipe's steps (`matrix.convergence_check`). Converged when the longer
-    runs improve the dense mean by less than one dense seed std: "yes" / "no"; "unknown" with one
+    runs improve the dense mean by less than one dense seed std (or not at all): "yes" / "no"; "unknown" with one
     dense seed (no std); "not checked" without reference runs."""
     rows = []
     d = df[df["source"] == DENSE]
@@ -117,7 +117,7 @@ def convergence(df: pd.DataFrame, reference: pd.DataFrame, tasks: list[str]) -> 
         elif math.isnan(std):
             verdict = "unknown"
         else:
-            verdict = "yes" if gain < std else "no"
+            verdict = "yes" if gain < std or gain <= 1e-9 else "no"  # no gain at all: converged, even at std 0
         rows.append({"backbone": bb, "task": task, "dense_mean": mean, "dense_std": std, "seeds": int(g["seed"].nunique()),
                      "steps_factor": int(r["steps_factor"].iloc[0]) if len(r) else math.nan,
                      "long_mean": long, "long_seeds": int(r["seed"].nunique()) if len(r) else 0,
