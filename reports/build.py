@@ -19,11 +19,11 @@ from reports.tables import (
     matching_display,
     matching_sparsity,
     matrix_type_sparsity,
-    type_figure,
     overlap_square,
     summarize,
     ticket_overlap,
     transfer_matrix,
+    type_figure,
 )
 from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, write_table
 
