@@ -223,19 +223,23 @@ def matrix_type_profile(per_type: pd.DataFrame, backbone: str, stem: Path, tasks
     prefix = prefix[: prefix.rfind(".") + 1] if len({layer for layer, _ in columns}) > 1 else ""
     labels = [f"{layer[len(prefix):]} {kind}" for layer, kind in columns]
     sources = source_order(set(d["source"]), tasks or [])
-    fig, axes = plt.subplots(len(sps), 1, squeeze=False,
-                             figsize=(max(7.0, 0.42 * len(columns) + 3), (0.3 * len(sources) + 1.6) * len(sps)))
+    counts = [d[d["sparsity"] == sp]["source"].nunique() for sp in sps]
+    fig, axes = plt.subplots(len(sps), 1, squeeze=False, gridspec_kw={"height_ratios": [n + 5 for n in counts]},
+                             figsize=(max(7.0, 0.42 * len(columns) + 3), sum(0.3 * n + 1.6 for n in counts)))
     image = None
     for ax, sp in zip(axes[:, 0], sps):
-        part = d[d["sparsity"] == sp].set_index(["source", "layer", "matrix"])["matrix_sparsity"]
-        grid = np.array([[100 * part.get((src, layer, kind), np.nan) for layer, kind in columns] for src in sources])
+        at = d[d["sparsity"] == sp]
+        part = at.set_index(["source", "layer", "matrix"])["matrix_sparsity"]
+        rows = [src for src in sources if src in set(at["source"])]  # controls exist at their sparsities only
+        grid = np.array([[100 * part.get((src, layer, kind), np.nan) for layer, kind in columns] for src in rows])
         image = ax.imshow(grid, aspect="auto", cmap="magma_r", vmin=0, vmax=100)
         if len(columns) <= 40 and len(sources) <= 20:  # numbers only where they stay legible
             for (i, j), v in np.ndenumerate(grid):
                 if not np.isnan(v):
-                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                    # 99.5 must not print as 100: one decimal near the top
+                    ax.text(j, i, f"{v:.1f}" if 99 <= v < 100 else f"{v:.0f}", ha="center", va="center", fontsize=7,
                             color="white" if v > 60 else "black")
-        ax.set_yticks(range(len(sources)), sources, fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
         ax.set_xticks(range(len(columns)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"ticket sparsity {100 * sp:g}%: % pruned per layer and matrix", fontsize=11)
     if prefix:

@@ -336,8 +336,10 @@ def matrix_type_sparsity(tickets: list[TicketView]) -> pd.DataFrame:
     almost entirely (e.g. FFN out at 99.5 % in a 90 % ticket)."""
     cols = ["backbone", "source", "sparsity", "layer", "matrix", "weights", "matrix_sparsity"]
     rows = []
+    kinds = {kind: i for i, (kind, _) in enumerate(MATRIX_TYPES)}
     for t in tickets:
-        for name in sorted(t.masks, key=_natural):
+        # Model order: layers naturally, then Q, K, V, attention out, FFN in, FFN out within each.
+        for name in sorted(t.masks, key=lambda n: (_natural(block_of(n)), kinds.get(matrix_type_of(n), len(kinds)))):
             m = t.masks[name].bool()
             rows.append({"backbone": t.backbone, "source": t.source, "sparsity": t.sparsity, "layer": block_of(name),
                          "matrix": matrix_type_of(name), "weights": int(m.numel()), "kept": int(m.sum())})
