@@ -108,7 +108,7 @@ class PairSpec:
                 "path": self.ticket_path,
                 "content_hash": self.ticket_hash,
                 "sparsity": float(self.sparsity),
-                "weights": self.ticket_weights,
+                **({"weights": self.ticket_weights} if self.ticket_weights else {}),  # a control's transform
             },
             "theta0_hash": self.theta0_hash,
             "config": self.config,
