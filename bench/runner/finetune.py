@@ -25,6 +25,7 @@ from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
 CHECKPOINT_DIR = "checkpoint"  # in runs/<run id>/, removed when the run completes
+
 # Ticket metadata that decides the weights its kept entries start from besides θ0 (`Ticket.apply`:
 # the controls' transform and its seed); the masks and θk of late rewinding are in the content hash.
 WEIGHT_FIELDS = ("weights", "weights_init", "weights_std", "weights_seed")
