@@ -139,6 +139,10 @@ class MatrixConfig:
     sources: tuple = hp((), "sources to fine-tune (empty = every source of the config; `--sources`)")
     sparsities: tuple = hp((), "sparsities to fine-tune, a subset of find.sparsities (empty = the whole ladder)")
     seeds: int = hp(1, "fine-tuning seeds per pair")
+    dense_seeds: int = hp(1, "seeds of the dense model per task: it gets max(seeds, dense_seeds), because its seed "
+                             "spread is what every verdict is measured against (strict matching, above chance)")
+    convergence_check: bool = hp(False, "also fine-tune dense at twice each task's steps (dense seeds alike): "
+                                        "the report says which tasks the recipe leaves under-trained")
     baselines: tuple = hp(("random",), "baselines at every sparsity")
     controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
     control_sparsities: tuple = hp((0.5,), "sparsities at which controls run (on the ladder)")

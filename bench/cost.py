@@ -237,14 +237,16 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
         n_runs = sum(1 for c in plan.cells if c.task == task)
         if not n_runs:
             continue
+        # In recipe-length runs: the dense convergence reference trains steps_factor × the recipe.
+        trained = sum(c.steps_factor for c in plan.cells if c.task == task)
         spec = TASKS.get(task)
         one = _training(plan.finetune_settings(task, 0), seq_tokens(task), spec.sequences, spec.mined)
         evaluated = _evaluation(plan, task, seq_tokens(task), world)
         row = rows.setdefault(task, Work())
         row.runs += n_runs
-        row.steps += n_runs * one.steps
-        row.train_tokens += n_runs * one.train_tokens
-        row.forward_tokens += n_runs * one.forward_tokens
+        row.steps += trained * one.steps
+        row.train_tokens += trained * one.train_tokens
+        row.forward_tokens += trained * one.forward_tokens
         row.eval_tokens = None if evaluated is None or row.eval_tokens is None else row.eval_tokens + n_runs * evaluated
 
     # Tasks first (in the config's order), then the pre-training source, then training-free searches.

@@ -84,14 +84,20 @@ class Search:
         return dict(self.hparams)
 
 
+# The convergence reference trains dense for this many times the recipe's steps.
+CONVERGENCE_FACTOR = 2
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One fine-tuning run asked for by the plan (its ticket is resolved when the matrix runs)."""
+    """One fine-tuning run asked for by the plan (its ticket is resolved when the matrix runs).
+    `steps_factor` > 1 marks the dense convergence reference: the recipe's steps times that."""
 
     source: Source
     sparsity: float
     task: str
     seed: int
+    steps_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -108,9 +114,11 @@ class Plan:
     hash: str
 
     # ---- settings ------------------------------------------------------------------------
-    def finetune_settings(self, task: str, seed: int) -> TrainSettings:
-        """The task's recipe for the backbone family with the non-None `finetune` fields applied."""
-        return TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
+    def finetune_settings(self, task: str, seed: int, steps_factor: int = 1) -> TrainSettings:
+        """The task's recipe for the backbone family with the non-None `finetune` fields applied
+        (steps × `steps_factor` for the convergence reference)."""
+        s = TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
+        return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 
     def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
         """The pre-training section's settings for one phase (or one IMP round on the mix)."""
@@ -136,6 +144,11 @@ class Plan:
         # Apart from every matrix seed, so a task's own ticket does not replay its search's data
         # order and head initialisation in the matrix (an edge no transferred ticket gets).
         return 10_000 + self.config.find.seed
+
+    @property
+    def dense_seeds(self) -> int:
+        """Seeds of the dense model (and of its convergence reference): at least the tickets'."""
+        return max(self.config.matrix.seeds, self.config.matrix.dense_seeds)
 
     # ---- searches ---------------------------------------------------------------------------
     def search(self, source: Source | str) -> Search:
@@ -177,8 +190,11 @@ class Plan:
                          f"{f'  [{hp}]' if hp else ''}")
         by_source: dict = {}
         for cell in self.cells:
-            by_source[str(cell.source)] = by_source.get(str(cell.source), 0) + 1
-        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s))")
+            key = str(cell.source) + (f" ({cell.steps_factor}× steps)" if cell.steps_factor != 1 else "")
+            by_source[key] = by_source.get(key, 0) + 1
+        dense = f", dense {self.dense_seeds}" if self.dense_seeds != c.matrix.seeds else ""
+        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s)"
+                     f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
         return "\n".join(lines)
 
@@ -296,11 +312,18 @@ def build_plan(cfg: Config) -> Plan:
                 f"find.sparsities to sparsities it yields, or find.hparams.{src.method}.mode=ladder")
 
     cells = []
+    dense_seeds = max(cfg.matrix.seeds, cfg.matrix.dense_seeds)
     for task in cfg.matrix.tasks:
-        for seed in range(cfg.matrix.seeds):
+        for seed in range(dense_seeds):
             for src in every:
+                if seed >= cfg.matrix.seeds and not src.is_dense:
+                    continue  # the dense model's extra seeds: its spread is every verdict's yardstick
                 sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
                 cells += [Cell(src, s, task, seed) for s in sparsities]
+        if cfg.matrix.convergence_check and DENSE in every:
+            # As many seeds as dense: the check compares two means, and a noisier 2× mean would flag
+            # seed noise as under-training.
+            cells += [Cell(DENSE, 0.0, task, seed, CONVERGENCE_FACTOR) for seed in range(dense_seeds)]
 
     full = to_dict(cfg)
     world = toyland.VERSION if cfg.world.source == "toyland" else None

@@ -172,6 +172,8 @@ FIELDS: dict[str, tuple] = {
     "matrix.sources": NAME,
     "matrix.sparsities": SPARSITY,
     "matrix.seeds": POSITIVE_INT,
+    "matrix.dense_seeds": POSITIVE_INT,
+    "matrix.convergence_check": BOOL,
     "matrix.baselines": NAME,
     "matrix.controls": NAME,
     "matrix.control_sparsities": SPARSITY,

@@ -26,6 +26,17 @@ from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
 CHECKPOINT_DIR = "checkpoint"  # in runs/<run id>/, removed when the run completes
 
+# Ticket metadata that decides the weights its kept entries start from besides θ0 (`Ticket.apply`:
+# the controls' transform and its seed); the masks and θk of late rewinding are in the content hash.
+WEIGHT_FIELDS = ("weights", "weights_init", "weights_std", "weights_seed")
+
+
+def ticket_weights(meta: dict) -> dict:
+    """The part of a run's identity that says how the ticket's weights start ({} for θ0's own)."""
+    if meta.get("weights", "pretrained") == "pretrained":
+        return {}
+    return {k: meta[k] for k in WEIGHT_FIELDS if k in meta}
+
 
 def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     """Everything a run's numbers depend on besides ticket and θ0 content (hashed into its run id)."""
@@ -39,33 +50,37 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
 
 
 def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
-    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder."""
+    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder.
+    Cells whose tickets are identical get the same run id (the runner trains it once)."""
     out = Path(out)
     theta0_hash = (theta0_dir / "DONE").read_text().strip()
     theta0_rel = str(theta0_dir.resolve().relative_to(out.resolve()))
     preset = plan.config.backbone.preset
-    hashes: dict[Path, str] = {}
+    tickets: dict[Path, tuple] = {}
     settings_of: dict = {}
     pairs = []
     for cell in plan.cells:
-        key = (cell.task, cell.seed)
+        key = (cell.task, cell.seed, cell.steps_factor)
         if key not in settings_of:
-            s = plan.finetune_settings(cell.task, cell.seed)
+            s = plan.finetune_settings(*key)
             settings_of[key] = (s, pair_identity(plan, s, theta0_rel))
         settings, identity = settings_of[key]
         split = TASKS.get(cell.task).splits[1]
         path = ticket_hash = None
+        weights: dict = {}
         if not cell.source.is_dense:
             path = TicketStore(ticket_roots[cell.source]).path(cell.source, cell.sparsity)
             if not path.exists():
                 raise TicketbenchError(f"no ticket for source {cell.source} at sparsity {cell.sparsity:.0%} "
                                        f"({path} is missing); run `ticketbench find` first")
-            if path not in hashes:
-                hashes[path] = Ticket.load(path).content_hash
-            ticket_hash = hashes[path]
+            if path not in tickets:
+                t = Ticket.load(path)
+                tickets[path] = (t.content_hash, ticket_weights(t.metadata))
+            ticket_hash, weights = tickets[path]
         pairs.append(PairSpec(
             preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
             str(path.resolve()) if path else None, ticket_hash, theta0_hash, split, identity,
+            ticket_weights=weights, steps_factor=cell.steps_factor,
             settings=settings, study=(plan.config, str(out), str(theta0_dir)),
         ))
     return pairs

@@ -167,6 +167,8 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     check_inputs(study, plan.config.matrix.tasks)
     pairs = make_pairs(plan, study.out, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    _say(quiet, f"[matrix] {len(pairs)} fine-tuning runs ({m.executor}, {workers(plan)} worker(s))")
+    runs = len({p.run_id for p in pairs})
+    shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
+    _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
     return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
                      ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
