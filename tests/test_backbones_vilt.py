@@ -17,6 +17,7 @@ from PIL import Image
 from bench.backbones import create_backbone
 from bench.backbones.pretrain_model import PretrainModel
 from bench.data.images import open_image_store
+from bench.tasks.base import Example
 
 WORDS = "a the red blue green square circle is left right of".split()
 COLOURS = {"red": (215, 45, 40), "blue": (40, 80, 215), "green": (40, 160, 60)}
@@ -74,9 +75,9 @@ def test_itm_gradient_reaches_the_patch_path(world):
     bb = backbone(world)
     store = open_image_store("pixels", world / "images", shorter=64)
     model = PretrainModel(bb)
-    texts = ["a red square", "a blue square", "a green square"]
+    examples = [Example(str(i), (str(i),), (t,), None) for i, t in enumerate(["a red square", "a blue square", "a green square"])]
     torch.manual_seed(1)
-    model._itm_loss(texts, ["0", "1", "2"], [store.get(str(i)) for i in range(3)], 0.15).backward()
+    model.loss(examples, store, {"itm": 1.0})["itm"].backward()
     emb = bb.vilt.embeddings
     for name, p in [("patch projection", emb.patch_embeddings.projection.weight),
                     ("patch positions", emb.position_embeddings), ("image [CLS]", emb.cls_token)]:
