@@ -125,6 +125,8 @@ def test_workers_inside_a_ray_task(tmp_path):
 def test_daemonic_fallback_is_logged(caplog, monkeypatch):
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
     caplog.set_level(logging.WARNING, logger="bench.training.batching")
+    # A library's logging.config.dictConfig (disable_existing_loggers) earlier in the session must not hide it.
+    monkeypatch.setattr(logging.getLogger("bench.training.batching"), "disabled", False)
     batches = prepared_batches(_examples(8), [[0, 1], [2, 3]], None, workers=2)
     assert [len(b) for b in batches] == [2, 2]
     assert "daemonic" in caplog.text and "loader_workers=2" in caplog.text

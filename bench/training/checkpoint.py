@@ -93,8 +93,8 @@ class Checkpoint:
             latest = read_json(latest_path)
             folder = self.directory / str(latest["dir"])
             weights = load_safetensors((folder / "weights.safetensors").read_bytes())
-            state = torch.load(io.BytesIO((folder / "state.pt").read_bytes()), map_location="cpu",
-                               weights_only=True)
+            raw = io.BytesIO((folder / "state.pt").read_bytes())
+            state = torch.load(raw, map_location="cpu", weights_only=True)
             own = _trainable(model)
             problem = ("it is for another run" if latest.get("key") != self.key else
                        f"it is for {latest.get('steps')} steps, not {steps}" if latest.get("steps") != steps else
