@@ -119,12 +119,14 @@ class Plan:
 
     def search_settings(self, source: Source) -> TrainSettings | None:
         """Settings of one training call of a search on its source (None for training-free methods):
-        the task's fine-tuning settings, or half the main pre-training phase for `:pretrain`."""
+        the task's fine-tuning settings, or half the main pre-training phase for `:pretrain` (real backbones,
+        which have no phases: half of `pretrain.steps`)."""
         if not self.search(source).trains:
             return None
         f, seed = self.config.find, self.search_seed
         if source.objective == PRETRAIN:
-            s = self.pretrain_settings(f.steps or max(self.phases[-1].steps // 2, 1), seed)
+            main = self.phases[-1].steps if self.phases else self.config.pretrain.steps
+            s = self.pretrain_settings(f.steps or max(main // 2, 1), seed)
         else:
             s = self.finetune_settings(source.objective, seed)
         adv = f.adv_steps if f.adv_steps is not None else self.config.finetune.adv_steps
@@ -255,6 +257,14 @@ def build_plan(cfg: Config) -> Plan:
                 raise ConfigError(f"matrix.sources: unknown source '{w}'{suggest(str(w), names)}; this config has: "
                                   f"{', '.join(names)}")
         every = [s for s in every if s in wanted]
+
+    # Every (backbone, task) pair is one the backbone can do, before any search has run (ViLT: no RefCOCO+).
+    for where, task in ([("matrix.tasks", t) for t in cfg.matrix.tasks]
+                        + [(f"source {s}", s.objective) for s in every if s.objective not in (None, PRETRAIN)]):
+        why = TASKS.get(task).unsupported(image_input)
+        if why:
+            raise ConfigError(f"{where}: backbone {preset.name} cannot do {task}: {why}; drop it from matrix.tasks, "
+                              "find.sources and find.one_shot")
 
     # Every method named in find.hparams exists and takes those fields and values, even if unused here.
     for item in cfg.find.hparams:

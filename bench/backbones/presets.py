@@ -135,8 +135,12 @@ def _build_minilm(preset: Preset, config: dict, options: dict) -> Backbone:
 
 def _build_uniter(preset: Preset, config: dict, options: dict) -> Backbone:
     if not options.get("checkpoint"):
-        raise ConfigError(f"preset '{preset.name}' needs checkpoint=<path to {preset.name}.pt or .safetensors>")
-    tokenizer = _tokenizer_option(options, preset.name, default="bert-base-cased")
+        raise ConfigError(f"preset '{preset.name}' needs checkpoint=<path to {preset.name}.pt or .safetensors, or a "
+                          "folder with its weights (pytorch_model.bin / model.safetensors) and tokenizer files>")
+    # UNITER ships no tokenizer (it used bert-base-cased); a checkpoint folder holding one is read offline.
+    folder = Path(options["checkpoint"])
+    local = folder.is_dir() and any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
+    tokenizer = _tokenizer_option(options, preset.name, default=str(folder) if local else "bert-base-cased")
     model = UniterBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
     return model.load_pretrained(options["checkpoint"])
 
