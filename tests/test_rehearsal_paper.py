@@ -28,7 +28,10 @@ from fixtures.checkpoints import VOCAB_SIZE, hf_checkpoint, uniter_checkpoint, w
 from fixtures.releases import HAVE_IMG_DB, write_release
 
 from bench.config import load_config
+from bench.core.errors import ConfigError
+from bench.core.source import Source
 from bench.plan import build_plan
+from bench.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("REHEARSE", "") == "full"
@@ -104,3 +107,24 @@ def test_paper_config_rehearsal(tmp_path, family):
         pytest.skip("UNITER's img_db needs lmdb and msgpack (pip install 'ticketbench[test]')")
     out, overrides = rehearse(tmp_path, family, FULL)
     check_report(out, family, overrides)
+
+
+# ---- checks before work (cheap: CI runs them whatever the breadth) --------------------------------------
+@pytest.mark.parametrize("family", ["uniter", "lxmert", "vilt"])
+def test_paper_configs_plan_only_pairs_their_backbone_can_do(family):
+    plan = build_plan(load_config(f"paper-{family}"))
+    image_input = plan.image_input
+    named = set(plan.config.matrix.tasks) | {s.source.objective for s in plan.searches} - {"pretrain"}
+    assert all(TASKS.get(t).unsupported(image_input) is None for t in named)
+    # The pre-training source of a real backbone (no toy phases) trains half of pretrain.steps per IMP round.
+    assert plan.search_settings(Source.parse("imp:pretrain")).steps == plan.config.pretrain.steps // 2
+
+
+@pytest.mark.parametrize("where", ["matrix.tasks=vqa,refcoco_plus", "find.sources=vqa,refcoco_plus",
+                                   "find.one_shot=omp:refcoco_plus"])
+def test_a_pair_the_backbone_cannot_do_is_refused_before_any_work(where):
+    with pytest.raises(ConfigError) as e:
+        build_plan(load_config("paper-vilt", [where]))
+    msg = str(e.value)
+    assert "backbone vilt-b32 cannot do refcoco_plus: it scores image regions and a pixels backbone has none" in msg
+    assert "\n" not in msg
