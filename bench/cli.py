@@ -14,16 +14,18 @@ from pathlib import Path
 
 import yaml
 
-from bench.backbones import PRESETS, describe_presets
+from bench.backbones import PRESETS, describe_presets, tokenizer_identity
 from bench.backbones.export import export_ticket
 from bench.config import Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
 from bench.core.pipes import stdout_closed
+from bench.cost import MFU, PEAK_TFLOPS, estimate
 from bench.data.check import check_data, format_check
 from bench.data.toyland import generate_world, show_world
-from bench.pipeline import STAGES, run_pipeline
+from bench.pipeline import STAGES, refuse_distributed_launch, run_pipeline
 from bench.plan import build_plan, load_plugins
 from bench.tasks import describe_tasks
+from bench.tasks.base import describe_recipes
 from reports import build_report, paper_figures
 from reports.leaderboard import write_leaderboard
 from tickets import tools
@@ -108,10 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
                        description=_fmt("""
             Print the plan built from CONFIG: the ladder, the pre-training phases, every ticket search
             (with what its method needs), the fine-tuning runs per source and the stage keys. The plan's
-            hash names its results: `ticketbench report OUT --plan HASH`.
-        """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n")
+            hash names its results: `ticketbench report OUT --plan HASH`. Then its cost, per task and in
+            total: searches, runs, optimizer steps, tokens, FLOPs and GPU-hours at a stated MFU and peak
+            (bench/cost.py says what is counted). Needs neither the data nor the checkpoint.
+        """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n"
+                     "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n")
     _add_config_args(p)
+    p.add_argument("--mfu", type=float, default=MFU, help=f"model FLOPs utilisation assumed (default {MFU})")
+    p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
+                   help=f"peak dense TFLOP/s of one GPU (default {PEAK_TFLOPS:g}: H100 SXM, bf16)")
+    p.add_argument("--regions", type=int, default=None,
+                   help="region tokens an image for region backbones (default: 36 for LXMERT, 50 otherwise)")
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("recipes", formatter_class=fmt, help="the fine-tuning recipes per task and backbone family",
+                       description=_fmt("""
+            Print the fine-tuning recipe of every task per backbone family (bench/tasks/tasks.yaml):
+            steps, batch (examples or tokens per micro-batch), gradient accumulation, effective batch per
+            optimizer step, lr, head lr multiplier, warm-up, weight decay, text length, loss, and the
+            source of the numbers (the authors' released config or the paper).
+        """), epilog="examples:\n  ticketbench recipes --family uniter\n  ticketbench recipes --task vqa\n")
+    p.add_argument("--family", default=None, help="one backbone family (toy, minilm, uniter, lxmert, vilt)")
+    p.add_argument("--task", default=None, help="one task")
+    p.set_defaults(func=_cmd_recipes)
 
     for stage, what, example in (
         ("pretrain", "pre-train a toy backbone on the world's captions (MLM+ITM+MRM) -> θ0",
@@ -269,7 +290,16 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    print(build_plan(load_config(args.config, args.overrides)).describe())
+    plan = build_plan(load_config(args.config, args.overrides))
+    print(plan.describe())
+    print()
+    world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
+    print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
+    return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    print(describe_recipes(family=args.family, task=args.task))
     return 0
 
 
@@ -312,6 +342,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_command != "check":
         raise TicketbenchError("data: give an action: check")
     cfg = load_config(args.config, args.overrides)
+    if cfg.backbone.tokenizer:
+        tokenizer_identity(cfg.backbone.tokenizer)  # the tokenizer directory exists before any check runs
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     rows = check_data(cfg, PRESETS.get(cfg.backbone.preset), out=args.out, sample=args.sample, tasks=tasks)
     print(format_check(rows))
@@ -361,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        refuse_distributed_launch()  # every command: under torchrun each rank would repeat it
         return args.func(args)
     except TicketbenchError as e:
         if debug:

@@ -52,6 +52,9 @@ class BackboneConfig:
 
     preset: str = hp("toy-uniter", "backbone preset (see `ticketbench presets`)")
     checkpoint: str = hp("", "local path (or hub id when online) of pre-trained weights for real presets")
+    tokenizer: str = hp("", "local tokenizer directory (empty = the preset's own: the world's vocabulary for toy "
+                            "presets, the checkpoint's or package's, bert-base-cased for uniter-base); its content "
+                            "hash is part of θ0's key")
     device: str = hp("auto", "auto, cpu, cuda or cuda:N")
 
 
@@ -119,7 +122,10 @@ FinetuneConfig = _recipe_overrides(
     "FinetuneConfig", "Fine-tuning of θ0 ⊙ m on a target task; fields left at None take the task's recipe.",
     [("eval_batch_size", int, hp(64, "examples per evaluation batch")),
      ("max_text_len", int, hp(40, "text tokens kept (longer texts are truncated)")),
-     ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)"))],
+     ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)")),
+     ("loader_workers", int, hp(0, "DataLoader worker processes preparing batches (tokenising, collating) for "
+                                   "training and evaluation; 0 = in the training process (also where workers "
+                                   "cannot be started, e.g. a daemonic process; logged). The numbers do not depend on it"))],
 )
 
 
@@ -133,6 +139,10 @@ class MatrixConfig:
     sources: tuple = hp((), "sources to fine-tune (empty = every source of the config; `--sources`)")
     sparsities: tuple = hp((), "sparsities to fine-tune, a subset of find.sparsities (empty = the whole ladder)")
     seeds: int = hp(1, "fine-tuning seeds per pair")
+    dense_seeds: int = hp(1, "seeds of the dense model per task: it gets max(seeds, dense_seeds), because its seed "
+                             "spread is what every verdict is measured against (strict matching, above chance)")
+    convergence_check: bool = hp(False, "also fine-tune dense at twice each task's steps (dense seeds alike): "
+                                        "the report says which tasks the recipe leaves under-trained")
     baselines: tuple = hp(("random",), "baselines at every sparsity")
     controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
     control_sparsities: tuple = hp((0.5,), "sparsities at which controls run (on the ladder)")
@@ -142,6 +152,8 @@ class MatrixConfig:
                          "many workers share the machine (part of every run's identity)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
     gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
+    checkpoint_minutes: float = hp(10.0, "a fine-tuning pair saves a checkpoint in its run folder every this many "
+                                         "minutes and a rerun resumes from it (0 = off; fractions allowed)")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ imports the other.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from bench.config import Config, apply_overrides, to_dict
-from bench.core.errors import RunFailed
+from bench.core.errors import ConfigError, RunFailed
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
@@ -22,6 +23,16 @@ from bench.runner.study import Study
 from reports import build_report
 
 STAGES = ("world", "pretrain", "find", "matrix", "report")
+
+
+def refuse_distributed_launch() -> None:
+    """Under `torchrun` (WORLD_SIZE > 1) every rank would run the whole pipeline, each writing the same
+    stores: refuse before anything is written. The runner's parallelism is over pairs and searches."""
+    world_size = os.environ.get("WORLD_SIZE", "1").strip()
+    if world_size.isdigit() and int(world_size) > 1:
+        raise ConfigError(f"launched with WORLD_SIZE={world_size} (torchrun?): every rank would run the whole "
+                          "pipeline; start one process instead and parallelise over pairs with --workers N "
+                          "(one per GPU) or --executor ray")
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -34,6 +45,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     """Run the requested stages of a plan (or of a config's plan) in order — with `upto`, also every
     earlier stage — skipping done ones. `matrix` keywords are overrides of the matrix section
     (`tasks=["vqa"]` is `--set matrix.tasks=vqa`), so a subset is a plan of its own."""
+    refuse_distributed_launch()
     if isinstance(plan, Config) or matrix:
         cfg = plan if isinstance(plan, Config) else plan.config
         given = {k: v for k, v in matrix.items() if v is not None}

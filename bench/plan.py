@@ -17,22 +17,21 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 
-from bench.backbones import PRESETS
+from bench.backbones import PRESETS, tokenizer_identity
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
-from bench.core.source import DENSE, PRETRAIN, Source
+from bench.core.source import DENSE, OBJECTIVES, PRETRAIN, REGION_OBJECTIVES, Source
 from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
 
-OBJECTIVES = ("mlm", "itm", "mrm")
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run"), "backbone": ("device",),
-                    "world": ("cache_mb",)}
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
+                    "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
 def effective(cfg: Config, section: str) -> dict:
@@ -42,7 +41,7 @@ def effective(cfg: Config, section: str) -> dict:
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
-    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM is dropped for pixel backbones (no regions)."""
+    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM and MRC are dropped for pixel backbones (no regions)."""
     out = []
     for part in spec.split(","):
         name, _, weight = part.strip().partition(":")
@@ -54,7 +53,7 @@ def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objecti
             raise ConfigError(f"{where}: objective '{name}' has ratio {weight!r}, expected a number") from None
         if not w > 0:
             raise ConfigError(f"{where}: objective '{name}' has ratio {w}, expected > 0")
-        if name == "mrm" and image_input != "regions":
+        if name in REGION_OBJECTIVES and image_input != "regions":
             continue  # masked region modelling needs region features
         out.append((name, w))
     if not out:
@@ -85,14 +84,20 @@ class Search:
         return dict(self.hparams)
 
 
+# The convergence reference trains dense for this many times the recipe's steps.
+CONVERGENCE_FACTOR = 2
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One fine-tuning run asked for by the plan (its ticket is resolved when the matrix runs)."""
+    """One fine-tuning run asked for by the plan (its ticket is resolved when the matrix runs).
+    `steps_factor` > 1 marks the dense convergence reference: the recipe's steps times that."""
 
     source: Source
     sparsity: float
     task: str
     seed: int
+    steps_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,11 @@ class Plan:
     hash: str
 
     # ---- settings ------------------------------------------------------------------------
-    def finetune_settings(self, task: str, seed: int) -> TrainSettings:
-        """The task's recipe for the backbone family with the non-None `finetune` fields applied."""
-        return TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
+    def finetune_settings(self, task: str, seed: int, steps_factor: int = 1) -> TrainSettings:
+        """The task's recipe for the backbone family with the non-None `finetune` fields applied
+        (steps × `steps_factor` for the convergence reference)."""
+        s = TASKS.get(task).recipe(self.family).override(self.config.finetune, seed=seed)
+        return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 
     def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
         """The pre-training section's settings for one phase (or one IMP round on the mix)."""
@@ -125,6 +132,7 @@ class Plan:
             return None
         f, seed = self.config.find, self.search_seed
         if source.objective == PRETRAIN:
+            # A checkpoint family has no pre-training phases here: half of pretrain.steps.
             main = self.phases[-1].steps if self.phases else self.config.pretrain.steps
             s = self.pretrain_settings(f.steps or max(main // 2, 1), seed)
         else:
@@ -137,6 +145,11 @@ class Plan:
         # Apart from every matrix seed, so a task's own ticket does not replay its search's data
         # order and head initialisation in the matrix (an edge no transferred ticket gets).
         return 10_000 + self.config.find.seed
+
+    @property
+    def dense_seeds(self) -> int:
+        """Seeds of the dense model (and of its convergence reference): at least the tickets'."""
+        return max(self.config.matrix.seeds, self.config.matrix.dense_seeds)
 
     # ---- searches ---------------------------------------------------------------------------
     def search(self, source: Source | str) -> Search:
@@ -178,10 +191,22 @@ class Plan:
                          f"{f'  [{hp}]' if hp else ''}")
         by_source: dict = {}
         for cell in self.cells:
-            by_source[str(cell.source)] = by_source.get(str(cell.source), 0) + 1
-        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s))")
+            key = str(cell.source) + (f" ({cell.steps_factor}× steps)" if cell.steps_factor != 1 else "")
+            by_source[key] = by_source.get(key, 0) + 1
+        dense = f", dense {self.dense_seeds}" if self.dense_seeds != c.matrix.seeds else ""
+        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s)"
+                     f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
         return "\n".join(lines)
+
+
+def _with_mrc_head(objectives: tuple, preset) -> tuple:
+    """MRC-kl needs a region classifier over the detector's classes: only presets whose checkpoints
+    have one (`region_classes`, e.g. UNITER's 1,601) can train it; toy worlds have no soft labels."""
+    if any(name == "mrc" for name, _ in objectives) and not preset.config.get("region_classes"):
+        raise ConfigError(f"pretrain.objectives: 'mrc' (MRC-kl) needs a region classifier and soft-label features; "
+                          f"preset '{preset.name}' has none (use mrm)")
+    return objectives
 
 
 def _objective_phases(cfg: Config, image_input: str) -> tuple:
@@ -296,22 +321,32 @@ def build_plan(cfg: Config) -> Plan:
                 f"find.sparsities to sparsities it yields, or find.hparams.{src.method}.mode=ladder")
 
     cells = []
+    dense_seeds = max(cfg.matrix.seeds, cfg.matrix.dense_seeds)
     for task in cfg.matrix.tasks:
-        for seed in range(cfg.matrix.seeds):
+        for seed in range(dense_seeds):
             for src in every:
+                if seed >= cfg.matrix.seeds and not src.is_dense:
+                    continue  # the dense model's extra seeds: its spread is every verdict's yardstick
                 sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
                 cells += [Cell(src, s, task, seed) for s in sparsities]
+        if cfg.matrix.convergence_check and DENSE in every:
+            # As many seeds as dense: the check compares two means, and a noisier 2× mean would flag
+            # seed noise as under-training.
+            cells += [Cell(DENSE, 0.0, task, seed, CONVERGENCE_FACTOR) for seed in range(dense_seeds)]
 
     full = to_dict(cfg)
     world = toyland.VERSION if cfg.world.source == "toyland" else None
     # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
+    # The tokenizer by content, not only by path: a vocabulary changed in place is a new θ0.
+    tokenizer = tokenizer_identity(cfg.backbone.tokenizer) if cfg.backbone.tokenizer else None
     theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
-                             {"toyland_version": world, "preset": preset.config}])
+                             {"toyland_version": world, "preset": preset.config, "tokenizer": tokenizer}])
     numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
-    phases = _objective_phases(cfg, image_input) if preset.family == "toy" else ()
+    phases = tuple(Phase(_with_mrc_head(ph.objectives, preset), ph.steps)
+                   for ph in (_objective_phases(cfg, image_input) if preset.family == "toy" else ()))
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
-        imp_objectives=parse_objectives(cfg.pretrain.objectives, image_input), searches=ordered,
+        imp_objectives=_with_mrc_head(parse_objectives(cfg.pretrain.objectives, image_input), preset), searches=ordered,
         cells=tuple(cells), theta0_key=theta0_key,
         hash=short_hash([numbers, {"toyland_version": world, "theta0": theta0_key}]),
     )

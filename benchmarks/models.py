@@ -26,19 +26,22 @@ class Regions:  # RegionFeatures of bench.data.images
 
 
 class RegionStore:
-    """`store.get(image_id) -> Regions` over `n` synthetic images of 6..12 regions."""
+    """`store.get(image_id) -> Regions` over `n` synthetic images of 6..12 regions (or `boxes` = (lo, hi)),
+    fp32 features (or fp16, as UNITER's img_db stores them)."""
 
-    def __init__(self, n: int, feat_dim: int = FEAT, seed: int = 0):
+    def __init__(self, n: int, feat_dim: int = FEAT, seed: int = 0, boxes: tuple | None = None, fp16: bool = False):
         g = torch.Generator().manual_seed(seed)
+        rng = random.Random(seed)
         self.feat_dim = feat_dim
         self.images = {}
         for i in range(n):
-            k = 6 + i % 7
+            k = 6 + i % 7 if boxes is None else rng.randint(*boxes)
             xy = torch.rand(k, 2, generator=g) * 0.5
-            boxes = torch.cat([xy, xy + 0.3], 1)
-            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-            pos = torch.cat([boxes, w[:, None], h[:, None], (w * h)[:, None]], 1)
-            self.images[f"img{i}"] = Regions(torch.randn(k, feat_dim, generator=g), boxes, pos)
+            box = torch.cat([xy, xy + 0.3], 1)
+            w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+            pos = torch.cat([box, w[:, None], h[:, None], (w * h)[:, None]], 1)
+            feats = torch.randn(k, feat_dim, generator=g)
+            self.images[f"img{i}"] = Regions(feats.half() if fp16 else feats, box, pos)
 
     def get(self, image_id: str) -> Regions:
         return self.images[image_id]
@@ -65,9 +68,9 @@ def write_vocab(path) -> str:
     return str(path)
 
 
-def task_model(preset: str, head: str, vocab: str, seed: int = 0) -> TaskModel:
+def task_model(preset: str, head: str, vocab: str, seed: int = 0, feat_dim: int = FEAT) -> TaskModel:
     """A fresh TaskModel of `preset` (toy presets on `vocab`; minilm-uniter with its real weights)."""
     torch.manual_seed(seed)
     kw = {"vocab_path": vocab} if preset.startswith("toy") else {}
-    bb = create_backbone(preset, feat_dim=FEAT, **kw)
+    bb = create_backbone(preset, feat_dim=feat_dim, **kw)
     return TaskModel(bb, task_spec(head), LABELS if head == "classify" else None)

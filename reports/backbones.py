@@ -43,7 +43,7 @@ from reports.claims import (
     relaxed_cells,
 )
 from reports.plots import plt, save
-from reports.store import load_results
+from reports.store import load_results, split_convergence
 from reports.tables import matching_sparsity, summarize, task_order
 from reports.writers import fmt_num, fmt_sparsity, mean_std, to_markdown, write_table
 
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = load_results(a.out, plans=["all"] if a.plans == "all" else a.plans.split(","))
     report_dir = Path(a.out) / "report"
-    lines, _ = write_backbone_section(res.frame, report_dir, [t for t in a.tasks.split(",") if t], a.relaxed)
+    lines, _ = write_backbone_section(split_convergence(res.frame)[0], report_dir, [t for t in a.tasks.split(",") if t], a.relaxed)
     text = "\n".join(lines) if lines else "one backbone in the results: no comparison\n"
     (report_dir / "backbones.md").write_text(text)
     print(text)

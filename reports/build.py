@@ -9,7 +9,7 @@ import pandas as pd
 from bench.config import Config
 from bench.core.io import safe_name
 from reports import plots
-from reports.claims import dense_vs_chance, verdict_tables
+from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale
 from reports.readme import write_readme
@@ -18,10 +18,12 @@ from reports.tables import (
     layer_sparsity,
     matching_display,
     matching_sparsity,
+    matrix_type_sparsity,
     overlap_square,
     summarize,
     ticket_overlap,
     transfer_matrix,
+    type_figure,
 )
 from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, write_table
 
@@ -58,6 +60,15 @@ def build_tables(ctx: ReportContext) -> dict:
     dvc = dense_vs_chance(ctx.df, ctx.tasks)
     out["dense"] = dvc
     ctx.add(write_table(rd, "dense_vs_chance", dvc, _fmt_frame(dvc.set_index(["backbone", "task", "metric"]))))
+    conv = convergence(ctx.df, ctx.convergence, ctx.tasks)
+    out["convergence"] = conv
+    ints = ["seeds", "steps_factor", "long_seeds"]
+    conv_disp = _fmt_frame(conv.drop(columns=ints).set_index(["backbone", "task", "converged"]))
+    for c in ints:
+        conv_disp[c] = conv[c].map(lambda v: "–" if pd.isna(v) else f"{v:g}").to_numpy()
+    ctx.add(write_table(rd, "dense_convergence", conv, conv_disp,
+                        "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
+                        "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
 
     tickets = ctx.tickets
@@ -78,6 +89,13 @@ def build_tables(ctx: ReportContext) -> dict:
         stream_disp.columns.name = None
         ctx.add(write_table(rd, "layer_sparsity_by_stream", per_stream, _fmt_frame(stream_disp),
                             "Sparsity (%) of each ticket per stream."))
+        per_type = matrix_type_sparsity(tickets)
+        out["types"] = per_type
+        type_disp = per_type.pivot_table(index=["backbone", "source", "sparsity", "layer"], columns="matrix",
+                                         values="matrix_sparsity", aggfunc="first", sort=False) * 100
+        type_disp.columns.name = None
+        ctx.add(write_table(rd, "matrix_type_sparsity", per_type, _fmt_frame(type_disp),
+                            "Sparsity (%) of each ticket per layer and matrix type."))
     return out
 
 
@@ -98,6 +116,8 @@ def build_figures(ctx: ReportContext, t: dict) -> None:
         for bb in sorted(set(t["layers"]["backbone"])):
             stem = rd / ("layer_sparsity" + (f"_{bb}" if t["layers"]["backbone"].nunique() > 1 else ""))
             ctx.add(plots.layer_profile(t["layers"], bb, stem))
+        for bb in sorted(set(t["types"]["backbone"])):
+            ctx.add(plots.matrix_type_profile(t["types"], bb, rd / type_figure(t["types"], bb), ctx.tasks))
 
 
 def build_compare(ctx: ReportContext, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:

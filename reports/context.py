@@ -11,7 +11,7 @@ import yaml
 from bench.config import SECTIONS, Config, build_config, load_config
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_json, read_json
-from reports.store import TicketView, collect_matrix, iter_tickets, load_results
+from reports.store import TicketView, collect_matrix, iter_tickets, load_results, split_convergence
 from reports.tables import ladder, task_order
 
 
@@ -27,6 +27,8 @@ class ReportContext:
     written: list[Path] = field(default_factory=list)
     searches: list[str] | None = None  # the plan's ticket folders (None: every ticket in the store)
     regimes: dict = field(default_factory=dict)  # {backbone label: "adversarial" | "standard"}
+    # Dense runs at a multiple of the recipe's steps (`matrix.convergence_check`); `df` holds the rest.
+    convergence: pd.DataFrame = field(default_factory=pd.DataFrame)
     _tickets: list[TicketView] | None = None
 
     @property
@@ -93,6 +95,9 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     else:
         df = collect_matrix(out)
     cfg = resolve_config(out, config)
+    attrs = dict(df.attrs)
+    df, convergence = split_convergence(df)
+    df.attrs.update(attrs)
     if df.empty:
         raise DataError(f"{out}: no finished runs under runs/*/record.json "
                         f"({df.attrs.get('failed', 0)} failed) — nothing to report; run the matrix first")
@@ -100,7 +105,7 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
                         tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
                         sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches,
-                        regimes=regimes)
+                        regimes=regimes, convergence=convergence)
     return ctx
 
 

@@ -211,3 +211,41 @@ def compare_plot(cmp: pd.DataFrame, method: str, stem: Path, tasks: list[str] | 
     fig.legend(list(handles.values()), list(handles.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=min(7, max(1, len(handles))), frameon=False)
     return save(fig, stem)
+
+
+def matrix_type_profile(per_type: pd.DataFrame, backbone: str, stem: Path, tasks: list[str] | None = None) -> list[Path]:
+    """Sparsity of each weight-matrix kind per layer: one heatmap per ticket sparsity, a row per
+    source, a column per (layer, kind) — Q, K, V, attention output, FFN in, FFN out in model order."""
+    d = per_type[per_type["backbone"] == backbone]
+    sps = sorted(set(d["sparsity"]))
+    columns = list(dict.fromkeys(zip(d["layer"], d["matrix"])))
+    prefix = os.path.commonprefix([layer for layer, _ in columns])
+    prefix = prefix[: prefix.rfind(".") + 1] if len({layer for layer, _ in columns}) > 1 else ""
+    labels = [f"{layer[len(prefix):]} {kind}" for layer, kind in columns]
+    sources = source_order(set(d["source"]), tasks or [])
+    counts = [d[d["sparsity"] == sp]["source"].nunique() for sp in sps]
+    fig, axes = plt.subplots(len(sps), 1, squeeze=False, gridspec_kw={"height_ratios": [n + 5 for n in counts]},
+                             figsize=(max(7.0, 0.42 * len(columns) + 3), sum(0.3 * n + 1.6 for n in counts)))
+    image = None
+    for ax, sp in zip(axes[:, 0], sps):
+        at = d[d["sparsity"] == sp]
+        part = at.set_index(["source", "layer", "matrix"])["matrix_sparsity"]
+        rows = [src for src in sources if src in set(at["source"])]  # controls exist at their sparsities only
+        grid = np.array([[100 * part.get((src, layer, kind), np.nan) for layer, kind in columns] for src in rows])
+        image = ax.imshow(grid, aspect="auto", cmap="magma_r", vmin=0, vmax=100)
+        if len(columns) <= 40 and len(sources) <= 20:  # numbers only where they stay legible
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    # 99.5 must not print as 100: one decimal near the top
+                    ax.text(j, i, f"{v:.1f}" if 99 <= v < 100 else f"{v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if v > 60 else "black")
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_xticks(range(len(columns)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"ticket sparsity {100 * sp:g}%: % pruned per layer and matrix", fontsize=11)
+    if prefix:
+        axes[-1, 0].set_xlabel(f"layer (prefix {prefix.rstrip('.')}) and matrix")
+    fig.suptitle(f"Sparsity per matrix type (Q / K / V / attention out / FFN in / FFN out) — {backbone}")
+    fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes[:, 0].tolist(), label="% pruned", shrink=0.8)
+    return save(fig, stem)

@@ -12,7 +12,7 @@ from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
 from reports.store import DENSE, run_facts
-from reports.tables import matching_display
+from reports.tables import matching_display, type_figure
 from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, to_markdown
 
 
@@ -36,9 +36,13 @@ def gaps(ctx: ReportContext) -> list[str]:
     missing_sp = [s for s in wanted if round(float(s), 4) not in present]
     if missing_sp:
         out.append("ladder sparsities without runs: " + ", ".join(fmt_sparsity(s) for s in missing_sp))
+    dense_seeds = df[df["source"] == DENSE]["seed"].nunique()
     if df["seed"].nunique() < 2:
         out.append("one seed per run: no seed noise, so every claim is not testable and strict matching is "
                    "not assessed")
+    elif df[df["source"] != DENSE]["seed"].nunique() < 2 <= dense_seeds:
+        out.append(f"tickets have one seed (dense {dense_seeds}): strict matching and the chance rule use the dense "
+                   "spread, but claims that need a ticket's own spread (relaxed matching, A-vs-B) are not testable")
     if not ctx.tickets:
         out.append("no ticket files under tickets/: ticket overlap and per-layer sparsity are not reported")
     failed = df.attrs.get("failed", 0)
@@ -105,6 +109,36 @@ def _matching_brief(m: pd.DataFrame, backbones: list[str]) -> pd.DataFrame:
     return disp if len(backbones) > 1 else disp.drop(columns=["backbone"])
 
 
+def dense_reference(dvc: pd.DataFrame, conv: pd.DataFrame) -> list[str]:
+    """The first screen's line on the yardstick: dense seeds, which tasks clear chance, which are converged."""
+    if dvc.empty:
+        return ["**Dense reference:** no dense runs in the store: nothing is measured against dense.", ""]
+    out = []
+    for bb in dict.fromkeys(dvc["backbone"]):
+        d, c = dvc[dvc["backbone"] == bb], conv[conv["backbone"] == bb]
+        seeds = sorted(set(d["seeds"]))
+        tag = f" ({bb})" if dvc["backbone"].nunique() > 1 else ""
+        no = d[d["learns"] != "yes"]["task"].tolist()
+        line = (f"**Dense reference{tag}:** {'/'.join(map(str, seeds))} seed(s) per task; clearly above chance on "
+                f"{len(d) - len(no)}/{len(d)} tasks" + (f" (not: {', '.join(no)})" if no else "") + "; ")
+        if c.empty or (c["converged"] == "not checked").all():
+            line += "convergence not checked (`matrix.convergence_check` off)."
+        else:
+            bad = c[c["converged"] == "no"]
+            unknown = c[c["converged"].isin(["unknown", "not checked"])]["task"].tolist()
+            factor = int(c["steps_factor"].dropna().iloc[0])
+            line += (f"converged on {int((c['converged'] == 'yes').sum())}/{len(c)} tasks ({factor}× the recipe's "
+                     "steps gains less than one dense seed std)")
+            if len(bad):
+                line += "; **not converged:** " + ", ".join(
+                    f"{r.task} ({r.gain:+.1f} points, std {r.dense_std:.1f})" for r in bad.itertuples())
+            if unknown:
+                line += f"; unknown: {', '.join(unknown)}"
+            line += "."
+        out += [line, ""]
+    return out
+
+
 def _verdicts(claims) -> str:
     f = claims_frame(claims)
     return to_markdown(pd.DataFrame({"claim": f["claim"], "paper": f["paper"], "this run": f["this_run"],
@@ -127,6 +161,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
     if ctx.config.world.source == "toyland":
         L += ["> **toyland** numbers: a miniature synthetic world and tiny models, not comparable to the papers' "
               "numbers in absolute terms; the claims below compare their *shape*.", ""]
+    L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
           "holds / fails / **not testable** unless the numbers can carry the claim: only tasks whose dense model "
           "beats chance by more than 3 seed stds count; claims need ≥ 2 seeds; a sparsity the paper names must be "
@@ -149,6 +184,10 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
     if d.empty:
         L += ["No dense runs in the store.", ""]
     else:
+        conv = t.get("convergence", pd.DataFrame())
+        if not conv.empty:
+            d = d.merge(conv[["backbone", "task", "long_mean", "steps_factor", "converged"]], on=["backbone", "task"],
+                        how="left")
         disp = pd.DataFrame({
             "backbone": d["backbone"], "task": d["task"], "metric": d["metric"],
             "dense": [f"{fmt_num(m)} ± {fmt_num(s)}" if pd.notna(s) else fmt_num(m) for m, s in zip(d["dense_mean"], d["dense_std"])],
@@ -158,7 +197,12 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
             "seed noise": d["noise"].map(fmt_num),
             "clearly above chance": d["learns"],
         })
-        L += [to_markdown(disp, index=False)]
+        if "converged" in d and (d["converged"] != "not checked").any():
+            disp["longer (× steps)"] = [f"{fmt_num(m)} ({f:g}×)" if pd.notna(m) else "–"
+                                        for m, f in zip(d["long_mean"], d["steps_factor"])]
+            disp["converged"] = d["converged"]
+        L += [to_markdown(disp, index=False),
+              "Convergence: [dense_convergence.md](dense_convergence.md) (dense at more steps, mean over seeds).", ""]
 
     L += ["## Matching sparsity", "",
           f"Each task's own IMP ticket; strict = mean within one dense std, relaxed = ≥ {100 * relaxed:g}% "
@@ -194,8 +238,12 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         links = [f"[overlap at {fmt_sparsity(s)}{' ' + bb if len(ctx.backbones) > 1 else ''}]"
                  f"({name.replace('ticket_overlap', 'overlap_heatmap')}.png)" for (bb, s, name) in t["overlap_sq"]]
         layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{ctx.backbones[0]}")
+        types = ", ".join(f"[{name}.png]({name}.png)" for name in (
+            type_figure(t["types"], bb) for bb in sorted(set(t["types"]["backbone"]))))
         L += ["Overlap (Jaccard of kept weights): " + ", ".join(links) + ". Per-layer sparsity: "
-              f"[{layer}.png]({layer}.png); per stream: [layer_sparsity_by_stream.md](layer_sparsity_by_stream.md).", ""]
+              f"[{layer}.png]({layer}.png); per stream: [layer_sparsity_by_stream.md](layer_sparsity_by_stream.md); "
+              f"per layer and matrix type (Q / K / V / attention out / FFN in / FFN out; a layer's average can hide "
+              f"one matrix pruned almost entirely): {types}, table [matrix_type_sparsity.md](matrix_type_sparsity.md).", ""]
     else:
         L += ["No ticket files in the store.", ""]
 

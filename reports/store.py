@@ -24,7 +24,7 @@ from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id", "chance",
+    "dense_value", "relative", "run_id", "chance", "steps_factor",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -71,7 +71,22 @@ def _record_row(path: Path, rec: dict) -> dict:
         "seed": seed,
         "run_id": str(rec.get("run_id") or path.parent.name),
         "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
+        "steps_factor": int(rec.get("steps_factor") or 1),
     }
+
+
+def _cell_rows(rows: dict, cells: list) -> list[dict]:
+    """One row per cell of a plan manifest, from its run's row: cells whose tickets were identical
+    share a run, and each is reported under its own source (and sparsity) label."""
+    out = []
+    for c in cells:
+        row = rows.get(c.get("run"))
+        if row is None:  # failed or pending: counted once per run by the caller
+            continue
+        method, source_task = split_source(str(c["source"]))
+        out.append({**row, "source": str(c["source"]), "method": method, "source_task": source_task,
+                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS)})
+    return out
 
 
 def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[dict]]:
@@ -98,23 +113,42 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
 
 
 def _add_dense(df: pd.DataFrame) -> pd.DataFrame:
-    """dense_value: the dense run of the same backbone, task and seed (else the mean of that
-    task's dense seeds, so a ticket seed without its dense twin is still comparable; else NaN)."""
-    dense = df[df["source"] == DENSE]
+    """dense_value: the dense run (at the recipe's steps) of the same backbone, task and seed — or
+    the mean over that task's dense seeds when dense has seeds the task's tickets lack
+    (`matrix.dense_seeds`: one ticket seed is then judged against the best estimate of dense, not
+    against one dense seed), or when the ticket's seed has no dense twin; else NaN."""
+    reference = df["steps_factor"] == 1
+    dense = df[(df["source"] == DENSE) & reference]
     same_seed = dense.groupby(["backbone", "task", "seed"])["value"].mean()
     any_seed = dense.groupby(["backbone", "task"])["value"].mean()
-    keys_seed = list(zip(df["backbone"], df["task"], df["seed"]))
-    keys_task = list(zip(df["backbone"], df["task"]))
-    df["dense_value"] = [
-        same_seed.get(k, any_seed.get(kt, float("nan"))) for k, kt in zip(keys_seed, keys_task)
-    ]
+    dense_seeds = dense.groupby(["backbone", "task"])["seed"].agg(set)
+    ticket_seeds = df[df["source"] != DENSE].groupby(["backbone", "task"])["seed"].agg(set)
+    pooled = {k for k, s in dense_seeds.items() if k in ticket_seeds.index and s - ticket_seeds[k]}
+    values = []
+    for bb, task, seed, src, ref in zip(df["backbone"], df["task"], df["seed"], df["source"], reference):
+        kt = (bb, task)
+        use_mean = kt in pooled and not (src == DENSE and ref)  # a dense run is its own reference
+        values.append(any_seed.get(kt, float("nan")) if use_mean else same_seed.get((bb, task, seed),
+                                                                                  any_seed.get(kt, float("nan"))))
+    df["dense_value"] = values
     df["relative"] = df["value"] / df["dense_value"]
     return df
 
 
-def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: str | None = None) -> pd.DataFrame:
+def split_convergence(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the matrix, the dense convergence reference): rows at the recipe's steps, and the dense runs
+    at a multiple of them (`steps_factor` > 1). Every table, claim and figure reads the first."""
+    ref = df["steps_factor"] > 1 if "steps_factor" in df.columns else pd.Series(False, index=df.index)
+    return df[~ref].reset_index(drop=True), df[ref].reset_index(drop=True)
+
+
+def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: str | None = None,
+                   cells: list | None = None) -> pd.DataFrame:
     """The matrix of done runs — all records, or those of `run_ids` (one plan's runs) — as a
     DataFrame; with `write`, also `<out>/report/matrix.csv`. With `plan`, a `plan` column names it.
+    With `cells` (a plan manifest's), one row per cell: a run shared by identical tickets appears
+    under each source. Dense runs at a multiple of the recipe's steps (the convergence reference)
+    have `steps_factor` > 1 (`split_convergence`).
 
     Failed runs are left out; their count is in `df.attrs["failed"]` and their ids in
     `df.attrs["failed_runs"]`; listed runs without a record are counted in `df.attrs["pending"]`.
@@ -123,9 +157,11 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
     """
     done, failed = read_records(out_dir, run_ids)
     rows = [_record_row(r["_path"], r) for r in done]
+    if cells:
+        rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
     df = _add_dense(df)[MATRIX_COLUMNS]
-    df = df.sort_values(["backbone", "task", "source", "sparsity", "seed"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "seed"], kind="stable").reset_index(drop=True)
     if plan is not None:
         df.insert(0, "plan", plan)
     if write:
@@ -183,7 +219,7 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     mixed = len(manifests) > 1
     frames, failed, pending = [], 0, 0
     for m in manifests:
-        df = collect_matrix(out, m["runs"], write=False, plan=m["plan"] if mixed else None)
+        df = collect_matrix(out, m["runs"], write=False, plan=m["plan"] if mixed else None, cells=m.get("cells"))
         failed, pending = failed + df.attrs["failed"], pending + df.attrs["pending"]
         frames.append(df)
     frame = pd.concat(frames, ignore_index=True) if mixed else frames[0]

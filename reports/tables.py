@@ -301,3 +301,55 @@ def layer_sparsity(tickets: list[TicketView]) -> tuple[pd.DataFrame, pd.DataFram
     per_stream["stream_sparsity"] = 1 - per_stream["kept"] / per_stream["numel"]
     per_stream = per_stream.rename(columns={"numel": "weights"}).drop(columns=["kept"])
     return per_layer, per_stream
+
+
+# Weight-matrix kinds of a transformer block, from the prunable parameter names of every backbone
+# (bench/backbones/*.py `_prunable_prefixes`, pinned in tests/test_backbones_models.py): BERT-style
+# UNITER and ViLT (`attention.self.query`, `attention.attention.query`, `intermediate.dense`,
+# `output.dense`) and LXMERT's cross-modality layers (`visual_attention.att.query`,
+# `lang_self_att.output.dense`, `lang_inter.dense`, `visn_output.dense`). First match wins: the
+# attention output is tested before the FFN output, which shares its `output.dense` ending.
+MATRIX_TYPES = (("Q", re.compile(r"\.query\.weight$")), ("K", re.compile(r"\.key\.weight$")),
+                ("V", re.compile(r"\.value\.weight$")),
+                ("attn out", re.compile(r"att(ention)?\.output\.dense\.weight$")),
+                ("FFN in", re.compile(r"inter(mediate)?\.dense\.weight$")),
+                ("FFN out", re.compile(r"output\.dense\.weight$")))
+_SUBLAYER = re.compile(r"\.(?:(lang|visn)_|(visual_attention)\.)")
+
+
+def matrix_type_of(name: str) -> str:
+    """'encoder.layer.0.attention.self.query.weight' → 'Q'; 'other' for a weight of none of the kinds."""
+    return next((kind for kind, pattern in MATRIX_TYPES if pattern.search(name)), "other")
+
+
+def block_of(name: str) -> str:
+    """The layer of a weight, with LXMERT's cross-modality layers split into their language, vision
+    and cross-attention parts (`x_layers.0.lang`, `.visn`, `.cross`): each has its own Q…FFN out."""
+    layer = layer_of(name)
+    m = _SUBLAYER.search(name[len(layer):])
+    return f"{layer}.{m.group(1) or 'cross'}" if m else layer
+
+
+def matrix_type_sparsity(tickets: list[TicketView]) -> pd.DataFrame:
+    """Per ticket, layer and matrix kind (Q / K / V / attention output / FFN in / FFN out): the fraction
+    of its weights that are pruned. The per-layer table averages these, which can hide one kind pruned
+    almost entirely (e.g. FFN out at 99.5 % in a 90 % ticket)."""
+    cols = ["backbone", "source", "sparsity", "layer", "matrix", "weights", "matrix_sparsity"]
+    rows = []
+    kinds = {kind: i for i, (kind, _) in enumerate(MATRIX_TYPES)}
+    for t in tickets:
+        # Model order: layers naturally, then Q, K, V, attention out, FFN in, FFN out within each.
+        for name in sorted(t.masks, key=lambda n: (_natural(block_of(n)), kinds.get(matrix_type_of(n), len(kinds)))):
+            m = t.masks[name].bool()
+            rows.append({"backbone": t.backbone, "source": t.source, "sparsity": t.sparsity, "layer": block_of(name),
+                         "matrix": matrix_type_of(name), "weights": int(m.numel()), "kept": int(m.sum())})
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    d = pd.DataFrame(rows).groupby(cols[:5], sort=False)[["weights", "kept"]].sum().reset_index()
+    d["matrix_sparsity"] = 1 - d["kept"] / d["weights"]
+    return d[cols]
+
+
+def type_figure(per_type: pd.DataFrame, backbone: str) -> str:
+    """File stem of the per-matrix-type sparsity figure of one backbone (suffixed when there are several)."""
+    return "matrix_type_sparsity" + (f"_{backbone}" if per_type["backbone"].nunique() > 1 else "")

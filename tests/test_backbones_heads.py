@@ -71,7 +71,7 @@ def test_classify_bce_and_ce_and_predict(vocab):
         assert m.backbone.prunable_parameters()[0][1].grad is not None
         m.eval()  # no dropout: the loss can be recomputed by hand from the logits
         with torch.no_grad():
-            logits = m._classify_logits(exs, store).float()
+            logits = m._classify_logits(m.batcher(store)(exs)).float()
             got = m.loss(exs, store)
         if loss_kind == "soft_bce":  # the tasks' names, as VQA declares it: soft targets, not the top answer
             target = torch.tensor([[0.0, 0.0, 0.0]] * 4)
@@ -124,8 +124,8 @@ def test_nlvr2_pair_head_uses_both_images(vocab):
     assert m.head.mlp.net[0].in_features == 2 * m.backbone.hidden_size
     m.eval()
     with torch.no_grad():
-        a = m._classify_logits(ex[:1], store)
-        b = m._classify_logits([Example("a", ("img0", "img4"), (TEXTS[0],))], store)
+        a = m._classify_logits(m.batcher(store)(ex[:1]))
+        b = m._classify_logits(m.batcher(store, targets=False)([Example("a", ("img0", "img4"), (TEXTS[0],))]))
     assert not torch.allclose(a, b)  # the second image matters
 
 
@@ -134,7 +134,7 @@ def test_region_head_softmax_over_real_regions_and_predicts_boxes(vocab):
     m = TaskModel(backbone("toy-uniter", vocab), spec("region"))
     exs = [Example(str(i), (f"img{i}",), (TEXTS[i],), 2) for i in range(4)]
     m.loss(exs, store).backward()
-    logits, mask = m._region_logits(exs, store)
+    logits, mask = m._region_logits(m.batcher(store)(exs))
     probs = logits.detach().softmax(-1)
     assert float(probs[~mask].sum()) == 0.0 and torch.allclose(probs.sum(-1), torch.ones(4))
     pred = m.predict(exs, store)
@@ -162,7 +162,7 @@ def test_itm_loss_with_hard_negatives_and_retrieval_scores(vocab):
     assert scores.shape == (4, 3) and store.reads == 3
     with torch.no_grad():
         m.eval()
-        direct = m._pair_scores([TEXTS[3]], [store.get("img1")])
+        direct = m.head(m.backbone.encode([TEXTS[3]], [store.get("img1")]).pooled)
     assert torch.allclose(scores[3, 1], direct[0], atol=1e-5)
     with pytest.raises(ConfigError, match="use TaskModel.score"):
         m.predict(exs, store)

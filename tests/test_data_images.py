@@ -260,3 +260,16 @@ def test_tsv_memory_stays_within_bounds(tmp_path):
     assert size > 18 * 2**20
     assert opened < 0.1 * size  # the index and one decoded row (feat_dim), not the file
     assert store.cache.bytes <= 2 * 2**20 and after < 2 * 2**20 + 0.05 * size
+
+
+
+@needs_img_db
+def test_img_db_soft_labels_follow_the_kept_boxes(img_db):
+    """UNITER's img_db values carry the detector's soft labels (MRC-kl's target), cut with the boxes
+    and kept fp16 like the features."""
+    from bench.data.images import BoxPolicy
+
+    full = open_image_store("uniter", img_db / "coco_val2014").get("coco_val2014_000000000003.npz")
+    assert full.soft_labels.shape == (12, 1601) and full.soft_labels.dtype == torch.float16
+    few = open_image_store("uniter", img_db / "coco_val2014", policy=BoxPolicy(0.2, 2, 5))
+    assert few.get("coco_val2014_000000000003.npz").soft_labels.shape == (5, 1601)

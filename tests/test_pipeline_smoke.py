@@ -50,7 +50,12 @@ def test_output_layout_and_matrix(smoke):
     records = _records(smoke)
     tasks, sources = len(cfg.matrix.tasks), len(cfg.find.sources) + len(cfg.find.one_shot) + 1
     expected = tasks * (sources * len(cfg.find.sparsities) + len(cfg.matrix.controls) + 1)
-    assert len(records) == expected
+    # One record per distinct run: cells with identical tickets (omp:vqa at 50 % is imp:vqa's first round)
+    # share one; the matrix still has a row per cell.
+    from bench.runner.results import read_manifest
+
+    cells = read_manifest(smoke)["cells"]
+    assert len(cells) == expected and len(records) == len({c["run"] for c in cells}) <= expected
     assert all(r["status"] == "done" for r in records), [r.get("reason") for r in records if r["status"] != "done"]
     df = pd.read_csv(smoke / "report" / "matrix.csv")
     assert list(df.columns[: len(MATRIX_COLUMNS)]) == MATRIX_COLUMNS
@@ -110,10 +115,12 @@ def test_kill_during_the_matrix_then_resume(smoke, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {r["run_id"]: r["finished_at"] for r in _records(out)}
-    assert 5 <= len(before) < 50
+    assert 5 <= len(before) < 48
     _cli(*args)
     after = {r["run_id"]: r["finished_at"] for r in _records(out)}
-    assert len(after) == 50 and all(after[k] == v for k, v in before.items())
+    from bench.runner.results import read_manifest
+
+    assert len(after) == len(read_manifest(out)["runs"]) and all(after[k] == v for k, v in before.items())
 
 
 @pytest.mark.parametrize("command", ["run", "world", "pretrain", "find", "matrix", "report", "figures", "tickets",

@@ -229,3 +229,89 @@ def test_a_hub_id_fails_at_once_naming_the_field(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "set backbone.checkpoint" in err and len(err.strip().splitlines()) == 1
     assert time.perf_counter() - t0 < 60
+
+
+def test_dense_seeds_and_the_convergence_reference_are_cells_of_the_plan():
+    """Dense gets max(seeds, dense_seeds) seeds while tickets keep `matrix.seeds`; the convergence
+    check adds dense at twice the recipe's steps, as many seeds as dense, as cells of their own kind."""
+    from bench.plan import CONVERGENCE_FACTOR
+
+    plain = build_plan(tiny_config("matrix.tasks=vqa,gqa"))
+    assert plain.dense_seeds == 1 and {c.steps_factor for c in plain.cells} == {1}
+    plan = build_plan(tiny_config("matrix.tasks=vqa,gqa", "matrix.dense_seeds=3", "matrix.convergence_check=true"))
+    assert plan.hash != plain.hash and plan.dense_seeds == 3
+    dense = sorted((c.task, c.seed) for c in plan.cells if c.source.is_dense and c.steps_factor == 1)
+    assert dense == [(t, s) for t in ("gqa", "vqa") for s in range(3)]
+    long = [c for c in plan.cells if c.steps_factor != 1]
+    assert {str(c.source) for c in long} == {"dense"} and {c.steps_factor for c in long} == {CONVERGENCE_FACTOR}
+    assert sorted((c.task, c.seed) for c in long) == dense
+    assert {c.seed for c in plan.cells if not c.source.is_dense} == {0}
+    assert len(plan.cells) == len(plain.cells) + 2 * 2 + 2 * 3
+    assert plan.finetune_settings("vqa", 1, 2).steps == 2 * plan.finetune_settings("vqa", 1).steps
+    text = plan.describe()
+    assert "dense 3" in text and "dense (2× steps)" in text and "convergence check" in text
+    # More ticket seeds than dense_seeds: dense follows the tickets; without dense, no reference.
+    assert build_plan(tiny_config("matrix.seeds=4", "matrix.dense_seeds=2")).dense_seeds == 4
+    none = build_plan(tiny_config("matrix.sources=imp:vqa", "matrix.convergence_check=true"))
+    assert not any(c.source.is_dense for c in none.cells)
+
+
+def test_run_ids_hash_the_ticket_content_not_its_label(tmp_path):
+    """Two sources with identical tickets are one run (the runner trains it once); a control on the same
+    masks but other starting weights, or a longer dense run, is another."""
+    from runner_fakes import calls, counting_pair
+
+    from bench.runner.executors import run_pairs
+    from bench.runner.finetune import ticket_weights
+    from bench.runner.pairs import PairSpec
+
+    common = dict(backbone="toy-uniter", sparsity=0.3, task="gqa", seed=0, ticket_path="/t/x.safetensors",
+                  ticket_hash="abcdef0123456789", theta0_hash="theta0", split="dev", config={"steps": 3})
+    imp = PairSpec(source="imp:vqa", method="imp", source_task="vqa", **common)
+    omp = PairSpec(source="omp:vqa", method="omp", source_task="vqa", **common)
+    reinit_meta = {"weights": "reinit", "weights_init": "fan_in_uniform", "weights_seed": 10000, "source": "x"}
+    reinit = PairSpec(source="reinit:vqa", method="reinit", source_task="vqa",
+                      ticket_weights=ticket_weights(reinit_meta), **common)
+    shuffle = PairSpec(source="shuffle:vqa", method="shuffle", source_task="vqa",
+                       ticket_weights=ticket_weights({"weights": "shuffle", "weights_seed": 10000}), **common)
+    assert ticket_weights({"weights": "pretrained", "weights_seed": 3}) == {}
+    assert imp.run_id == omp.run_id and len({imp.run_id, reinit.run_id, shuffle.run_id}) == 3
+    dense = dict(common, ticket_path=None, ticket_hash=None, sparsity=0.0)
+    d1 = PairSpec(source="dense", method="dense", source_task="", **dense)
+    d2 = PairSpec(source="dense", method="dense", source_task="", steps_factor=2, **dict(dense, config={"steps": 6}))
+    assert d1.run_id != d2.run_id and d2.identity()["steps_factor"] == 2 and "2×steps" in d2.label
+    summary = run_pairs([imp, omp, reinit], tmp_path, counting_pair, progress=False)
+    assert summary.total == 2 and calls(tmp_path) == {imp.run_id: 1, reinit.run_id: 1}
+
+
+def test_identical_tickets_train_once_and_the_dense_reference_runs(prepared, tmp_path):
+    """End to end on the tiny plan: IMP's first round and one-shot magnitude pruning after the same
+    fine-tuning are one ticket, so one run reported under both names; dense runs with its extra seeds
+    and at twice the steps (own run ids, `steps_factor` 2 in the frame), and the report checks convergence."""
+    out = tmp_path / "shared"
+    shutil.copytree(prepared, out)
+    cfg = tiny_config("find.one_shot=omp:snli_ve", "matrix.dense_seeds=2", "matrix.convergence_check=true")
+    run_pipeline(cfg, out, stages=["find", "matrix"], quiet=True, tasks=["snli_ve"],
+                 sources=["imp:snli_ve", "omp:snli_ve", "dense"])
+    from tickets import Ticket
+
+    (imp50,) = out.glob("tickets/*/imp__snli_ve/sparsity-0.50.safetensors")
+    (omp50,) = out.glob("tickets/*/omp__snli_ve/sparsity-0.50.safetensors")
+    assert Ticket.load(imp50).content_hash == Ticket.load(omp50).content_hash  # the premise
+    recs = records(out)
+    # cells: dense × 2 seeds, dense 2× × 2 seeds, imp and omp at 50 % and 90 %: 8; the 50 % pair is one run.
+    assert len(recs) == 7 and all(r["status"] == "done" for r in recs)
+    frame = load_results(out).frame
+    assert len(frame) == 8 and frame["run_id"].nunique() == 7
+    shared = frame[(frame["sparsity"] == 0.5) & (frame["source"] != "dense")]
+    assert set(shared["source"]) == {"imp:snli_ve", "omp:snli_ve"} and shared["run_id"].nunique() == 1
+    assert shared["value"].nunique() == 1
+    long = frame[frame["steps_factor"] == 2]
+    assert set(long["source"]) == {"dense"} and sorted(long["seed"]) == [0, 1]
+    assert set(long["run_id"]).isdisjoint(frame[frame["steps_factor"] == 1]["run_id"])
+    steps = {r["run_id"]: r["config"]["settings"]["steps"] for r in recs if r["source"] == "dense"}
+    assert sorted(set(steps.values())) == [3, 6]
+    report = build_report(out)
+    conv = (report / "dense_convergence.csv").read_text()
+    assert "snli_ve" in conv and "not checked" not in conv
+    assert "**Dense reference:** 2 seed(s) per task" in (report / "README.md").read_text()

@@ -60,15 +60,13 @@ def rehearse(tmp_path: Path, family: str, full: bool) -> tuple[Path, list[str]]:
     """Write the release and the checkpoint, run `ticketbench run paper-<family>`; the output folder and overrides."""
     release = write_release(tmp_path / "data", feat_dim=2048)
     tok = wordpiece_tokenizer(tmp_path / "tokenizer", VOCAB_SIZE[family], lowercase=family != "uniter")
-    if family == "uniter":
-        # A folder: the official-layout weights as pytorch_model.bin and the tokenizer's files beside them
-        # (the preset reads a tokenizer from its checkpoint folder; offline, bert-base-cased is not reachable).
-        checkpoint = uniter_checkpoint(tmp_path / "uniter-base", tok)
-    else:
+    if family == "uniter":  # uniter-base.pt as released; its tokenizer (bert-base-cased's size) given by path
+        checkpoint = uniter_checkpoint(tmp_path / "uniter-base.pt", tok)
+    else:  # save_pretrained folders carry their tokenizer; backbone.tokenizer is given all the same
         checkpoint = hf_checkpoint(tmp_path / family, family, tok)
     del tok
-    overrides = [f"world.data_root={release['root']}", *_world(family, release),
-                 f"backbone.checkpoint={checkpoint}", *LIMITS] + ([] if full else [f"matrix.sources={CI_SOURCES}"])
+    overrides = [f"world.data_root={release['root']}", *_world(family, release), f"backbone.checkpoint={checkpoint}",
+                 f"backbone.tokenizer={tmp_path / 'tokenizer'}", *LIMITS] + ([] if full else [f"matrix.sources={CI_SOURCES}"])
     hf_home = tmp_path / "hf"
     hf_home.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "PYTHONPATH": str(ROOT)}

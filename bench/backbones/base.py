@@ -93,11 +93,28 @@ def seven_d_positions(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([boxes[:, :4], w[:, None], h[:, None], (w * h)[:, None]], dim=1)
 
 
-def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: str) -> RegionBatch:
+def _map(batch: Any, fn) -> Any:
+    """The same batch type with `fn` applied to each of its tensors."""
+    return type(batch)(**{k: fn(v) for k, v in vars(batch).items()})
+
+
+def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
+    """A RegionBatch / PixelBatch / TextBatch on `device` (from pinned memory the copies are asynchronous)."""
+    return _map(batch, lambda t: t.to(device, non_blocking=non_blocking))
+
+
+def pin(batch: Any) -> Any:
+    return _map(batch, lambda t: t.pin_memory())
+
+
+def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: str,
+                    dtype: torch.dtype | None = torch.float32) -> RegionBatch:
     """Pad per-image `RegionFeatures` (features [n, D], boxes [n, 4], positions [n, 7|4]) to a batch.
 
     pos_dim 7 (UNITER) derives 7-d positions from the boxes when the store gives 4-d ones;
     pos_dim 4 (LXMERT) keeps the first 4 columns (x1y1x2y2). Wrong feature dimension: DataError.
+    `dtype` None keeps the store's feature dtype (fp16 stays fp16: half the bytes to pin and copy;
+    the encoders widen on the device, exactly); features are copied once, straight into the batch.
     """
     feats, poss = [], []
     for i, img in enumerate(images):
@@ -105,7 +122,7 @@ def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: 
             raise DataError(
                 f"image #{i}: preset '{preset}' takes region features, found {type(img).__name__}"
             )
-        f = _tensor(img.features).float()
+        f = _tensor(img.features)
         if f.ndim != 2 or f.shape[1] != feat_dim:
             raise DataError(
                 f"image #{i}: region features have shape {tuple(f.shape)}, "
@@ -118,7 +135,9 @@ def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: 
         poss.append(p[:, :pos_dim])
     n = max([f.shape[0] for f in feats] + [1])
     b = len(feats)
-    features = torch.zeros(b, n, feat_dim)
+    if dtype is None:
+        dtype = torch.float16 if feats and all(f.dtype == torch.float16 for f in feats) else torch.float32
+    features = torch.zeros(b, n, feat_dim, dtype=dtype)
     positions = torch.zeros(b, n, pos_dim)
     mask = torch.zeros(b, n, dtype=torch.bool)
     for i, (f, p) in enumerate(zip(feats, poss)):
@@ -151,6 +170,118 @@ def collate_pixels(images: Sequence[Any], preset: str) -> PixelBatch:
     return PixelBatch(pixel_values, pixel_mask)
 
 
+# ---- the host half of the input path ----------------------------------------------------------------
+# Batches are built on the host, without the model's weights (DataLoader workers build them), and
+# travel as these types; the forward selects rows on the device instead of collating again.
+
+@dataclass
+class TextBatch:
+    """Tokenised texts: ids [B, Lt] long and mask [B, Lt] bool, padded to the longest."""
+
+    input_ids: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass
+class Prepared:
+    """A host-built batch part with its per-row extents (text lengths; regions per image, or (h, w) of
+    pixels), so that a selection of rows is cut to its own longest row: the same tensors the encoder
+    got when the selection was collated on its own."""
+
+    batch: Any  # TextBatch | RegionBatch | PixelBatch
+    extents: tuple  # per row: (length,) or (h, w)
+
+    def to(self, device, non_blocking: bool = False) -> "Prepared":
+        return Prepared(to_device(self.batch, device, non_blocking), self.extents)
+
+    def pin_memory(self) -> "Prepared":
+        return Prepared(pin(self.batch), self.extents)
+
+    def __len__(self) -> int:
+        return len(self.extents)
+
+    def select(self, rows: Sequence[int] | None = None, index: torch.Tensor | None = None) -> Any:
+        """The batch of `rows` (all when None), cut to their longest extent; floating features as float32.
+        `index` is `rows` as a tensor already on the batch's device (spares a host-to-device copy)."""
+        rows = range(len(self.extents)) if rows is None else rows
+        dims = len(self.extents[0]) if self.extents else 0
+        cut = [max((self.extents[r][d] for r in rows), default=0) for d in range(dims)]
+        whole = isinstance(rows, range) and len(rows) == len(self.extents)
+        if not whole and index is None:
+            first = next(iter(vars(self.batch).values()))
+            index = torch.as_tensor(list(rows), dtype=torch.long).to(first.device, non_blocking=True)
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            t = t if whole else t.index_select(0, index)
+            if isinstance(self.batch, PixelBatch):
+                t = t[..., : max(cut[0], 1), : max(cut[1], 1)]
+            else:
+                t = t[:, : max(cut[0], 1)]
+            return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
+
+        return _map(self.batch, take)
+
+
+# Region position width per architecture (UNITER's 7-d positions, LXMERT's x1y1x2y2).
+POS_DIM = {"uniter": 7, "lxmert": 4}
+
+
+class BatchInputs:
+    """Host-side, picklable input preparation of one backbone: tokenizer and image collation, no weights.
+
+    Tokenisation is cached per text string; texts longer than `max_text_len` tokens are truncated
+    (keeping the final [SEP]) with one warning per instance."""
+
+    def __init__(self, tokenizer: Any, max_text_len: int, preset: str, image_input: str, feat_dim: int | None,
+                 pos_dim: int, patch_size: int | None = None, cache: dict | None = None):
+        self.tokenizer, self.max_text_len, self.preset = tokenizer, max_text_len, preset
+        self.image_input, self.feat_dim, self.pos_dim, self.patch_size = image_input, feat_dim, pos_dim, patch_size
+        self.cache = {} if cache is None else cache
+        self.pad = tokenizer.pad_token_id or 0
+        self._warned = False
+
+    def token_ids(self, text: str) -> list[int]:
+        ids = self.cache.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+            if len(ids) > self.max_text_len:
+                if not self._warned:
+                    warnings.warn(f"{self.preset}: text of {len(ids)} tokens truncated to max_text_len="
+                                  f"{self.max_text_len} (first: {text[:40]!r})", stacklevel=3)
+                    self._warned = True
+                ids = ids[: self.max_text_len - 1] + ids[-1:]
+            self.cache[text] = ids
+        return ids
+
+    def texts(self, texts: Sequence[str]) -> Prepared:
+        rows = [self.token_ids(t) for t in texts]
+        length = max([len(r) for r in rows] + [1])
+        input_ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = True
+        return Prepared(TextBatch(input_ids, mask), tuple((len(r),) for r in rows))
+
+    def images(self, images: Sequence[Any]) -> Prepared:
+        """Collated images in the store's dtype (see `collate_regions`), with each row's extent."""
+        if self.image_input == "pixels":
+            return Prepared(collate_pixels(images, self.preset),
+                            tuple((int(img.pixel_values.shape[1]), int(img.pixel_values.shape[2])) for img in images))
+        batch = collate_regions(images, self.feat_dim, self.pos_dim, self.preset, dtype=None)
+        return Prepared(batch, tuple((int(_tensor(img.features).shape[0]),) for img in images))
+
+    def text_tokens(self, text: str) -> int:
+        return len(self.token_ids(text))
+
+    def image_tokens(self, image: Any) -> int:
+        """Tokens an image adds to the sequence: its regions, or its patches and the image [CLS]."""
+        if self.image_input == "pixels":
+            _, h, w = image.pixel_values.shape
+            return (int(h) // self.patch_size) * (int(w) // self.patch_size) + 1
+        return int(image.features.shape[0])
+
+
 class Backbone(nn.Module):
     """A vision-and-language encoder built from a preset.
 
@@ -176,7 +307,7 @@ class Backbone(nn.Module):
         # names (see pretrained_heads.py); saved beside the weights so θ0 keeps them.
         self.pretrained_heads: dict[str, torch.Tensor] = {}
         self._token_cache: dict[str, list[int]] = {}
-        self._warned_truncation = False
+        self._inputs: BatchInputs | None = None
 
     # ---- subclass hooks -------------------------------------------------------------------
     def _encode_batch(self, input_ids: torch.Tensor, text_mask: torch.Tensor, images: Any) -> Encoding:
@@ -214,40 +345,26 @@ class Backbone(nn.Module):
         if n != self.max_text_len:
             self.max_text_len = n
             self._token_cache.clear()
-            self._warned_truncation = False
+            self._inputs = None
         return self
+
+    def inputs(self) -> BatchInputs:
+        """The host half of this backbone's input path (tokenizer, collation; picklable, no weights)."""
+        if self._inputs is None:
+            self._inputs = BatchInputs(self.tokenizer, self.max_text_len, self.preset, self.image_input,
+                                       self.config.get("feat_dim"), POS_DIM.get(self.arch, 7),
+                                       self.config.get("patch_size"), cache=self._token_cache)
+        return self._inputs
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids [B, Lt] (with [CLS] ... [SEP], padded) and bool mask, on the backbone's device.
 
         Texts longer than `max_text_len` tokens are truncated (keeping the final [SEP]) and a
-        warning is issued once per backbone.
+        warning is issued once per backbone (see `BatchInputs`).
         """
-        rows = []
-        for text in texts:
-            ids = self._token_cache.get(text)
-            if ids is None:
-                ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-                if len(ids) > self.max_text_len:
-                    if not self._warned_truncation:
-                        warnings.warn(
-                            f"{self.preset}: text of {len(ids)} tokens truncated to max_text_len="
-                            f"{self.max_text_len} (first: {text[:40]!r})",
-                            stacklevel=2,
-                        )
-                        self._warned_truncation = True
-                    ids = ids[: self.max_text_len - 1] + ids[-1:]
-                self._token_cache[text] = ids
-            rows.append(ids)
-        pad = self.tokenizer.pad_token_id or 0
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        mask = torch.zeros(len(rows), length, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = True
+        text = self.inputs().texts(texts).batch
         dev = self.device
-        return input_ids.to(dev), mask.to(dev)
+        return text.input_ids.to(dev), text.mask.to(dev)
 
     def encode(self, texts: Sequence[str], images: Sequence[Any]) -> Encoding:
         """Encode B (text, image) pairs; `images` are the image store's per-image objects."""

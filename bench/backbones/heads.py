@@ -90,3 +90,8 @@ class MRMHead(nn.Module):
 
     def forward(self, image_tokens: torch.Tensor) -> torch.Tensor:
         return self.mlp(image_tokens)
+
+
+class MRCHead(MRMHead):
+    """Masked region classification: logits over the detector's classes for masked regions (UNITER's
+    `region_classifier`, the same Linear -> GELU -> LayerNorm -> Linear shape as the MRFR head)."""

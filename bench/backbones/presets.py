@@ -2,7 +2,8 @@
 
 Overrides are config keys of the preset (hidden_size, num_layers, feat_dim, max_text_len, ...) plus:
   vocab_path  path of a world's vocab.txt (toy presets build their tokenizer from it; alias `vocab`)
-  tokenizer   a PreTrainedTokenizerFast or a tokenizer directory
+  tokenizer   a PreTrainedTokenizerFast or a local tokenizer directory (config: backbone.tokenizer);
+              without it the preset's own (world vocabulary, checkpoint folder, package, or hub id)
   checkpoint  weights: file, directory or (online only) hub id
   device      'auto', 'cpu', 'cuda', 'cuda:N' (the module is moved there)
 """
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from bench.backbones.base import Backbone, resolve_device
-from bench.backbones.checkpoint import load_state_into, read_state_dict, resolve_checkpoint
+from bench.backbones.checkpoint import hub_allowed, load_state_into, read_state_dict, resolve_checkpoint
 from bench.backbones.lxmert import LxmertBackbone, config_from_lxmert
 from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.backbones.tokenizer import build_world_tokenizer, load_tokenizer
@@ -66,7 +67,14 @@ def _tokenizer_option(options: dict, preset: str, default: str | None = None):
     if vocab:
         return build_world_tokenizer(vocab)
     if default:
-        return load_tokenizer(default, online_ok=True)
+        try:
+            return load_tokenizer(default, online_ok=True)  # offline, a hub id still loads from the HF cache
+        except CheckpointError:
+            if Path(default).exists() or hub_allowed():
+                raise
+            raise ConfigError(f"preset '{preset}' takes its tokenizer from the hub id '{default}', and ticketbench "
+                              "runs offline: set backbone.tokenizer to a local tokenizer directory "
+                              "(HF_HUB_OFFLINE=0 allows hub ids)") from None
     raise ConfigError(f"preset '{preset}' needs a tokenizer: pass vocab_path=<world>/vocab.txt or tokenizer=<dir>")
 
 
@@ -121,7 +129,7 @@ def minilm_path() -> Path:
 def _build_minilm(preset: Preset, config: dict, options: dict) -> Backbone:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships everything; never reach out
     path = minilm_path()
-    tokenizer = options.get("tokenizer") or load_tokenizer(path)
+    tokenizer = _tokenizer_option(options, preset.name, default=str(path))
     model = UniterBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
     if options.get("checkpoint"):
         model.load_pretrained(options["checkpoint"])
@@ -135,12 +143,8 @@ def _build_minilm(preset: Preset, config: dict, options: dict) -> Backbone:
 
 def _build_uniter(preset: Preset, config: dict, options: dict) -> Backbone:
     if not options.get("checkpoint"):
-        raise ConfigError(f"preset '{preset.name}' needs checkpoint=<path to {preset.name}.pt or .safetensors, or a "
-                          "folder with its weights (pytorch_model.bin / model.safetensors) and tokenizer files>")
-    # UNITER ships no tokenizer (it used bert-base-cased); a checkpoint folder holding one is read offline.
-    folder = Path(options["checkpoint"])
-    local = folder.is_dir() and any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
-    tokenizer = _tokenizer_option(options, preset.name, default=str(folder) if local else "bert-base-cased")
+        raise ConfigError(f"preset '{preset.name}' needs checkpoint=<path to {preset.name}.pt or .safetensors>")
+    tokenizer = _tokenizer_option(options, preset.name, default="bert-base-cased")
     model = UniterBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
     return model.load_pretrained(options["checkpoint"])
 
@@ -163,9 +167,7 @@ def _build_hf(preset: Preset, config: dict, options: dict) -> Backbone:
         hf_config = config_from_vilt(ViltConfig.from_dict(raw))
     # User overrides (e.g. max_text_len) win over the directory's config.
     merged = {**hf_config, **{k: v for k, v in config.items() if k in options.get("_overridden", ())}}
-    tokenizer = options.get("tokenizer")
-    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = load_tokenizer(tokenizer or directory)
+    tokenizer = _tokenizer_option(options, preset.name, default=str(directory))
     model = ARCHS[preset.arch](preset.name, preset.family, merged, tokenizer)
     return model.load_pretrained(directory)
 
@@ -190,7 +192,8 @@ _register("minilm-uniter", "minilm", "uniter",
           max_text_len=40, vocab_size=30522, feat_dim=2048, dropout=0.1)
 _register("uniter-base", "uniter", "uniter", "checkpoint=<uniter-base.pt> (official UNITER names converted)",
           _build_uniter, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_position=512,
-          max_text_len=60, vocab_size=28996, feat_dim=2048, dropout=0.1)
+          max_text_len=60, vocab_size=28996, feat_dim=2048, dropout=0.1,
+          region_classes=1601)  # UNITER's MRC-kl head: the Visual Genome detector's 1,600 classes + background
 _register("lxmert-base", "lxmert", "lxmert", "checkpoint=<dir of unc-nlp/lxmert-base-uncased> or hub id",
           _build_hf, hidden_size=768, num_heads=12, intermediate_size=3072, l_layers=9, r_layers=5, x_layers=5,
           max_position=512, max_text_len=40, vocab_size=30522, feat_dim=2048, dropout=0.1)

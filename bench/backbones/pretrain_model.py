@@ -1,17 +1,23 @@
-"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM.
+"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM and MRC.
 
 Like UNITER, each objective masks one modality at a time and gets its own forward pass:
   mlm  mask `mask_prob` of the caption's word tokens (80% [MASK], 10% random, 10% kept; at least
        one per caption), predict them through the decoder tied to the word embeddings
   itm  replace the image of half the pairs by another in-batch image, classify matched/not
   mrm  zero `mask_prob` of the real regions (at least one per image; UNITER also adds its mask
-       embedding), regress their original features (MSE)
+       embedding), regress their original features (MSE): UNITER's MRFR
+  mrc  mask regions as mrm, predict the detector's class distribution of each (the store's
+       `soft_labels`): KL(soft labels || softmax(logits)) averaged over regions and classes as
+       UNITER's MRC-kl; only presets with a region classifier (`region_classes`) have the head
 `loss` returns {objective: weight * loss}: the training loop sums the values, so the sum is the
 weighted objective mix (divide by the weight to read an objective's own loss).
+Inputs are prepared on the host as the fine-tuning heads' are (`batcher`, a picklable TaskBatcher);
+every random draw (objective, masks, ITM pairing) stays in the forward, on the training process's RNG.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -20,12 +26,11 @@ from torch import nn
 
 from bench.backbones.base import Backbone, RegionBatch
 from bench.backbones.checkpoint import load_state_into
-from bench.backbones.heads import MLMHead, MRMHead, ScoreHead
-from bench.backbones.task_model import fetch_images
+from bench.backbones.heads import MLMHead, MRCHead, MRMHead, ScoreHead
+from bench.backbones.task_model import PreparedLoss, TaskBatch, TaskBatcher, fetch_images
 from bench.core.device import place
-from bench.core.errors import ConfigError
-
-OBJECTIVES = ("mlm", "itm", "mrm")
+from bench.core.errors import ConfigError, DataError
+from bench.core.source import OBJECTIVES
 
 
 def _at_least_one(chosen: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
@@ -44,6 +49,42 @@ def _check_known(objectives: dict[str, float]) -> None:
     unknown = [k for k in objectives if k not in OBJECTIVES]
     if unknown:
         raise ConfigError(f"pretrain.objectives: unknown objective '{unknown[0]}' (known: {', '.join(OBJECTIVES)})")
+
+
+@dataclass(frozen=True)
+class _Captions:
+    """What a TaskBatcher reads of a task spec, for image-caption pairs (no targets)."""
+
+    name: str = "pretrain"
+    loss: str = ""
+
+
+_CAPTIONS = _Captions()
+
+
+class _SoftLabelBatcher(TaskBatcher):
+    """Caption batches whose target is each region's detector class distribution ([B, N, classes],
+    fp16 as stored, padded like the features): MRC-kl's target, built on the host like the rest."""
+
+    def __init__(self, inputs: Any, store: Any, classes: int):
+        super().__init__(inputs, _CAPTIONS, "itm", store, None, targets=False)
+        self.classes = classes
+
+    def __call__(self, examples: Sequence[Any]) -> TaskBatch:
+        batch = super().__call__(examples)
+        images = fetch_images(self.store, batch.image_ids)
+        for image_id, img in zip(batch.image_ids, images):
+            soft = getattr(img, "soft_labels", None)
+            if soft is None or soft.shape[-1] != self.classes:
+                found = "none" if soft is None else f"{soft.shape[-1]} classes"
+                raise DataError(f"image {image_id}: MRC-kl needs soft_labels over {self.classes} classes "
+                                f"(UNITER img_db features), found {found}")
+        target = torch.zeros(len(images), max([len(img.soft_labels) for img in images] + [1]), self.classes,
+                             dtype=torch.float16)
+        for i, img in enumerate(images):
+            target[i, : len(img.soft_labels)] = torch.as_tensor(img.soft_labels)
+        batch.target = target
+        return batch
 
 
 def draw_objective(objectives: dict[str, float]) -> str:
@@ -67,6 +108,8 @@ class PretrainModel(nn.Module):
         self.heads = nn.ModuleDict({"mlm": MLMHead(backbone.word_embeddings(), h), "itm": ScoreHead(h)})
         if backbone.image_input == "regions":
             self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
+            if backbone.config.get("region_classes"):
+                self.heads["mrc"] = MRCHead(h, backbone.config["region_classes"])
         self.loaded_heads = self._load_pretrained_heads(getattr(backbone, "pretrained_heads", {}))
         place(self, backbone.device)
 
@@ -82,8 +125,22 @@ class PretrainModel(nn.Module):
         return tuple(loaded)
 
     def available(self) -> tuple[str, ...]:
-        """Objectives this backbone supports (MRM needs region features)."""
+        """Objectives this backbone supports (MRM needs region features, MRC a region classifier)."""
         return tuple(k for k in OBJECTIVES if k in self.heads)
+
+    def batcher(self, store: Any, soft_labels: bool = False) -> TaskBatcher:
+        """The host half of the input path: captions tokenised, images collated, ids kept; with
+        `soft_labels` (MRC-kl) the regions' class distributions padded as the batch's target."""
+        if soft_labels and "mrc" in self.heads:
+            return _SoftLabelBatcher(self.backbone.inputs(), store, self.heads["mrc"].mlp.net[-1].out_features)
+        return TaskBatcher(self.backbone.inputs(), _CAPTIONS, "itm", store, None, targets=False)
+
+    def batch_loss(self, store: Any, objectives: dict[str, float], mask_prob: float = 0.15,
+                   sampled: bool = True) -> PreparedLoss:
+        """`sampled_loss` (or `loss` when not `sampled`) as a PreparedLoss for the training loop."""
+        b = self.batcher(store, soft_labels=objectives.get("mrc", 0) > 0)
+        forward = self.sampled_forward if sampled else self.forward_loss
+        return PreparedLoss(b, lambda batch: forward(batch, objectives, mask_prob), b.tokens)
 
     def loss(self, examples: Sequence[Any], store: Any, objectives: dict[str, float],
              mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
@@ -91,15 +148,18 @@ class PretrainModel(nn.Module):
 
         'mrm' is skipped (not an error) for pixel backbones, as the config's default mix names it.
         """
+        return self.forward_loss(self.batcher(store, objectives.get("mrc", 0) > 0)(examples), objectives, mask_prob)
+
+    def forward_loss(self, batch: TaskBatch, objectives: dict[str, float],
+                     mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+        """`loss` on a prepared batch."""
         _check_known(objectives)
-        texts = [ex.texts[0] for ex in examples]
-        ids = [ex.image_ids[0] for ex in examples]
-        images = fetch_images(store, ids)
+        batch = batch.to(self.backbone.device, non_blocking=True)
         out: dict[str, torch.Tensor] = {}
         for name, weight in objectives.items():
             if weight <= 0 or name not in self.available():
                 continue
-            out[name] = weight * getattr(self, f"_{name}_loss")(texts, ids, images, mask_prob)
+            out[name] = weight * getattr(self, f"_{name}_loss")(batch, mask_prob)
         if not out:
             raise ConfigError("pretrain.objectives: no objective with a positive weight for this backbone")
         return out
@@ -110,13 +170,19 @@ class PretrainModel(nn.Module):
 
         This is UNITER's pre-training schedule (one task per mini-batch, sampled by ratio): a step
         costs one forward pass instead of one per objective."""
+        return self.sampled_forward(self.batcher(store, objectives.get("mrc", 0) > 0)(examples), objectives, mask_prob)
+
+    def sampled_forward(self, batch: TaskBatch, objectives: dict[str, float],
+                        mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+        """`sampled_loss` on a prepared batch."""
         _check_known(objectives)
         usable = {k: w for k, w in objectives.items() if w > 0 and k in self.available()}
-        return self.loss(examples, store, {draw_objective(usable): 1.0}, mask_prob)
+        return self.forward_loss(batch, {draw_objective(usable): 1.0}, mask_prob)
 
-    def _mlm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+    def _mlm_loss(self, batch: TaskBatch, mask_prob) -> torch.Tensor:
         bb = self.backbone
-        input_ids, text_mask = bb.tokenize(texts)
+        text = batch.text.select()
+        input_ids, text_mask = text.input_ids, text.mask
         tok = bb.tokenizer
         special = torch.tensor(sorted(set(tok.all_special_ids)), device=input_ids.device)
         eligible = text_mask & ~torch.isin(input_ids, special)
@@ -128,34 +194,51 @@ class PretrainModel(nn.Module):
         masked[chosen & (roll < 0.8)] = tok.mask_token_id
         random_tok = chosen & (roll >= 0.8) & (roll < 0.9)
         masked[random_tok] = torch.randint(len(tok), (int(random_tok.sum()),), device=input_ids.device)
-        enc = bb.encode_tokens(masked, text_mask, bb.collate(images))
+        enc = bb.encode_tokens(masked, text_mask, batch.images.select())
         text_states = enc.sequence[:, : input_ids.shape[1]]
         logits = self.heads["mlm"](text_states[chosen])
         return F.cross_entropy(logits.float(), labels[chosen])
 
-    def _itm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
-        b = len(texts)
-        paired = list(images)
+    def _itm_loss(self, batch: TaskBatch, mask_prob) -> torch.Tensor:
+        ids = batch.image_ids
+        b = len(ids)
+        paired = list(range(b))  # image row of each caption: another in-batch image for half of them
         labels = torch.ones(b)
         for i in range(b):
             others = [j for j in range(b) if ids[j] != ids[i]]
             if others and torch.rand(()) < 0.5:
-                paired[i] = images[others[int(torch.randint(len(others), ()))]]
+                paired[i] = others[int(torch.randint(len(others), ()))]
                 labels[i] = 0.0
-        logits = self.heads["itm"](self.backbone.encode(texts, paired).pooled)
+        text = batch.text.select()
+        enc = self.backbone.encode_tokens(text.input_ids, text.mask, batch.images.select(paired))
+        logits = self.heads["itm"](enc.pooled)
         return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.device))
 
-    def _mrm_loss(self, texts, ids, images, mask_prob) -> torch.Tensor:
+    def _masked_regions(self, batch: TaskBatch, mask_prob):
+        """Encode with `mask_prob` of each image's real regions zeroed (at least one): (regions, chosen,
+        the encoder's states of the chosen regions)."""
         bb = self.backbone
-        input_ids, text_mask = bb.tokenize(texts)
-        batch: RegionBatch = bb.collate(images)
-        chosen = (torch.rand(batch.mask.shape, device=batch.mask.device) < mask_prob) & batch.mask
-        chosen = _at_least_one(chosen, batch.mask)
-        target = batch.features[chosen]
-        masked = RegionBatch(batch.features.masked_fill(chosen[..., None], 0.0), batch.positions, batch.mask)
+        text = batch.text.select()
+        input_ids, text_mask = text.input_ids, text.mask
+        regions: RegionBatch = batch.images.select()
+        chosen = (torch.rand(regions.mask.shape, device=regions.mask.device) < mask_prob) & regions.mask
+        chosen = _at_least_one(chosen, regions.mask)
+        masked = RegionBatch(regions.features.masked_fill(chosen[..., None], 0.0), regions.positions, regions.mask)
         if bb.arch == "uniter":
             enc = bb.encode_tokens(input_ids, text_mask, masked, region_masked=chosen)
         else:
             enc = bb.encode_tokens(input_ids, text_mask, masked)
-        pred = self.heads["mrm"](enc.image_tokens[chosen])
-        return F.mse_loss(pred.float(), target.float())
+        return regions, chosen, enc.image_tokens[chosen]
+
+    def _mrm_loss(self, batch: TaskBatch, mask_prob) -> torch.Tensor:
+        regions, chosen, states = self._masked_regions(batch, mask_prob)
+        return F.mse_loss(self.heads["mrm"](states).float(), regions.features[chosen].float())
+
+    def _mrc_loss(self, batch: TaskBatch, mask_prob) -> torch.Tensor:
+        if batch.target is None:
+            raise ConfigError("objective 'mrc': the batch carries no soft labels (prepare it with "
+                              "batcher(store, soft_labels=True))")
+        regions, chosen, states = self._masked_regions(batch, mask_prob)
+        target = batch.target[:, : chosen.shape[1]].float()
+        log_p = F.log_softmax(self.heads["mrc"](states).float(), dim=-1)
+        return F.kl_div(log_p, target[chosen], reduction="none").mean()

@@ -7,6 +7,7 @@ present are taken (all or nothing per objective); shapes are checked when `Pretr
   UNITER (official names)   cls.predictions.{transform.dense, transform.LayerNorm, bias}  -> mlm
                             itm_output [2, H]                                              -> itm
                             feat_regress.{net.0, net.2, weight (tied img_linear [H, D]), bias} -> mrm
+                            region_classifier.net.{0, 2, 3} [1601 classes]               -> mrc
   LXMERT (LxmertForPreTraining) cls.predictions.*                                          -> mlm
                             cls.seq_relationship [2, H] (is-matched)                       -> itm
                             obj_predict_head.{transform.dense, transform.LayerNorm, decoder_dict.feat} -> mrm
@@ -14,7 +15,7 @@ present are taken (all or nothing per objective); shapes are checked when `Pretr
 
 Two-way match classifiers become our single match logit exactly: softmax over (no, yes) equals
 sigmoid(w_yes·x + b_yes − w_no·x − b_no). UNITER's MRFR output layer reads the image embedder's
-weight (tied); here it is a copy. UNITER's MRC head (region_classifier) has no counterpart here.
+weight (tied); here it is a copy.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def head_state(arch: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if mrm is not None and "feat_regress.weight" in s:
             mrm["mrm.mlp.net.3.weight"] = s["feat_regress.weight"].t().contiguous()  # F.linear(x, W.t()) in UNITER
             parts.append(mrm)
+        parts.append(_copy(s, {f"region_classifier.net.{i}.{p}": f"mrc.mlp.net.{i}.{p}"
+                               for i in (0, 2, 3) for p in ("weight", "bias")}))
     elif arch == "lxmert":
         parts.append(_mlm(s, "cls.predictions"))
         if "cls.seq_relationship.weight" in s and "cls.seq_relationship.bias" in s:

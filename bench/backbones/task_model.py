@@ -1,19 +1,23 @@
 """A backbone plus the head of a task kind: loss, predictions and retrieval scores from Examples.
 
-Texts and images are looked up from the image store by id; the head kind and loss come from the
-TaskSpec (see bench/tasks/base.py for targets and prediction formats).
+The input path has two halves. `TaskModel.batcher(store)` is the host half: a picklable `TaskBatcher`
+(the backbone's tokenizer and collation, the store, the head's label index; no weights) turns a list of
+Examples into a `TaskBatch` of padded tensors and targets — DataLoader workers run it. `forward_loss`
+/ `predict_batch` are the device half: they move the batch (`non_blocking`) and select rows on the
+device. `loss(examples, store)` and `predict(examples, store)` are the two composed.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.base import Backbone, Encoding
+from bench.backbones.base import Backbone, BatchInputs, Encoding, Prepared
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
 from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
@@ -38,6 +42,109 @@ def evaluating(module: nn.Module):
             yield
     finally:
         module.train(was_training)
+
+
+@dataclass
+class TaskBatch:
+    """A batch built on the host: texts and images collated once, targets as tensors, ids on the host."""
+
+    text: Prepared
+    images: Prepared
+    uids: tuple = ()
+    image_ids: tuple = ()
+    target: torch.Tensor | None = None
+    boxes: list = field(default_factory=list)  # region heads: each image's boxes (predictions name a box)
+
+    def to(self, device, non_blocking: bool = False) -> "TaskBatch":
+        t = self.target.to(device, non_blocking=non_blocking) if self.target is not None else None
+        return TaskBatch(self.text.to(device, non_blocking), self.images.to(device, non_blocking),
+                         self.uids, self.image_ids, t, self.boxes)
+
+    def pin_memory(self) -> "TaskBatch":
+        t = self.target.pin_memory() if self.target is not None else None
+        return TaskBatch(self.text.pin_memory(), self.images.pin_memory(), self.uids, self.image_ids, t, self.boxes)
+
+
+class PreparedLoss:
+    """A loss in two halves: `prepare(examples)` on the host (picklable; DataLoader workers run it), and
+    the call on a prepared batch (the forward). `tokens(example)` counts an example's text and image
+    tokens (token-budget batches). The training loop duck-types this: a plain callable gets Examples."""
+
+    def __init__(self, prepare: Callable, forward: Callable, tokens: Callable | None = None):
+        self.prepare, self.forward, self.tokens = prepare, forward, tokens
+
+    def __call__(self, batch: Any) -> Any:
+        return self.forward(batch)
+
+
+class TaskBatcher:
+    """examples -> TaskBatch for one head kind (picklable: no weights). `targets=False` for predictions
+    (dev labels outside the label list are then no error)."""
+
+    def __init__(self, inputs: BatchInputs, spec: Any, kind: str, store: Any, label_index: dict | None,
+                 targets: bool = True):
+        self.inputs, self.kind, self.store, self.label_index, self.targets = inputs, kind, store, label_index, targets
+        self.task, self.loss = spec.name, spec.loss
+        self.n_images = getattr(spec, "num_images", 1) if kind == "classify" else 1
+
+    def __call__(self, examples: Sequence[Any]) -> TaskBatch:
+        uids = tuple(ex.uid for ex in examples)
+        if self.kind == "choice":
+            k = len(examples[0].texts)
+            if k % 2 or any(len(ex.texts) != k for ex in examples):
+                raise DataError(f"choice task: every example needs 2*n candidate texts, found {len(examples[0].texts)}")
+            texts = [t for ex in examples for t in ex.texts]
+        else:
+            texts = [ex.texts[0] for ex in examples]
+        # classify with n images (NLVR2): image-major, [all first images; all second images]
+        ids = [ex.image_ids[k] for k in range(self.n_images) for ex in examples]
+        images = fetch_images(self.store, ids)
+        batch = TaskBatch(self.inputs.texts(texts), self.inputs.images(images), uids, tuple(ids))
+        if self.kind == "region":
+            batch.boxes = [img.boxes for img in images]
+        if self.targets:
+            batch.target = self._targets(examples, batch)
+        return batch
+
+    def _targets(self, examples, batch: TaskBatch) -> torch.Tensor | None:
+        if self.kind == "classify":
+            if self.loss not in CLASSIFY_LOSSES:
+                raise ConfigError(f"task {self.task}: loss '{self.loss}' is not a classify loss "
+                                  f"(expected one of {', '.join(CLASSIFY_LOSSES)})")
+            if self.loss == "soft_bce":
+                target = torch.zeros(len(examples), len(self.label_index))
+                for i, ex in enumerate(examples):
+                    for lab, s in ex.target.items():
+                        if lab in self.label_index:  # answers outside the vocabulary score 0
+                            target[i, self.label_index[lab]] = float(s)
+                return target
+            ids = []
+            for ex in examples:
+                lab = max(ex.target.items(), key=lambda kv: kv[1])[0]
+                if lab not in self.label_index:
+                    raise DataError(f"example {ex.uid}: label '{lab}' is not in the task's label list")
+                ids.append(self.label_index[lab])
+            return torch.tensor(ids)
+        if self.kind == "region":
+            targets = [int(ex.target) for ex in examples]
+            counts = [e[0] for e in batch.images.extents]
+            bad = [ex.uid for ex, t, c in zip(examples, targets, counts) if not 0 <= t < c]
+            if bad:
+                raise DataError(f"example {bad[0]}: target region index outside the image's regions")
+            return torch.tensor(targets)
+        if self.kind == "choice":
+            return torch.tensor([[int(ex.target[0]), int(ex.target[1])] for ex in examples])
+        return None
+
+    def tokens(self, ex: Any) -> int:
+        """Text plus image tokens of every (text, image) pair the forward encodes for `ex`."""
+        if self.kind == "classify":
+            return sum(self.inputs.text_tokens(ex.texts[0]) + self.inputs.image_tokens(self.store.get(ex.image_ids[k]))
+                       for k in range(self.n_images))
+        image = self.inputs.image_tokens(self.store.get(ex.image_ids[0]))
+        if self.kind == "choice":
+            return sum(self.inputs.text_tokens(t) for t in ex.texts) + len(ex.texts) * image
+        return self.inputs.text_tokens(ex.texts[0]) + image
 
 
 class TaskModel(nn.Module):
@@ -92,112 +199,99 @@ class TaskModel(nn.Module):
             raise ConfigError(f"task '{spec.name}': head '{self.kind}' is not a fine-tuning head (use PretrainModel)")
         place(self.head, backbone.device)
 
-    # ---- forward passes --------------------------------------------------------------------
-    def _encode(self, texts: Sequence[str], images: Sequence[Any]) -> Encoding:
-        return self.backbone.encode(list(texts), list(images))
+    # ---- the two halves of the input path ------------------------------------------------------
+    def batcher(self, store: Any, targets: bool = True) -> TaskBatcher:
+        """The host half (see the module docstring)."""
+        return TaskBatcher(self.backbone.inputs(), self.spec, self.kind, store,
+                           getattr(self, "label_index", None), targets)
 
-    def _classify_logits(self, examples: Sequence[Any], store: Any) -> torch.Tensor:
-        n = self.head.n_images
-        texts = [ex.texts[0] for _ in range(n) for ex in examples]
-        ids = [ex.image_ids[k] for k in range(n) for ex in examples]
-        return self.head(self._encode(texts, fetch_images(store, ids)).pooled)
+    def batch_loss(self, store: Any) -> PreparedLoss:
+        """This head's loss as a `PreparedLoss` (what the training loop's DataLoader feeds)."""
+        b = self.batcher(store)
+        return PreparedLoss(b, self.forward_loss, b.tokens)
 
-    def _region_logits(self, examples, store) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self._encode([ex.texts[0] for ex in examples], fetch_images(store, [ex.image_ids[0] for ex in examples]))
+    def _on_device(self, batch: TaskBatch) -> TaskBatch:
+        return batch.to(self.backbone.device, non_blocking=True)
+
+    def _pair_scores(self, batch: TaskBatch, text_rows=None, image_rows=None) -> torch.Tensor:
+        """Head scores of the (text row, image row) pairs of a prepared batch (all rows when None)."""
+        return self.head(self._encode(batch, text_rows, image_rows).pooled)
+
+    def _encode(self, batch: TaskBatch, text_rows=None, image_rows=None) -> Encoding:
+        text = batch.text.select(text_rows)
+        return self.backbone.encode_tokens(text.input_ids, text.mask, batch.images.select(image_rows))
+
+    def _classify_logits(self, batch: TaskBatch) -> torch.Tensor:
+        b = len(batch.text)
+        rows = None if self.head.n_images == 1 else [i for _ in range(self.head.n_images) for i in range(b)]
+        return self.head(self._encode(batch, rows).pooled)
+
+    def _region_logits(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self._encode(batch)
         return self.head(enc.image_tokens, enc.image_mask), enc.image_mask
 
-    def _candidate_scores(self, examples, store) -> torch.Tensor:
+    def _candidate_scores(self, batch: TaskBatch) -> torch.Tensor:
         """[B, n_texts] scores of every candidate text of each example against its image."""
-        k = len(examples[0].texts)
-        if k % 2 or any(len(ex.texts) != k for ex in examples):
-            raise DataError(f"choice task: every example needs 2*n candidate texts, found {len(examples[0].texts)}")
-        texts = [t for ex in examples for t in ex.texts]
-        images = fetch_images(store, [ex.image_ids[0] for ex in examples for _ in range(k)])
-        return self.head(self._encode(texts, images).pooled).view(len(examples), k)
-
-    def _pair_scores(self, texts, images) -> torch.Tensor:
-        return self.head(self._encode(texts, images).pooled)
+        b = len(batch.images)
+        k = len(batch.text) // b
+        return self._pair_scores(batch, None, [i for i in range(b) for _ in range(k)]).view(b, k)
 
     # ---- public API --------------------------------------------------------------------------
     def loss(self, examples: Sequence[Any], store: Any) -> torch.Tensor:
         """Training loss of a batch of Examples (see the class docstring per head kind)."""
+        return self.forward_loss(self.batcher(store)(examples))
+
+    def forward_loss(self, batch: TaskBatch) -> torch.Tensor:
+        """Training loss of a prepared batch (`batcher(store)(examples)`)."""
+        batch = self._on_device(batch)
         if self.kind == "classify":
-            logits = self._classify_logits(examples, store)
-            if self.spec.loss not in CLASSIFY_LOSSES:
-                raise ConfigError(f"task {self.spec.name}: loss '{self.spec.loss}' is not a classify loss "
-                                  f"(expected one of {', '.join(CLASSIFY_LOSSES)})")
+            logits = self._classify_logits(batch)
             if self.spec.loss == "soft_bce":
-                target = torch.zeros_like(logits, dtype=torch.float32)
-                for i, ex in enumerate(examples):
-                    for lab, s in ex.target.items():
-                        if lab in self.label_index:  # answers outside the vocabulary score 0
-                            target[i, self.label_index[lab]] = float(s)
                 # Summed over labels, averaged over examples (the VQA convention).
-                return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / len(examples)
-            return F.cross_entropy(logits.float(), self._label_ids(examples, logits.device))
+                return F.binary_cross_entropy_with_logits(logits.float(), batch.target, reduction="sum") / len(logits)
+            return F.cross_entropy(logits.float(), batch.target)
         if self.kind == "region":
-            # Checked on the host from the store's region counts (no device read per step).
-            targets = [int(ex.target) for ex in examples]
-            counts = [len(img.features) for img in fetch_images(store, [ex.image_ids[0] for ex in examples])]
-            bad = [ex.uid for ex, t, c in zip(examples, targets, counts) if not 0 <= t < c]
-            if bad:
-                raise DataError(f"example {bad[0]}: target region index outside the image's regions")
-            logits, _ = self._region_logits(examples, store)
-            return F.cross_entropy(logits.float(), torch.tensor(targets, device=logits.device))
+            return F.cross_entropy(self._region_logits(batch)[0].float(), batch.target)
         if self.kind == "choice":
-            scores = self._candidate_scores(examples, store).float()
+            scores = self._candidate_scores(batch).float()
             k = scores.shape[1] // 2
-            ans = torch.tensor([int(ex.target[0]) for ex in examples], device=scores.device)
-            rat = torch.tensor([int(ex.target[1]) for ex in examples], device=scores.device)
+            ans, rat = batch.target[:, 0], batch.target[:, 1]
             return F.cross_entropy(scores[:, :k], ans) + F.cross_entropy(scores[:, k:], rat)
-        return self._itm_loss(examples, store)
+        return self._itm_loss(batch)
 
-    def _label_ids(self, examples, device) -> torch.Tensor:
-        ids = []
-        for ex in examples:
-            lab = max(ex.target.items(), key=lambda kv: kv[1])[0]
-            if lab not in self.label_index:
-                raise DataError(f"example {ex.uid}: label '{lab}' is not in the task's label list")
-            ids.append(self.label_index[lab])
-        return torch.tensor(ids, device=device)
-
-    def _hardest(self, queries: list[int], pools: list[list[int]], pair) -> list[int]:
+    def _hardest(self, batch: TaskBatch, queries: list[int], pools: list[list[int]], pair) -> list[int]:
         """For each query, the pool member whose pair (query, member) scores highest, without gradients."""
         flat = [(q, c) for q, cs in zip(queries, pools) for c in cs]
         if not flat:
             return []
         with evaluating(self):
-            s = self._pair_scores(*pair(flat)).float().cpu()
+            s = self._pair_scores(batch, *pair(flat)).float().cpu()
         out, start = [], 0
         for cs in pools:
             out.append(cs[int(s[start:start + len(cs)].argmax())])
             start += len(cs)
         return out
 
-    def _itm_loss(self, examples, store) -> torch.Tensor:
-        texts = [ex.texts[0] for ex in examples]
-        ids = [ex.image_ids[0] for ex in examples]
-        images = fetch_images(store, ids)
-        b = len(examples)
+    def _itm_loss(self, batch: TaskBatch) -> torch.Tensor:
+        ids = batch.image_ids
+        b = len(ids)
         # Candidate negatives: in-batch items of another image, up to hard_pool of them at random.
         pools = []
         for t in range(b):
             cands = [j for j in range(b) if ids[j] != ids[t]]
             pools.append([cands[p] for p in torch.randperm(len(cands))[: self.hard_pool].tolist()] if cands else [])
         has = [t for t in range(b) if pools[t]]
-
-        def text_image(flat):
-            return [texts[t] for t, _ in flat], [images[j] for _, j in flat]
-
-        hard_img = self._hardest(has, [pools[t] for t in has], text_image)
+        # Rows of the batch's texts and images: mining indexes the prepared tensors, nothing is collated again.
+        hard_img = self._hardest(batch, has, [pools[t] for t in has],
+                                 lambda flat: ([t for t, _ in flat], [j for _, j in flat]))
         if self.itm_loss == "margin":
             # Negative texts of image i: captions of the other images in the pool of i's own example.
-            hard_txt = self._hardest(has, [pools[i] for i in has],
-                                     lambda flat: ([texts[c] for _, c in flat], [images[i] for i, _ in flat]))
+            hard_txt = self._hardest(batch, has, [pools[i] for i in has],
+                                     lambda flat: ([c for _, c in flat], [i for i, _ in flat]))
             n = len(has)
             rows_t = list(range(b)) + has + hard_txt
             rows_i = list(range(b)) + hard_img + has
-            s = self._pair_scores([texts[t] for t in rows_t], [images[i] for i in rows_i]).float()
+            s = self._pair_scores(batch, rows_t, rows_i).float()
             if not n:  # one image in the batch: no negatives, nothing to rank (a zero loss with a graph)
                 return s.sum() * 0.0
             pos, neg_img, neg_txt = s[:b][has], s[b:b + n], s[b + n:]
@@ -205,7 +299,7 @@ class TaskModel(nn.Module):
         pair_t = list(range(b)) + has + has
         pair_i = list(range(b)) + [pools[t][0] for t in has] + hard_img  # positives, random, hard negatives
         labels = [1.0] * b + [0.0] * (2 * len(has))
-        logits = self._pair_scores([texts[t] for t in pair_t], [images[j] for j in pair_i])
+        logits = self._pair_scores(batch, pair_t, pair_i)
         target = torch.tensor(labels, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits.float(), target)
 
@@ -214,31 +308,43 @@ class TaskModel(nn.Module):
         choice (answer_idx, rationale_idx). For itm use `score`."""
         if self.kind == "itm":
             raise ConfigError("itm predictions are retrieval scores: use TaskModel.score")
+        return self.predict_batch(self.batcher(store, targets=False)(examples))
+
+    def predict_batch(self, batch: TaskBatch) -> dict[str, Any]:
+        """`predict` on a prepared batch (`batcher(store, targets=False)(examples)`)."""
         with evaluating(self):
+            batch = self._on_device(batch)
             if self.kind == "classify":
-                best = self._classify_logits(examples, store).argmax(-1).tolist()
-                return {ex.uid: self.labels[i] for ex, i in zip(examples, best)}
+                best = self._classify_logits(batch).argmax(-1).tolist()
+                return {u: self.labels[i] for u, i in zip(batch.uids, best)}
             if self.kind == "region":
-                best = self._region_logits(examples, store)[0].argmax(-1).tolist()
-                out = {}
-                for ex, i in zip(examples, best):
-                    boxes = store.get(ex.image_ids[0]).boxes
-                    out[ex.uid] = tuple(float(v) for v in boxes[i])
-                return out
-            scores = self._candidate_scores(examples, store)
+                best = self._region_logits(batch)[0].argmax(-1).tolist()
+                return {u: tuple(float(v) for v in boxes[i]) for u, boxes, i in zip(batch.uids, batch.boxes, best)}
+            scores = self._candidate_scores(batch)
             k = scores.shape[1] // 2
             a = scores[:, :k].argmax(-1).tolist()
             r = scores[:, k:].argmax(-1).tolist()
-            return {ex.uid: (ai, ri) for ex, ai, ri in zip(examples, a, r)}
+            return {u: (ai, ri) for u, ai, ri in zip(batch.uids, a, r)}
 
     def score(self, texts: Sequence[str], image_ids: Sequence[str], store: Any, batch_size: int = 64) -> torch.Tensor:
-        """[n_texts, n_images] match scores of every (text, image) pair, in batches (CPU float tensor)."""
-        images = fetch_images(store, image_ids)
-        n_t, n_i = len(texts), len(images)
-        out = torch.empty(n_t * n_i)
+        """[n_texts, n_images] match scores of every (text, image) pair (CPU float tensor).
+
+        The texts are tokenised once and the image bank collated once, both kept on the device; each
+        block of `batch_size` pairs (text-major) indexes them on the device and is cut to its longest
+        text and image, so a block's forward is the one the same pairs collated alone would get."""
+        inputs = self.backbone.inputs()
+        dev = self.backbone.device
+        n_t, n_i = len(texts), len(image_ids)
         with evaluating(self):
+            prepared = TaskBatch(inputs.texts(texts), inputs.images(fetch_images(store, image_ids)))
+            prepared = prepared.to(dev, non_blocking=True)
+            out = torch.empty(n_t * n_i, device=dev)
             for start in range(0, n_t * n_i, batch_size):
-                idx = range(start, min(start + batch_size, n_t * n_i))
-                s = self._pair_scores([texts[k // n_i] for k in idx], [images[k % n_i] for k in idx])
-                out[start:start + len(idx)] = s.float().cpu()
-        return out.view(n_t, n_i)
+                end = min(start + batch_size, n_t * n_i)
+                k = torch.arange(start, end, device=dev)
+                rows = range(start, end)
+                t = prepared.text.select([r // n_i for r in rows], index=k // n_i)
+                images = prepared.images.select([r % n_i for r in rows], index=k % n_i)
+                enc = self.backbone.encode_tokens(t.input_ids, t.mask, images)
+                out[start:end] = self.head(enc.pooled).float()
+        return out.view(n_t, n_i).cpu()

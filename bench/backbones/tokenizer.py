@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from bench.core.errors import CheckpointError, DataError
+from bench.core.errors import CheckpointError, ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -59,3 +60,19 @@ def load_tokenizer(path_or_id: str | Path, online_ok: bool = False):
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"tokenizer '{path_or_id}': cannot load ({first})") from None
+
+
+def tokenizer_identity(path: str | Path, field: str = "backbone.tokenizer") -> str:
+    """Content hash of a local tokenizer directory (every file in it, by name and bytes), so a θ0 built
+    with one vocabulary is never served for another; a missing directory is one line naming `field`."""
+    directory = Path(path)
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if directory.is_dir() else []
+    if not files:
+        what = "is empty" if directory.is_dir() else "is not a directory"
+        raise ConfigError(f"{field}: expected a local tokenizer directory (tokenizer.json or vocab.txt), "
+                          f"found {str(path)!r}, which {what}")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]

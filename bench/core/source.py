@@ -15,6 +15,11 @@ from bench.core.io import safe_name
 
 DENSE_NAME = "dense"
 PRETRAIN = "pretrain"  # the pre-training objective mix, as a source task
+# The pre-training objectives (UNITER's names in brackets): masked language modelling, image-text
+# matching, masked region feature regression (MRFR) and masked region classification against the
+# detector's soft labels (MRC-kl). The last two need region features.
+OBJECTIVES = ("mlm", "itm", "mrm", "mrc")
+REGION_OBJECTIVES = ("mrm", "mrc")
 
 
 @dataclass(frozen=True, order=True)

@@ -15,10 +15,9 @@ from typing import Any, Callable
 
 from bench.core.errors import ConfigError, DataError, TicketbenchError
 from bench.core.io import safe_name
-from bench.core.source import Source
+from bench.core.source import OBJECTIVES, Source
 
 EXECUTORS = ("local", "ray")
-OBJECTIVES = ("mlm", "itm", "mrm")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -119,6 +118,7 @@ FIELDS: dict[str, tuple] = {
     "world.max_bb": POSITIVE_INT,
     "backbone.preset": NAME,
     "backbone.checkpoint": TEXT,
+    "backbone.tokenizer": TEXT,
     "backbone.device": ((lambda v: isinstance(v, str) and bool(_DEVICE.match(v))), "auto, cpu, mps, cuda or cuda:N"),
     "pretrain.steps": POSITIVE_INT,
     "pretrain.batch_size": POSITIVE_INT,
@@ -163,6 +163,7 @@ FIELDS: dict[str, tuple] = {
     "finetune.eval_batch_size": POSITIVE_INT,
     "finetune.max_text_len": int_at_least(3),
     "finetune.dev_limit": NON_NEGATIVE_INT,
+    "finetune.loader_workers": NON_NEGATIVE_INT,
     "finetune.bf16": BOOL,
     "finetune.adv_steps": NON_NEGATIVE_INT,
     "finetune.adv_epsilon": number_at_least(0.0),
@@ -171,6 +172,8 @@ FIELDS: dict[str, tuple] = {
     "matrix.sources": NAME,
     "matrix.sparsities": SPARSITY,
     "matrix.seeds": POSITIVE_INT,
+    "matrix.dense_seeds": POSITIVE_INT,
+    "matrix.convergence_check": BOOL,
     "matrix.baselines": NAME,
     "matrix.controls": NAME,
     "matrix.control_sparsities": SPARSITY,
@@ -179,6 +182,7 @@ FIELDS: dict[str, tuple] = {
     "matrix.gpus_per_run": number_at_least(0.0, open_=True),
     "matrix.threads": POSITIVE_INT,
     "matrix.ray_address": TEXT,
+    "matrix.checkpoint_minutes": number_at_least(0.0),
     "report.transfer_sparsities": SPARSITY,
     "report.relaxed": number_in(0.0, 1.0, lo_open=True),
     "report.tie_margin": number_at_least(0.0),

@@ -47,10 +47,14 @@ class RegionFeatures:
     features: torch.Tensor  # [n, D] float32 or float16 (as stored)
     boxes: torch.Tensor  # [n, 4] float32, normalised x1, y1, x2, y2
     positions: torch.Tensor  # [n, 7] (x1, y1, x2, y2, w, h, w*h) or [n, 4] (x1, y1, x2, y2), float32
+    # [n, C] the detector's class distribution per region (UNITER's img_db `soft_labels`, C = 1,601 for
+    # the Visual Genome detector): the target of MRC-kl; None where the release has none
+    soft_labels: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.features, self.boxes, self.positions))
+        parts = (self.features, self.boxes, self.positions, self.soft_labels)
+        return sum(t.element_size() * t.nelement() for t in parts if t is not None)
 
 
 @dataclass
@@ -168,16 +172,22 @@ def region_arrays(arrays: Any, source: str, policy: BoxPolicy | None = None) -> 
     if feats.ndim != 2 or norm_bb.ndim != 2 or norm_bb.shape[0] != feats.shape[0] or norm_bb.shape[1] not in (6, 7):
         raise DataError(f"{source}: expected features [n, D] and norm_bb [n, 6 or 7], "
                         f"found {feats.shape} and {norm_bb.shape}")
+    soft = np.asarray(arrays["soft_labels"]) if "soft_labels" in arrays else None
+    if soft is not None and (soft.ndim != 2 or soft.shape[0] != feats.shape[0]):
+        raise DataError(f"{source}: expected soft_labels [n, classes] with n = {feats.shape[0]} regions, found {soft.shape}")
     if policy is not None:
         conf = arrays["conf"] if "conf" in arrays else None
         n = policy.count(conf, feats.shape[0])
         feats, norm_bb = feats[:n], norm_bb[:n]
+        soft = soft[:n] if soft is not None else None
     if norm_bb.shape[1] == 6:
         norm_bb = np.concatenate([norm_bb, norm_bb[:, 4:5] * norm_bb[:, 5:6]], axis=1)
     # own, writable memory: decoded msgpack/LMDB buffers are read-only (torch warns) and a slice
     # would keep the whole decoded value alive
     feats = np.array(feats, copy=True, order="C")
-    return RegionFeatures(torch.from_numpy(feats), torch.from_numpy(norm_bb[:, :4].copy()), torch.from_numpy(norm_bb))
+    soft_t = torch.from_numpy(np.array(soft, dtype=np.float16, copy=True)) if soft is not None else None
+    return RegionFeatures(torch.from_numpy(feats), torch.from_numpy(norm_bb[:, :4].copy()), torch.from_numpy(norm_bb),
+                          soft_t)
 
 
 def _region_dim(store: Any) -> int:

@@ -21,7 +21,21 @@ from bench.runner.pairs import PairSpec
 from bench.runner.study import cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
+from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
+
+CHECKPOINT_DIR = "checkpoint"  # in runs/<run id>/, removed when the run completes
+
+# Ticket metadata that decides the weights its kept entries start from besides θ0 (`Ticket.apply`:
+# the controls' transform and its seed); the masks and θk of late rewinding are in the content hash.
+WEIGHT_FIELDS = ("weights", "weights_init", "weights_std", "weights_seed")
+
+
+def ticket_weights(meta: dict) -> dict:
+    """The part of a run's identity that says how the ticket's weights start ({} for θ0's own)."""
+    if meta.get("weights", "pretrained") == "pretrained":
+        return {}
+    return {k: meta[k] for k in WEIGHT_FIELDS if k in meta}
 
 
 def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
@@ -36,33 +50,37 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
 
 
 def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
-    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder."""
+    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder.
+    Cells whose tickets are identical get the same run id (the runner trains it once)."""
     out = Path(out)
     theta0_hash = (theta0_dir / "DONE").read_text().strip()
     theta0_rel = str(theta0_dir.resolve().relative_to(out.resolve()))
     preset = plan.config.backbone.preset
-    hashes: dict[Path, str] = {}
+    tickets: dict[Path, tuple] = {}
     settings_of: dict = {}
     pairs = []
     for cell in plan.cells:
-        key = (cell.task, cell.seed)
+        key = (cell.task, cell.seed, cell.steps_factor)
         if key not in settings_of:
-            s = plan.finetune_settings(cell.task, cell.seed)
+            s = plan.finetune_settings(*key)
             settings_of[key] = (s, pair_identity(plan, s, theta0_rel))
         settings, identity = settings_of[key]
         split = TASKS.get(cell.task).splits[1]
         path = ticket_hash = None
+        weights: dict = {}
         if not cell.source.is_dense:
             path = TicketStore(ticket_roots[cell.source]).path(cell.source, cell.sparsity)
             if not path.exists():
                 raise TicketbenchError(f"no ticket for source {cell.source} at sparsity {cell.sparsity:.0%} "
                                        f"({path} is missing); run `ticketbench find` first")
-            if path not in hashes:
-                hashes[path] = Ticket.load(path).content_hash
-            ticket_hash = hashes[path]
+            if path not in tickets:
+                t = Ticket.load(path)
+                tickets[path] = (t.content_hash, ticket_weights(t.metadata))
+            ticket_hash, weights = tickets[path]
         pairs.append(PairSpec(
             preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
             str(path.resolve()) if path else None, ticket_hash, theta0_hash, split, identity,
+            ticket_weights=weights, steps_factor=cell.steps_factor,
             settings=settings, study=(plan.config, str(out), str(theta0_dir)),
         ))
     return pairs
@@ -91,20 +109,25 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     torch.manual_seed(pair.seed)
     model = TaskModel(backbone, spec, study.labels(pair.task))
     store = study.store_for(pair.task)
-    log = train(model, lambda b: model.loss(b, store), study.train_examples(pair.task), pair.settings,
-                device=study.device, enforcer=enforcer, on_step=progress.report)
+    # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
+    checkpoint = Checkpoint(Path(run_dir) / CHECKPOINT_DIR, cfg.matrix.checkpoint_minutes, key=pair.run_id)
+    log = train(model, model.batch_loss(store), study.train_examples(pair.task), pair.settings,
+                device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint,
+                loader_workers=cfg.finetune.loader_workers)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:
         raise RunFailed(f"mask audit: {audit['nonzero_pruned']} pruned weights are non-zero after training")
     split, examples = study.eval_examples(pair.task)
     metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size,
-                                                 bf16=pair.settings.bf16)
+                                                 bf16=pair.settings.bf16, workers=cfg.finetune.loader_workers)
     if pair.task == "vqa":
         write_vqa_predictions(Path(run_dir) / "predictions.json", predictions)
     value = metrics[spec.headline]
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")
+    checkpoint.clear()  # complete: the runner writes the record next
     return {
+        **({"resumed_from": checkpoint.resumed_from} if checkpoint.resumed_from else {}),
         "status": "done", "metric": spec.headline, "value": float(value), "metrics": metrics,
         "chance": study.chance(pair.task, spec.headline), "history": log.history, "mask_audit": audit,
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),

@@ -1,9 +1,12 @@
 """`PairSpec`: one fine-tuning run of the transfer matrix (a ticket from a source, fine-tuned on a task).
 
 A run's identity (`run_id`) hashes everything its result depends on — the effective fine-tune config,
-the ticket's *content* hash, θ0's hash, the target task, the evaluation split, the seed and the
-backbone (plus the source/method/sparsity labels, so two baselines sharing a mask never collide) —
-so a changed ticket or checkpoint is never served from the cache.
+the ticket's *content* hash and the weights it starts from (`ticket_weights`: reinit / shuffle
+controls share their base ticket's masks but not its weights), θ0's hash, the target task, the
+evaluation split, the seed and the backbone — and nothing else: so a changed ticket or checkpoint is
+never served from the cache, and two sources whose tickets are identical (IMP's first round and
+one-shot magnitude pruning after the same fine-tuning) are one run, trained once and reported under
+each source's name (the plan's manifest maps every cell to its run).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class PairSpec:
     theta0_hash: str
     split: str
     config: dict = field(default_factory=dict, hash=False)  # identity-bearing settings as plain data (hashed)
+    # How the ticket's kept weights start, from its metadata ({} = θ0's own; hashed): the controls'
+    # weight transform (reinit with its initialiser, shuffle) and its seed.
+    ticket_weights: dict = field(default_factory=dict, hash=False)
+    steps_factor: int = 1  # > 1: the dense convergence reference (its steps are in `config`, hashed)
     # What the worker needs, as typed values (not re-parsed from `config`): the effective TrainSettings
     # and the study (Config, output dir, θ0 dir) to load data and weights from.
     settings: Any = field(default=None, hash=False, compare=False)
@@ -59,6 +66,8 @@ class PairSpec:
             raise TicketbenchError(f"pair {self.label}: theta0_hash is empty (the run id must cover θ0)")
         if not isinstance(self.config, dict):
             raise TicketbenchError(f"pair config: expected a dict, found {type(self.config).__name__}")
+        if not isinstance(self.steps_factor, int) or isinstance(self.steps_factor, bool) or self.steps_factor < 1:
+            raise TicketbenchError(f"pair steps_factor: expected an integer ≥ 1, found {self.steps_factor!r}")
 
     @property
     def run_id(self) -> str:
@@ -67,22 +76,20 @@ class PairSpec:
             {
                 "config": self.config,
                 "ticket_hash": self.ticket_hash,
+                "ticket_weights": self.ticket_weights,
                 "theta0_hash": self.theta0_hash,
                 "task": self.task,
                 "split": self.split,
                 "seed": self.seed,
                 "backbone": self.backbone,
-                "source": self.source,
-                "method": self.method,
-                "source_task": self.source_task,
-                "sparsity": round(float(self.sparsity), 6),
             }
         )
 
     @property
     def label(self) -> str:
         """Short human-readable name for progress bars and summaries."""
-        return f"{self.source}→{self.task} s={self.sparsity:g} seed={self.seed}"
+        steps = f" {self.steps_factor}×steps" if self.steps_factor != 1 else ""
+        return f"{self.source}→{self.task} s={self.sparsity:g} seed={self.seed}{steps}"
 
     def identity(self) -> dict[str, Any]:
         """The record fields that describe this pair (the run store writes them into every record)."""
@@ -96,10 +103,12 @@ class PairSpec:
             "task": self.task,
             "seed": self.seed,
             "split": self.split,
+            "steps_factor": self.steps_factor,
             "ticket": {
                 "path": self.ticket_path,
                 "content_hash": self.ticket_hash,
                 "sparsity": float(self.sparsity),
+                **({"weights": self.ticket_weights} if self.ticket_weights else {}),  # a control's transform
             },
             "theta0_hash": self.theta0_hash,
             "config": self.config,

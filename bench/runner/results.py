@@ -1,7 +1,7 @@
 """Plan manifests: which runs (and tickets) a plan asked for, so results are never pooled across plans.
 
 The matrix stage writes `<out>/plans/<plan hash>.json` — the plan's effective config, θ0, its
-searches and every run id it asked for — and points `<out>/plans/LAST` at it. Runs are shared between
+searches, every run id it asked for and every cell with its run id — and points `<out>/plans/LAST` at it. Runs are shared between
 plans when their ids agree (same settings, ticket and θ0), but a report reads exactly one plan's runs
 unless asked to mix plans (`reports.store.load_results(out, plans=...)`).
 """
@@ -32,7 +32,10 @@ def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, p
         "config": to_dict(plan.config), "theta0": {"dir": str(Path(theta0_dir).name),
                                                    "hash": (Path(theta0_dir) / "DONE").read_text().strip()},
         "searches": {str(src): str(Path(root).name) for src, root in roots.items()},
-        "runs": [p.run_id for p in pairs],
+        "runs": list(dict.fromkeys(p.run_id for p in pairs)),
+        # Every cell with its run: cells with identical tickets share one run, reported under each source.
+        "cells": [{"run": p.run_id, "source": p.source, "sparsity": p.sparsity, "task": p.task, "seed": p.seed,
+                   "steps_factor": p.steps_factor} for p in pairs],
     })
     atomic_write_text(Path(out) / PLANS / LAST, plan.hash + "\n")
     return path

@@ -68,7 +68,7 @@ class SearchJob:
 
 def pretrain_loss_fn(study: Study, model, objectives: tuple):
     """loss_fn of a PretrainModel for one objective mix ((name, ratio), ...): one objective per batch."""
-    return lambda b: model.sampled_loss(b, study.store, dict(objectives), study.cfg.pretrain.mask_prob)
+    return model.batch_loss(study.store, dict(objectives), study.cfg.pretrain.mask_prob)
 
 
 def source_objective(plan: Plan, study: Study, backbone, objective: str):
@@ -78,7 +78,7 @@ def source_objective(plan: Plan, study: Study, backbone, objective: str):
         return model, study.examples("itm", "train"), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
     model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
-    return model, study.train_examples(objective), lambda b: model.loss(b, study.store_for(objective)), ("head.",)
+    return model, study.train_examples(objective), model.batch_loss(study.store_for(objective)), ("head.",)
 
 
 def _set_weights(named, weights, masks) -> None:
@@ -111,7 +111,7 @@ def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
                       else plan.finetune_settings(objective, seed).batch_size)
         k = calls[0] if batch is None else int(batch)
         calls[0] += batch is None
-        out = loss_fn(next(bucketed_batches(examples, batch_size, seed=seed + k)))
+        out = loss_fn(loss_fn.prepare(next(bucketed_batches(examples, batch_size, seed=seed + k))))
         loss = sum(out.values()) if isinstance(out, dict) else out
         loss.backward()
         return {n: p.grad.detach().to("cpu").clone() if p.grad is not None else torch.zeros_like(p, device="cpu")
@@ -174,7 +174,8 @@ def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
                                  {n: p.grad.detach() if p.grad is not None else torch.zeros_like(p) for n, p in named})
                 ) if on_grads is not None else None
         log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
-                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap, on_grads=hook)
+                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap, on_grads=hook,
+                    loader_workers=plan.config.finetune.loader_workers)
         weights = {n: p.detach().to("cpu").clone() for n, p in named}
         return TrainResult(weights=weights, rewind=log.snapshot,
                            metrics={"train_s": round(log.seconds, 2), "steps": log.steps,

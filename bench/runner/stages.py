@@ -78,6 +78,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
+                                   tokenizer=c.backbone.tokenizer or None,
                                    feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
         model, examples, _, heads = source_objective(plan, study, backbone, "pretrain")
         history, seconds, done = [], 0.0, 0
@@ -85,7 +86,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         for k, phase in enumerate(plan.phases):
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
-                        device=study.device, head_prefixes=heads)
+                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers)
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps
@@ -96,6 +97,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # The image embedder's input follows the image store (minilm-uniter's is new, so any width works;
         # a checkpoint with another width fails with a one-line shape error).
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None,
+                                   tokenizer=c.backbone.tokenizer or None,
                                    feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
@@ -165,6 +167,8 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     check_inputs(study, plan.config.matrix.tasks)
     pairs = make_pairs(plan, study.out, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    _say(quiet, f"[matrix] {len(pairs)} fine-tuning runs ({m.executor}, {workers(plan)} worker(s))")
+    runs = len({p.run_id for p in pairs})
+    shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
+    _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
     return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
                      ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)

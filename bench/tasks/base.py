@@ -7,15 +7,18 @@ official metric. Nothing here depends on a particular backbone.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import yaml
 
-from bench.core.registry import Registry
+from bench.core.errors import ConfigError
+from bench.core.registry import Registry, suggest
 from bench.core.settings import TrainSettings
+from bench.core.validate import FIELDS, check_value
 
 # Head kinds the model side implements (bench/backbones/heads.py):
 #   classify  - one or more (text, image) encodings -> logits over the task's label space
@@ -63,8 +66,13 @@ class TaskSpec:
                choice: (answer_idx, rationale_idx)); for itm, a dict with 'scores' [n_texts, n_images],
                'text_uids' and 'image_ids' (see retrieval.py)
     recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') -> TrainSettings
+    recipe_notes      family -> RecipeNote (where the recipe's numbers come from, its text cap)
     data_subdir       the task's folder under the data root (the release's own name)
     subdir_aliases    other accepted folder names (e.g. toyland's), tried after data_subdir
+    sizes      examples per split of the real release (`sizes["images"]`: retrieval's images per
+               split; `sizes["source"]`: where the counts come from) — for the cost estimate
+    sequences  (text, image) sequences the model encodes per example (NLVR2 2, VCR 8)
+    mined      forward-only sequences per training example spent mining negatives (retrieval)
     """
 
     name: str
@@ -82,6 +90,10 @@ class TaskSpec:
     data_subdir: str = ""
     num_images: int = 1
     subdir_aliases: tuple[str, ...] = ()
+    recipe_notes: dict[str, "RecipeNote"] = field(default_factory=dict)
+    sizes: dict[str, Any] = field(default_factory=dict)
+    sequences: int = 1
+    mined: int = 0
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)
@@ -99,6 +111,14 @@ class TaskSpec:
         return self.recipes.get(family) or self.recipes["toy"]
 
 
+@dataclass(frozen=True)
+class RecipeNote:
+    """What a recipe says beside its TrainSettings: where its numbers come from, and its text cap."""
+
+    source: str = ""
+    text_len: Optional[int] = None
+
+
 TASKS: Registry[TaskSpec] = Registry("task")
 
 # What each task is, declared as data (`tasks.yaml`); the task modules add their code.
@@ -113,14 +133,111 @@ def declarations() -> dict:
 def declare(name: str, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]]) -> TaskSpec:
     """Register task `name` from its declaration in `tasks.yaml` with its loader and evaluator."""
     d = dict(declarations()[name])
-    recipes = d.pop("recipes")
-    if "toy" not in recipes:
-        raise ValueError(f"{DECLARATIONS}: task {name} needs a 'toy' recipe")
+    recipes, notes = parse_recipes(name, d.pop("recipes"))
+    check_sizes(name, d)
     spec = TaskSpec(
-        name=name, loader=loader, evaluator=evaluator,
-        recipes={family: TrainSettings(**kw) for family, kw in recipes.items()},
+        name=name, loader=loader, evaluator=evaluator, recipes=recipes, recipe_notes=notes,
         metrics=tuple(d.pop("metrics")), splits=tuple(d.pop("splits")), chance=float(d.pop("chance")),
         files={split: tuple(names) for split, names in d.pop("files").items()},
         **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
     )
     return TASKS.register(name, spec)
+
+
+# Recipe keys beside TrainSettings' fields; the paper families must say where their numbers come from.
+NOTE_FIELDS = tuple(f.name for f in dataclasses.fields(RecipeNote))
+PAPER_FAMILIES = ("uniter", "lxmert", "vilt")
+
+
+def parse_recipes(task: str, raw: Any) -> tuple[dict[str, TrainSettings], dict[str, RecipeNote]]:
+    """A task's `recipes:` declaration -> (family -> TrainSettings, family -> RecipeNote); a bad
+    field or value is one ConfigError naming the file, task, family and field."""
+    where = f"{DECLARATIONS.name}: task '{task}'"
+    if not isinstance(raw, dict) or "toy" not in raw:
+        raise ConfigError(f"{where}: recipes: expected a mapping of backbone family -> settings with a 'toy' recipe")
+    settings_fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    known = sorted(settings_fields) + list(NOTE_FIELDS)
+    recipes, notes = {}, {}
+    for family, kw in raw.items():
+        at = f"{where}, recipe '{family}'"
+        if not isinstance(kw, dict):
+            raise ConfigError(f"{at}: expected a mapping of settings, found {kw!r}")
+        for key, value in kw.items():
+            if key not in settings_fields and key not in NOTE_FIELDS:
+                raise ConfigError(f"{at}: unknown field '{key}'{suggest(str(key), known)}; expected a TrainSettings "
+                                  f"field or one of {', '.join(NOTE_FIELDS)}")
+            if f"finetune.{key}" in FIELDS:
+                check_value(f"finetune.{key}", tuple(value) if isinstance(value, list) else value, at)
+        source = kw.get("source", "")
+        if not isinstance(source, str) or (family in PAPER_FAMILIES and not source.strip()):
+            raise ConfigError(f"{at}: source: expected a string naming the paper or released config of its numbers")
+        text_len = kw.get("text_len")
+        if text_len is not None and (isinstance(text_len, bool) or not isinstance(text_len, int) or text_len < 1):
+            raise ConfigError(f"{at}: text_len: expected a positive integer, found {text_len!r}")
+        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items() if k in settings_fields}
+        recipes[family] = TrainSettings(**settings)
+        notes[family] = RecipeNote(source=" ".join(source.split()), text_len=text_len)
+    return recipes, notes
+
+
+def describe_recipes(family: str | None = None, task: str | None = None) -> str:
+    """The recipe table (`ticketbench recipes`): one row per task and backbone family, with the
+    source of its numbers. Batches are per optimizer step on one device (micro-batch × accumulation)."""
+    specs = [TASKS.get(name) for name in declarations() if name in TASKS]
+    if task is not None:
+        names = [s.name for s in specs]
+        if task not in names:
+            raise ConfigError(f"--task: unknown task '{task}'{suggest(task, names)}; known: {', '.join(names)}")
+        specs = [s for s in specs if s.name == task]
+    families = list(dict.fromkeys(f for s in specs for f in s.recipes))
+    if family is not None:
+        if family not in families:
+            raise ConfigError(f"--family: unknown backbone family '{family}'{suggest(family, families)}; known: "
+                              f"{', '.join(families)}")
+        families = [family]
+    head = ("task", "family", "steps", "batch", "accum", "effective batch", "lr", "head lr ×", "warm-up",
+            "weight decay", "betas", "clip", "text", "loss", "source")
+    rows = []
+    for spec in specs:
+        for fam in families:
+            if fam not in spec.recipes:
+                continue
+            s, note = spec.recipes[fam], spec.recipe_notes.get(fam, RecipeNote())
+            unit, per = ("tok", s.batch_tokens) if s.batch_tokens else ("ex", s.batch_size)
+            rows.append((spec.name, fam, f"{s.steps:,}", f"{per:,} {unit}", str(s.grad_accum),
+                         f"{per * s.grad_accum:,} {unit}", f"{s.lr:g}", f"{s.head_lr_mult:g}", f"{s.warmup:.0%}",
+                         f"{s.weight_decay:g}", "/".join(f"{b:g}" for b in s.betas), f"{s.grad_clip:g}" if s.grad_clip else "off",
+                         str(note.text_len) if note.text_len else "-", spec.loss,
+                         note.source or "-"))
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in [head] + rows)
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def check_sizes(task: str, d: dict) -> None:
+    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences` and
+    `mined`: one ConfigError naming the file, task and field."""
+    where = f"{DECLARATIONS.name}: task '{task}'"
+    for key in ("sequences", "mined"):
+        if key in d and not (_positive(d[key]) or (key == "mined" and d[key] == 0)):
+            raise ConfigError(f"{where}: {key}: expected a positive integer, found {d[key]!r}")
+    sizes = d.get("sizes", {})
+    if not isinstance(sizes, dict):
+        raise ConfigError(f"{where}: sizes: expected a mapping of split -> examples, found {sizes!r}")
+    splits = set(d.get("splits", ()))
+    for split, n in sizes.items():
+        if split == "source":
+            if not isinstance(n, str) or not n.strip():
+                raise ConfigError(f"{where}: sizes.source: expected where the counts come from, found {n!r}")
+            continue
+        values = n.items() if split == "images" and isinstance(n, dict) else [(split, n)]
+        for s, v in values:
+            if s not in splits:
+                raise ConfigError(f"{where}: sizes: unknown split '{s}'{suggest(str(s), sorted(splits))}")
+            if not _positive(v):
+                raise ConfigError(f"{where}: sizes.{split}: expected a positive count of examples, found {v!r}")
+    if sizes and "source" not in sizes:
+        raise ConfigError(f"{where}: sizes: give the counts' source (sizes.source)")

@@ -1,4 +1,4 @@
-"""Pre-training objectives (MLM, ITM, MRM) over a COCO-captions-layout corpus; ticket sources."""
+"""Pre-training objectives (MLM, ITM, MRM, MRC) over a COCO-captions-layout corpus; ticket sources."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.core.settings import TrainSettings
+from bench.core.source import OBJECTIVES
 from bench.tasks.base import TASKS, Example, TaskSpec
 from bench.tasks.files import field, nonempty, read_json_field, recipes, split_paths
 from bench.tasks.metrics import METRICS
-
-OBJECTIVES = ("mlm", "itm", "mrm")
 
 
 def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -> list[Example]:
@@ -30,10 +29,11 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     return from_records([(f"{path}: annotations[{i}]", a) for i, a in enumerate(anns)], split, str(path))
 
 
-_TITLES = {"mlm": "masked language modelling", "itm": "image-text matching", "mrm": "masked region modelling"}
+_TITLES = {"mlm": "masked language modelling", "itm": "image-text matching",
+           "mrm": "masked region feature regression", "mrc": "masked region classification (KL to soft labels)"}
 # Chance: MLM guesses over a ~30k vocabulary (~0); ITM with 50% negatives; MRM classifies a masked
-# region among the image's regions (~10 in toyland).
-_CHANCE = {"mlm": 0.0, "itm": 50.0, "mrm": 10.0}
+# region among the image's regions (~10 in toyland); MRC over the detector's 1,601 classes (~0).
+_CHANCE = {"mlm": 0.0, "itm": 50.0, "mrm": 10.0, "mrc": 0.0}
 
 for _name in OBJECTIVES:
     TASKS.register(

@@ -82,4 +82,6 @@ def adversarial_loss_fn(model: nn.Module, loss_fn: Callable, steps: int, epsilon
             return {name: sum(o[name] for o in outs if name in o) / len(outs) for name in names}
         return sum(outs) / len(outs)
 
+    # The same input path as the wrapped loss: its host half prepares the batches, once for all K + 1 passes.
+    loss.prepare, loss.tokens = getattr(loss_fn, "prepare", None), getattr(loss_fn, "tokens", None)
     return loss

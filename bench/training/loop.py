@@ -19,7 +19,8 @@ from bench.core.errors import RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.adversarial import adversarial_loss_fn
-from bench.training.batching import bucketed_batches
+from bench.training.batching import train_batches
+from bench.training.checkpoint import Checkpoint
 
 
 @dataclass
@@ -98,10 +99,15 @@ def train(
     on_step: Callable[[int, int, float | None], None] | None = None,
     on_grads: Callable[[], bool | None] | None = None,
     log_every: int = 10,
+    checkpoint: Checkpoint | None = None,
+    loader_workers: int = 0,
 ) -> TrainLog:
     """Train `model` in place for `settings.steps` optimizer steps on batches of `examples`.
 
-    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). With an `enforcer`
+    `loss_fn(batch)` returns a scalar loss or a dict of named losses (summed). A `loss_fn` with a host
+    half (`prepare`, e.g. `TaskModel.batch_loss(store)`) gets batches prepared by a DataLoader in
+    `loader_workers` processes (bench/training/batching.py); a plain callable gets lists of Examples.
+    With an `enforcer`
     (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before clipping and every
     step, so pruned weights and their AdamW state stay exactly zero. Losses stay on the device and
     are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
@@ -110,6 +116,8 @@ def train(
     `on_grads()` runs after the gradients are masked, before clipping and the step (movement
     pruning reads them there); a truthy return stops training after that step (its loss window is
     then logged and checked at once).
+    `checkpoint` (bench.training.checkpoint.Checkpoint) resumes from its last save, if any, and saves
+    every N minutes at the end of a log window.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -123,8 +131,18 @@ def train(
     warm = int(round(settings.warmup * settings.steps))
     sched = get_linear_schedule_with_warmup(opt, warm, max(settings.steps, 1))
     params = [p for g in opt.param_groups for p in g["params"]]
-    batches = bucketed_batches(examples, settings.batch_size, settings.seed)
     log = TrainLog()
+    first = 1
+
+    def make_batches(skip: int):
+        return train_batches(loss_fn, examples, settings, device, loader_workers, skip=skip)
+
+    if checkpoint is not None:
+        if snapshot_fn is not None:
+            raise ValueError("train: a checkpoint does not carry the late-rewinding snapshot; pass one or the other")
+        batches, first = checkpoint.resume(model, opt, sched, make_batches, log.history, settings.steps)
+    else:
+        batches = make_batches(0)
     t0 = time.perf_counter()
     if snapshot_step == 0 and snapshot_fn is not None:
         log.snapshot = snapshot_fn()
@@ -132,7 +150,7 @@ def train(
     # step's parts would name only one objective), as device tensors until the window is logged.
     totals: list[torch.Tensor] = []
     window: dict[str, list] = {}
-    for step in range(1, settings.steps + 1):
+    for step in range(first, settings.steps + 1):
         total: torch.Tensor | float = 0.0
         parts: dict[str, torch.Tensor] = {}
         for _ in range(settings.grad_accum):
@@ -174,6 +192,8 @@ def train(
             entry.update({k: round(v / window[k][1], 6) for k, v in zip(names, values[len(totals):])})
             log.history.append(entry)
             totals, window = [], {}
+            if checkpoint is not None and not stop:  # between windows: nothing of a window is pending
+                checkpoint.maybe_save(step, settings.steps, model, opt, sched, log.history)
         if on_step is not None:
             on_step(step, settings.steps, logged)
         log.steps = step
