@@ -39,7 +39,10 @@ FULL = os.environ.get("REHEARSE", "") == "full"
 # The rehearsal's limits: everything else is the paper config's own (recipes' learning rates, accumulation,
 # text length, IMP's hyperparameters, sources, tasks, controls). find.steps is left alone: task searches
 # take finetune.steps, and the `:pretrain` search half of pretrain.steps, as in a real run.
-LIMITS = ("finetune.steps=1", "finetune.batch_size=2", "finetune.eval_batch_size=4", "finetune.dev_limit=4",
+# The recipes' token budgets stay (the miniature splits fill a micro-batch with a handful of examples);
+# their accumulation (up to 5 micro-batches a step) is cut to one.
+LIMITS = ("finetune.steps=1", "finetune.batch_size=2", "finetune.grad_accum=1", "finetune.eval_batch_size=4",
+          "finetune.dev_limit=4",
           "pretrain.steps=2", "pretrain.batch_size=2",
           "find.sparsities=0.1", "matrix.control_sparsities=0.1", "matrix.seeds=1")
 # CI breadth: a search on the pre-training mix (the checkpoint's heads, MLM/ITM/MRM at 2048-d), one on a
