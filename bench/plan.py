@@ -126,7 +126,8 @@ class Plan:
 
     def search_settings(self, source: Source) -> TrainSettings | None:
         """Settings of one training call of a search on its source (None for training-free methods):
-        the task's fine-tuning settings, or half the main pre-training phase for `:pretrain`."""
+        the task's fine-tuning settings, or half the main pre-training phase for `:pretrain` (real backbones,
+        which have no phases: half of `pretrain.steps`)."""
         if not self.search(source).trains:
             return None
         f, seed = self.config.find, self.search_seed
@@ -281,6 +282,14 @@ def build_plan(cfg: Config) -> Plan:
                 raise ConfigError(f"matrix.sources: unknown source '{w}'{suggest(str(w), names)}; this config has: "
                                   f"{', '.join(names)}")
         every = [s for s in every if s in wanted]
+
+    # Every (backbone, task) pair is one the backbone can do, before any search has run (ViLT: no RefCOCO+).
+    for where, task in ([("matrix.tasks", t) for t in cfg.matrix.tasks]
+                        + [(f"source {s}", s.objective) for s in every if s.objective not in (None, PRETRAIN)]):
+        why = TASKS.get(task).unsupported(image_input)
+        if why:
+            raise ConfigError(f"{where}: backbone {preset.name} cannot do {task}: {why}; drop it from matrix.tasks, "
+                              "find.sources and find.one_shot")
 
     # Every method named in find.hparams exists and takes those fields and values, even if unused here.
     for item in cfg.find.hparams:

