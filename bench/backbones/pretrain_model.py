@@ -27,7 +27,7 @@ from torch import nn
 from bench.backbones.base import Backbone, RegionBatch
 from bench.backbones.checkpoint import load_state_into
 from bench.backbones.heads import MLMHead, MRCHead, MRMHead, ScoreHead
-from bench.backbones.task_model import PreparedLoss, TaskBatch, TaskBatcher, fetch_images
+from bench.backbones.task_model import PreparedLoss, TaskBatch, TaskBatcher
 from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
 from bench.core.source import OBJECTIVES
@@ -70,9 +70,7 @@ class _SoftLabelBatcher(TaskBatcher):
         super().__init__(inputs, _CAPTIONS, "itm", store, None, targets=False)
         self.classes = classes
 
-    def __call__(self, examples: Sequence[Any]) -> TaskBatch:
-        batch = super().__call__(examples)
-        images = fetch_images(self.store, batch.image_ids)
+    def _attach(self, batch: TaskBatch, images: list) -> None:
         for image_id, img in zip(batch.image_ids, images):
             soft = getattr(img, "soft_labels", None)
             if soft is None or soft.shape[-1] != self.classes:
@@ -84,7 +82,6 @@ class _SoftLabelBatcher(TaskBatcher):
         for i, img in enumerate(images):
             target[i, : len(img.soft_labels)] = torch.as_tensor(img.soft_labels)
         batch.target = target
-        return batch
 
 
 def draw_objective(objectives: dict[str, float]) -> str:

@@ -104,7 +104,11 @@ class TaskBatcher:
             batch.boxes = [img.boxes for img in images]
         if self.targets:
             batch.target = self._targets(examples, batch)
+        self._attach(batch, images)
         return batch
+
+    def _attach(self, batch: TaskBatch, images: list) -> None:
+        """Hook for a subclass to add what it reads off the fetched images (no second fetch)."""
 
     def _targets(self, examples, batch: TaskBatch) -> torch.Tensor | None:
         if self.kind == "classify":
