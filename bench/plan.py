@@ -23,7 +23,7 @@ from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
-from bench.core.source import DENSE, OBJECTIVES, PRETRAIN, REGION_OBJECTIVES, Source
+from bench.core.source import DENSE, OBJECTIVES, PIXEL_OBJECTIVES, PRETRAIN, REGION_OBJECTIVES, Source
 from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
@@ -41,7 +41,8 @@ def effective(cfg: Config, section: str) -> dict:
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
-    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM and MRC are dropped for pixel backbones (no regions)."""
+    """'itm:2,mlm:1' → (('itm', 2.0), ('mlm', 1.0)); MRM and MRC are dropped for pixel backbones (no regions),
+    TAG for region backbones (their detector already names what the regions show)."""
     out = []
     for part in spec.split(","):
         name, _, weight = part.strip().partition(":")
@@ -55,6 +56,8 @@ def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objecti
             raise ConfigError(f"{where}: objective '{name}' has ratio {w}, expected > 0")
         if name in REGION_OBJECTIVES and image_input != "regions":
             continue  # masked region modelling needs region features
+        if name in PIXEL_OBJECTIVES and image_input != "pixels":
+            continue
         out.append((name, w))
     if not out:
         raise ConfigError(f"{where}: no objective left for a {image_input} backbone")
@@ -141,6 +144,12 @@ class Plan:
         return s.override({"steps": f.steps, "adv_steps": adv})
 
     @property
+    def tagging(self) -> bool:
+        """Whether pre-training or a `:pretrain` search trains TAG (so the model needs its head)."""
+        return any(n == "tag" for objectives in [*(p.objectives for p in self.phases), self.imp_objectives]
+                   for n, _ in objectives)
+
+    @property
     def search_seed(self) -> int:
         # Apart from every matrix seed, so a task's own ticket does not replay its search's data
         # order and head initialisation in the matrix (an edge no transferred ticket gets).
@@ -213,8 +222,12 @@ def _objective_phases(cfg: Config, image_input: str) -> tuple:
     p = cfg.pretrain
     if not 0.0 <= p.first_fraction <= 1.0:
         raise ConfigError(f"pretrain.first_fraction: expected a fraction in [0, 1], found {p.first_fraction}")
+    if p.tag_steps < 0:
+        raise ConfigError(f"pretrain.tag_steps: expected a number of steps >= 0, found {p.tag_steps}")
     first = int(round(p.first_fraction * p.steps)) if p.first_objectives else 0
     phases = []
+    if p.tag_steps and image_input == "pixels":  # the stand-in for ViLT's ViT initialisation
+        phases.append(Phase((("tag", 1.0),), p.tag_steps))
     if first > 0:
         phases.append(Phase(parse_objectives(p.first_objectives, image_input, "pretrain.first_objectives"), first))
     if p.steps - first > 0:

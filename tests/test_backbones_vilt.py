@@ -82,3 +82,50 @@ def test_itm_gradient_reaches_the_patch_path(world):
     for name, p in [("patch projection", emb.patch_embeddings.projection.weight),
                     ("patch positions", emb.position_embeddings), ("image [CLS]", emb.cls_token)]:
         assert p.grad is not None and p.grad.norm() > 0, name
+
+
+def test_tagging_reads_the_image_alone_and_targets_the_captions_words(world):
+    """TAG (the toy stand-in for ViLT's ViT init): the logits come from the image with one [CLS] token
+    — no caption word reaches the encoder — and the target is the caption's bag of non-special words."""
+    import torch.nn.functional as F
+
+    bb = backbone(world)
+    store = open_image_store("pixels", world / "images", shorter=64)
+    assert "tag" not in PretrainModel(bb).heads  # only when the plan trains it (a vocabulary-sized head)
+    model = PretrainModel(bb, tagging=True)
+    ex = [Example("0", ("0",), ("a red square is left of the square",), None),
+          Example("1", ("1",), ("a blue circle",), None)]
+    loss = model.loss(ex, store, {"tag": 1.0})["tag"]
+    ids, mask = bb.tokenize(["[CLS]"] * 2)  # any text: only its [CLS] is read
+    enc = bb.encode_tokens(ids[:, :1], mask[:, :1], bb.collate([store.get("0"), store.get("1")]))
+    logits = model.heads["tag"](enc.pooled)
+    vocab = bb.tokenizer.get_vocab()
+    target = torch.zeros_like(logits)
+    for row, words in enumerate([["a", "red", "square", "is", "left", "of", "the"], ["a", "blue", "circle"]]):
+        target[row, [vocab[w] if w in vocab else vocab["[UNK]"] for w in words]] = 1.0
+    assert torch.allclose(loss, F.binary_cross_entropy_with_logits(logits, target), atol=1e-6)
+    # Other captions change the target, never the logits: the image alone is read.
+    other = [Example("0", ("0",), ("blue",), None), Example("1", ("1",), ("green square",), None)]
+    target2 = torch.zeros_like(logits)
+    target2[0, vocab["blue"]] = target2[1, vocab["green"]] = target2[1, vocab["square"]] = 1.0
+    loss2 = model.loss(other, store, {"tag": 1.0})["tag"]
+    assert torch.allclose(loss2, F.binary_cross_entropy_with_logits(logits, target2), atol=1e-6)
+    loss.backward()
+    assert bb.vilt.embeddings.patch_embeddings.projection.weight.grad.norm() > 0
+
+
+def test_tagging_leads_pixel_pretraining_and_is_dropped_for_region_backbones():
+    """`pretrain.tag_steps` is a first phase of TAG for pixel backbones only (a region backbone reads a
+    detector's features, which already name what the regions show); TAG in a mix is dropped for them."""
+    from bench.config import load_config
+    from bench.core.errors import ConfigError
+    from bench.plan import build_plan
+
+    vilt = build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt"]))
+    assert vilt.phases[0].objectives == (("tag", 1.0),) and vilt.phases[0].steps == vilt.config.pretrain.tag_steps > 0
+    assert vilt.tagging and sum(p.steps for p in vilt.phases[1:]) == vilt.config.pretrain.steps
+    uniter = build_plan(load_config("toyland-backbones", ["pretrain.objectives=itm:2,mlm:1,mrm:1,tag:1"]))
+    assert all(n != "tag" for p in uniter.phases for n, _ in p.objectives) and not uniter.tagging
+    assert not build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_steps=0"])).tagging
+    with pytest.raises(ConfigError, match="pretrain.tag_steps: expected a number of steps >= 0, found -1"):
+        build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_steps=-1"]))

@@ -1,4 +1,4 @@
-"""Pre-training objectives over image-caption Examples: MLM, ITM and (region backbones) MRM and MRC.
+"""Pre-training objectives over image-caption Examples: MLM, ITM, TAG and (region backbones) MRM and MRC.
 
 Like UNITER, each objective masks one modality at a time and gets its own forward pass:
   mlm  mask `mask_prob` of the caption's word tokens (80% [MASK], 10% random, 10% kept; at least
@@ -9,6 +9,12 @@ Like UNITER, each objective masks one modality at a time and gets its own forwar
   mrc  mask regions as mrm, predict the detector's class distribution of each (the store's
        `soft_labels`): KL(soft labels || softmax(logits)) averaged over regions and classes as
        UNITER's MRC-kl; only presets with a region classifier (`region_classes`) have the head
+  tag  image tagging: from the image alone (the text is one [CLS] token) predict which words the
+       caption uses — binary cross-entropy per vocabulary word (multi-label tagging, as in Joulin et
+       al. 2016). ViLT starts its transformer from ViT (ImageNet
+       labels) and region backbones read a detector trained on Visual Genome labels; a toy pixel
+       backbone has neither, so this is how it learns what its patches show (pixel backbones only;
+       the head exists when the plan uses it: docs/ARCHITECTURE.md, "toy-vilt")
 `loss` returns {objective: weight * loss}: the training loop sums the values, so the sum is the
 weighted objective mix (divide by the weight to read an objective's own loss).
 Inputs are prepared on the host as the fine-tuning heads' are (`batcher`, a picklable TaskBatcher);
@@ -26,7 +32,7 @@ from torch import nn
 
 from bench.backbones.base import Backbone, RegionBatch
 from bench.backbones.checkpoint import load_state_into
-from bench.backbones.heads import MLMHead, MRCHead, MRMHead, ScoreHead
+from bench.backbones.heads import ClassifyHead, MLMHead, MRCHead, MRMHead, ScoreHead
 from bench.backbones.task_model import PreparedLoss, TaskBatch, TaskBatcher
 from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
@@ -94,10 +100,11 @@ def draw_objective(objectives: dict[str, float]) -> str:
 
 
 class PretrainModel(nn.Module):
-    """backbone + MLM, ITM and (for region backbones) MRM heads; heads the backbone's checkpoint
-    trained start from its weights (`backbone.pretrained_heads`), the others are initialised fresh."""
+    """backbone + MLM, ITM and (for region backbones) MRM / MRC heads, and with `tagging` (pixel backbones)
+    the TAG head; heads the backbone's checkpoint trained start from its weights
+    (`backbone.pretrained_heads`), the others are initialised fresh."""
 
-    def __init__(self, backbone: Backbone):
+    def __init__(self, backbone: Backbone, tagging: bool = False):
         super().__init__()
         self.backbone = backbone
         h = backbone.hidden_size
@@ -107,6 +114,12 @@ class PretrainModel(nn.Module):
             self.heads["mrm"] = MRMHead(h, backbone.config["feat_dim"])
             if backbone.config.get("region_classes"):
                 self.heads["mrc"] = MRCHead(h, backbone.config["region_classes"])
+        if tagging and backbone.image_input == "pixels":
+            # Last, so the other heads start as they do without it (same draws from the RNG); each word
+            # starts at probability 1/V, as a multi-label head should (ClassifyHead.init_prior).
+            vocab = backbone.word_embeddings().num_embeddings
+            self.heads["tag"] = ClassifyHead(h, vocab)
+            self.heads["tag"].init_prior(1.0 / vocab)
         self.loaded_heads = self._load_pretrained_heads(getattr(backbone, "pretrained_heads", {}))
         place(self, backbone.device)
 
@@ -210,6 +223,18 @@ class PretrainModel(nn.Module):
         enc = self.backbone.encode_tokens(text.input_ids, text.mask, batch.images.select(paired))
         logits = self.heads["itm"](enc.pooled)
         return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.device))
+
+    def _tag_loss(self, batch: TaskBatch, mask_prob) -> torch.Tensor:
+        bb = self.backbone
+        text = batch.text.select()
+        input_ids, text_mask = text.input_ids, text.mask
+        special = torch.tensor(sorted(set(bb.tokenizer.all_special_ids)), device=input_ids.device)
+        words = (text_mask & ~torch.isin(input_ids, special)).float()
+        bag = torch.zeros(len(input_ids), bb.word_embeddings().num_embeddings, device=input_ids.device)
+        bag.scatter_reduce_(1, input_ids, words, reduce="amax")  # each word of the caption once
+        cls = input_ids[:, :1]  # the image alone: no caption word reaches the encoder
+        enc = bb.encode_tokens(cls, text_mask[:, :1], batch.images.select())
+        return F.binary_cross_entropy_with_logits(self.heads["tag"](enc.pooled).float(), bag)
 
     def _masked_regions(self, batch: TaskBatch, mask_prob):
         """Encode with `mask_prob` of each image's real regions zeroed (at least one): (regions, chosen,

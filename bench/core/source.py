@@ -18,8 +18,9 @@ PRETRAIN = "pretrain"  # the pre-training objective mix, as a source task
 # The pre-training objectives (UNITER's names in brackets): masked language modelling, image-text
 # matching, masked region feature regression (MRFR) and masked region classification against the
 # detector's soft labels (MRC-kl). The last two need region features.
-OBJECTIVES = ("mlm", "itm", "mrm", "mrc")
+OBJECTIVES = ("mlm", "itm", "mrm", "mrc", "tag")
 REGION_OBJECTIVES = ("mrm", "mrc")
+PIXEL_OBJECTIVES = ("tag",)  # image tagging: what a detector gives region backbones (pretrain_model.py)
 
 
 @dataclass(frozen=True, order=True)

@@ -27,7 +27,7 @@ from bench.data.images import DEFAULT_CACHE_MB, BoxPolicy, is_lmdb, is_tsv, open
 
 # task -> image source (the dataset whose pictures the task's ids name)
 TASK_SOURCES = {
-    "vqa": "coco", "pretrain": "coco", "mlm": "coco", "itm": "coco", "mrm": "coco",
+    "vqa": "coco", "pretrain": "coco", "mlm": "coco", "itm": "coco", "mrm": "coco", "mrc": "coco", "tag": "coco",
     "refcoco_plus": "refcoco", "gqa": "vg", "nlvr2": "nlvr2", "snli_ve": "flickr30k",
     "retrieval": "flickr30k", "vcr": "vcr",
 }

@@ -74,7 +74,7 @@ def pretrain_loss_fn(study: Study, model, objectives: tuple):
 def source_objective(plan: Plan, study: Study, backbone, objective: str):
     """(model, examples, loss_fn, head prefixes) of a source's objective: a task, or the pre-training mix."""
     if objective == PRETRAIN:
-        model = PretrainModel(backbone)
+        model = PretrainModel(backbone, tagging=plan.tagging)
         return model, study.examples("itm", "train"), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
     model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))

@@ -1,4 +1,4 @@
-"""Pre-training objectives (MLM, ITM, MRM, MRC) over a COCO-captions-layout corpus; ticket sources."""
+"""Pre-training objectives (MLM, ITM, MRM, MRC, TAG) over a COCO-captions-layout corpus; ticket sources."""
 
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
 
 
 _TITLES = {"mlm": "masked language modelling", "itm": "image-text matching",
-           "mrm": "masked region feature regression", "mrc": "masked region classification (KL to soft labels)"}
+           "mrm": "masked region feature regression", "mrc": "masked region classification (KL to soft labels)",
+           "tag": "image tagging (the caption's words from the image alone)"}
 # Chance: MLM guesses over a ~30k vocabulary (~0); ITM with 50% negatives; MRM classifies a masked
-# region among the image's regions (~10 in toyland); MRC over the detector's 1,601 classes (~0).
-_CHANCE = {"mlm": 0.0, "itm": 50.0, "mrm": 10.0, "mrc": 0.0}
+# region among the image's regions (~10 in toyland); MRC over the detector's 1,601 classes (~0); TAG
+# over the vocabulary (~0).
+_CHANCE = {"mlm": 0.0, "itm": 50.0, "mrm": 10.0, "mrc": 0.0, "tag": 0.0}
 
 for _name in OBJECTIVES:
     TASKS.register(
