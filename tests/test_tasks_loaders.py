@@ -88,9 +88,10 @@ def test_retrieval_one_example_per_caption(root):
 def test_vcr_texts_and_references(root):
     (ex,) = TASKS.get("vcr").load(root, "train")
     assert len(ex.texts) == 8 and ex.target == (2, 1)
-    assert ex.texts[0] == "Why is circle0 next to square1? Because it is."
-    assert ex.texts[2] == "Why is circle0 next to square1? circle0 and square1 touch."
-    assert ex.texts[4 + 2] == "Why is circle0 next to square1? circle0 and square1 touch. square1 is small."
+    # class and index as two words ('circle1' is one word, [UNK] to a word-level vocabulary)
+    assert ex.texts[0] == "Why is circle 0 next to square 1? Because it is."
+    assert ex.texts[2] == "Why is circle 0 next to square 1? circle 0 and square 1 touch."
+    assert ex.texts[4 + 2] == "Why is circle 0 next to square 1? circle 0 and square 1 touch. square 1 is small."
     assert ex.image_ids == ("img1",) and ex.meta["boxes"][1][:4] == [60, 10, 80, 30]
 
 
@@ -260,7 +261,7 @@ def test_vcr_unlabeled_test_split_predicts_but_does_not_score(variants):
     spec = TASKS.get("vcr")
     (ex,) = spec.load(variants, "test")
     assert ex.target is None and ex.meta["unlabeled"] and len(ex.texts) == 8
-    assert ex.texts[4] == "Why is person0 here? A."  # no gold answer to condition the rationale on
+    assert ex.texts[4] == "Why is person 0 here? A."  # no gold answer to condition the rationale on
     # metadata_fn is relative to vcr1images/ in the release
     assert ex.meta["boxes"] == [[1, 2, 30, 40, 0.99]]
     assert ex.image_ids == ("3001_FILM_00.00.01.000-00.00.02.000@0",)

@@ -284,6 +284,21 @@ def test_all_tasks_load_through_the_task_loaders(world):
                     assert pixels.get(iid).pixel_values.shape[0] == 3
 
 
+def test_loaded_texts_have_no_unknown_words(world):
+    # What the model reads is the loaders' rendering, not the files' words: VCR's object tags once
+    # rendered as 'square1', [UNK] to the world's word-level tokenizer, so no question named its object.
+    from bench.backbones.tokenizer import build_world_tokenizer
+    from bench.tasks import TASKS
+
+    tok = build_world_tokenizer(world / "vocab.txt")
+    unk = tok.unk_token_id
+    for task, split in (("vcr", "train"), ("vcr", "val"), ("vqa", "val2014"), ("gqa", "testdev"), ("nlvr2", "dev"),
+                        ("snli_ve", "dev"), ("refcoco_plus", "val"), ("retrieval", "test"), ("mlm", "val")):
+        for ex in TASKS.get(task).load(world, split):
+            for text in ex.texts:
+                assert unk not in tok(text)["input_ids"], (task, split, text)
+
+
 def test_show_world_text_and_contact_sheet(world, tmp_path):
     from PIL import Image
 

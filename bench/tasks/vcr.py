@@ -19,8 +19,12 @@ _SPACE_BEFORE_PUNCT = re.compile(r" (?=[?.,!;:](?:\s|$)|'s\b|n't\b)")
 
 
 def render_tokens(tokens: list, objects: list[str], where: str) -> str:
-    """Join VCR tokens; an object reference (a list of box indices) becomes '<class><index>' per
-    box, e.g. [1, 3] -> 'circle1 and square3'."""
+    """Join VCR tokens; an object reference (a list of box indices) becomes '<class> <index>' per
+    box, e.g. [1, 3] -> 'circle 1 and square 3'.
+
+    Class and index are separate words: glued ('circle1') they are one word that a word-level
+    vocabulary (toyland's) maps to [UNK], which erased every reference (measured: all of toyland's
+    VCR questions). WordPiece keeps both pieces either way ('circle', '##1' / 'circle', '1')."""
     words = []
     for tok in tokens:
         if isinstance(tok, list):
@@ -28,7 +32,7 @@ def render_tokens(tokens: list, objects: list[str], where: str) -> str:
             for idx in tok:
                 if not isinstance(idx, int) or not 0 <= idx < len(objects):
                     raise DataError(f"{where}: object reference {idx!r}: expected an index below {len(objects)} (objects)")
-                names.append(f"{objects[idx]}{idx}")
+                names.append(f"{objects[idx]} {idx}")
             words.append(" and ".join(names))
         else:
             words.append(str(tok))
