@@ -5,7 +5,7 @@ Claim (iii): "LXMERT and ViLT can also play lottery tickets, but ViLT's highest 
 `report/matrix.csv`, e.g. `load_results(out, plans=[h_uniter, h_lxmert, h_vilt]).frame`):
 
 - `dense_clearance`: each backbone's dense score per task against chance (`reports.claims.
-  dense_vs_chance`), and whether it clears chance by more than `CLEAR_SDS` seed-noise stds (the
+  dense_vs_chance`), and whether it clears chance by more than `CLEAR_SDS` × its noise (seed std or dev-set SE, the larger; the
   verdict rule: below that, a backbone's tickets on the task say nothing — a "ticket" of a model at
   chance matches a model at chance);
 - `backbone_matching`: per backbone and task, the highest sparsity at which the task's own IMP
@@ -94,7 +94,7 @@ def _ordered(frame: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 
 def dense_clearance(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
     """`reports.claims.dense_vs_chance` in backbone order, with `clears` = dense mean − chance is
-    more than CLEAR_SDS × the task's seed noise (False with one seed: no noise to measure against)."""
+    more than CLEAR_SDS × the task's noise (seed std or dev-set SE) (False with one seed: no noise to measure against)."""
     tasks = task_order(df, tasks or ())
     out = dense_vs_chance(df, tasks)
     out["clears"] = out["learns"] == "yes"
@@ -167,7 +167,7 @@ def usable_tasks(clearance: pd.DataFrame, backbones: list[str], tasks: list[str]
 
 def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99) -> list[Claim]:
     """Claim (iii) in two parts, each holds / fails / not testable, judged only on the tasks where
-    *every* backbone's dense model clears chance by more than CLEAR_SDS seed-noise stds:
+    *every* backbone's dense model clears chance by more than CLEAR_SDS × its noise (seed std or dev-set SE):
 
     (a) every non-UNITER backbone plays lottery tickets: on each such task its own IMP ticket clearly
         reaches `relaxed` × dense at some ladder sparsity (holds), or is clearly below it at every
@@ -185,7 +185,7 @@ def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float =
     usable, why = usable_tasks(clearance, backbones, compared)
     excluded = "; ".join(f"{t} left out ({w})" for t, w in why.items())
     rule = (f"tasks counted: those where every backbone's dense model clears chance by > {CLEAR_SDS:g} "
-            f"seed-noise stds: {', '.join(usable) or 'none'}")
+            f"× noise: {', '.join(usable) or 'none'}")
     detail = "; ".join(x for x in (rule, excluded) if x)
     claims = []
 
@@ -313,7 +313,7 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
         "noise": clearance["noise"].map(fmt_num), "clears": clearance["clears"].map({True: "yes", False: "no"}),
     })
     paths = list(write_table(report_dir, "backbones_dense", clearance, dense_disp,
-                             f"Dense model vs chance per backbone (clears: dense − chance > {CLEAR_SDS:g} × seed noise)"
+                             f"Dense model vs chance per backbone (clears: dense − chance > {CLEAR_SDS:g} × noise: seed std or dev-set SE)"
                              ).values())
     paths += write_table(report_dir, "backbones_matching", matching, None,
                          "Highest matching sparsity of each task's own IMP ticket, per backbone").values()
@@ -324,7 +324,7 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
     strict = matching_square(matching, "imp_strict", tasks)
     L = ["## Backbones: claim (iii)", "",
          f"{len(backbones)} backbones in one results frame: {', '.join(backbones)}. A backbone's tickets on a task "
-         f"count only where its dense model clears chance by more than {CLEAR_SDS:g} seed-noise stds.", "",
+         f"count only where its dense model clears chance by more than {CLEAR_SDS:g} × its noise (the larger of seed std and dev-set sampling error).", "",
          "### Dense model vs chance", "", to_markdown(dense_disp, index=False),
          f"### Highest relaxed-matching sparsity (own-task IMP, mean ≥ {100 * relaxed:g}% of dense)", "",
          to_markdown(rel) if len(rel) else "no own-task IMP runs\n",

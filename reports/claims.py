@@ -3,8 +3,9 @@
 Every check gives a verdict — holds / fails / not testable — and the reason. A claim is "not
 testable" unless the numbers can carry it:
 
-- a task counts only when its dense model is clearly above chance: dense mean − chance > 3 seed
-  stds (`CLEAR_SDS`); with one dense seed there is no std, so no task counts;
+- a task counts only when its dense model is clearly above chance: dense mean − chance > 3 × the
+  larger of the seed noise and the evaluation set's sampling error at chance (`CLEAR_SDS`,
+  `dev_set_error`); with one dense seed there is no std, so no task counts;
 - a claim that needs a spread (every one here: the criteria are a few points, the seed noise of a
   toy task about as large) is not testable with one seed;
 - a claim about a sparsity (the pre-training ticket at 60 %) is checked at that sparsity only: when
@@ -68,10 +69,21 @@ def _seeds(df: pd.DataFrame) -> int:
 # ---------------------------------------------------------------------------------------------
 # Dense versus chance: which tasks can carry a claim
 
+def dev_set_error(chance: float | None, n_examples: float) -> float:
+    """Standard error (points) of a score measured on `n_examples` evaluation examples by a model at
+    chance: 100·sqrt(c(1 − c)/n), c = chance / 100 — binomial for accuracies, an upper bound for
+    scores in [0, 100] with mean c (VQA's soft score, recall averages). NaN when either is unknown."""
+    if chance is None or math.isnan(chance) or not n_examples > 0:
+        return math.nan
+    c = min(max(chance / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(c * (1.0 - c) / n_examples)
+
+
 def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Dense score (mean ± std over seeds) against the task's chance level, with the seed noise
-    (`reports.stats.seed_noise`) and whether dense is clearly above chance (`learns`: yes / no /
-    unknown with one seed)."""
+    (`reports.stats.seed_noise`), the evaluation set's sampling error at chance (`dev_set_error`),
+    `noise` = the larger, and whether dense is clearly above chance (`learns`: yes / no / unknown
+    with one seed)."""
     noise = stats.seed_noise(df)
     rows = []
     d = df[df["source"] == DENSE]
@@ -82,7 +94,12 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
         recorded = g["chance"].dropna() if "chance" in g else pd.Series(dtype=float)
         chance = float(recorded.iloc[0]) if len(recorded) else f.chance
         mean = float(g["value"].mean())
-        sd = stats.noise_of(noise, bb, task)
+        seed_sd = stats.noise_of(noise, bb, task)
+        n_eval = g["eval_examples"].dropna() if "eval_examples" in g else pd.Series(dtype=float)
+        dev_se = dev_set_error(chance, float(n_eval.min())) if len(n_eval) else math.nan
+        # Seeds that agree (std 0, e.g. all predicting one class) must not pass a model that the
+        # evaluation set's own sampling error cannot tell from chance.
+        sd = seed_sd if math.isnan(seed_sd) or math.isnan(dev_se) else max(seed_sd, dev_se)
         above = mean - chance if chance is not None else math.nan
         if math.isnan(above):
             learns = "unknown"
@@ -92,9 +109,9 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
             learns = "yes" if above > CLEAR_SDS * sd else "no"
         rows.append({"backbone": bb, "task": task, "metric": f.headline, "dense_mean": mean,
                      "dense_std": g["value"].std(), "seeds": g["seed"].nunique(), "chance": chance,
-                     "above_chance": above, "noise": sd, "learns": learns})
+                     "above_chance": above, "seed_noise": seed_sd, "dev_se": dev_se, "noise": sd, "learns": learns})
     out = pd.DataFrame(rows, columns=["backbone", "task", "metric", "dense_mean", "dense_std", "seeds", "chance",
-                                      "above_chance", "noise", "learns"])
+                                      "above_chance", "seed_noise", "dev_se", "noise", "learns"])
     out["_t"] = out["task"].map({t: i for i, t in enumerate(tasks)})
     return out.sort_values(["backbone", "_t"]).drop(columns="_t").reset_index(drop=True)
 
@@ -149,7 +166,7 @@ def eligible_tasks(dvc: pd.DataFrame, backbone: str, tasks: list[str]) -> tuple[
         elif r["learns"] == "unknown":
             why.append(f"{t}: {'chance unknown' if pd.isna(r['above_chance']) else 'one seed, no std'}")
         else:
-            why.append(f"{t}: dense − chance {r['above_chance']:+.1f} ≤ {CLEAR_SDS:g} × seed noise {fmt_num(r['noise'])}")
+            why.append(f"{t}: dense − chance {r['above_chance']:+.1f} ≤ {CLEAR_SDS:g} × noise {fmt_num(r['noise'])} (larger of seed noise and dev-set SE)")
     return ok, ("not clearly above chance — " + "; ".join(why)) if why else ""
 
 

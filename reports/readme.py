@@ -164,7 +164,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
     L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
           "holds / fails / **not testable** unless the numbers can carry the claim: only tasks whose dense model "
-          "beats chance by more than 3 seed stds count; claims need ≥ 2 seeds; a sparsity the paper names must be "
+          "beats chance by more than 3 × its noise (the larger of the seed std and the dev set's sampling error at chance) count; claims need ≥ 2 seeds; a sparsity the paper names must be "
           "on the ladder; A-vs-B statements use paired differences with a 95 % CI and a tie margin of half a seed "
           "std (`reports/stats.py`).", "", _verdicts(t["claims"])]
     cmp_t = t.get("comparisons")
@@ -194,7 +194,8 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
             "seeds": d["seeds"],
             "chance": d["chance"].map(lambda c: fmt_num(c) if pd.notna(c) else "unknown"),
             "dense − chance": d["above_chance"].map(lambda c: f"{c:+.1f}" if pd.notna(c) else "–"),
-            "seed noise": d["noise"].map(fmt_num),
+            "seed noise": d["seed_noise"].map(fmt_num),
+            "dev-set SE": d["dev_se"].map(fmt_num),
             "clearly above chance": d["learns"],
         })
         if "converged" in d and (d["converged"] != "not checked").any():

@@ -24,7 +24,7 @@ from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id", "chance", "steps_factor",
+    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -72,6 +72,7 @@ def _record_row(path: Path, rec: dict) -> dict:
         "run_id": str(rec.get("run_id") or path.parent.name),
         "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
         "steps_factor": int(rec.get("steps_factor") or 1),
+        "eval_examples": int(rec["eval_examples"]) if isinstance(rec.get("eval_examples"), int) else float("nan"),
     }
 
 

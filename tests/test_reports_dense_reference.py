@@ -213,3 +213,22 @@ def test_a_pruned_ffn_output_shows_per_matrix_type(prunable_names, tmp_path):
     assert set(table["matrix"]) == {"Q", "K", "V", "attn out", "FFN in", "FFN out"}
     assert "[matrix_type_sparsity.png](matrix_type_sparsity.png)" in (rd / "README.md").read_text()
     assert math.isclose(float(table[table["matrix"] == "FFN out"]["matrix_sparsity"].min()), ffn_out.min())
+
+
+def test_seeds_that_agree_do_not_pass_a_score_the_dev_set_cannot_tell_from_chance():
+    """Three dense seeds at 51.9 (std 0, e.g. all predicting one class) on 320 NLVR2 dev examples:
+    the dev set's sampling error at chance, 100·sqrt(.5·.5/320) = 2.8 points, floors the noise, so
+    +1.9 is not clearly above chance; 60.0 is (+10 > 3 × 2.8); without the count the seed std rules."""
+    from reports.claims import dense_vs_chance, dev_set_error
+
+    def frame(value, n):
+        return pd.DataFrame([{"backbone": BACKBONE, "source": "dense", "sparsity": 0.0, "task": "nlvr2",
+                              "metric": "accuracy", "value": value + 0.1 * s * (n is None), "seed": s,
+                              "chance": 50.0, "eval_examples": n if n else math.nan} for s in range(3)])
+
+    assert dev_set_error(50.0, 320) == pytest.approx(100 * math.sqrt(0.25 / 320))
+    low = dense_vs_chance(frame(51.9, 320), ["nlvr2"]).iloc[0]
+    assert low["seed_noise"] == 0 and low["noise"] == pytest.approx(2.795, abs=1e-3) and low["learns"] == "no"
+    assert dense_vs_chance(frame(60.0, 320), ["nlvr2"]).iloc[0]["learns"] == "yes"
+    unknown_n = dense_vs_chance(frame(51.9, None), ["nlvr2"]).iloc[0]
+    assert math.isnan(unknown_n["dev_se"]) and unknown_n["noise"] == pytest.approx(0.1) and unknown_n["learns"] == "yes"
