@@ -1,7 +1,7 @@
 """toy-vilt's pixel path end to end (issue 19): picture file -> PixelStore -> collate -> ViltBackbone.
 
-toy-vilt stays at chance on toyland; these pin the plumbing that was checked and found right, so a
-later regression cannot hide behind "the model is just slow": the pixels are the picture's (RGB order,
+toy-vilt stayed at chance on toyland until its tagging phase (TAG); these pin the plumbing that was
+checked and found right, so a later regression cannot hide behind "the model is just slow": the pixels are the picture's (RGB order,
 [0, 255] -> [-1, 1]), every image token is real and the text part of the mask is the text mask, the
 pooled output depends on the image, and ITM's gradient reaches the patch projection and the
 patch-position and image-[CLS] embeddings.
