@@ -82,7 +82,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     if "find" in stages:
         roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
     if "matrix" in stages:
-        roots = roots or {j.search.source: j.root for j in search_jobs(plan, out_dir, theta0_dir)}
+        roots = roots or {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so

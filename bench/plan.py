@@ -3,10 +3,15 @@
 world → pretrain → find → matrix → report all take the plan; nothing below it calls back into the
 stages. Every key hashes *effective* settings (defaults included), so a changed default is never
 served from an old cache:
-- `theta0_key`  — world, backbone and pre-training settings (+ toyland's format version);
-- `search_id(search, theta0_hash)` — θ0's content, the method and its hyperparameters, the ladder, the
-  source's training settings, the base search (derived tickets are branches of their base ticket);
-- a run id (`bench.runner.pairs.PairSpec.run_id`) — the pair's effective settings, ticket and θ0 content;
+- `theta0_key`  — world, backbone and pre-training settings (+ toyland's format version); `theta0_id(corpus)`,
+  θ0's folder, adds the pre-training corpus's content digest when θ0 is pre-trained here;
+- `search_id(search, theta0_hash, data)` — θ0's content, the digest of the data the search reads, the method
+  and its hyperparameters, the ladder, the source's training settings, the base search (derived tickets are
+  branches of their base ticket);
+- a run id (`bench.runner.pairs.PairSpec.run_id`) — the pair's effective settings, ticket, θ0 content and the
+  digest of the task's data;
+Data digests (`bench.runner.study.Study.data_digest`) hash the loaded examples, so a fixed loader or
+annotation file is a new id, never a stale cache hit; the plan itself reads no data.
 - `hash` — the plan itself: every setting that changes a number (not where or how fast it runs).
 `ticketbench plan CONFIG` prints it.
 """
@@ -169,13 +174,22 @@ class Plan:
         raise ConfigError(f"source {src} is not searched by this plan; known: "
                           f"{', '.join(str(s.source) for s in self.searches)}")
 
-    def search_id(self, search: Search, theta0_hash: str) -> str:
-        """Content address of a search's tickets: adding a method never re-runs the others."""
-        base = self.search_id(self.search(search.base), theta0_hash) if search.base else None
+    def theta0_id(self, corpus: str | None) -> str:
+        """θ0's folder under `pretrain/`: `theta0_key`, plus the corpus digest when the plan pre-trains θ0
+        (`phases`; pass None otherwise — a checkpoint's θ0 reads no data, so its folder keeps its name)."""
+        if bool(self.phases) != (corpus is not None):
+            raise TicketbenchError(f"θ0 of {self.config.backbone.preset}: a corpus digest is needed exactly when "
+                                   f"θ0 is pre-trained here ({len(self.phases)} phase(s), digest {corpus!r})")
+        return short_hash([self.theta0_key, corpus]) if corpus else self.theta0_key
+
+    def search_id(self, search: Search, theta0_hash: str, data: str) -> str:
+        """Content address of a search's tickets: adding a method never re-runs the others. `data` is the
+        digest of its source objective's data (`Study.data_digest`): a derived search's base reads the same."""
+        base = self.search_id(self.search(search.base), theta0_hash, data) if search.base else None
         settings = self.search_settings(search.source)
         f = self.config.find
         return short_hash({
-            "theta0": theta0_hash, "source": str(search.source), "sparsities": list(search.sparsities),
+            "theta0": theta0_hash, "data": data, "source": str(search.source), "sparsities": list(search.sparsities),
             "hparams": [list(kv) for kv in search.hparams], "base": base,
             "settings": dataclasses.asdict(settings) if settings else None,
             "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
@@ -189,7 +203,7 @@ class Plan:
         c = self.config
         lines = [f"plan {self.hash}  ({c.name}: {c.backbone.preset}, {c.world.source} data)",
                  f"ladder: {', '.join(f'{s:.0%}' for s in self.ladder)}",
-                 f"θ0 (pretrain/{self.theta0_key}): " + (" → ".join(
+                 f"θ0 (key {self.theta0_key}{' + corpus digest' if self.phases else ''}): " + (" → ".join(
                      f"{'+'.join(f'{n}:{w:g}' for n, w in p.objectives)} × {p.steps} steps" for p in self.phases)
                      or "the preset's checkpoint"),
                  f"searches ({len(self.searches)}):"]

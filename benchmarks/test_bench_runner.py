@@ -109,8 +109,8 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
     plan = build_plan(cfg)
     study = Study(cfg, out)
     theta0_dir = stage_pretrain(plan, study, quiet=True)
-    roots = {j.search.source: j.root for j in search_jobs(plan, out, theta0_dir)}
-    pairs = make_pairs(plan, out, theta0_dir, roots)
+    roots = {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
+    pairs = make_pairs(plan, study, theta0_dir, roots)
     pair = next(p for p in pairs if p.task == "gqa" and p.sparsity == 0.5 and p.source == "pretrained_magnitude")
     steps = sized(40, 3)
     s = plan.finetune_settings("gqa", 0).override(steps=steps)  # more steps than the smoke recipe: a stable rate

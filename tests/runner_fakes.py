@@ -37,6 +37,7 @@ def make_pairs(n: int, **config) -> list[PairSpec]:
             ticket_hash=None,
             theta0_hash="theta0",
             split="dev",
+            data_hash="data",
             config=dict(config),
         )
         for i in range(n)

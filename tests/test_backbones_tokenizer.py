@@ -71,7 +71,8 @@ def test_a_toy_preset_pretrains_with_the_given_tokenizer(tmp_path, world):
     out = shutil.copytree(world, tmp_path / "out")
     cfg = load_config("smoke", [f"backbone.tokenizer={tok}", "pretrain.steps=2"])
     run_pipeline(cfg, out=out, stages=["pretrain"], quiet=True)
-    theta0 = load_backbone(out / "pretrain" / build_plan(cfg).theta0_key)
+    (theta0_dir,) = (out / "pretrain").glob("*/DONE")  # θ0's folder also names its corpus (Plan.theta0_id)
+    theta0 = load_backbone(theta0_dir.parent)
     assert "zebra" in theta0.tokenizer.get_vocab()
     assert len(theta0.tokenizer) == len(build_world_tokenizer(world / "world" / "vocab.txt")) + 2
 

@@ -309,7 +309,7 @@ def test_adding_a_method_keeps_the_stored_searches():
 
     def ids(*sets):
         plan = build_plan(apply_overrides(load_config("smoke"), list(sets)))
-        return {str(s.source): plan.search_id(s, "theta0hash") for s in plan.searches}
+        return {str(s.source): plan.search_id(s, "theta0hash", "datahash") for s in plan.searches}
 
     before = ids()
     after = ids("find.one_shot=omp:vqa,pretrained_magnitude,snip:vqa,synflow")

@@ -266,7 +266,7 @@ def test_run_ids_hash_the_ticket_content_not_its_label(tmp_path):
     from bench.runner.pairs import PairSpec
 
     common = dict(backbone="toy-uniter", sparsity=0.3, task="gqa", seed=0, ticket_path="/t/x.safetensors",
-                  ticket_hash="abcdef0123456789", theta0_hash="theta0", split="dev", config={"steps": 3})
+                  ticket_hash="abcdef0123456789", theta0_hash="theta0", split="dev", data_hash="data", config={"steps": 3})
     imp = PairSpec(source="imp:vqa", method="imp", source_task="vqa", **common)
     omp = PairSpec(source="omp:vqa", method="omp", source_task="vqa", **common)
     reinit_meta = {"weights": "reinit", "weights_init": "fan_in_uniform", "weights_seed": 10000, "source": "x"}

@@ -96,3 +96,30 @@ def test_a_run_does_not_depend_on_the_runs_before_it(runs):
     assert len(rd) == 2
     for run_id in rd:
         assert rd[run_id] == ra[run_id], run_id
+
+
+def test_changed_task_data_are_new_runs_and_the_old_records_stay(runs, tmp_path):
+    """A fixed annotation (one evaluation text of SNLI-VE) in a copy of the first store: the matrix trains new
+    runs under new ids instead of serving the cached ones, and leaves every old record byte for byte; θ0 and
+    the corpus are unchanged, so θ0 is reused."""
+    import json
+
+    from reliability_support import snapshot
+
+    out = tmp_path / "out"
+    shutil.copytree(runs["a"], out, ignore=lambda d, names: [n for n in names if n == "report"])
+    old_runs, old_theta0 = snapshot(out / "runs"), snapshot(out / "pretrain")
+    dev = out / "world" / "snli_ve" / "snli_ve_dev.jsonl"
+    lines = dev.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[0])
+    row["sentence2"] = row["sentence2"].replace("There is", "There is not")
+    dev.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n", encoding="utf-8")
+    prepare(out, stages=("matrix",), sources=["dense"], **SUBSET)
+    new = {r["run_id"]: r for r in records(out)}
+    old_ids = {r["run_id"] for r in records(runs["a"])}
+    assert {k: v for k, v in snapshot(out / "runs").items() if k in old_runs} == old_runs
+    assert snapshot(out / "pretrain") == old_theta0
+    added = set(new) - old_ids
+    assert len(added) == 2 and all(new[k]["source"] == "dense" for k in added)  # dense × 2 seeds, retrained
+    assert len({new[k]["data_hash"] for k in added}) == 1
+    assert {new[k]["data_hash"] for k in added}.isdisjoint(new[k]["data_hash"] for k in old_ids)

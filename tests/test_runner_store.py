@@ -37,6 +37,7 @@ def test_run_id_is_stable_and_covers_ticket_theta0_config_split(pair):
         ticketed,
         replace(ticketed, ticket_hash="bbb"),  # same path, new ticket content
         replace(pair, theta0_hash="other"),
+        replace(pair, data_hash="other"),  # the task's examples changed
         replace(pair, config={"lr": 1e-4}),
         replace(pair, split="test"),
         replace(pair, seed=7),
@@ -71,6 +72,7 @@ def test_unsafe_names_are_refused(pair, field, value):
         ({"seed": "0"}, "seed"),
         ({"ticket_path": "t.safetensors"}, "content hash"),
         ({"theta0_hash": ""}, "theta0_hash"),
+        ({"data_hash": ""}, "data_hash"),
     ],
 )
 def test_bad_pair_fields_are_refused(pair, changes, match):
@@ -178,3 +180,86 @@ def test_heartbeat_keeps_the_lock_fresh(tmp_path, pair):
         time.sleep(0.05)
     assert time.time() - claim.path.stat().st_mtime < 100
     claim.release()
+
+
+# ---- the data a run reads is part of its identity ------------------------------------------------
+@pytest.fixture(scope="module")
+def world_out(tmp_path_factory) -> Path:
+    from bench.data.toyland import generate_world
+
+    out = tmp_path_factory.mktemp("dataid") / "out"
+    generate_world(out / "world", seed=0, scale="smoke")
+    return out
+
+
+def _edit_first_row(path: Path, edit) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[0])
+    edit(row)
+    path.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n", encoding="utf-8")
+
+
+def _ids(out: Path) -> dict:
+    """Run ids of the dense cells of three tasks, search ids of three IMP searches and θ0's folder, each
+    from a fresh Study (θ0's content is faked: these ids need only its DONE hash)."""
+    from bench.config import load_config
+    from bench.core.source import PRETRAIN
+    from bench.plan import build_plan
+    from bench.runner.finetune import make_pairs
+    from bench.runner.stages import search_jobs
+    from bench.runner.study import Study
+
+    def plan(sources: str):
+        return build_plan(load_config("smoke", ["matrix.tasks=snli_ve,vqa,gqa", f"matrix.sources={sources}"]))
+
+    runs, find = plan("dense"), plan("imp:snli_ve,imp:vqa,imp:pretrain")
+    study = Study(runs.config, out)
+    theta0 = out / "pretrain" / "fake"
+    theta0.mkdir(parents=True, exist_ok=True)
+    (theta0 / "DONE").write_text("0123456789abcdef\n")
+    return {"runs": {(p.task, p.seed): p.run_id for p in make_pairs(runs, study, theta0, {})},
+            "searches": {str(j.search.source): j.search_id for j in search_jobs(find, study, theta0)},
+            "theta0": runs.theta0_id(study.data_digest(PRETRAIN))}
+
+
+def test_same_data_same_ids_in_two_studies(world_out):
+    assert _ids(world_out) == _ids(world_out)
+
+
+def test_a_changed_example_is_a_new_id_for_its_task_only(world_out, tmp_path):
+    import shutil
+
+    before = _ids(world_out)
+    out = tmp_path / "out"
+    shutil.copytree(world_out / "world", out / "world")
+    # One text of SNLI-VE's evaluation split (what a fixed loader or annotation file would change).
+    _edit_first_row(out / "world" / "snli_ve" / "snli_ve_dev.jsonl",
+                    lambda r: r.update(sentence2=r["sentence2"].replace("There is", "There is not")))
+    after = _ids(out)
+    changed = {k for k in before["runs"] if before["runs"][k] != after["runs"][k]}
+    assert changed == {k for k in before["runs"] if k[0] == "snli_ve"} and changed
+    assert {k for k in before["searches"] if before["searches"][k] != after["searches"][k]} == {"imp:snli_ve"}
+    assert after["theta0"] == before["theta0"]  # the pre-training corpus is unchanged
+    # One caption of the corpus: a new θ0 folder and new `:pretrain` search; tasks' runs keep their ids
+    # here (downstream they change through θ0's content hash, which is faked in `_ids`).
+    corpus = out / "world" / "captions" / "captions_train.json"
+    data = json.loads(corpus.read_text(encoding="utf-8"))
+    data["annotations"][0]["caption"] += " Two shapes."
+    corpus.write_text(json.dumps(data), encoding="utf-8")
+    again = _ids(out)
+    assert again["theta0"] != before["theta0"] and again["runs"] == after["runs"]
+    assert {k for k in after["searches"] if after["searches"][k] != again["searches"][k]} == {"imp:pretrain"}
+
+
+def test_a_worker_refuses_data_that_differ_from_the_planned_ones(world_out):
+    from bench.config import load_config
+    from bench.core.errors import RunFailed
+    from bench.runner.finetune import finetune_pair
+    from bench.runner.study import Study
+
+    cfg = load_config("smoke")
+    pair = replace(runner_fakes.make_pairs(1)[0], task="snli_ve", data_hash="stale",
+                   study=(cfg, str(world_out), str(world_out / "pretrain" / "fake")))
+    assert Study(cfg, world_out).data_digest("snli_ve") != "stale"
+    with pytest.raises(RunFailed, match="data of task snli_ve differ"):
+        finetune_pair(pair, world_out / "runs" / pair.run_id)

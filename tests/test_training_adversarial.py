@@ -80,5 +80,5 @@ def test_the_regime_is_part_of_the_plan_and_every_identity():
     only_ft = build_plan(load_config("smoke", ["finetune.adv_steps=2", "find.adv_steps=0"]))
     assert only_ft.search_settings(only_ft.search("imp:vqa").source).adv_steps == 0
     h = "0" * 12
-    assert adv.search_id(adv.search("imp:vqa"), h) != plain.search_id(plain.search("imp:vqa"), h)
-    assert only_ft.search_id(only_ft.search("imp:vqa"), h) == plain.search_id(plain.search("imp:vqa"), h)
+    assert adv.search_id(adv.search("imp:vqa"), h, h) != plain.search_id(plain.search("imp:vqa"), h, h)
+    assert only_ft.search_id(only_ft.search("imp:vqa"), h, h) == plain.search_id(plain.search("imp:vqa"), h, h)

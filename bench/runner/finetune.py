@@ -18,7 +18,7 @@ from bench.core.errors import RunFailed, TicketbenchError
 from bench.plan import Plan, effective
 from bench.runner import progress
 from bench.runner.pairs import PairSpec
-from bench.runner.study import cached_study, environment
+from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
 from bench.training.checkpoint import Checkpoint
@@ -49,10 +49,11 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     }
 
 
-def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
+def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
     """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder.
-    Cells whose tickets are identical get the same run id (the runner trains it once)."""
-    out = Path(out)
+    Cells whose tickets are identical get the same run id (the runner trains it once). Each run id covers its
+    task's data digest, taken here once in the parent: workers receive it and check their copy against it."""
+    out = study.out
     theta0_hash = (theta0_dir / "DONE").read_text().strip()
     theta0_rel = str(theta0_dir.resolve().relative_to(out.resolve()))
     preset = plan.config.backbone.preset
@@ -79,8 +80,8 @@ def make_pairs(plan: Plan, out: Path, theta0_dir: Path, ticket_roots: dict) -> l
             ticket_hash, weights = tickets[path]
         pairs.append(PairSpec(
             preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
-            str(path.resolve()) if path else None, ticket_hash, theta0_hash, split, identity,
-            ticket_weights=weights, steps_factor=cell.steps_factor,
+            str(path.resolve()) if path else None, ticket_hash, theta0_hash, split,
+            data_hash=study.data_digest(cell.task), config=identity, ticket_weights=weights, steps_factor=cell.steps_factor,
             settings=settings, study=(plan.config, str(out), str(theta0_dir)),
         ))
     return pairs
@@ -93,6 +94,10 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # A fixed intra-op thread count per run: the same numbers with 1 or N workers, on Ray, cached or not.
     torch.set_num_threads(cfg.matrix.threads)
     study = cached_study(cfg, out)
+    # A worker (another process, a Ray node with its own copy of the data) must read what the run id names.
+    if study.data_digest(pair.task) != pair.data_hash:
+        raise RunFailed(f"data of task {pair.task} differ from when the matrix was planned "
+                        f"(digest {study.data_digest(pair.task)}, planned {pair.data_hash})")
     spec = TASKS.get(pair.task)
     backbone = study.theta0(theta0_dir).set_max_text_len(cfg.finetune.max_text_len)
     enforcer = None

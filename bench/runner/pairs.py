@@ -3,6 +3,7 @@
 A run's identity (`run_id`) hashes everything its result depends on — the effective fine-tune config,
 the ticket's *content* hash and the weights it starts from (`ticket_weights`: reinit / shuffle
 controls share their base ticket's masks but not its weights), θ0's hash, the target task, the
+content digest of its data (`data_hash`: train and evaluation examples and labels, `Study.data_digest`), the
 evaluation split, the seed and the backbone — and nothing else: so a changed ticket or checkpoint is
 never served from the cache, and two sources whose tickets are identical (IMP's first round and
 one-shot magnitude pruning after the same fine-tuning) are one run, trained once and reported under
@@ -34,6 +35,7 @@ class PairSpec:
     ticket_hash: str | None
     theta0_hash: str
     split: str
+    data_hash: str  # `Study.data_digest(task)`: a fixed loader or annotation is a new run, not a stale cache hit
     config: dict = field(default_factory=dict, hash=False)  # identity-bearing settings as plain data (hashed)
     # How the ticket's kept weights start, from its metadata ({} = θ0's own; hashed): the controls'
     # weight transform (reinit with its initialiser, shuffle) and its seed.
@@ -64,6 +66,8 @@ class PairSpec:
             )
         if not self.theta0_hash:
             raise TicketbenchError(f"pair {self.label}: theta0_hash is empty (the run id must cover θ0)")
+        if not self.data_hash or not isinstance(self.data_hash, str):
+            raise TicketbenchError(f"pair {self.label}: data_hash is empty (the run id must cover the task's data)")
         if not isinstance(self.config, dict):
             raise TicketbenchError(f"pair config: expected a dict, found {type(self.config).__name__}")
         if not isinstance(self.steps_factor, int) or isinstance(self.steps_factor, bool) or self.steps_factor < 1:
@@ -78,6 +82,7 @@ class PairSpec:
                 "ticket_hash": self.ticket_hash,
                 "ticket_weights": self.ticket_weights,
                 "theta0_hash": self.theta0_hash,
+                "data_hash": self.data_hash,
                 "task": self.task,
                 "split": self.split,
                 "seed": self.seed,
@@ -111,5 +116,6 @@ class PairSpec:
                 **({"weights": self.ticket_weights} if self.ticket_weights else {}),  # a control's transform
             },
             "theta0_hash": self.theta0_hash,
+            "data_hash": self.data_hash,
             "config": self.config,
         }

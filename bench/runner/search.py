@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bench.backbones import PretrainModel, TaskModel
-from bench.core.errors import TicketbenchError
+from bench.core.errors import RunFailed, TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.source import PRETRAIN
 from bench.plan import Plan, Search, load_plugins
@@ -41,6 +41,7 @@ class SearchJob:
     out: str
     theta0_dir: str
     base_dir: str | None  # the base search's ticket folder (derived tickets)
+    data_hash: str  # `Study.data_digest` of the source objective, hashed into search_id; checked by the worker
 
     @property
     def run_id(self) -> str:
@@ -58,7 +59,7 @@ class SearchJob:
         s = self.search
         return {"run_id": self.search_id, "source": str(s.source), "method": s.source.method,
                 "source_task": s.source.task, "sparsities": list(s.sparsities), "hparams": dict(s.hparams),
-                "base": str(s.base) if s.base else None, "tickets": str(self.root)}
+                "base": str(s.base) if s.base else None, "tickets": str(self.root), "data_hash": self.data_hash}
 
     def is_stored(self) -> bool:
         store = TicketStore(self.root)
@@ -75,7 +76,7 @@ def source_objective(plan: Plan, study: Study, backbone, objective: str):
     """(model, examples, loss_fn, head prefixes) of a source's objective: a task, or the pre-training mix."""
     if objective == PRETRAIN:
         model = PretrainModel(backbone, tagging=plan.tagging)
-        return model, study.examples("itm", "train"), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
+        return model, study.corpus(), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
     model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
     return model, study.train_examples(objective), model.batch_loss(study.store_for(objective)), ("head.",)
@@ -138,7 +139,7 @@ def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
         hooks = [m.register_forward_hook(lambda _m, _i, out: torch.ones_like(out))
                  for m in backbone.modules() if isinstance(m, nn.Embedding)]
         try:
-            example = study.examples("itm", "train")[0]
+            example = study.corpus()[0]
             images = backbone.collate([study.store.get(example.image_ids[0])])
             images = type(images)(**{k: (torch.ones_like(v, dtype=torch.float64) if torch.is_floating_point(v) else v)
                                      .to(backbone.device) for k, v in vars(images).items()})
@@ -194,6 +195,10 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     store = TicketStore(job.root)
     if job.is_stored():
         return {"status": "done", **_read_record(job.root)}
+    # A worker (another process, a Ray node with its own copy of the data) must read what the id names.
+    if study.data_digest(search.source.objective) != job.data_hash:
+        raise RunFailed(f"data of {search.source.objective} differ from when the search was planned "
+                        f"(digest {study.data_digest(search.source.objective)}, planned {job.data_hash})")
     method = get_method(search.source.method)
     backbone = study.theta0(job.theta0_dir)
     named = _prunable(backbone, plan)

@@ -66,7 +66,9 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
 def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     """θ0: pre-train a toy preset on the world's captions (the plan's phases), or take a real checkpoint."""
     c = plan.config
-    d = study.out / "pretrain" / plan.theta0_key
+    # Pre-trained here, θ0 is a function of its corpus too: a changed caption is a new θ0 (and so new
+    # ticket and run ids downstream, which hash θ0's content).
+    d = study.out / "pretrain" / plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)
     if (d / "DONE").exists():
         _say(quiet, f"[pretrain] cached: {d}")
         return d
@@ -122,28 +124,25 @@ def check_inputs(study: Study, objectives) -> None:
     work), so bad data is one line naming file, field or id before any training starts — not a failed
     record after hours of it."""
     for objective in dict.fromkeys(objectives):
-        if objective == PRETRAIN:
-            study.examples("itm", "train")
-            continue
-        study.train_examples(objective)
-        study.eval_examples(objective)
-        study.labels(objective)
+        study.data_digest(objective)  # reads the train and evaluation splits and the labels (or the corpus)
 
 
 # ---- find -------------------------------------------------------------------------------------
-def search_jobs(plan: Plan, out: Path, theta0_dir: Path) -> list[SearchJob]:
-    """Every search of the plan as a job, bases before the searches derived from them."""
-    h = theta0_hash(theta0_dir)
-    ids = {s.source: plan.search_id(s, h) for s in plan.searches}
+def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
+    """Every search of the plan as a job, bases before the searches derived from them. A search's id covers
+    the data of its source objective (so naming the stored tickets loads that data)."""
+    h, out = theta0_hash(theta0_dir), study.out
+    data = {s.source: study.data_digest(s.source.objective) for s in plan.searches}
+    ids = {s.source: plan.search_id(s, h, data[s.source]) for s in plan.searches}
     return [SearchJob(s, ids[s.source], plan, str(out), str(theta0_dir),
-                      str(out / "tickets" / ids[s.base]) if s.base else None) for s in plan.searches]
+                      str(out / "tickets" / ids[s.base]) if s.base else None, data[s.source])
+            for s in plan.searches]
 
 
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
     """Run every search the plan needs on the plan's executor; stored searches are skipped.
     Returns {Source: ticket folder}."""
-    jobs = search_jobs(plan, study.out, theta0_dir)
-    check_inputs(study, [j.search.source.objective for j in jobs if not j.is_stored()])
+    jobs = search_jobs(plan, study, theta0_dir)  # loads (and so checks) every source's data
     m = plan.config.matrix
     # Two waves: derived tickets (controls) read their base search's tickets.
     for wave in ([j for j in jobs if not j.search.base], [j for j in jobs if j.search.base]):
@@ -165,7 +164,7 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest."""
     m = plan.config.matrix
     check_inputs(study, plan.config.matrix.tasks)
-    pairs = make_pairs(plan, study.out, theta0_dir, roots)
+    pairs = make_pairs(plan, study, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
     runs = len({p.run_id for p in pairs})
     shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""

@@ -15,10 +15,11 @@ from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, TicketbenchError
 from bench.core.integrity import verify_theta0
-from bench.core.io import read_json
+from bench.core.io import read_json, short_hash
+from bench.core.source import PRETRAIN
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
-from bench.tasks.base import Example, TaskSpec
+from bench.tasks.base import Example, TaskSpec, examples_digest
 from bench.tasks.files import task_dir as find_task_dir
 
 
@@ -33,6 +34,10 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+# The pre-training corpus: (task, split) whose captions θ0 and `:pretrain` searches train on.
+CORPUS = ("itm", "train")
+
+
 class Study:
     """Data and θ0 of one config and output directory (cheap to create; loads lazily, once per process)."""
 
@@ -42,6 +47,7 @@ class Study:
         self.device = resolve_device(cfg.backbone.device)
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
+        self._digests: dict[tuple[str, str], str] = {}
 
     # ---- data -------------------------------------------------------------------------------
     @property
@@ -94,6 +100,32 @@ class Study:
             spec = TASKS.get(task)
             self._labels[task] = label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
         return self._labels[task]
+
+    def corpus(self) -> list[Example]:
+        """The pre-training corpus (θ0's phases and `:pretrain` searches train on it): ITM's training captions."""
+        return self.examples(*CORPUS)
+
+    def split_digest(self, task: str, split: str) -> str:
+        """`examples_digest` of a task split (taken once per Study, like the load)."""
+        key = (task, split)
+        if key not in self._digests:
+            self._digests[key] = examples_digest(self.examples(task, split))
+        return self._digests[key]
+
+    def data_digest(self, objective: str) -> str:
+        """The content identity of what work on `objective` (a task, or `pretrain`) trains and evaluates on:
+        a task's train and evaluation splits and its label space, or the pre-training corpus. Run ids, search
+        ids and θ0's key hash it, so changed examples are new ids and unchanged ones hit the cache.
+
+        Image features and pixels are not hashed (whole stores are too large to read for an id): they enter
+        as the world settings every key already hashes (toyland: version, seed, scale — which fix every
+        pixel and feature; real data: the store paths and box policy), and through targets computed from
+        them (RefCOCO+'s region index). A feature store replaced in place needs a new --out."""
+        if objective == PRETRAIN:
+            return short_hash({"corpus": self.split_digest(*CORPUS)})
+        train, evaluation = TASKS.get(objective).splits[:2]
+        return short_hash({"train": self.split_digest(objective, train),
+                           "eval": self.split_digest(objective, evaluation), "labels": self.labels(objective)})
 
     def chance(self, task: str, metric: str) -> float:
         """Chance level of a task's metric: measured on this world when its manifest has it

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import yaml
 
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, DataError
 from bench.core.registry import Registry, suggest
 from bench.core.settings import TrainSettings
 from bench.core.validate import FIELDS, check_value
@@ -52,6 +54,29 @@ class Example:
     target: Any = None
     meta: dict = field(default_factory=dict)
 
+
+
+def _plain(value: Any) -> Any:
+    # numpy arrays and scalars (boxes, IoUs) as their values; anything else would hash by its repr, which
+    # can hold a memory address and differ between processes.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not plain data")
+
+
+def examples_digest(examples: Iterable[Example]) -> str:
+    """Content digest of examples in order: uid, image ids, texts, target and meta (the metrics read meta:
+    VQA's 10 answers, RefCOCO+'s box). From what was loaded, not files, paths or mtimes: a fixed loader
+    or annotation changes it, a copied or touched file does not. Linear in the examples."""
+    h = hashlib.sha256()
+    for ex in examples:
+        try:
+            row = json.dumps([ex.uid, ex.image_ids, ex.texts, ex.target, ex.meta], sort_keys=True,
+                             separators=(",", ":"), ensure_ascii=False, default=_plain)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"example {ex.uid!r}: cannot take its content digest: {e}") from None
+        h.update(row.encode("utf-8", "surrogatepass") + b"\n")  # JSON escapes newlines: rows cannot run together
+    return h.hexdigest()[:16]
 
 @dataclass(frozen=True)
 class TaskSpec:
