@@ -70,9 +70,9 @@ class PretrainConfig(TrainSettings):
     first_objectives: str = hp("itm:1", "mix of a first phase run before `objectives` (same syntax)")
     first_fraction: float = hp(0.6, "fraction of `steps` spent on the first phase (0 = the mix only); ITM "
                                     "alone first, because in the mix MLM/MRM keep ITM at chance (docs/ARCHITECTURE.md)")
-    tag_steps: int = hp(2000, "pixel backbones: steps of image tagging (objective tag) before the phases, not counted "
-                              "in `steps` — the toy stand-in for ViLT's ViT initialisation (region backbones read "
-                              "detector features instead; docs/ARCHITECTURE.md, toy-vilt); 0 = none")
+    tag_fraction: float = hp(0.8, "pixel backbones: steps of image tagging (objective tag) before the phases, as a "
+                                  "fraction of `steps` and added to them — the toy stand-in for ViLT's ViT initialisation "
+                                  "(region backbones read detector features instead; docs/ARCHITECTURE.md, toy-vilt); 0 = none")
     mask_prob: float = hp(0.15, "MLM / MRM masking probability")
     seed: int = hp(0, "pre-training seed")
 

@@ -236,12 +236,13 @@ def _objective_phases(cfg: Config, image_input: str) -> tuple:
     p = cfg.pretrain
     if not 0.0 <= p.first_fraction <= 1.0:
         raise ConfigError(f"pretrain.first_fraction: expected a fraction in [0, 1], found {p.first_fraction}")
-    if p.tag_steps < 0:
-        raise ConfigError(f"pretrain.tag_steps: expected a number of steps >= 0, found {p.tag_steps}")
+    if not p.tag_fraction >= 0.0:
+        raise ConfigError(f"pretrain.tag_fraction: expected a fraction >= 0 of pretrain.steps, found {p.tag_fraction}")
     first = int(round(p.first_fraction * p.steps)) if p.first_objectives else 0
+    tag = int(round(p.tag_fraction * p.steps)) if image_input == "pixels" else 0
     phases = []
-    if p.tag_steps and image_input == "pixels":  # the stand-in for ViLT's ViT initialisation
-        phases.append(Phase((("tag", 1.0),), p.tag_steps))
+    if tag > 0:  # the stand-in for ViLT's ViT initialisation, before the V+L phases
+        phases.append(Phase((("tag", 1.0),), tag))
     if first > 0:
         phases.append(Phase(parse_objectives(p.first_objectives, image_input, "pretrain.first_objectives"), first))
     if p.steps - first > 0:

@@ -115,17 +115,18 @@ def test_tagging_reads_the_image_alone_and_targets_the_captions_words(world):
 
 
 def test_tagging_leads_pixel_pretraining_and_is_dropped_for_region_backbones():
-    """`pretrain.tag_steps` is a first phase of TAG for pixel backbones only (a region backbone reads a
+    """`pretrain.tag_fraction` × steps of TAG is a first phase for pixel backbones only (a region backbone reads a
     detector's features, which already name what the regions show); TAG in a mix is dropped for them."""
     from bench.config import load_config
     from bench.core.errors import ConfigError
     from bench.plan import build_plan
 
     vilt = build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt"]))
-    assert vilt.phases[0].objectives == (("tag", 1.0),) and vilt.phases[0].steps == vilt.config.pretrain.tag_steps > 0
+    p = vilt.config.pretrain
+    assert vilt.phases[0].objectives == (("tag", 1.0),) and vilt.phases[0].steps == round(p.tag_fraction * p.steps) > 0
     assert vilt.tagging and sum(p.steps for p in vilt.phases[1:]) == vilt.config.pretrain.steps
     uniter = build_plan(load_config("toyland-backbones", ["pretrain.objectives=itm:2,mlm:1,mrm:1,tag:1"]))
     assert all(n != "tag" for p in uniter.phases for n, _ in p.objectives) and not uniter.tagging
-    assert not build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_steps=0"])).tagging
-    with pytest.raises(ConfigError, match="pretrain.tag_steps: expected a number of steps >= 0, found -1"):
-        build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_steps=-1"]))
+    assert not build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_fraction=0"])).tagging
+    with pytest.raises(ConfigError, match="pretrain.tag_fraction: expected a fraction >= 0 of pretrain.steps, found -1"):
+        build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_fraction=-1"]))
