@@ -55,7 +55,6 @@ class Example:
     meta: dict = field(default_factory=dict)
 
 
-
 def _plain(value: Any) -> Any:
     # numpy arrays and scalars (boxes, IoUs) as their values; anything else would hash by its repr, which
     # can hold a memory address and differ between processes.
@@ -77,6 +76,7 @@ def examples_digest(examples: Iterable[Example]) -> str:
             raise DataError(f"example {ex.uid!r}: cannot take its content digest: {e}") from None
         h.update(row.encode("utf-8", "surrogatepass") + b"\n")  # JSON escapes newlines: rows cannot run together
     return h.hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class TaskSpec:
