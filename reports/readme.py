@@ -65,7 +65,9 @@ def _setup(ctx: ReportContext) -> list[str]:
         f"- sparsities: {', '.join(fmt_sparsity(s) for s in sorted(set(df['sparsity']) - {0.0}))}",
         f"- tasks: {', '.join(ctx.tasks)}",
         f"- sources: {df['source'].nunique()} ({', '.join(sorted(set(df['source'])))})",
-        f"- runs: {facts['done']} done, {facts['failed']} failed",
+        f"- runs: {facts['done']} done, {facts['failed']} failed"
+        + (f", {df.attrs['pending']} pending (listed in a plan, no record yet: not in any table)"
+           if df.attrs.get("pending") else ""),
         f"- fine-tuning wall time (sum over runs): {_duration(facts['fine_tune_wall_s'])}",
         f"- device: {', '.join(facts['devices']) or 'not recorded'}",
         f"- versions: {versions}",

@@ -223,7 +223,10 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
         df = collect_matrix(out, m["runs"], write=False, plan=m["plan"] if mixed else None, cells=m.get("cells"))
         failed, pending = failed + df.attrs["failed"], pending + df.attrs["pending"]
         frames.append(df)
-    frame = pd.concat(frames, ignore_index=True) if mixed else frames[0]
+    # A plan with no finished run yet adds nothing but its pending count (an empty frame has no dtypes
+    # and would turn the numeric columns of the others into strings).
+    filled = [f for f in frames if len(f)] or frames[:1]
+    frame = pd.concat(filled, ignore_index=True) if len(filled) > 1 else filled[0]
     if write:
         atomic_write_text(matrix_path(out), frame.to_csv(index=False))
     frame.attrs.update(failed=failed, pending=pending)

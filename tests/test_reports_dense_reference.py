@@ -232,3 +232,21 @@ def test_seeds_that_agree_do_not_pass_a_score_the_dev_set_cannot_tell_from_chanc
     assert dense_vs_chance(frame(60.0, 320), ["nlvr2"]).iloc[0]["learns"] == "yes"
     unknown_n = dense_vs_chance(frame(51.9, None), ["nlvr2"]).iloc[0]
     assert math.isnan(unknown_n["dev_se"]) and unknown_n["noise"] == pytest.approx(0.1) and unknown_n["learns"] == "yes"
+
+
+def test_a_plan_without_finished_runs_is_pending_not_a_crash(tmp_path):
+    """`--plans all` while a second plan has just started (its manifest written, no record yet): the
+    finished plan's numbers stay numeric and the other plan's runs are counted as pending."""
+    from test_reports_synth import make_store
+
+    from bench.core.io import atomic_write_json
+    from reports.store import load_results
+
+    out = make_store(tmp_path / "out", failed=0)
+    done = sorted(p.name for p in (out / "runs").iterdir())
+    for plan, runs in (("aaaaaaaaaaaa", done), ("bbbbbbbbbbbb", ["notyet000001", "notyet000002"])):
+        atomic_write_json(out / "plans" / f"{plan}.json", {"plan": plan, "runs": runs, "config": {}})
+    res = load_results(out, plans=["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    assert len(res.frame) == len(done) and res.frame["value"].dtype.kind == "f"
+    assert (res.frame["value"] - res.frame["dense_value"]).notna().all()
+    assert res.pending == 2
