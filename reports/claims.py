@@ -400,22 +400,46 @@ def check_imp_vs_random(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame)
 
 
 def check_vilt(df: pd.DataFrame, tasks_by_bb: dict, relaxed: float, noise: pd.DataFrame) -> Claim:
+    """Claim (iii) b, task by task on the tasks every backbone counts: ViLT's relaxed sparsity is *lower*
+    where it clearly misses the criterion at a sparsity at which every region backbone clearly meets it,
+    *not lower* where it clearly meets it at a sparsity at least as high as any region backbone's highest
+    match, and within seed noise otherwise — point estimates of "the highest matching sparsity" differ by
+    a ladder step on noise alone. Holds when lower on every task, fails when not lower on every task."""
     claim = "ViLT's highest workable sparsity is lower than UNITER's / LXMERT's."
     paper = (f"ViLT ~{fmt_sparsity(VL_WORKABLE['vilt'])} vs ~{fmt_sparsity(VL_WORKABLE['other'])} "
              "for UNITER and LXMERT")
-    per_bb = {}
-    for bb, tasks in tasks_by_bb.items():
-        cells = relaxed_cells(df[df["backbone"] == bb], tasks, relaxed, noise)
-        best = [b for _, c in cells.groupby("task") for v, b, _ in [relaxed_outcome(c)] if v != "unresolved"]
-        if best:
-            per_bb[bb] = float(np.median([0.0 if math.isnan(b) else b for b in best]))
-    run = "; ".join(f"{bb}: median highest relaxed sparsity {fmt_sparsity(v)}" for bb, v in per_bb.items()) or "–"
-    vilt = [v for bb, v in per_bb.items() if "vilt" in bb.lower()]
-    other = [v for bb, v in per_bb.items() if "vilt" not in bb.lower()]
-    if not vilt or not other:
-        return _untestable(claim, paper, "needs ViLT and a region-feature backbone in one store, each with tasks "
-                           "that learn and resolved relaxed sparsities", run)
-    return Claim(claim, paper, run, HOLDS if max(vilt) < min(other) else FAILS)
+    vilt = [bb for bb in tasks_by_bb if "vilt" in bb.lower()]
+    other = [bb for bb in tasks_by_bb if "vilt" not in bb.lower()]
+    common = [t for t in (next(iter(tasks_by_bb.values()), []) if tasks_by_bb else [])
+              if all(t in ts for ts in tasks_by_bb.values())]
+    cells = {bb: relaxed_cells(df[df["backbone"] == bb], common, relaxed, noise) for bb in tasks_by_bb}
+    per, outcomes = [], []
+    for t in common:
+        o = [cells[bb][cells[bb]["task"] == t].set_index("sparsity") for bb in other]
+        for vb in vilt:
+            v = cells[vb][cells[vb]["task"] == t].set_index("sparsity")
+            if v.empty or any(x.empty for x in o):
+                continue
+            lower = any(v.loc[s, "clear_miss"] and all(s in x.index and x.loc[s, "clear_match"] for x in o)
+                        for s in v.index)
+            v_clear = v.index[v["clear_match"]].max() if v["clear_match"].any() else math.nan
+            o_best = max((x.index[x["match"]].max() for x in o if x["match"].any()), default=math.nan)
+            not_lower = not math.isnan(v_clear) and (math.isnan(o_best) or v_clear >= o_best - 1e-9)
+            outcome = "lower" if lower else "not lower" if not_lower else "within noise"
+            outcomes.append(outcome)
+            v_best = v.index[v["match"]].max() if v["match"].any() else math.nan
+            per.append(f"{t}: {vb} {'none' if math.isnan(v_best) else fmt_sparsity(v_best)} vs "
+                       f"{'none' if math.isnan(o_best) else fmt_sparsity(o_best)} ({outcome})")
+    run = "highest relaxed sparsity, ViLT vs the region backbones' best: " + "; ".join(per) if per else "–"
+    if not outcomes:
+        return _untestable(claim, paper, "needs ViLT and a region-feature backbone in one store, with own-task IMP "
+                           "runs on a task every one of them learns", run)
+    if all(x == "lower" for x in outcomes):
+        return Claim(claim, paper, run, HOLDS, "ViLT clearly misses the criterion where the others clearly meet it")
+    if all(x == "not lower" for x in outcomes):
+        return Claim(claim, paper, run, FAILS, "ViLT clearly meets the criterion as high as the others")
+    return _untestable(claim, paper, "lower on some tasks and not on others, or within seed noise: "
+                       + "; ".join(per), run)
 
 
 def check_adversarial(df: pd.DataFrame, tasks_by_bb: dict, relaxed: float, noise: pd.DataFrame,
