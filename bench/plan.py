@@ -236,8 +236,6 @@ def _objective_phases(cfg: Config, image_input: str) -> tuple:
     p = cfg.pretrain
     if not 0.0 <= p.first_fraction <= 1.0:
         raise ConfigError(f"pretrain.first_fraction: expected a fraction in [0, 1], found {p.first_fraction}")
-    if not p.tag_fraction >= 0.0:
-        raise ConfigError(f"pretrain.tag_fraction: expected a fraction >= 0 of pretrain.steps, found {p.tag_fraction}")
     first = int(round(p.first_fraction * p.steps)) if p.first_objectives else 0
     tag = int(round(p.tag_fraction * p.steps)) if image_input == "pixels" else 0
     phases = []

@@ -128,5 +128,5 @@ def test_tagging_leads_pixel_pretraining_and_is_dropped_for_region_backbones():
     uniter = build_plan(load_config("toyland-backbones", ["pretrain.objectives=itm:2,mlm:1,mrm:1,tag:1"]))
     assert all(n != "tag" for p in uniter.phases for n, _ in p.objectives) and not uniter.tagging
     assert not build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_fraction=0"])).tagging
-    with pytest.raises(ConfigError, match="pretrain.tag_fraction: expected a fraction >= 0 of pretrain.steps, found -1"):
+    with pytest.raises(ConfigError, match="pretrain.tag_fraction.*≥ 0.*-1"):
         build_plan(load_config("toyland-backbones", ["backbone.preset=toy-vilt", "pretrain.tag_fraction=-1"]))

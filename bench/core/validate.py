@@ -129,6 +129,7 @@ FIELDS: dict[str, tuple] = {
     "pretrain.objectives": MIX,
     "pretrain.first_objectives": MIX_OR_EMPTY,
     "pretrain.first_fraction": FRACTION,
+    "pretrain.tag_fraction": number_at_least(0.0),
     "pretrain.mask_prob": number_in(0.0, 1.0, lo_open=True, hi_open=True),
     "pretrain.seed": NON_NEGATIVE_INT,
     "pretrain.betas": number_in(0.0, 1.0, hi_open=True),
