@@ -63,7 +63,8 @@ class PretrainConfig(TrainSettings):
     """Pre-training of toy presets on the world's captions (real presets use their checkpoint); its
     optimisation fields are `TrainSettings`' (steps count both phases; each phase warms up on its own)."""
 
-    steps: int = hp(2500, "optimizer steps in all (both phases)")
+    steps: int = hp(2500, "optimizer steps of the two phases (a pixel backbone's tagging phase adds "
+                              "tag_fraction × steps)")
     lr: float = hp(1e-3, "peak learning rate")
     objectives: str = hp("itm:2,mlm:1,mrm:1", "objective mix as name:ratio; one objective per batch, drawn by ratio "
                                                  "as UNITER does (mrm only for region backbones)")

@@ -410,8 +410,7 @@ def check_vilt(df: pd.DataFrame, tasks_by_bb: dict, relaxed: float, noise: pd.Da
              "for UNITER and LXMERT")
     vilt = [bb for bb in tasks_by_bb if "vilt" in bb.lower()]
     other = [bb for bb in tasks_by_bb if "vilt" not in bb.lower()]
-    common = [t for t in (next(iter(tasks_by_bb.values()), []) if tasks_by_bb else [])
-              if all(t in ts for ts in tasks_by_bb.values())]
+    common = [t for t in next(iter(tasks_by_bb.values()), []) if all(t in ts for ts in tasks_by_bb.values())]
     cells = {bb: relaxed_cells(df[df["backbone"] == bb], common, relaxed, noise) for bb in tasks_by_bb}
     per, outcomes = [], []
     for t in common:

@@ -94,10 +94,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # A fixed intra-op thread count per run: the same numbers with 1 or N workers, on Ray, cached or not.
     torch.set_num_threads(cfg.matrix.threads)
     study = cached_study(cfg, out)
-    # A worker (another process, a Ray node with its own copy of the data) must read what the run id names.
-    if study.data_digest(pair.task) != pair.data_hash:
-        raise RunFailed(f"data of task {pair.task} differ from when the matrix was planned "
-                        f"(digest {study.data_digest(pair.task)}, planned {pair.data_hash})")
+    study.check_digest(pair.task, pair.data_hash)
     spec = TASKS.get(pair.task)
     backbone = study.theta0(theta0_dir).set_max_text_len(cfg.finetune.max_text_len)
     enforcer = None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bench.backbones import PretrainModel, TaskModel
-from bench.core.errors import RunFailed, TicketbenchError
+from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.source import PRETRAIN
 from bench.plan import Plan, Search, load_plugins
@@ -195,10 +195,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     store = TicketStore(job.root)
     if job.is_stored():
         return {"status": "done", **_read_record(job.root)}
-    # A worker (another process, a Ray node with its own copy of the data) must read what the id names.
-    if study.data_digest(search.source.objective) != job.data_hash:
-        raise RunFailed(f"data of {search.source.objective} differ from when the search was planned "
-                        f"(digest {study.data_digest(search.source.objective)}, planned {job.data_hash})")
+    study.check_digest(search.source.objective, job.data_hash)
     method = get_method(search.source.method)
     backbone = study.theta0(job.theta0_dir)
     named = _prunable(backbone, plan)

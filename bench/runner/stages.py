@@ -74,8 +74,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         return d
     t0 = time.perf_counter()
     metrics: dict = {}
-    if plan.phases:
-        check_inputs(study, [PRETRAIN])
+    if plan.phases:  # the corpus was read (and so checked) above, for θ0's folder name
         torch.set_num_threads(c.matrix.threads)  # θ0, like every number, independent of the machine's cores
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)

@@ -13,7 +13,7 @@ import torch
 from bench.backbones import PRESETS, load_backbone, resolve_device
 from bench.config import Config
 from bench.core import __version__
-from bench.core.errors import DataError, TicketbenchError
+from bench.core.errors import DataError, RunFailed, TicketbenchError
 from bench.core.integrity import verify_theta0
 from bench.core.io import read_json, short_hash
 from bench.core.source import PRETRAIN
@@ -126,6 +126,15 @@ class Study:
         train, evaluation = TASKS.get(objective).splits[:2]
         return short_hash({"train": self.split_digest(objective, train),
                            "eval": self.split_digest(objective, evaluation), "labels": self.labels(objective)})
+
+    def check_digest(self, objective: str, planned: str) -> None:
+        """A worker (another process, a Ray node with its own copy of the data) must read the data the
+        planned id names: RunFailed if this copy's digest differs."""
+        found = self.data_digest(objective)
+        if found != planned:
+            what = "the pre-training corpus" if objective == PRETRAIN else f"task {objective}"
+            raise RunFailed(f"data of {what} differ from when the work was planned "
+                            f"(digest {found}, planned {planned})")
 
     def chance(self, task: str, metric: str) -> float:
         """Chance level of a task's metric: measured on this world when its manifest has it
