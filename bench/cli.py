@@ -14,21 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from bench.backbones import PRESETS, describe_presets, tokenizer_identity
-from bench.backbones.export import export_ticket
-from bench.config import Config, FindConfig, describe_config, load_config, to_dict
+# Only light modules here: `--help`, a bad argument and the listing commands answer without importing
+# torch (seconds); each command imports what it runs.
+from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
-from bench.core.pipes import stdout_closed
-from bench.cost import MFU, PEAK_TFLOPS, estimate
-from bench.data.check import check_data, format_check
-from bench.data.toyland import generate_world, show_world
-from bench.pipeline import STAGES, refuse_distributed_launch, run_pipeline
-from bench.plan import build_plan, load_plugins
-from bench.tasks import describe_tasks
-from bench.tasks.base import describe_recipes
-from reports import build_report, paper_figures
-from reports.leaderboard import write_leaderboard
-from tickets import tools
+from bench.core.pipes import refuse_distributed_launch, stdout_closed
 
 
 def _fmt(text: str) -> str:
@@ -265,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list the task registry (metric, head, splits, expected files)",
                    description="List the registered tasks: headline metric, head, splits, files, chance level.",
                    epilog="example:\n  ticketbench tasks\n", formatter_class=fmt,
-                   ).set_defaults(func=lambda _: print(describe_tasks()) or 0)
+                   ).set_defaults(func=_cmd_tasks)
     sub.add_parser("presets", help="list backbone presets (parameters, weights source)",
                    description="List the backbone presets with parameter counts and where weights come from.",
                    epilog="example:\n  ticketbench presets\n", formatter_class=fmt,
-                   ).set_defaults(func=lambda _: print(describe_presets()) or 0)
+                   ).set_defaults(func=_cmd_presets)
     p = sub.add_parser("config", help="print the effective config, or every field with its help",
                        description="Print the effective config of CONFIG with overrides, or --fields.",
                        epilog="examples:\n  ticketbench config smoke --set finetune.steps=10\n"
@@ -282,7 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    plan = build_plan(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)  # a bad config or --set answers before torch loads
+    from bench.pipeline import run_pipeline
+    from bench.plan import build_plan
+
+    plan = build_plan(cfg)
     cmd = args.command
     stages = [args.only] if cmd == "run" and args.only else (list(STAGES) if cmd == "run" else [cmd])
     run_pipeline(plan, out=args.out, stages=stages, upto=(cmd != "run"), quiet=args.quiet)
@@ -290,7 +284,11 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    plan = build_plan(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    from bench.cost import estimate
+    from bench.plan import build_plan
+
+    plan = build_plan(cfg)
     print(plan.describe())
     print()
     world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
@@ -299,11 +297,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
+    from bench.tasks.base import describe_recipes
+
     print(describe_recipes(family=args.family, task=args.task))
     return 0
 
 
 def _cmd_world(args: argparse.Namespace) -> int:
+    from bench.data.toyland import generate_world, show_world
+
     if args.show:
         print(show_world(args.show, Path(args.show) / "contact_sheet.png"))
         return 0
@@ -315,6 +317,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from reports import build_report
+
     plans = [p.strip() for p in args.plans.split(",") if p.strip()] if args.plans else None
     path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
     if not args.quiet:
@@ -323,6 +327,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from reports.leaderboard import write_leaderboard
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     path = write_leaderboard(args.out_dir, methods, args.baseline, plan=args.plan)
     if not args.quiet:
@@ -332,6 +338,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
+    from bench.plan import load_plugins
+    from tickets import tools
+
     plugins = tuple(m.strip() for m in (args.plugins or "").split(",") if m.strip())
     load_plugins(Config(find=FindConfig(plugins=plugins)))
     print(tools.describe_methods())
@@ -339,6 +348,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    from bench.backbones import PRESETS, tokenizer_identity
+    from bench.data.check import check_data, format_check
+
     if args.data_command != "check":
         raise TicketbenchError("data: give an action: check")
     cfg = load_config(args.config, args.overrides)
@@ -351,17 +363,36 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
+    from reports import paper_figures
+
     print(f"figures written to {paper_figures(args.out_dir, args.paper)}")
     return 0
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
+    from bench.backbones.export import export_ticket
+    from tickets import tools
+
     actions = {"ls": lambda: tools.ls(args.path), "show": lambda: tools.show(args.path),
                "diff": lambda: tools.diff(args.a, args.b),
                "export": lambda: f"θ0 ⊙ m written to {export_ticket(args.path, args.out, args.theta0)} (transformers folder)"}
     if args.tickets_command not in actions:
         raise TicketbenchError("tickets: give an action: ls, show, diff or export")
     print(actions[args.tickets_command]())
+    return 0
+
+
+def _cmd_tasks(_: argparse.Namespace) -> int:
+    from bench.tasks import describe_tasks
+
+    print(describe_tasks())
+    return 0
+
+
+def _cmd_presets(_: argparse.Namespace) -> int:
+    from bench.backbones import describe_presets
+
+    print(describe_presets())
     return 0
 
 

@@ -24,6 +24,13 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: travel
 DEFAULT_CONFIG = "toyland"
 
 
+# The pipeline's stages in order; each has its config section. Here, not in bench.pipeline, so that the
+# command line can name them (and print its help) without importing torch.
+STAGES = ("world", "pretrain", "find", "matrix", "report")
+# Assumptions of the cost estimate (bench/cost.py): here for the same reason.
+PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16 (no sparsity), NVIDIA's datasheet
+MFU = 0.4
+
 @dataclass(frozen=True)
 class WorldConfig:
     """Where the data comes from: toyland (generated) or a real data root."""

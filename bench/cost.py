@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench.backbones import PRESETS
 from bench.backbones.presets import count_parameters
+from bench.config import MFU, PEAK_TFLOPS
 from bench.core.errors import ConfigError
 from bench.core.io import read_json
 from bench.core.settings import TrainSettings
@@ -41,8 +42,6 @@ from bench.tasks import TASKS
 from bench.tasks.files import task_dir
 from tickets import get_method
 
-PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16 (no sparsity), NVIDIA's datasheet
-MFU = 0.4
 REGIONS = 50  # typical UNITER boxes per image at confidence > 0.2 (10–100 kept)
 LXMERT_REGIONS = 36  # LXMERT's released features: 36 fixed boxes an image
 PRETRAIN_ROW = "pretrain"

@@ -6,33 +6,21 @@ imports the other.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from bench.config import Config, apply_overrides, to_dict
-from bench.core.errors import ConfigError, RunFailed
+from bench.config import STAGES, Config, apply_overrides, to_dict
+from bench.core.errors import RunFailed
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
+from bench.core.pipes import refuse_distributed_launch
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
 from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
 from bench.runner.study import Study
 from reports import build_report
-
-STAGES = ("world", "pretrain", "find", "matrix", "report")
-
-
-def refuse_distributed_launch() -> None:
-    """Under `torchrun` (WORLD_SIZE > 1) every rank would run the whole pipeline, each writing the same
-    stores: refuse before anything is written. The runner's parallelism is over pairs and searches."""
-    world_size = os.environ.get("WORLD_SIZE", "1").strip()
-    if world_size.isdigit() and int(world_size) > 1:
-        raise ConfigError(f"launched with WORLD_SIZE={world_size} (torchrun?): every rank would run the whole "
-                          "pipeline; start one process instead and parallelise over pairs with --workers N "
-                          "(one per GPU) or --executor ray")
 
 
 def _say(quiet: bool, msg: str) -> None:

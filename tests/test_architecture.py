@@ -20,7 +20,7 @@ def test_no_project_imports_hidden_inside_functions():
 
     hidden = []
     for path in sorted(ROOT.glob("*/**/*.py")):
-        if path.parts[len(ROOT.parts)] not in ("bench", "tickets", "reports"):
+        if path.parts[len(ROOT.parts)] not in ("bench", "tickets", "reports") or path.relative_to(ROOT) in LAZY:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -31,5 +31,21 @@ def test_no_project_imports_hidden_inside_functions():
     assert len(hidden) <= MAX_HIDDEN, "\n".join(hidden)
 
 
-# Project imports inside functions: none (86 before the import contract).
+# Project imports inside functions: none (86 before the import contract), but for the command line, the top
+# layer: each command imports the stages it runs, so `--help`, a bad argument or config and the listings
+# answer without importing torch (0.2 s instead of 4-9 s). The contract sees those imports too.
 MAX_HIDDEN = 0
+LAZY = {Path("bench/cli.py")}
+
+
+def test_help_and_config_errors_answer_without_torch():
+    """`ticketbench X --help`, a bad config and the listings must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom bench.cli import main\n"
+             "for argv in (['run', '--help'], ['plan', '--help'], ['run', 'no-such-config'], ['config', 'smoke']):\n"
+             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'matplotlib') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
