@@ -211,7 +211,8 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
     rows = est.rows
 
     def seq_tokens(task: str) -> int:
-        note = TASKS.get(task).recipe_notes.get(plan.family)
+        spec = TASKS.get(task)
+        note = spec.recipe_notes.get(spec.recipe_key(plan.family, plan.config.backbone.preset))
         return _text_tokens(plan, note.text_len if note else None) + img
 
     for search in plan.searches:

@@ -108,7 +108,8 @@ def test_recipes_command_prints_the_table(capsys):
     for column in ("task", "family", "steps", "batch", "accum", "effective batch", "lr", "head lr ×", "warm-up",
                    "weight decay", "betas", "clip", "text", "loss", "source"):
         assert column in header
-    assert len(out) == 1 + len(TASK_NAMES) * 5
+    # five families per task, and toy-vilt's own budget on ViLT's six tasks (not RefCOCO+)
+    assert len(out) == 1 + len(TASK_NAMES) * 5 + len(TASK_NAMES) - 1
     assert main(["recipes", "--family", "uniter", "--task", "vqa"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 2
@@ -143,3 +144,15 @@ def test_declared_split_sizes_are_checked():
         check_sizes("t", {"splits": splits, "sizes": {"train": 1}})
     with pytest.raises(ConfigError, match=r"sequences: expected a positive integer"):
         check_sizes("t", {"splits": splits, "sequences": 0})
+
+
+def test_a_preset_recipe_wins_over_its_familys():
+    """toy-vilt fine-tunes with its own measured budget; the other toy presets with the toy family's."""
+    from bench.config import load_config
+    from bench.plan import build_plan
+
+    vilt = build_plan(load_config("toyland-vilt"))
+    uniter = build_plan(load_config("toyland"))
+    for task in ("vqa", "gqa"):
+        assert vilt.finetune_settings(task, 0).steps == 3 * uniter.finetune_settings(task, 0).steps
+    assert TASKS.get("refcoco_plus").recipe_key("toy", "toy-vilt") == "toy"  # no own recipe: the family's

@@ -90,8 +90,8 @@ class TaskSpec:
                uid -> prediction (classify: label str; region: normalised x1y1x2y2 box;
                choice: (answer_idx, rationale_idx)); for itm, a dict with 'scores' [n_texts, n_images],
                'text_uids' and 'image_ids' (see retrieval.py)
-    recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') -> TrainSettings
-    recipe_notes      family -> RecipeNote (where the recipe's numbers come from, its text cap)
+    recipes    backbone family ('toy', 'minilm', 'uniter', 'lxmert', 'vilt') or preset ('toy-vilt') -> TrainSettings
+    recipe_notes      family (or preset) -> RecipeNote (where the recipe's numbers come from, its text cap)
     data_subdir       the task's folder under the data root (the release's own name)
     subdir_aliases    other accepted folder names (e.g. toyland's), tried after data_subdir
     sizes      examples per split of the real release (`sizes["images"]`: retrieval's images per
@@ -132,8 +132,13 @@ class TaskSpec:
             return f"it scores image regions and a {image_input} backbone has none"
         return None
 
-    def recipe(self, family: str) -> TrainSettings:
-        return self.recipes.get(family) or self.recipes["toy"]
+    def recipe_key(self, family: str, preset: str | None = None) -> str:
+        """Which recipe a backbone fine-tunes with: its preset's own (a toy backbone that needs a
+        different budget, measured), else its family's, else the toy one."""
+        return next(k for k in (preset, family, "toy") if k in self.recipes)
+
+    def recipe(self, family: str, preset: str | None = None) -> TrainSettings:
+        return self.recipes[self.recipe_key(family, preset)]
 
 
 @dataclass(frozen=True)
