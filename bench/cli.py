@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
             optimizer step, lr, head lr multiplier, warm-up, weight decay, text length, loss, and the
             source of the numbers (the authors' released config or the paper).
         """), epilog="examples:\n  ticketbench recipes --family uniter\n  ticketbench recipes --task vqa\n")
-    p.add_argument("--family", default=None, help="one backbone family (toy, minilm, uniter, lxmert, vilt)")
+    p.add_argument("--family", default=None,
+                   help="one backbone family (toy, minilm, uniter, lxmert, vilt) or a preset with a recipe of its own (toy-vilt)")
     p.add_argument("--task", default=None, help="one task")
     p.set_defaults(func=_cmd_recipes)
 
