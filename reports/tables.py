@@ -17,6 +17,8 @@ from reports.store import DENSE, TicketView, task_facts
 from reports.writers import fmt_num, fmt_sparsity, mean_std
 
 GROUP = ["backbone", "task", "metric", "source", "sparsity"]
+SUMMARY_COLUMNS = GROUP + ["n_seeds", "mean", "std", "pct_dense", "pct_dense_std", "dense_mean", "dense_std",
+                           "pct_above_chance"]
 TWO_STREAM = re.compile(r"(^|\.)(r_layers|x_layers)\.")
 
 
@@ -83,6 +85,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per (backbone, task, metric, source, sparsity), with % of dense and
     the chance-normalised retention `pct_above_chance` = 100 (mean − chance) / (dense − chance): on
     a task whose dense model is barely above chance, % of dense is near 100 whatever the ticket."""
+    if df.empty:  # e.g. the tickets of a plan that ran dense only: its empty aggregates would be strings
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     g = df.groupby(GROUP, sort=False)
     out = g.agg(
         n_seeds=("seed", "nunique"),

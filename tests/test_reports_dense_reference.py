@@ -250,3 +250,23 @@ def test_a_plan_without_finished_runs_is_pending_not_a_crash(tmp_path):
     assert len(res.frame) == len(done) and res.frame["value"].dtype.kind == "f"
     assert (res.frame["value"] - res.frame["dense_value"]).notna().all()
     assert res.pending == 2
+
+
+def test_a_plan_that_ran_dense_only_reports_beside_one_with_tickets(tmp_path):
+    """`--plans all` with a plan of dense runs alone (`--sources dense`): its transfer matrix is empty,
+    not a crash (the empty aggregates used to come out as strings)."""
+    import json
+
+    from test_reports_synth import make_store
+
+    from bench.core.io import atomic_write_json
+    from reports import build_report
+
+    out = make_store(tmp_path / "out", failed=0)
+    done = sorted(p.name for p in (out / "runs").iterdir())
+    dense = [r for r in done if json.loads((out / "runs" / r / "record.json").read_text())["source"] == "dense"]
+    assert dense and len(dense) < len(done)
+    for plan, runs in (("aaaaaaaaaaaa", done), ("bbbbbbbbbbbb", dense)):
+        atomic_write_json(out / "plans" / f"{plan}.json", {"plan": plan, "runs": runs, "config": {}})
+    rd = build_report(out, plans=["all"])
+    assert "transfer" in (rd / "README.md").read_text().lower()
