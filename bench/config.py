@@ -31,6 +31,7 @@ STAGES = ("world", "pretrain", "find", "matrix", "report")
 PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16 (no sparsity), NVIDIA's datasheet
 MFU = 0.4
 
+
 @dataclass(frozen=True)
 class WorldConfig:
     """Where the data comes from: toyland (generated) or a real data root."""

@@ -123,8 +123,8 @@ class Plan:
 
     # ---- settings ------------------------------------------------------------------------
     def finetune_settings(self, task: str, seed: int, steps_factor: int = 1) -> TrainSettings:
-        """The task's recipe for the backbone (its preset's, else its family's) with the non-None `finetune` fields applied
-        (steps × `steps_factor` for the convergence reference)."""
+        """The task's recipe for the backbone (its preset's, else its family's) with the non-None
+        `finetune` fields applied (steps × `steps_factor` for the convergence reference)."""
         s = TASKS.get(task).recipe(self.family, self.config.backbone.preset).override(self.config.finetune, seed=seed)
         return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 
