@@ -198,8 +198,8 @@ def test_backbones_config_plans_the_three_toys_alike():
              for p in ("toy-uniter", "toy-lxmert", "toy-vilt")}
     assert len({p.theta0_key for p in plans.values()}) == 3
     for plan in plans.values():
-        assert plan.ladder == (0.3, 0.5, 0.7)
-        assert len(plan.cells) == 117  # (3 IMP + random) × 3 tasks × 3 sparsities × 3 seeds + 9 dense
+        assert plan.ladder == (0.3, 0.5, 0.7, 0.9)
+        assert len(plan.cells) == 153  # (3 IMP + random) × 3 tasks × 4 sparsities × 3 seeds + 9 dense
         assert {str(s.source) for s in plan.searches} == {"imp:nlvr2", "imp:snli_ve", "imp:gqa", "random"}
 
 
