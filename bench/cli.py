@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-# Only light modules here: `--help`, a bad argument and the listing commands answer without importing
+# Only light modules here: `--help`, a bad argument or config and `tasks` answer without importing
 # torch (seconds); each command imports what it runs.
 from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import TicketbenchError
