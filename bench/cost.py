@@ -211,9 +211,9 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
     rows = est.rows
 
     def seq_tokens(task: str) -> int:
-        spec = TASKS.get(task)
-        note = spec.recipe_notes.get(spec.recipe_key(plan.family, plan.config.backbone.preset))
-        return _text_tokens(plan, note.text_len if note else None) + img
+        spec = TASKS.get(task)  # the note of the recipe the runs use (every recipe has one)
+        note = spec.recipe_notes[spec.recipe_key(plan.family, plan.config.backbone.preset)]
+        return _text_tokens(plan, note.text_len) + img
 
     for search in plan.searches:
         objective = search.source.objective
