@@ -73,6 +73,8 @@ def test_overrides_are_typed():
     assert cfg.finetune.steps == 12
     assert cfg.matrix.sparsities == (0.5, 0.7)
     assert cfg.finetune.bf16 is False
+    # A list may be written as in the YAML file too.
+    assert apply_overrides(Config(), ["matrix.sparsities=[0.5, 0.7]"]).matrix.sparsities == (0.5, 0.7)
 
 
 @pytest.mark.parametrize(

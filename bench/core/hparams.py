@@ -45,7 +45,10 @@ def coerce_value(value: Any, default: Any, where: str) -> Any:
                 pass
     elif isinstance(default, tuple):
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):  # YAML's flow list, as a config file writes it
+                text = text[1:-1]
+            value = [v.strip() for v in text.split(",") if v.strip()]
             value = [_scalar(v) for v in value]
         if isinstance(value, (list, tuple)):
             return tuple(value)
