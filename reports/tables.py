@@ -103,7 +103,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     chance = out["task"].map(chance_levels(df))
     margin = out["dense_mean"] - chance
     out["pct_above_chance"] = (100 * (out["mean"] - chance) / margin).where(margin > 0)
-    return out
+    return out[SUMMARY_COLUMNS]  # one column list for both paths, so the empty one cannot drift
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame, tasks: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
