@@ -21,7 +21,7 @@ def release(tmp_path_factory):
 
 def img_db(release):
     if release["uniter"] is None:
-        pytest.skip("UNITER's img_db needs lmdb and msgpack")
+        pytest.skip("UNITER's img_db needs lmdb and msgpack (pip install 'ticketbench[test]')")
     return release["uniter"]
 
 

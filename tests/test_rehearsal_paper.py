@@ -105,8 +105,8 @@ def check_report(out: Path, family: str, overrides: list[str]) -> None:
 @pytest.mark.rehearse
 @pytest.mark.parametrize("family", [
     "uniter",
-    pytest.param("lxmert", marks=pytest.mark.skipif(not FULL, reason="full-size LXMERT: tox -e rehearse")),
-    pytest.param("vilt", marks=pytest.mark.skipif(not FULL, reason="full-size ViLT: tox -e rehearse")),
+    pytest.param("lxmert", marks=pytest.mark.skipif(not FULL, reason="full-size LXMERT (~9 min, over CI's budget): tox -e rehearse")),
+    pytest.param("vilt", marks=pytest.mark.skipif(not FULL, reason="full-size ViLT (~11 min, over CI's budget): tox -e rehearse")),
 ])
 def test_paper_config_rehearsal(tmp_path, family):
     if family == "uniter" and not HAVE_IMG_DB:
