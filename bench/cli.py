@@ -17,7 +17,7 @@ import yaml
 # Only light modules here: `--help`, a bad argument or config and `tasks` answer without importing
 # torch (seconds); each command imports what it runs.
 from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
-from bench.core.errors import TicketbenchError
+from bench.core.errors import DataError, TicketbenchError
 from bench.core.pipes import refuse_distributed_launch, stdout_closed
 
 
@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("plans", formatter_class=fmt, help="list the plans stored in an output directory",
+                       description="One line per plan run into OUT_DIR (oldest first): its hash, config name, "
+                                   "when it was written, cells, distinct runs and how many are done; * marks the "
+                                   "last plan run (what `report` reads by default; `report --plan HASH` reads another).",
+                       epilog="examples:\n  ticketbench plans runs/toyland\n")
+    p.add_argument("out_dir", help="output directory of a run")
+    p.set_defaults(func=_cmd_plans)
+
     p = sub.add_parser("compare", formatter_class=fmt, help="leaderboard of pruning methods against a baseline",
                        description=_fmt("""
             Rank pruning methods against a baseline (default imp), like against like: a method's ticket
@@ -324,6 +332,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
     if not args.quiet:
         print(f"report written to {path}")
+    return 0
+
+
+def _cmd_plans(args: argparse.Namespace) -> int:
+    from bench.runner.results import plans_table
+
+    rows = plans_table(args.out_dir)
+    if not rows:
+        raise DataError(f"{args.out_dir}: no plan manifests under plans/ (run `ticketbench run` first)")
+    for r in rows:
+        print(f"{'*' if r['last'] else ' '} {r['plan']}  {r['name']:<20} {r['written']}  {r['cells']:>5} cells  "
+              f"{r['done']:>5}/{r['runs']} runs done")
     return 0
 
 

@@ -100,6 +100,9 @@ def test_report_figures_and_ticket_tools_from_the_cli(smoke):
     assert "jaccard" in _cli("tickets", "diff", str(a), str(b)).stdout.lower()
     _cli("report", str(smoke), "--quiet")
     _cli("figures", str(smoke), "--paper", "vl")
+    listed = _cli("plans", str(smoke)).stdout.splitlines()
+    last = (smoke / "plans" / "LAST").read_text().strip()
+    assert any(line.startswith(f"* {last}  smoke") and "runs done" in line for line in listed)
 
 
 def test_kill_during_the_matrix_then_resume(smoke, tmp_path):

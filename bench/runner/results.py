@@ -15,6 +15,7 @@ from bench.config import to_dict
 from bench.core.errors import DataError
 from bench.core.io import atomic_write_json, atomic_write_text, read_json, safe_name
 from bench.plan import Plan
+from bench.runner.store import RunStore
 
 PLANS = "plans"
 LAST = "LAST"
@@ -63,3 +64,20 @@ def read_manifest(out: str | Path, plan_hash: str | None = None) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not isinstance(data.get("config"), dict):
         raise DataError(f"{path}: not a plan manifest (expected fields 'runs' and 'config')")
     return data
+
+
+def plans_table(out: str | Path) -> list[dict]:
+    """One row per plan stored in `out`, oldest first: hash, config name, when its manifest was written,
+    its cells and distinct runs, how many of those runs are done, and whether it is the last plan run."""
+    out = Path(out)
+    last_file = out / PLANS / LAST
+    last = last_file.read_text().strip() if last_file.exists() else None
+    store = RunStore(out)
+    rows = []
+    for h in known_plans(out):
+        m = read_manifest(out, h)
+        runs = m["runs"]
+        rows.append({"plan": h, "name": m.get("name", "?"), "written": time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(float(m.get("written_at") or 0))), "cells": len(m.get("cells") or ()),
+            "runs": len(runs), "done": sum(store.is_done(r) for r in runs), "last": h == last})
+    return rows

@@ -23,6 +23,7 @@ from bench.plan import Plan
 from bench.runner.executors import run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
+from bench.runner.progress import step_lines
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
 from bench.runner.study import Study, environment
@@ -87,7 +88,8 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         for k, phase in enumerate(plan.phases):
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
-                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers)
+                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers,
+                        on_step=None if quiet else step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps
