@@ -14,13 +14,12 @@ from typing import Iterator
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json, safe_name
+from bench.core.io import atomic_write_text, read_json
+from bench.core.layout import Layout
 from bench.core.source import Source
 from bench.core.validate import check_record
-from bench.runner.results import PLANS as PLANS_DIR
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
-from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
@@ -33,7 +32,7 @@ SPARSITY_DECIMALS = 4
 
 
 def matrix_path(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "report" / "matrix.csv"
+    return Layout(out_dir).matrix
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -95,10 +94,9 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
     listed run without a record is still pending), split into (done, failed)."""
     done, failed = [], []
     if run_ids is None:
-        paths = sorted(Path(out_dir).glob("runs/*/record.json"))
+        paths = Layout(out_dir).records()
     else:
-        paths = [p for p in (Path(out_dir) / "runs" / safe_name(r, "run id") / "record.json" for r in run_ids)
-                 if p.exists()]
+        paths = [p for p in map(Layout(out_dir).record, run_ids) if p.exists()]
     for path in paths:
         rec = read_json(path)
         if not isinstance(rec, dict):
@@ -206,10 +204,10 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     """The results of one plan (default: the last plan run in `out_dir`), or of several (`plans`,
     or `plans=["all"]` for every plan stored), as a `Results` object. A store written without plan
     manifests (older versions, synthetic stores) is read whole, as one unnamed plan."""
-    out = Path(out_dir)
-    if not plan and not plans and not (out / PLANS_DIR).is_dir():
-        if not (out / "runs").is_dir():
-            raise DataError(f"{out}: no results here (expected {out / 'runs'}/; run `ticketbench run` first)")
+    out, layout = Path(out_dir), Layout(out_dir)
+    if not plan and not plans and not layout.plans.is_dir():
+        if not layout.runs.is_dir():
+            raise DataError(f"{out}: no results here (expected {layout.runs}/; run `ticketbench run` first)")
         frame = collect_matrix(out, write=write)
         return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
@@ -299,11 +297,9 @@ def iter_tickets(out_dir: str | Path, searches=None) -> Iterator[TicketView]:
     the searches named, when given: one plan's), validated by `tickets.Ticket.load` (a corrupt file is
     a one-line TicketError naming it). The ladder sparsity is the ticket's target sparsity; the label
     its source ('imp:vqa')."""
-    ids = "*" if searches is None else None
-    paths = (sorted(Path(out_dir).glob(f"tickets/{ids}/*/sparsity-*.safetensors")) if ids else
-             sorted(p for sid in sorted(set(searches))
-                    for p in Path(out_dir, "tickets", safe_name(sid, "search id")).glob("*/sparsity-*.safetensors")))
-    for path in paths:
+    from tickets import Ticket  # torch: only when tickets are read (ticketbench.load_results reads none)
+
+    for path in Layout(out_dir).ticket_files(None if searches is None else list(searches)):
         t = Ticket.load(path)
         meta = t.metadata
         dir_method = path.parent.name.partition("__")[0]

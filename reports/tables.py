@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from bench.core.layout import file_name
 from reports.store import DENSE, TicketView, task_facts
 from reports.writers import fmt_num, fmt_sparsity, mean_std
 
@@ -356,4 +357,4 @@ def matrix_type_sparsity(tickets: list[TicketView]) -> pd.DataFrame:
 
 def type_figure(per_type: pd.DataFrame, backbone: str) -> str:
     """File stem of the per-matrix-type sparsity figure of one backbone (suffixed when there are several)."""
-    return "matrix_type_sparsity" + (f"_{backbone}" if per_type["backbone"].nunique() > 1 else "")
+    return "matrix_type_sparsity" + (f"_{file_name(backbone)}" if per_type["backbone"].nunique() > 1 else "")

@@ -98,6 +98,8 @@ class TaskSpec:
                split; `sizes["source"]`: where the counts come from) — for the cost estimate
     sequences  (text, image) sequences the model encodes per example (NLVR2 2, VCR 8)
     mined      forward-only sequences per training example spent mining negatives (retrieval)
+    version    of the loader and metric together: bumped when a change to either changes a number
+               (it enters run ids and records)
     """
 
     name: str
@@ -119,6 +121,7 @@ class TaskSpec:
     sizes: dict[str, Any] = field(default_factory=dict)
     sequences: int = 1
     mined: int = 0
+    version: int = 1
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)
@@ -248,10 +251,10 @@ def _positive(v: Any) -> bool:
 
 
 def check_sizes(task: str, d: dict) -> None:
-    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences` and
-    `mined`: one ConfigError naming the file, task and field."""
+    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences`,
+    `mined` and `version`: one ConfigError naming the file, task and field."""
     where = f"{DECLARATIONS.name}: task '{task}'"
-    for key in ("sequences", "mined"):
+    for key in ("sequences", "mined", "version"):
         if key in d and not (_positive(d[key]) or (key == "mined" and d[key] == 0)):
             raise ConfigError(f"{where}: {key}: expected a positive integer, found {d[key]!r}")
     sizes = d.get("sizes", {})
