@@ -214,3 +214,29 @@ def test_defaults_of_hashed_fields_are_pinned():
     changed = [f"{group}.{k}: pinned {v!r}, now {now.get(group, {}).get(k, '(gone)')!r}"
                for group, fields in DEFAULTS.items() for k, v in fields.items() if now.get(group, {}).get(k, ...) != v]
     assert not changed, "defaults of hashed fields changed (bump KEY_SCHEMA, re-pin):\n" + "\n".join(changed)
+
+
+def test_commit_is_unknown_without_git_and_never_fails(monkeypatch):
+    import subprocess
+
+    from bench.core import provenance
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+
+    provenance.git_commit.cache_clear()
+    monkeypatch.setattr(subprocess, "run", no_git)
+    try:
+        assert provenance.git_commit() == "unknown"
+        assert provenance.package_versions()["commit"] == "unknown"
+    finally:
+        provenance.git_commit.cache_clear()
+
+
+def test_task_version_enters_the_run_id():
+    plan = build_plan(load_config("smoke"))
+    task = plan.config.matrix.tasks[0]
+    pair = PairSpec(plan.config.backbone.preset, "dense", "dense", "", 0.0, task, 0, None, None, THETA0,
+                    TASKS.get(task).splits[1], data_hash=DATA, config={})
+    bumped = dataclasses.replace(pair, task_version=2)
+    assert bumped.run_id != pair.run_id and bumped.identity()["task_version"] == 2
