@@ -137,3 +137,19 @@ def test_old_or_damaged_bookkeeping_deletes_nothing(tmp_path):
         (rd / ".report-files.json").write_text(json.dumps(damaged))
         build_report(out, config=config())
         assert (rd / "compare_mine.csv").exists()
+
+
+def test_plan_field_of_a_manifest_cannot_escape(tmp_path):
+    """`report --plans all` labels every row with its manifest's `plan` field, and labels name files."""
+    from bench.core.io import atomic_write_json
+    from reports import build_report
+
+    out = make_store(tmp_path / "store" / "out", failed=0, tickets=False)
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    for name, plan in (("aaaaaaaaaaaa", "aaaaaaaaaaaa"), ("bbbbbbbbbbbb", "x/../../../notes")):
+        atomic_write_json(out / "plans" / f"{name}.json", {"plan": plan, "runs": runs, "config": {}})
+    (out / "plans" / "LAST").write_text("aaaaaaaaaaaa\n")
+    notes = tmp_path / "store" / "notes.md"
+    notes.write_text("mine")
+    build_report(out, config=config(), plans=["all"])
+    assert notes.read_text() == "mine" and sorted(p.name for p in notes.parent.iterdir()) == ["notes.md", "out"]
