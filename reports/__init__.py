@@ -4,24 +4,17 @@ Public API: `build_report(out_dir, compare=None, config=None, plan=None, plans=N
 `load_results(out_dir, plan=None, plans=None)` (one plan's results object), `paper_figures(out_dir, paper)`,
 `compare_method(out_dir, method)`, `collect_matrix(out_dir)`.
 
-Each name is imported when first used: reading results (`reports.store`) imports neither torch nor
-matplotlib, so `ticketbench.load_results` stays light; building figures imports them.
+The package imports its modules on first use of a name (PEP 562), not here: reading results
+(`reports.store`) must not pay for matplotlib and torch, which the report builders import
+(`ticketbench.load_results`, issue 30). The modules themselves import at their tops as usual.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from reports.build import build_report
-    from reports.figures import paper_figures
-    from reports.store import collect_matrix, load_results
-
-_EXPORTS = {"build_report": "reports.build", "paper_figures": "reports.figures",
+# name -> the module defining it
+_EXPORTS = {"build_report": "reports.build", "paper_figures": "reports.figures", "compare_method": "reports.compare",
             "collect_matrix": "reports.store", "load_results": "reports.store"}
 
 
@@ -31,14 +24,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'reports' has no attribute '{name}'")
 
 
-def compare_method(out_dir: str | Path, method: str, config=None) -> pd.DataFrame:
-    """Rank `method` against imp, omp, pretrained_magnitude and random for every task and
-    sparsity (difference in points, win / tie / loss); reads the store and writes only report/matrix.csv."""
-    from reports.compare import compare_frame
-    from reports.context import load_context
-
-    ctx = load_context(out_dir, config)
-    return compare_frame(ctx.df, method, ctx.config.report.tie_margin)
-
-
-__all__ = ["build_report", "paper_figures", "compare_method", "collect_matrix", "load_results"]
+__all__ = list(_EXPORTS)

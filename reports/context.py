@@ -12,8 +12,9 @@ from bench.config import SECTIONS, Config, build_config, load_config
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_json, file_hash, read_json
 from bench.core.layout import Layout, file_name, inside
-from reports.store import TicketView, collect_matrix, iter_tickets, load_results, split_convergence
+from reports.store import collect_matrix, load_results, split_convergence
 from reports.tables import ladder, task_order
+from reports.ticket_views import TicketView, iter_tickets
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
@@ -275,34 +274,3 @@ def task_facts(task: str, metric_fallback: str) -> TaskFacts:
         spec = TASKS.get(task)
         return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
     return TaskFacts(task, task, metric_fallback, None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tickets
-
-@dataclass
-class TicketView:
-    """What the reports need of a ticket: its source label, sparsity and boolean keep-masks."""
-
-    path: Path
-    source: str
-    method: str
-    sparsity: float
-    backbone: str
-    masks: dict  # name -> bool tensor (True = weight kept)
-
-
-def iter_tickets(out_dir: str | Path, searches=None) -> Iterator[TicketView]:
-    """Every ticket under `<out>/tickets/<search id>/<method>__<task>/sparsity-<s>.safetensors` (only
-    the searches named, when given: one plan's), validated by `tickets.Ticket.load` (a corrupt file is
-    a one-line TicketError naming it). The ladder sparsity is the ticket's target sparsity; the label
-    its source ('imp:vqa')."""
-    from tickets import Ticket  # torch: only when tickets are read (ticketbench.load_results reads none)
-
-    for path in Layout(out_dir).ticket_files(None if searches is None else list(searches)):
-        t = Ticket.load(path)
-        meta = t.metadata
-        dir_method = path.parent.name.partition("__")[0]
-        yield TicketView(path, str(meta.get("source") or dir_method), str(meta.get("method") or dir_method),
-                         round(float(meta["target_sparsity"]), SPARSITY_DECIMALS), str(meta.get("backbone", "")),
-                         t.masks)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from bench.core.layout import file_name
-from reports.store import DENSE, TicketView, task_facts
+from reports.store import DENSE, task_facts
+from reports.ticket_views import TicketView
 from reports.writers import fmt_num, fmt_sparsity, mean_std
 
 GROUP = ["backbone", "task", "metric", "source", "sparsity"]

@@ -152,7 +152,9 @@ class RecipeNote:
     text_len: Optional[int] = None
 
 
-TASKS: Registry[TaskSpec] = Registry("task")
+# Tasks of other packages register on first lookup through the `ticketbench.tasks` entry-point group
+# (an entry point naming the module that calls `declare(..., declaration=...)`).
+TASKS: Registry[TaskSpec] = Registry("task", entry_point_group="ticketbench.tasks")
 
 # What each task is, declared as data (`tasks.yaml`); the task modules add their code.
 DECLARATIONS = Path(__file__).with_name("tasks.yaml")
@@ -163,9 +165,16 @@ def declarations() -> dict:
     return yaml.safe_load(DECLARATIONS.read_text(encoding="utf-8"))
 
 
-def declare(name: str, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]]) -> TaskSpec:
-    """Register task `name` from its declaration in `tasks.yaml` with its loader and evaluator."""
-    d = dict(declarations()[name])
+def declare(name: str, *, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]],
+            declaration: dict | None = None) -> TaskSpec:
+    """Register task `name` with its loader and evaluator, declared in `tasks.yaml` — or, for a task of
+    another package, by `declaration`: the same fields as a mapping (title, head, loss, metrics, headline,
+    chance, files, splits, recipes with a `toy` one, ...), checked alike."""
+    if declaration is None:
+        declaration = declarations()[name]
+    if not isinstance(declaration, dict):
+        raise ConfigError(f"task '{name}': declaration: expected a mapping of fields, found {type(declaration).__name__}")
+    d = dict(declaration)
     recipes, notes = parse_recipes(name, d.pop("recipes"))
     check_sizes(name, d)
     spec = TaskSpec(
