@@ -240,3 +240,10 @@ def test_task_version_enters_the_run_id():
                     TASKS.get(task).splits[1], data_hash=DATA, config={})
     bumped = dataclasses.replace(pair, task_version=2)
     assert bumped.run_id != pair.run_id and bumped.identity()["task_version"] == 2
+
+
+if __name__ == "__main__":  # re-pinning on purpose: `python -m tests.test_identity` prints today's values
+    import pprint
+
+    pprint.pprint({name: keys(name) for name in PINNED}, width=115)
+    pprint.pprint(current_defaults(), width=115, sort_dicts=False)
