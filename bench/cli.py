@@ -18,6 +18,7 @@ import yaml
 # torch (seconds); each command imports what it runs.
 from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
 from bench.core.errors import DataError, TicketbenchError
+from bench.core.layout import Layout
 from bench.core.pipes import refuse_distributed_launch, stdout_closed
 
 
@@ -300,7 +301,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plan = build_plan(cfg)
     print(plan.describe())
     print()
-    world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
+    world = Layout(args.out).world if args.out else None  # toyland: its splits give the evaluation sizes
     print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
     return 0
 

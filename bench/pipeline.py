@@ -15,6 +15,7 @@ import yaml
 from bench.config import STAGES, Config, apply_overrides, to_dict
 from bench.core.errors import RunFailed
 from bench.core.io import atomic_write_json, atomic_write_text, read_json
+from bench.core.layout import Layout
 from bench.core.pipes import refuse_distributed_launch
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
@@ -41,7 +42,8 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
                                     for k, v in given.items()])
         plan = build_plan(cfg)
     cfg = plan.config
-    out_dir = Path(out) if out else Path("runs") / cfg.name
+    out_dir = Path(out) if out else Layout.default(cfg.name)
+    layout = Layout(out_dir)
     if upto:
         stages = STAGES[: STAGES.index(stages[-1]) + 1]
     t_start = time.perf_counter()
@@ -62,7 +64,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         timed("world", lambda: stage_world(plan, study, quiet))
     check_task_data(plan, study, stages)  # every data file read before any training starts
     # Written once the inputs are checked: a command refused for its input leaves config.yaml as it was.
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(layout.inside(layout.config), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if "pretrain" in stages:
         theta0_dir = timed("pretrain", lambda: stage_pretrain(plan, study, quiet))
     if "find" in stages or "matrix" in stages:
@@ -76,12 +78,12 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so
         timed("report", lambda: build_report(out_dir, config=cfg))
     total = time.perf_counter() - t_start
-    timing_file = out_dir / "timings.json"
+    timing_file = layout.inside(layout.timings)
     old = read_json(timing_file) if timing_file.exists() else {}
     atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
                                     "device": str(study.device), "threads": torch.get_num_threads()})
     if "report" in stages and not nothing_done:
-        _say(False, f"report: {out_dir / 'report' / 'README.md'}")
+        _say(False, f"report: {layout.report() / 'README.md'}")
     _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
     if summary is not None and summary.failed:
         # The other pairs ran and the report was written; the exit status still says something failed.

@@ -1,8 +1,9 @@
 """The `Plan`: everything a config asks for, derived once, immutable, with one hashing policy.
 
 world → pretrain → find → matrix → report all take the plan; nothing below it calls back into the
-stages. Every key hashes *effective* settings (defaults included), so a changed default is never
-served from an old cache:
+stages. Every key hashes the settings that differ from their defaults and `KEY_SCHEMA`
+(`bench.core.identity`: a new field at its default re-keys nothing; a deliberately changed default
+bumps the schema):
 - `theta0_key`  — world, backbone and pre-training settings (+ toyland's format version); `theta0_id(corpus)`,
   θ0's folder, adds the pre-training corpus's content digest when θ0 is pre-trained here;
 - `search_id(search, theta0_hash, data)` — θ0's content, the digest of the data the search reads, the method
@@ -19,12 +20,14 @@ annotation file is a new id, never a stale cache hit; the plan itself reads no d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 
 from bench.backbones import PRESETS, tokenizer_identity
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
+from bench.core.identity import KEY_SCHEMA, dataclass_identity, non_default
 from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
@@ -39,10 +42,18 @@ EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_r
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
-def effective(cfg: Config, section: str) -> dict:
-    """A config section's effective settings as plain data, less the fields that never change a number."""
+@functools.cache
+def _default_sections() -> dict:
+    return to_dict(Config())
+
+
+def key_settings(cfg: Config, section: str) -> dict:
+    """What a config section adds to a key: its settings that differ from the defaults
+    (`bench.core.identity`: a new field at its default re-keys nothing), less the fields that never
+    change a number."""
     skip = EXECUTION_FIELDS.get(section, ())
-    return {k: v for k, v in to_dict(cfg)[section].items() if k not in skip}
+    changed = non_default(to_dict(cfg)[section], _default_sections()[section])
+    return {k: v for k, v in changed.items() if k not in skip}
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
@@ -188,14 +199,16 @@ class Plan:
         base = self.search_id(self.search(search.base), theta0_hash, data) if search.base else None
         settings = self.search_settings(search.source)
         f = self.config.find
+        defaults = dataclasses.asdict(get_method(search.source.method).make_hparams())
         return short_hash({
-            "theta0": theta0_hash, "data": data, "source": str(search.source), "sparsities": list(search.sparsities),
-            "hparams": [list(kv) for kv in search.hparams], "base": base,
-            "settings": dataclasses.asdict(settings) if settings else None,
+            "schema": KEY_SCHEMA, "theta0": theta0_hash, "data": data, "source": str(search.source),
+            "sparsities": list(search.sparsities), "base": base,
+            "hparams": [list(kv) for kv in search.hparams if kv[0] not in defaults or defaults[kv[0]] != kv[1]],
+            "settings": dataclass_identity(settings) if settings else None,
             "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
             "seed": self.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
-            "world": effective(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
+            "world": key_settings(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
         })
 
     # ---- display ----------------------------------------------------------------------------
@@ -365,14 +378,15 @@ def build_plan(cfg: Config) -> Plan:
     # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
     # The tokenizer by content, not only by path: a vocabulary changed in place is a new θ0.
     tokenizer = tokenizer_identity(cfg.backbone.tokenizer) if cfg.backbone.tokenizer else None
-    theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
+    theta0_key = short_hash([KEY_SCHEMA, key_settings(cfg, "world"), key_settings(cfg, "backbone"),
+                             key_settings(cfg, "pretrain"),
                              {"toyland_version": world, "preset": preset.config, "tokenizer": tokenizer}])
-    numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
+    numbers = {k: s for k in full if k not in ("name", "report") and (s := key_settings(cfg, k))}
     phases = tuple(Phase(_with_mrc_head(ph.objectives, preset), ph.steps)
                    for ph in (_objective_phases(cfg, image_input) if preset.family == "toy" else ()))
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
         imp_objectives=_with_mrc_head(parse_objectives(cfg.pretrain.objectives, image_input), preset), searches=ordered,
         cells=tuple(cells), theta0_key=theta0_key,
-        hash=short_hash([numbers, {"toyland_version": world, "theta0": theta0_key}]),
+        hash=short_hash([KEY_SCHEMA, numbers, {"toyland_version": world, "theta0": theta0_key}]),
     )

@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.config import Config
 from bench.core.io import safe_name
+from bench.core.layout import REPORT_FILES, file_name
 from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
@@ -78,7 +79,7 @@ def build_tables(ctx: ReportContext) -> dict:
         ctx.add(write_table(rd, "ticket_overlap", ov))
         for (bb, sp), _ in ov.groupby(["backbone", "sparsity"]):
             sq = overlap_square(ov, bb, sp, ctx.tasks)
-            name = f"ticket_overlap_{sparsity_tag(sp)}" + (f"_{bb}" if ov["backbone"].nunique() > 1 else "")
+            name = f"ticket_overlap_{sparsity_tag(sp)}" + (f"_{file_name(bb)}" if ov["backbone"].nunique() > 1 else "")
             ctx.add(write_table(rd, name, sq, _fmt_frame(sq, 2), f"Jaccard of kept weights at {fmt_sparsity(sp)} ({bb})."))
             out["overlap_sq"][(bb, sp, name)] = sq
         per_layer, per_stream = layer_sparsity(tickets)
@@ -114,7 +115,7 @@ def build_figures(ctx: ReportContext, t: dict) -> None:
                               fmt="{:.2f}", cmap="viridis", vmin=0.0, vmax=1.0))
     if t.get("tickets"):
         for bb in sorted(set(t["layers"]["backbone"])):
-            stem = rd / ("layer_sparsity" + (f"_{bb}" if t["layers"]["backbone"].nunique() > 1 else ""))
+            stem = rd / ("layer_sparsity" + (f"_{file_name(bb)}" if t["layers"]["backbone"].nunique() > 1 else ""))
             ctx.add(plots.layer_profile(t["layers"], bb, stem))
         for bb in sorted(set(t["types"]["backbone"])):
             ctx.add(plots.matrix_type_profile(t["types"], bb, rd / type_figure(t["types"], bb), ctx.tasks))
@@ -151,5 +152,5 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
     cmp = build_compare(ctx, compare) if compare else None
     ctx.add([ctx.report_dir / "matrix.csv"])
     write_readme(ctx, tables, cmp, compare)
-    prune_stale(ctx, ".report-files.json")
+    prune_stale(ctx, REPORT_FILES)
     return ctx.report_dir

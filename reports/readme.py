@@ -7,6 +7,7 @@ import pandas as pd
 
 from bench.core.errors import DataError
 from bench.core.io import atomic_write_text, read_json
+from bench.core.layout import Layout, file_name
 from reports.backbones import write_backbone_section
 from reports.claims import claims_frame
 from reports.compare import verdict
@@ -72,7 +73,7 @@ def _setup(ctx: ReportContext) -> list[str]:
         f"- device: {', '.join(facts['devices']) or 'not recorded'}",
         f"- versions: {versions}",
     ]
-    timings = ctx.out / "timings.json"
+    timings = Layout(ctx.out).timings
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
         try:
             t = read_json(timings)
@@ -240,7 +241,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
     if t.get("tickets"):
         links = [f"[overlap at {fmt_sparsity(s)}{' ' + bb if len(ctx.backbones) > 1 else ''}]"
                  f"({name.replace('ticket_overlap', 'overlap_heatmap')}.png)" for (bb, s, name) in t["overlap_sq"]]
-        layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{ctx.backbones[0]}")
+        layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{file_name(ctx.backbones[0])}")
         types = ", ".join(f"[{name}.png]({name}.png)" for name in (
             type_figure(t["types"], bb) for bb in sorted(set(t["types"]["backbone"]))))
         L += ["Overlap (Jaccard of kept weights): " + ", ".join(links) + ". Per-layer sparsity: "

@@ -9,18 +9,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json, safe_name
+from bench.core.io import atomic_write_text, read_json
+from bench.core.layout import Layout
 from bench.core.source import Source
 from bench.core.validate import check_record
-from bench.runner.results import PLANS as PLANS_DIR
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
-from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
@@ -33,7 +31,7 @@ SPARSITY_DECIMALS = 4
 
 
 def matrix_path(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "report" / "matrix.csv"
+    return Layout(out_dir).matrix
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -95,10 +93,9 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
     listed run without a record is still pending), split into (done, failed)."""
     done, failed = [], []
     if run_ids is None:
-        paths = sorted(Path(out_dir).glob("runs/*/record.json"))
+        paths = Layout(out_dir).records()
     else:
-        paths = [p for p in (Path(out_dir) / "runs" / safe_name(r, "run id") / "record.json" for r in run_ids)
-                 if p.exists()]
+        paths = [p for p in map(Layout(out_dir).record, run_ids) if p.exists()]
     for path in paths:
         rec = read_json(path)
         if not isinstance(rec, dict):
@@ -206,10 +203,10 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     """The results of one plan (default: the last plan run in `out_dir`), or of several (`plans`,
     or `plans=["all"]` for every plan stored), as a `Results` object. A store written without plan
     manifests (older versions, synthetic stores) is read whole, as one unnamed plan."""
-    out = Path(out_dir)
-    if not plan and not plans and not (out / PLANS_DIR).is_dir():
-        if not (out / "runs").is_dir():
-            raise DataError(f"{out}: no results here (expected {out / 'runs'}/; run `ticketbench run` first)")
+    out, layout = Path(out_dir), Layout(out_dir)
+    if not plan and not plans and not layout.plans.is_dir():
+        if not layout.runs.is_dir():
+            raise DataError(f"{out}: no results here (expected {layout.runs}/; run `ticketbench run` first)")
         frame = collect_matrix(out, write=write)
         return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
@@ -277,36 +274,3 @@ def task_facts(task: str, metric_fallback: str) -> TaskFacts:
         spec = TASKS.get(task)
         return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
     return TaskFacts(task, task, metric_fallback, None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tickets
-
-@dataclass
-class TicketView:
-    """What the reports need of a ticket: its source label, sparsity and boolean keep-masks."""
-
-    path: Path
-    source: str
-    method: str
-    sparsity: float
-    backbone: str
-    masks: dict  # name -> bool tensor (True = weight kept)
-
-
-def iter_tickets(out_dir: str | Path, searches=None) -> Iterator[TicketView]:
-    """Every ticket under `<out>/tickets/<search id>/<method>__<task>/sparsity-<s>.safetensors` (only
-    the searches named, when given: one plan's), validated by `tickets.Ticket.load` (a corrupt file is
-    a one-line TicketError naming it). The ladder sparsity is the ticket's target sparsity; the label
-    its source ('imp:vqa')."""
-    ids = "*" if searches is None else None
-    paths = (sorted(Path(out_dir).glob(f"tickets/{ids}/*/sparsity-*.safetensors")) if ids else
-             sorted(p for sid in sorted(set(searches))
-                    for p in Path(out_dir, "tickets", safe_name(sid, "search id")).glob("*/sparsity-*.safetensors")))
-    for path in paths:
-        t = Ticket.load(path)
-        meta = t.metadata
-        dir_method = path.parent.name.partition("__")[0]
-        yield TicketView(path, str(meta.get("source") or dir_method), str(meta.get("method") or dir_method),
-                         round(float(meta["target_sparsity"]), SPARSITY_DECIMALS), str(meta.get("backbone", "")),
-                         t.masks)

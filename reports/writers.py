@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.io import atomic_write_text
+from bench.core.layout import file_name
 
 
 def fmt_num(x, digits: int = 1) -> str:
@@ -78,6 +79,7 @@ def write_table(report_dir: Path, name: str, data: pd.DataFrame, display: pd.Dat
                 caption: str = "") -> dict[str, Path]:
     """`<name>.csv` (the raw numbers) and `<name>.md` / `<name>.tex` (the display form)."""
     display = data if display is None else display
+    name = file_name(name)  # names carry labels from the store (a backbone): one plain file name, never a path
     paths = {
         "csv": atomic_write_text(report_dir / f"{name}.csv", data.to_csv(index=not isinstance(data.index, pd.RangeIndex))),
         "md": atomic_write_text(report_dir / f"{name}.md", (f"{caption}\n\n" if caption else "") + to_markdown(display)),

@@ -65,6 +65,20 @@ def test_output_layout_and_matrix(smoke):
     assert row.relative == pytest.approx(row.value / dense[row.task])
 
 
+def test_records_and_manifest_say_what_made_them(smoke):
+    from bench import __version__ as TICKETBENCH_VERSION
+    from bench.core.provenance import git_commit
+    from bench.runner.results import read_manifest
+    from bench.tasks import TASKS
+
+    for r in _records(smoke):
+        assert r["task_version"] == TASKS.get(r["task"]).version
+        assert r["env"]["commit"] == git_commit() != ""
+    versions = read_manifest(smoke)["versions"]
+    assert set(versions) == {"ticketbench", "torch", "transformers", "commit"}
+    assert versions["torch"] != "unknown" and versions["ticketbench"] == TICKETBENCH_VERSION
+
+
 def test_every_run_keeps_its_ticket_and_names_its_split(smoke):
     for r in _records(smoke):
         assert r["split"] and r["metric"] in r["metrics"]

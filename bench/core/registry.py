@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 from typing import Callable, Generic, Iterator, TypeVar
 
 from bench.core.errors import TicketbenchError
@@ -46,7 +47,9 @@ class Registry(Generic[T]):
         for ep in entry_points(group=self.entry_point_group):
             if ep.name not in self._items:
                 obj = ep.load()
-                if ep.name not in self._items:
+                # An entry point naming a module registers on import (a module is never the item: it may
+                # be one still importing, which looked up this registry before registering).
+                if ep.name not in self._items and not isinstance(obj, types.ModuleType):
                     self._items[ep.name] = obj
 
     def get(self, name: str) -> T:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TicketbenchError
+from bench.core.layout import Layout
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS
 from bench.tasks.files import task_dir
@@ -51,7 +52,7 @@ def data_root(cfg: Any, out: str | Path | None = None) -> Path:
     if cfg.world.source == "toyland":
         if out is None:
             raise TicketbenchError("data check on toyland needs the output directory holding world/")
-        return Path(out) / "world"
+        return Layout(out).world
     if not cfg.world.data_root:
         raise TicketbenchError("world.source is 'real' but world.data_root is empty")
     return Path(cfg.world.data_root)

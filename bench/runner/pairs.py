@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import TicketbenchError
+from bench.core.identity import KEY_SCHEMA
 from bench.core.io import safe_name, short_hash
 
 
@@ -41,6 +42,7 @@ class PairSpec:
     # weight transform (reinit with its initialiser, shuffle) and its seed.
     ticket_weights: dict = field(default_factory=dict, hash=False)
     steps_factor: int = 1  # > 1: the dense convergence reference (its steps are in `config`, hashed)
+    task_version: int = 1  # the task's loader + metric version (tasks.yaml; hashed, recorded)
     # What the worker needs, as typed values (not re-parsed from `config`): the effective TrainSettings
     # and the study (Config, output dir, θ0 dir) to load data and weights from.
     settings: Any = field(default=None, hash=False, compare=False)
@@ -78,6 +80,8 @@ class PairSpec:
         """Content hash naming `runs/<run_id>/`."""
         return short_hash(
             {
+                "schema": KEY_SCHEMA,
+                "task_version": self.task_version,
                 "config": self.config,
                 "ticket_hash": self.ticket_hash,
                 "ticket_weights": self.ticket_weights,
@@ -106,6 +110,7 @@ class PairSpec:
             "source_task": self.source_task,
             "sparsity": float(self.sparsity),
             "task": self.task,
+            "task_version": self.task_version,
             "seed": self.seed,
             "split": self.split,
             "steps_factor": self.steps_factor,

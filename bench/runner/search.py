@@ -18,6 +18,7 @@ import torch
 from bench.backbones import PretrainModel, TaskModel
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
+from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
 from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, cached_study, environment
@@ -27,8 +28,6 @@ from bench.training.batching import bucketed_batches
 from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResult, get_method, select_prunable
 from tickets.fingerprint import fingerprint_of
 from tickets.search import copy_weights
-
-SEARCH_RECORD = "search.json"
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class SearchJob:
 
     @property
     def root(self) -> Path:
-        return Path(self.out) / "tickets" / self.search_id
+        return Layout(self.out).search(self.search_id)
 
     def identity(self) -> dict[str, Any]:
         s = self.search
@@ -63,7 +62,7 @@ class SearchJob:
 
     def is_stored(self) -> bool:
         store = TicketStore(self.root)
-        return (self.root / SEARCH_RECORD).exists() and all(
+        return Layout.search_log(self.root).exists() and all(
             store.path(self.search.source, x).exists() for x in self.search.sparsities)
 
 
@@ -250,10 +249,10 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
         "cost": cost, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
     }
-    atomic_write_json(job.root / SEARCH_RECORD, record)
+    atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
 
 
 def _read_record(root: Path) -> dict:
-    rec = read_json(root / SEARCH_RECORD)
+    rec = read_json(Layout.search_log(root))
     return rec if isinstance(rec, dict) else {}

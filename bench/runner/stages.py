@@ -16,6 +16,7 @@ from bench.backbones import create_backbone
 from bench.config import to_dict
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
@@ -43,7 +44,7 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
         if not study.data_root.exists():
             raise TicketbenchError(f"world.data_root {study.data_root} does not exist")
         return study.data_root
-    world = study.out / "world"
+    world = study.layout.inside(study.layout.world)
     manifest = world / "MANIFEST.json"
     if manifest.exists():
         m = read_json(manifest)
@@ -69,8 +70,8 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     c = plan.config
     # Pre-trained here, θ0 is a function of its corpus too: a changed caption is a new θ0 (and so new
     # ticket and run ids downstream, which hash θ0's content).
-    d = study.out / "pretrain" / plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)
-    if (d / "DONE").exists():
+    d = study.layout.inside(study.layout.theta0(plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)))
+    if Layout.done(d).exists():
         _say(quiet, f"[pretrain] cached: {d}")
         return d
     t0 = time.perf_counter()
@@ -105,13 +106,13 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
                                            "config": to_dict(c)["pretrain"]})
-    atomic_write_text(d / "DONE", file_hash(d / "model.safetensors") + "\n")
+    atomic_write_text(Layout.done(d), file_hash(d / "model.safetensors") + "\n")
     _say(quiet, f"[pretrain] θ0 of {c.backbone.preset} written to {d} in {time.perf_counter() - t0:.1f}s")
     return d
 
 
 def theta0_hash(theta0_dir: Path) -> str:
-    return (theta0_dir / "DONE").read_text().strip()
+    return Layout.done(theta0_dir).read_text().strip()
 
 
 def workers(plan: Plan) -> int:
@@ -136,7 +137,7 @@ def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
     data = {s.source: study.data_digest(s.source.objective) for s in plan.searches}
     ids = {s.source: plan.search_id(s, h, data[s.source]) for s in plan.searches}
     return [SearchJob(s, ids[s.source], plan, str(out), str(theta0_dir),
-                      str(out / "tickets" / ids[s.base]) if s.base else None, data[s.source])
+                      str(study.layout.search(ids[s.base])) if s.base else None, data[s.source])
             for s in plan.searches]
 
 

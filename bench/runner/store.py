@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json, safe_name
+from bench.core.io import atomic_write_json
+from bench.core.layout import RECORD, Layout
 
-RECORD = "record.json"
 LOCK = "claim.lock"
 # Taking over a stale lock is itself serialised by this short-lived file, so two runners that both
 # judge a lock stale cannot both delete-and-recreate it.
@@ -122,13 +122,14 @@ class RunStore:
     def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0,
                  kind: str = "runs"):
         self.out_dir = Path(out_dir)
-        self.runs_dir = self.out_dir / safe_name(kind, "store kind")
+        self.layout, self.kind = Layout(out_dir), kind
+        self.runs_dir = self.layout.units(kind)
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
         self.host = socket.gethostname()
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / safe_name(run_id, "run id")
+        return self.layout.unit(self.kind, run_id)
 
     def record_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / RECORD
@@ -167,6 +168,7 @@ class RunStore:
 
     def check_writable(self) -> None:
         """Fail in one line, before any work, when the output directory cannot be written."""
+        self.layout.inside(self.runs_dir)  # a `runs/` symlinked out of the output directory is refused
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.runs_dir)
@@ -180,7 +182,7 @@ class RunStore:
     def claim(self, run_id: str) -> Claim | None:
         """Take the run's lock, or None when the run is done or another live runner holds it.
         An OSError (disk full) while taking it propagates and leaves no lock behind."""
-        run_dir = self.run_dir(run_id)
+        run_dir = self.layout.inside(self.run_dir(run_id))
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = run_dir / LOCK
         for _ in range(3):  # a takeover frees the lock; try the exclusive create again

@@ -16,6 +16,8 @@ from bench.core import __version__
 from bench.core.errors import DataError, RunFailed, TicketbenchError
 from bench.core.integrity import verify_theta0
 from bench.core.io import read_json, short_hash
+from bench.core.layout import Layout
+from bench.core.provenance import git_commit
 from bench.core.source import PRETRAIN
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
@@ -28,7 +30,7 @@ def environment(device: torch.device) -> dict:
 
     env = {"ticketbench": __version__, "torch": torch.__version__,
            "transformers": transformers.__version__, "python": platform.python_version(),
-           "device": str(device), "threads": torch.get_num_threads()}
+           "device": str(device), "threads": torch.get_num_threads(), "commit": git_commit()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -44,6 +46,7 @@ class Study:
     def __init__(self, cfg: Config, out: str | Path):
         self.cfg = cfg
         self.out = Path(out)
+        self.layout = Layout(out)
         self.device = resolve_device(cfg.backbone.device)
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
@@ -53,7 +56,7 @@ class Study:
     @property
     def data_root(self) -> Path:
         if self.cfg.world.source == "toyland":
-            return self.out / "world"
+            return self.layout.world
         if not self.cfg.world.data_root:
             raise TicketbenchError("world.source is 'real' but world.data_root is empty")
         return Path(self.cfg.world.data_root)
