@@ -109,7 +109,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # The head is initialised from the global RNG: seed it, so a run does not depend on the runs before it
     # in this process (resume, worker processes and concurrent runners then give the same values).
     torch.manual_seed(pair.seed)
-    model = TaskModel(backbone, spec, study.labels(pair.task))
+    model = TaskModel(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
     store = study.store_for(pair.task)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Path(run_dir) / CHECKPOINT_DIR, cfg.matrix.checkpoint_minutes, key=pair.run_id)
