@@ -161,7 +161,7 @@ class MatrixConfig:
     executor: str = hp("local", "local or ray")
     workers: int = hp(1, "local worker processes (0 = one per visible GPU, or 1 without GPUs)")
     threads: int = hp(1, "intra-op CPU threads of each run, fixed so that a run's numbers do not depend on how "
-                         "many workers share the machine (part of every run's identity)")
+                         "many workers share the machine (execution only: in no run id; the record's env says it)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
     gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
     checkpoint_minutes: float = hp(10.0, "a fine-tuning pair saves a checkpoint in its run folder every this many "

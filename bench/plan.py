@@ -34,8 +34,9 @@ from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
 
-# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
+# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash and of
+# every run id. `threads` too: on a GPU it changes nothing, and on CPU the last bits of a reduction at most.
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes", "threads"),
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 

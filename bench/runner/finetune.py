@@ -45,7 +45,7 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
         "settings": dataclasses.asdict(settings),
         "eval": {"max_text_len": ft.max_text_len, "dev_limit": ft.dev_limit, "eval_batch_size": ft.eval_batch_size},
         "world": effective(plan.config, "world"), "backbone": effective(plan.config, "backbone"),
-        "threads": plan.config.matrix.threads, "theta0_dir": theta0_rel,
+        "theta0_dir": theta0_rel,  # not matrix.threads nor finetune.loader_workers: execution only
     }
 
 
