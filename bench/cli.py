@@ -295,7 +295,14 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from bench.cost import design_for_budget, estimate, full_design, host_ratio_model, measured_mfu
+    from bench.cost import (
+        design_for_budget,
+        estimate,
+        full_design,
+        host_ratio_model,
+        measured_mfu,
+        memory_lines,
+    )
     from bench.plan import build_plan
 
     plan = build_plan(cfg)
@@ -315,6 +322,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(design_for_budget(plan, args.budget, gpus, max_days=args.days, **kw).describe())
     print()
     print(host_ratio_model(plan, est))
+    print(memory_lines(plan))
     return 0
 
 

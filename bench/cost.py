@@ -46,6 +46,16 @@ from pathlib import Path
 from typing import Mapping
 
 from bench.backbones import PRESETS
+from bench.backbones.memory import (
+    GIB,
+    LXMERT_REGIONS,
+    VILT_LONGER,
+    VILT_SHORTER,
+    gpu_precision,
+    micro_batch_bytes,
+    vilt_image_tokens,
+    widest_image_tokens,
+)
 from bench.config import MFU, PEAK_TFLOPS
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import read_json
@@ -58,8 +68,6 @@ from bench.tasks.files import task_dir
 from tickets import get_method
 
 REGIONS = 50  # assumed UNITER boxes an image at confidence > 0.2 (10–100 kept); --regions
-LXMERT_REGIONS = 36  # LXMERT's released features: 36 fixed boxes an image
-VILT_SHORTER, VILT_LONGER = 384, 640  # ViLT's resize: shorter side 384, longer at most 640 (1333/800 × 384)
 PRETRAIN_ROW = "pretrain"
 NO_TASK_ROW = "(no training)"
 GPU_CHECK_FILE = "gpu-check.json"  # written by `ticketbench gpu-check --out OUT`: measured MFU per recipe
@@ -136,14 +144,6 @@ def flop_model(preset: str) -> FlopModel:
         attention = (("all", "all", c["num_layers"]),)
     return FlopModel(preset, c["hidden_size"], per["text"] + per["all"], per["image"] + per["all"], per["sequence"],
                      attention, _distinct=sum(per.values()))
-
-
-def vilt_image_tokens(height: int, width: int, patch: int = 32) -> int:
-    """Patches + [CLS] of one picture after ViLT's resize (shorter side 384, longer at most 640)."""
-    scale = VILT_SHORTER / min(height, width)
-    if max(height, width) * scale > VILT_LONGER:
-        scale = VILT_LONGER / max(height, width)
-    return int(height * scale) // patch * (int(width * scale) // patch) + 1
 
 
 def image_tokens(plan: Plan, regions: int | None) -> tuple[int, str]:
@@ -670,3 +670,22 @@ def host_ratio_model(plan: Plan, est: Estimate) -> str:
     return (f"host-time ratio = host seconds to prepare one step's batches (one core; benchmarks/bench_host_prep.py "
             f"measures it) / ({workers} loader worker(s) × estimated GPU seconds of that step); the GPU waits when "
             f"it exceeds 1, the suite asks ≤ {HOST_RATIO_LIMIT}. Estimated GPU seconds a step: {per}")
+
+
+def memory_lines(plan: Plan) -> str:
+    """Each task's training micro-batch on a GPU by the activation model, and how the plan split it."""
+    preset, ft = plan.config.backbone.preset, plan.config.finetune
+    image = widest_image_tokens(preset, plan.config.world.max_bb)
+    parts = []
+    for task in plan.config.matrix.tasks:
+        spec = TASKS.get(task)
+        raw = spec.recipe(plan.family, preset).override(ft, seed=0)
+        fitted = plan.finetune_settings(task, 0)
+        note = spec.recipe_notes[spec.recipe_key(plan.family, preset)]
+        size = micro_batch_bytes(preset, fitted, _text_tokens(plan, note.text_len), image, spec.sequences,
+                                 gpu_precision(preset)) / GIB
+        split = fitted.grad_accum // raw.grad_accum
+        parts.append(f"{task} {size:.1f} GiB" + (f" (split in {split}, accumulation {fitted.grad_accum})" if split > 1 else ""))
+    budget = f"budget finetune.memory_gib {ft.memory_gib:g}" if ft.memory_gib else "never split (memory_gib 0)"
+    return (f"GPU memory of a training micro-batch ({gpu_precision(preset).name}; {image} image tokens at most; "
+            f"{budget}): " + ", ".join(parts))

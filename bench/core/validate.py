@@ -165,6 +165,7 @@ FIELDS: dict[str, tuple] = {
     "finetune.eval_batch_size": POSITIVE_INT,
     "finetune.max_text_len": int_at_least(3),
     "finetune.dev_limit": NON_NEGATIVE_INT,
+    "finetune.memory_gib": number_at_least(0.0),
     "finetune.loader_workers": NON_NEGATIVE_INT,
     "finetune.bf16": BOOL,
     "finetune.adv_steps": NON_NEGATIVE_INT,
