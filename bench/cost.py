@@ -45,6 +45,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+import torch
+from torch import nn
+
 from bench.backbones import PRESETS
 from bench.backbones.memory import (
     GIB,
@@ -56,6 +59,7 @@ from bench.backbones.memory import (
     vilt_image_tokens,
     widest_image_tokens,
 )
+from bench.backbones.presets import ARCHS
 from bench.config import MFU, PEAK_TFLOPS
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import read_json
@@ -123,11 +127,6 @@ def _kind(arch: str, name: str) -> str | None:
 @lru_cache(maxsize=None)
 def flop_model(preset: str) -> FlopModel:
     """The preset built on the meta device (no memory, no weights): its matmul weights by token kind."""
-    import torch
-    from torch import nn
-
-    from bench.backbones.presets import ARCHS
-
     spec = PRESETS.get(preset)
     with torch.device("meta"):
         model = ARCHS[spec.arch](spec.name, spec.family, spec.config, None)

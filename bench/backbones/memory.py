@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
-from bench.backbones.presets import PRESETS
+from bench.backbones.presets import PRESETS, count_parameters
 from bench.core.errors import ConfigError
 from bench.core.settings import TrainSettings
 
@@ -92,10 +93,9 @@ def activation_bytes(preset: str, text: float, image: float, precision: Precisio
     return out + embed
 
 
+@lru_cache(maxsize=None)
 def state_bytes(preset: str) -> float:
     """Weights, gradients and AdamW's moments in float32 (16 bytes a parameter) + bf16 weight copies (2)."""
-    from bench.backbones.presets import count_parameters
-
     return 18.0 * count_parameters(preset)
 
 
