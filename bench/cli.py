@@ -103,15 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
             (with what its method needs), the fine-tuning runs per source and the stage keys. The plan's
             hash names its results: `ticketbench report OUT --plan HASH`. Then its cost, per task and in
             total: searches, runs, optimizer steps, tokens, FLOPs and GPU-hours at a stated MFU and peak
-            (bench/cost.py says what is counted). Needs neither the data nor the checkpoint.
+            (bench/cost.py says what is counted), and with --gpus the wall-clock days on that many GPUs
+            (the find stage's critical path included). --budget GPU_H prints the design that fits: which
+            cells get how many seeds and which of the papers' claims it can still test (--full also the
+            configured design). Needs neither the data nor the checkpoint.
         """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n"
-                     "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n")
+                     "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n"
+                     "  ticketbench plan paper-uniter --gpus 8 --budget 100 --full\n")
     _add_config_args(p)
     p.add_argument("--mfu", type=float, default=MFU, help=f"model FLOPs utilisation assumed (default {MFU})")
     p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                    help=f"peak dense TFLOP/s of one GPU (default {PEAK_TFLOPS:g}: H100 SXM, bf16)")
     p.add_argument("--regions", type=int, default=None,
                    help="region tokens an image for region backbones (default: 36 for LXMERT, 50 otherwise)")
+    p.add_argument("--gpus", type=int, default=None, help="print the wall-clock on this many GPUs")
+    p.add_argument("--budget", type=float, default=None, metavar="GPU_H",
+                   help="print the design that fits this many GPU-hours (and --days on --gpus)")
+    p.add_argument("--days", type=float, default=3.0, help="with --budget: wall-clock limit in days (default 3)")
+    p.add_argument("--full", action="store_true", help="with --budget: also print the configured design")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("recipes", formatter_class=fmt, help="the fine-tuning recipes per task and backbone family",
@@ -295,14 +304,34 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from bench.cost import estimate
+    from bench.cost import (
+        design_for_budget,
+        estimate,
+        full_design,
+        host_ratio_model,
+        measured_mfu,
+        memory_lines,
+    )
     from bench.plan import build_plan
 
     plan = build_plan(cfg)
     print(plan.describe())
     print()
     world = Layout(args.out).world if args.out else None  # toyland: its splits give the evaluation sizes
-    print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
+    kw = dict(mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world,
+              measured=measured_mfu(args.out, cfg.backbone.preset))
+    est = estimate(plan, **kw)
+    print(est.describe(gpus=args.gpus))
+    if args.budget is not None:
+        gpus = args.gpus or 1
+        if args.full:
+            print()
+            print(full_design(plan, gpus, **kw).describe())
+        print()
+        print(design_for_budget(plan, args.budget, gpus, max_days=args.days, **kw).describe())
+    print()
+    print(host_ratio_model(plan, est))
+    print(memory_lines(plan))
     return 0
 
 

@@ -135,6 +135,10 @@ FinetuneConfig = _recipe_overrides(
     [("eval_batch_size", int, hp(64, "examples per evaluation batch")),
      ("max_text_len", int, hp(40, "text tokens kept (longer texts are truncated)")),
      ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)")),
+     ("memory_gib", float, hp(70.0, "GPU memory a training micro-batch may use by the activation model "
+                                    "(bench/backbones/memory.py): a recipe's micro-batch over it is split, the "
+                                    "step's examples kept by gradient accumulation (0 = never split; 70 leaves an "
+                                    "80 GB card room for the CUDA context and fragmentation)")),
      ("loader_workers", int, hp(0, "DataLoader worker processes preparing batches (tokenising, collating) for "
                                    "training and evaluation; 0 = in the training process (also where workers "
                                    "cannot be started, e.g. a daemonic process; logged). The numbers do not depend on it"))],
@@ -161,7 +165,7 @@ class MatrixConfig:
     executor: str = hp("local", "local or ray")
     workers: int = hp(1, "local worker processes (0 = one per visible GPU, or 1 without GPUs)")
     threads: int = hp(1, "intra-op CPU threads of each run, fixed so that a run's numbers do not depend on how "
-                         "many workers share the machine (part of every run's identity)")
+                         "many workers share the machine (execution only: in no run id; the record's env says it)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
     gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
     checkpoint_minutes: float = hp(10.0, "a fine-tuning pair saves a checkpoint in its run folder every this many "

@@ -25,6 +25,7 @@ import importlib
 from dataclasses import dataclass
 
 from bench.backbones import PRESETS, tokenizer_identity
+from bench.backbones.memory import fit_recipe
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.identity import KEY_SCHEMA, dataclass_identity, non_default
@@ -37,8 +38,9 @@ from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
 
-# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
+# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash and of
+# every run id. `threads` too: on a GPU it changes nothing, and on CPU the last bits of a reduction at most.
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes", "threads"),
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
@@ -136,7 +138,12 @@ class Plan:
     def finetune_settings(self, task: str, seed: int, steps_factor: int = 1) -> TrainSettings:
         """The task's recipe for the backbone (its preset's, else its family's) with the non-None
         `finetune` fields applied (steps × `steps_factor` for the convergence reference)."""
-        s = TASKS.get(task).recipe(self.family, self.config.backbone.preset).override(self.config.finetune, seed=seed)
+        spec, preset, ft = TASKS.get(task), self.config.backbone.preset, self.config.finetune
+        s = spec.recipe(self.family, preset).override(ft, seed=seed)
+        if ft.memory_gib:  # the micro-batch split to fit a GPU, the step's examples kept (bench/backbones/memory.py)
+            text = min(c for c in (spec.recipe_notes[spec.recipe_key(self.family, preset)].text_len,
+                                   ft.max_text_len, PRESETS.get(preset).config["max_text_len"]) if c)
+            s = fit_recipe(s, preset, spec, text, self.config.world.max_bb, ft.memory_gib)
         return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 
     def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:

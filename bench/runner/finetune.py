@@ -44,7 +44,7 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
         "settings": dataclass_identity(settings),
         "eval": {"max_text_len": ft.max_text_len, "dev_limit": ft.dev_limit, "eval_batch_size": ft.eval_batch_size},
         "world": key_settings(plan.config, "world"), "backbone": key_settings(plan.config, "backbone"),
-        "threads": plan.config.matrix.threads, "theta0_dir": theta0_rel,
+        "theta0_dir": theta0_rel,  # not matrix.threads nor finetune.loader_workers: execution only
     }
 
 
@@ -108,7 +108,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # The head is initialised from the global RNG: seed it, so a run does not depend on the runs before it
     # in this process (resume, worker processes and concurrent runners then give the same values).
     torch.manual_seed(pair.seed)
-    model = TaskModel(backbone, spec, study.labels(pair.task))
+    model = TaskModel(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
     store = study.store_for(pair.task)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Layout.checkpoint(run_dir), cfg.matrix.checkpoint_minutes, key=pair.run_id)

@@ -77,7 +77,8 @@ def source_objective(plan: Plan, study: Study, backbone, objective: str):
         model = PretrainModel(backbone, tagging=plan.tagging)
         return model, study.corpus(), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
-    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
+    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective),
+                      hard_negatives=plan.finetune_settings(objective, 0).hard_negatives)
     return model, study.train_examples(objective), model.batch_loss(study.store_for(objective)), ("head.",)
 
 
