@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
+from bench.core.validate import check_timings
 from reports.backbones import write_backbone_section
 from reports.claims import claims_frame
 from reports.compare import verdict
@@ -75,8 +76,8 @@ def _setup(ctx: ReportContext) -> list[str]:
     timings = ctx.out / "timings.json"
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
         try:
-            t = read_json(timings)
-        except DataError:
+            t = check_timings(timings, read_json(timings, MAX_STORE_BYTES))
+        except DataError:  # damaged bookkeeping: the README leaves the line out
             t = {}
         if isinstance(t, dict) and isinstance(t.get("last_total_s"), (int, float)):
             stages = ", ".join(f"{k} {_duration(v)}" for k, v in t.items()

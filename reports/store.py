@@ -14,7 +14,7 @@ from typing import Iterator
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json, safe_name
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json, safe_name
 from bench.core.source import Source
 from bench.core.validate import check_record
 from bench.runner.results import PLANS as PLANS_DIR
@@ -100,9 +100,7 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
         paths = [p for p in (Path(out_dir) / "runs" / safe_name(r, "run id") / "record.json" for r in run_ids)
                  if p.exists()]
     for path in paths:
-        rec = read_json(path)
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+        rec = check_record(path, read_json(path, MAX_STORE_BYTES))
         status = rec.get("status")
         if status == "done":
             done.append({**rec, "_path": path})
@@ -214,6 +212,9 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
         return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
         chosen = known_plans(out) if plans == ["all"] else list(plans)
+        if not chosen:
+            raise DataError(f"{out}: no plan manifests under {out / PLANS_DIR}/ (--plans all found none); run "
+                            "`ticketbench matrix` to write one, or report without --plans")
         manifests = [read_manifest(out, h) for h in chosen]
     else:
         manifests = [read_manifest(out, plan)]

@@ -12,8 +12,16 @@ import time
 from pathlib import Path
 
 from bench.config import to_dict
-from bench.core.errors import DataError
-from bench.core.io import atomic_write_json, atomic_write_text, read_json, safe_name
+from bench.core.errors import DataError, TicketbenchError
+from bench.core.io import (
+    MAX_STORE_BYTES,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    read_text_bounded,
+    safe_name,
+)
+from bench.core.validate import check_manifest
 from bench.plan import Plan
 
 PLANS = "plans"
@@ -54,12 +62,14 @@ def read_manifest(out: str | Path, plan_hash: str | None = None) -> dict:
         last = out / PLANS / LAST
         if not last.exists():
             raise DataError(f"{out}: no plan has run here ({last} is missing); run `ticketbench run` first")
-        plan_hash = last.read_text().strip()
+        plan_hash = read_text_bounded(last, 1 << 10, "plan pointer").strip()
+        try:
+            safe_name(plan_hash, "plan hash")
+        except TicketbenchError:
+            raise DataError(f"{last}: expected a plan hash, found {plan_hash[:40]!r}; re-run `ticketbench matrix` "
+                            "to rewrite it, or give --plan HASH") from None
     path = manifest_path(out, plan_hash)
     if not path.exists():
         known = known_plans(out)
         raise DataError(f"{out}: no plan {plan_hash} (known: {', '.join(known) or 'none'})")
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not isinstance(data.get("config"), dict):
-        raise DataError(f"{path}: not a plan manifest (expected fields 'runs' and 'config')")
-    return data
+    return check_manifest(path, read_json(path, MAX_STORE_BYTES))

@@ -15,8 +15,9 @@ import torch
 from bench.backbones import create_backbone
 from bench.config import to_dict
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text, file_hash, read_json
 from bench.core.source import PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
@@ -45,7 +46,7 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
     world = study.out / "world"
     manifest = world / "MANIFEST.json"
     if manifest.exists():
-        m = read_json(manifest)
+        m = check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES))
         if m.get("version") != toyland.VERSION:
             raise TicketbenchError(
                 f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
