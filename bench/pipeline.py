@@ -20,7 +20,14 @@ from bench.core.pipes import refuse_distributed_launch
 from bench.core.validate import check_timings
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
-from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
+from bench.runner.stages import (
+    SearchesFailed,
+    search_jobs,
+    stage_find,
+    stage_matrix,
+    stage_pretrain,
+    stage_world,
+)
 from bench.runner.study import Study
 from reports import build_report
 
@@ -65,6 +72,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         return result
 
     theta0_dir = roots = summary = None
+    failed_searches: dict = {}
     if "world" in stages:
         timed("world", lambda: stage_world(plan, study, quiet))
     check_task_data(plan, study, stages)  # every data file read before any training starts
@@ -75,10 +83,16 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     if "find" in stages or "matrix" in stages:
         theta0_dir = theta0_dir or stage_pretrain(plan, study, quiet=True)
     if "find" in stages:
-        roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
+        try:
+            roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
+        except SearchesFailed as e:
+            if "matrix" not in stages:
+                raise
+            # The other sources' cells do not need those tickets: the matrix runs them, and fails only these.
+            roots, failed_searches = e.roots, e.failed
     if "matrix" in stages:
         roots = roots or {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
-        summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
+        summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet, failed_searches))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so
         timed("report", lambda: build_report(out_dir, config=cfg))
