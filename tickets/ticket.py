@@ -30,13 +30,14 @@ from torch import Tensor, nn
 
 from bench.core import __version__
 from bench.core.errors import TicketError
-from bench.core.io import atomic_write_bytes
+from bench.core.io import atomic_write_bytes, read_bounded
 from tickets.fingerprint import fingerprint_of
 from tickets.magnitude import check_sparsity
 from tickets.select import select_prunable
 
 FORMAT = "ticketbench-ticket"
 FORMAT_VERSION = 1
+MAX_TICKET_BYTES = 8 << 30  # a bool mask per weight: a billion-parameter backbone's ticket is ~1 GB
 WEIGHT_TRANSFORMS = ("pretrained", "reinit", "shuffle")
 REINIT_STD = 0.02
 # How `reinit` draws fresh weights (metadata `weights_init`): BERT's N(0, std), or PyTorch's
@@ -315,12 +316,7 @@ class Ticket:
     def load(cls, path) -> "Ticket":
         """Read and fully validate a ticket file; any problem is a one-line TicketError."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TicketError(f"{path}: ticket file not found") from None
-        except OSError as e:
-            raise TicketError(f"{path}: cannot read ticket: {e.strerror}") from None
+        data = read_bounded(path, MAX_TICKET_BYTES, "ticket file", TicketError)  # no FIFO, /dev/zero
         ticket = cls.from_bytes(data, str(path))
         ticket.path = path
         return ticket

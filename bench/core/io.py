@@ -83,6 +83,13 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_INT_DIGITS = 100  # no count, step or seed needs more; Python refuses > 4300 digits with a traceback
 
 
+def _check_regular(path: Path, st: os.stat_result, what: str, error: type[TicketbenchError]) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+        raise error(f"{path}: expected a regular {what}, found {kind}")
+
+
 def read_bounded(path: str | os.PathLike, limit: int = MAX_DATA_BYTES, what: str = "file",
                  error: type[TicketbenchError] = DataError) -> bytes:
     """The bytes of `path`, a regular file (symlinks followed) of at most `limit` bytes; anything else
@@ -91,14 +98,12 @@ def read_bounded(path: str | os.PathLike, limit: int = MAX_DATA_BYTES, what: str
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{path}: file not found") from None
+        raise error(f"{path}: {what} not found") from None
     except OSError as e:
         raise error(f"{path}: cannot read {what}: {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
-        raise error(f"{path}: expected a regular {what}, found {kind}")
+    _check_regular(path, st, what, error)
     if st.st_size > limit:
+
         raise error(f"{path}: {st.st_size} bytes, more than the {limit} a {what} may have")
     try:
         with open(path, "rb") as f:
@@ -141,14 +146,14 @@ def parse_json(text: str, source: str) -> Any:
 def read_json(path: str | os.PathLike, limit: int = MAX_DATA_BYTES) -> Any:
     """Read a JSON file (a regular file of at most `limit` bytes); a missing, oversized or malformed file
     is a one-line DataError naming it."""
-    return parse_json(read_text_bounded(path, limit, "JSON file"), str(path))
+    return parse_json(read_text_bounded(path, limit), str(path))
 
 
 def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSON-lines file; a malformed line is a
     DataError naming file and line number."""
     path = Path(path)
-    lines = read_text_bounded(path, what="JSON-lines file").splitlines()
+    lines = read_text_bounded(path).splitlines()
     rows = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -247,6 +252,8 @@ def short_hash(obj: Any, n: int = 12) -> str:
 
 
 def file_hash(path: str | os.PathLike, n: int = 16) -> str:
+    """sha256 of a regular file (a FIFO or a device such as /dev/zero would be read forever)."""
+    _check_regular(Path(path), os.stat(path), "file", DataError)  # before open: opening a FIFO blocks
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
