@@ -16,7 +16,7 @@ import pandas as pd
 from bench.core.errors import DataError
 from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json, safe_name
 from bench.core.source import Source
-from bench.core.validate import check_record
+from bench.core.validate import RECORD_HINT, check_record
 from bench.runner.results import PLANS as PLANS_DIR
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
@@ -156,6 +156,12 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
     """
     done, failed = read_records(out_dir, run_ids)
     rows = [_record_row(r["_path"], r) for r in done]
+    metric_of: dict = {}
+    for r, row in zip(done, rows):  # one headline metric per task: else every table would mix two scales
+        first = metric_of.setdefault(row["task"], (row["metric"], r["_path"]))
+        if first[0] != row["metric"]:
+            raise DataError(f"{r['_path']}: field 'metric' {row['metric']!r}, but {first[1]} has {first[0]!r} for task "
+                            f"{row['task']}; {RECORD_HINT}")
     if cells:
         rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
