@@ -270,7 +270,7 @@ def load_plugins(cfg: Config) -> None:
             importlib.import_module(name)
         except TicketbenchError as e:  # e.g. it registers a name that is taken
             raise TicketbenchError(f"find.plugins: '{name}': {e}") from None
-        except Exception as e:  # noqa: BLE001 - a plugin's own error (SyntaxError, NameError, ...)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's own error (SyntaxError, sys.exit, ...)
             why = str(e).splitlines()[0] if str(e) else ""
             raise TicketbenchError(f"find.plugins: cannot import '{name}': {type(e).__name__}: {why}") from None
 

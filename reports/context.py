@@ -118,7 +118,8 @@ def prune_stale(ctx: ReportContext, manifest_name: str) -> None:
             before = read_json(manifest).get("files", [])
         except (DataError, AttributeError):
             before = []
-        for rel in set(before) - set(now):
+        before = before if isinstance(before, list) else []  # damaged bookkeeping names nothing to delete
+        for rel in {b for b in before if isinstance(b, str)} - set(now):
             p = (ctx.report_dir / rel).resolve()
             if ctx.report_dir.resolve() in p.parents and p.is_file():
                 p.unlink()

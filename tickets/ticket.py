@@ -336,6 +336,8 @@ class Ticket:
             meta = json.loads(meta_raw.get("ticket", ""))
         except json.JSONDecodeError as e:
             raise TicketError(f"{where}: ticket metadata is not valid JSON: {e.msg}") from None
+        except (ValueError, TypeError, RecursionError) as e:  # a number of 5,000 digits, nesting, a non-string
+            raise TicketError(f"{where}: ticket metadata is not valid JSON: {str(e).splitlines()[0][:80]}") from None
         if not isinstance(meta, dict):
             raise TicketError(f"{where}: ticket metadata must be a JSON object")
         missing = [k for k in REQUIRED if k not in meta]
@@ -421,7 +423,7 @@ def _read_header(data: bytes, where: str) -> dict:
         raise TicketError(f"{where}: truncated ticket file (header of {n} bytes, file of {len(data)} bytes)")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: malformed, or a 5,000-digit number
         raise TicketError(f"{where}: corrupt ticket file (unreadable safetensors header)") from None
     if not isinstance(header, dict):
         raise TicketError(f"{where}: corrupt ticket file (header is not an object)")
