@@ -350,6 +350,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise TicketbenchError("world: give --out DIR to generate, or --show DIR to inspect")
+    if args.seed < 0:
+        raise TicketbenchError(f"world --seed: expected an integer ≥ 0, found {args.seed}")
     generate_world(args.out, seed=args.seed, scale=args.scale)
     print(f"world written to {args.out}")
     return 0
@@ -463,6 +465,14 @@ def _cmd_help(parser: argparse.ArgumentParser):
     return run
 
 
+def _tolerant_output() -> None:
+    """Output with θ, ≥ or → must not fail on a terminal or pipe that cannot encode them
+    (PYTHONIOENCODING=ascii, LANG=C): such characters are written as escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     # No network at runtime: hub lookups fail at once instead of retrying for a minute on a machine
     # without network (an explicit HF_HUB_OFFLINE=0 still allows hub ids).
@@ -472,10 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the subcommand.
     debug = "--debug" in argv or os.environ.get("TICKETBENCH_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         refuse_distributed_launch()  # every command: under torchrun each rank would repeat it
+        if isinstance(getattr(args, "out", None), str) and not args.out.strip():
+            # '' is falsy: it would silently mean the default folder (runs/<name>/ or none).
+            raise TicketbenchError(f"--out: expected a directory, found {args.out!r}")
         return args.func(args)
     except TicketbenchError as e:
         if debug:

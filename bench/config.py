@@ -16,6 +16,7 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.core.hparams import coerce_value, hp
+from bench.core.io import MAX_CONFIG_BYTES, load_yaml, read_text_bounded
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
 from bench.core.validate import validate
@@ -115,7 +116,7 @@ class FindConfig:
             key, _, value = str(item).partition("=")
             name, _, fld = key.strip().partition(".")
             if name == method:
-                out[fld.strip()] = yaml.safe_load(value)
+                out[fld.strip()] = load_yaml(value, f"find.hparams {key.strip()}")
         return out
 
 
@@ -276,10 +277,7 @@ def resolve_config_path(name_or_path: str | None) -> Path:
 def load_config(name_or_path: str | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Load a YAML preset (safe loader), then apply `section.key=value` overrides."""
     path = resolve_config_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config file", ConfigError), str(path)) or {}
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
     cfg = build_config(data, where=str(path))
@@ -312,7 +310,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         defaults = {f.name: f.default for f in fields(sec)}
         if name not in defaults:
             raise _unknown(key, "--set")
-        parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
+        parsed = load_yaml(value, f"--set {key}") if not isinstance(defaults[name], (str, tuple)) else value
         new = _coerce_field(type(sec), name, parsed, f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
     return validate(cfg, "--set")

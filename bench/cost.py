@@ -62,9 +62,10 @@ from bench.backbones.memory import (
 from bench.backbones.presets import ARCHS
 from bench.config import MFU, PEAK_TFLOPS
 from bench.core.errors import ConfigError, DataError
-from bench.core.io import read_json
+from bench.core.io import MAX_STORE_BYTES, read_json
 from bench.core.settings import TrainSettings
 from bench.core.source import DENSE, PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.plan import Plan
 from bench.tasks import TASKS
 from bench.tasks.base import PAPER_FAMILIES
@@ -371,7 +372,8 @@ def _split_size(plan: Plan, task: str, world: Path | None) -> tuple[int, int | N
     if world is None or not (world / "MANIFEST.json").is_file():
         return None
     if spec.head == "region":  # its loader needs the region store: the world's own count
-        n = read_json(world / "MANIFEST.json")["counts"].get(task, {}).get(split)
+        n = check_world_manifest(world / "MANIFEST.json", read_json(world / "MANIFEST.json", MAX_STORE_BYTES)
+                                 ).get("counts", {}).get(task, {}).get(split)
         return (n, None) if n else None
     examples = spec.load(task_dir(spec, world), split)
     return len(examples), len({i for ex in examples for i in ex.image_ids})

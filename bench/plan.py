@@ -288,8 +288,29 @@ def load_plugins(cfg: Config) -> None:
     for name in cfg.find.plugins:
         try:
             importlib.import_module(name)
-        except ImportError as e:
-            raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
+        except TicketbenchError as e:  # e.g. it registers a name that is taken
+            raise TicketbenchError(f"find.plugins: '{name}': {e}") from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's own error (SyntaxError, sys.exit, ...)
+            why = str(e).splitlines()[0] if str(e) else ""
+            raise TicketbenchError(f"find.plugins: cannot import '{name}': {type(e).__name__}: {why}") from None
+
+
+# Sizes no study can run: refused (saying the number) instead of planned for hours or in all memory.
+MAX_CELLS = 100_000
+MAX_SEARCH_TICKETS = 1_000
+
+
+def _refuse_unrunnable(cfg: Config, every: list, controls: list, chosen: tuple, controls_at: tuple,
+                       dense_seeds: int) -> None:
+    per_task = sum(dense_seeds if src.is_dense else cfg.matrix.seeds * len(controls_at if src in controls else chosen)
+                   for src in every)
+    if cfg.matrix.convergence_check and DENSE in every:
+        per_task += dense_seeds
+    n = per_task * len(cfg.matrix.tasks)
+    if n > MAX_CELLS:
+        raise ConfigError(f"matrix: this plan would make {n} fine-tuning runs ({len(cfg.matrix.tasks)} task(s), "
+                          f"matrix.seeds={cfg.matrix.seeds}, matrix.dense_seeds={cfg.matrix.dense_seeds}), more than "
+                          f"the {MAX_CELLS} a plan may have; use fewer seeds, sparsities, sources or tasks")
 
 
 def build_plan(cfg: Config) -> Plan:
@@ -348,6 +369,9 @@ def build_plan(cfg: Config) -> Plan:
         if source in searches or source.is_dense:
             return
         search = _search(cfg, source, sparsities)
+        if len(search.sparsities) > MAX_SEARCH_TICKETS:
+            raise ConfigError(f"{source}: its search would make {len(search.sparsities)} tickets, more than the "
+                              f"{MAX_SEARCH_TICKETS} a search may have; check find.hparams.{source.method}")
         if search.base:
             add(search.base, ladder)  # a base ticket exists at every ladder sparsity
         searches[source] = search
@@ -368,6 +392,7 @@ def build_plan(cfg: Config) -> Plan:
 
     cells = []
     dense_seeds = max(cfg.matrix.seeds, cfg.matrix.dense_seeds)
+    _refuse_unrunnable(cfg, every, controls, chosen, controls_at, dense_seeds)
     for task in cfg.matrix.tasks:
         for seed in range(dense_seeds):
             for src in every:

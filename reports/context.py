@@ -6,11 +6,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from bench.config import SECTIONS, Config, build_config, load_config
 from bench.core.errors import ConfigError, DataError
-from bench.core.io import atomic_write_json, file_hash, read_json
+from bench.core.io import (
+    MAX_CONFIG_BYTES,
+    atomic_write_json,
+    file_hash,
+    load_yaml,
+    read_json,
+    read_text_bounded,
+)
 from bench.core.layout import Layout, file_name, inside
 from reports.store import collect_matrix, load_results, split_convergence
 from reports.tables import ladder, task_order
@@ -71,7 +77,7 @@ def resolve_config(out: Path, config: Config | None) -> Config:
     try:
         return load_config(str(path))
     except ConfigError:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config file", ConfigError), str(path)) or {}
         if not isinstance(data, dict):
             raise
         return build_config(_known_fields_only(data), where=str(path))

@@ -6,15 +6,16 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
 from bench.core.layout import Layout, file_name
+from bench.core.validate import check_timings
 from reports.backbones import write_backbone_section
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
 from reports.store import DENSE, run_facts
 from reports.tables import matching_display, type_figure
-from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, to_markdown
+from reports.writers import fmt_num, fmt_sparsity, md_text, sparsity_tag, to_markdown
 
 
 def _duration(s: float) -> str:
@@ -48,7 +49,7 @@ def gaps(ctx: ReportContext) -> list[str]:
         out.append("no ticket files under tickets/: ticket overlap and per-layer sparsity are not reported")
     failed = df.attrs.get("failed", 0)
     if failed:
-        out.append(f"{failed} failed run(s) left out: " + ", ".join(df.attrs.get("failed_runs", [])[:10]))
+        out.append(f"{failed} failed run(s) left out: " + ", ".join(map(md_text, df.attrs.get("failed_runs", [])[:10])))
     return out
 
 
@@ -57,8 +58,9 @@ def _setup(ctx: ReportContext) -> list[str]:
     cfg, df = ctx.config, ctx.df
     w = cfg.world
     world = (f"toyland (scale {w.scale}, seed {w.seed})" if w.source == "toyland"
-             else f"real data at {w.data_root or '?'}")
-    versions = "; ".join(f"{k} {', '.join(v)}" for k, v in facts["versions"].items()) or "not recorded"
+             else f"real data at {md_text(w.data_root or '?')}")
+    # Text from records (devices, versions, reasons) is shown as written: escaped (reports.writers.md_text).
+    versions = "; ".join(f"{k} {', '.join(map(md_text, v))}" for k, v in facts["versions"].items()) or "not recorded"
     lines = [
         f"- backbone: {', '.join(ctx.backbones)} (config preset `{cfg.backbone.preset}`)",
         f"- world / data: {world}",
@@ -70,21 +72,21 @@ def _setup(ctx: ReportContext) -> list[str]:
         + (f", {df.attrs['pending']} pending (listed in a plan, no record yet: not in any table)"
            if df.attrs.get("pending") else ""),
         f"- fine-tuning wall time (sum over runs): {_duration(facts['fine_tune_wall_s'])}",
-        f"- device: {', '.join(facts['devices']) or 'not recorded'}",
+        f"- device: {', '.join(map(md_text, facts['devices'])) or 'not recorded'}",
         f"- versions: {versions}",
     ]
     timings = Layout(ctx.out).timings
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
         try:
-            t = read_json(timings)
-        except DataError:
+            t = check_timings(timings, read_json(timings, MAX_STORE_BYTES))
+        except DataError:  # damaged bookkeeping: the README leaves the line out
             t = {}
         if isinstance(t, dict) and isinstance(t.get("last_total_s"), (int, float)):
             stages = ", ".join(f"{k} {_duration(v)}" for k, v in t.items()
                                if k not in ("last_total_s", "threads") and isinstance(v, (int, float)))
             lines.append(f"- pipeline wall time (last run): {_duration(t['last_total_s'])}" + (f" ({stages})" if stages else ""))
     if facts["failed_reasons"]:
-        lines.append("- failure reasons: " + "; ".join(facts["failed_reasons"][:5]))
+        lines.append("- failure reasons: " + "; ".join(map(md_text, facts["failed_reasons"][:5])))
     return lines
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
 from bench.core.layout import Layout
 from bench.core.source import Source
-from bench.core.validate import check_record
+from bench.core.validate import RECORD_HINT, check_record
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
 
@@ -97,9 +97,7 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
     else:
         paths = [p for p in map(Layout(out_dir).record, run_ids) if p.exists()]
     for path in paths:
-        rec = read_json(path)
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+        rec = check_record(path, read_json(path, MAX_STORE_BYTES))
         status = rec.get("status")
         if status == "done":
             done.append({**rec, "_path": path})
@@ -155,6 +153,12 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
     """
     done, failed = read_records(out_dir, run_ids)
     rows = [_record_row(r["_path"], r) for r in done]
+    metric_of: dict = {}
+    for r, row in zip(done, rows):  # one headline metric per task: else every table would mix two scales
+        first = metric_of.setdefault(row["task"], (row["metric"], r["_path"]))
+        if first[0] != row["metric"]:
+            raise DataError(f"{r['_path']}: field 'metric' {row['metric']!r}, but {first[1]} has {first[0]!r} for task "
+                            f"{row['task']}; {RECORD_HINT}")
     if cells:
         rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
@@ -211,6 +215,9 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
         return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
         chosen = known_plans(out) if plans == ["all"] else list(plans)
+        if not chosen:
+            raise DataError(f"{out}: no plan manifests under {Layout(out).plans}/ (--plans all found none); run "
+                            "`ticketbench matrix` to write one, or report without --plans")
         manifests = [read_manifest(out, h) for h in chosen]
     else:
         manifests = [read_manifest(out, plan)]

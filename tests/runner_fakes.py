@@ -2,7 +2,7 @@
 
 Each call appends a line to `<out>/calls/<run_id>.log`, so tests count how often a pair was computed.
 Behaviour is steered by the pair's config: `sleep` (seconds), `fail` (message), `fail_unless` (a path
-that must exist), `die_once` (a marker path: SIGKILL the worker the first time).
+that must exist), `die_once` (a marker path: SIGKILL the worker the first time), `die` (SIGKILL it every time).
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def counting_pair(pair: PairSpec, run_dir: Path) -> dict:
     call = len(log.read_text().splitlines())
     if cfg.get("die_once") and not Path(cfg["die_once"]).exists():
         Path(cfg["die_once"]).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)
     steps = int(cfg.get("steps", 3))
     for step in range(1, steps + 1):

@@ -80,20 +80,21 @@ def _check_types(method: str, hp) -> None:
 
 
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
-                    citation: str = "", yields: Callable | None = None):
+                    citation: str = "", yields: Callable | None = None, override: bool = False):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
     (found on the same source task, at each sparsity) it transforms — it then gets `ctx.base_ticket`
     and runs once per sparsity; citation: the paper, shown by `ticketbench methods`; yields:
     `(hparams, ladder) -> sparsities` when its tickets' sparsities are not the ladder's (IMP's
-    fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts."""
+    fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts;
+    override: replace a method already registered under `name` (a built-in) — never done silently."""
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
         raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
 
     def wrap(fn: Callable) -> PruningMethod:
         method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields)
-        METHODS.register(name, method)
+        METHODS.register(name, method, override=override)
         return method
 
     return wrap

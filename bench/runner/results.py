@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.config import to_dict
-from bench.core.errors import DataError
-from bench.core.io import atomic_write_json, atomic_write_text, read_json
+from bench.core.errors import DataError, TicketbenchError
+from bench.core.io import (
+    MAX_STORE_BYTES,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    read_text_bounded,
+    safe_name,
+)
 from bench.core.layout import Layout
 from bench.core.provenance import package_versions
+from bench.core.validate import check_manifest
 from bench.runner.store import RunStore
 
 if TYPE_CHECKING:  # only a type here: reading manifests must not import torch (ticketbench.load_results)
@@ -58,15 +66,17 @@ def read_manifest(out: str | Path, plan_hash: str | None = None) -> dict:
         last = Layout(out).last
         if not last.exists():
             raise DataError(f"{out}: no plan has run here ({last} is missing); run `ticketbench run` first")
-        plan_hash = last.read_text().strip()
+        plan_hash = read_text_bounded(last, 1 << 10, "plan pointer").strip()
+        try:
+            safe_name(plan_hash, "plan hash")
+        except TicketbenchError:
+            raise DataError(f"{last}: expected a plan hash, found {plan_hash[:40]!r}; re-run `ticketbench matrix` "
+                            "to rewrite it, or give --plan HASH") from None
     path = manifest_path(out, plan_hash)
     if not path.exists():
         known = known_plans(out)
         raise DataError(f"{out}: no plan {plan_hash} (known: {', '.join(known) or 'none'})")
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not isinstance(data.get("config"), dict):
-        raise DataError(f"{path}: not a plan manifest (expected fields 'runs' and 'config')")
-    return data
+    return check_manifest(path, read_json(path, MAX_STORE_BYTES))
 
 
 def plans_table(out: str | Path) -> list[dict]:
@@ -74,13 +84,15 @@ def plans_table(out: str | Path) -> list[dict]:
     its cells and distinct runs, how many of those runs are done, and whether it is the last plan run."""
     out = Path(out)
     last_file = Layout(out).last
-    last = last_file.read_text().strip() if last_file.exists() else None
+    last = read_text_bounded(last_file, 1 << 10, "plan pointer").strip() if last_file.exists() else None
     store = RunStore(out)
     rows = []
     for h in known_plans(out):
         m = read_manifest(out, h)
         runs = m["runs"]
-        rows.append({"plan": h, "name": m.get("name", "?"), "written": time.strftime(
-            "%Y-%m-%d %H:%M", time.localtime(float(m.get("written_at") or 0))), "cells": len(m.get("cells") or ()),
-            "runs": len(runs), "done": sum(store.is_done(r) for r in runs), "last": h == last})
+        written = m.get("written_at")
+        rows.append({"plan": h, "name": str(m.get("name", "?")), "written": time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(float(written))) if isinstance(written, (int, float)) else "?",
+            "cells": len(m.get("cells") or ()), "runs": len(runs), "done": sum(store.is_done(r) for r in runs),
+            "last": h == last})
     return rows

@@ -7,6 +7,7 @@ the results object (`bench.runner.results.load_results`) reads back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,13 +16,14 @@ import torch
 from bench.backbones import create_backbone
 from bench.config import to_dict
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text, file_hash, read_json
 from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
-from bench.runner.executors import run_pairs
+from bench.runner.executors import FailedRun, run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
 from bench.runner.progress import step_lines
@@ -47,7 +49,7 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
     world = study.layout.inside(study.layout.world)
     manifest = world / "MANIFEST.json"
     if manifest.exists():
-        m = read_json(manifest)
+        m = check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES))
         if m.get("version") != toyland.VERSION:
             raise TicketbenchError(
                 f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
@@ -141,35 +143,75 @@ def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
             for s in plan.searches]
 
 
+class SearchesFailed(TicketbenchError):
+    """Some ticket searches failed (the others finished): `failed` {Source: reason}, `roots` {Source: folder}.
+    The matrix stage fails only the cells of those sources and runs the rest."""
+
+    def __init__(self, failed: dict, roots: dict):
+        first = next(iter(failed.items()))
+        super().__init__(f"{len(failed)} ticket search(es) failed; find {first[0]}: {first[1]}")
+        self.failed, self.roots = failed, roots
+
+
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
-    """Run every search the plan needs on the plan's executor; stored searches are skipped.
-    Returns {Source: ticket folder}."""
+    """Run every search the plan needs on the plan's executor; stored searches are skipped, and a search
+    whose record says done but whose tickets are gone (deleted) runs again. Returns {Source: ticket
+    folder}; when searches failed, the others still ran, and `SearchesFailed` says which and why (a
+    derived search whose base failed is not tried)."""
     jobs = search_jobs(plan, study, theta0_dir)  # loads (and so checks) every source's data
     m = plan.config.matrix
+    failed: dict = {}
     # Two waves: derived tickets (controls) read their base search's tickets.
     for wave in ([j for j in jobs if not j.search.base], [j for j in jobs if j.search.base]):
+        for j in wave:
+            if j.search.base in failed:
+                failed[j.search.source] = f"its base search {j.search.base} failed"
+        wave = [j for j in wave if j.search.source not in failed]
         todo = [j for j in wave if not j.is_stored()]
         if wave:
             _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
+        for j in todo:
+            record = j.root / "record.json"
+            if record.exists():  # done once, tickets missing since: search again (a kept record would skip it)
+                _say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
+                record.unlink()
         if todo:
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
                                 workers=min(workers(plan), len(todo)), ray_address=m.ray_address, progress=not quiet,
                                 gpus_per_run=m.gpus_per_run)
-            if summary.failed:
-                first = summary.failed[0]
-                raise TicketbenchError(f"{len(summary.failed)} ticket search(es) failed; {first.label}: {first.reason}")
-    return {j.search.source: j.root for j in jobs}
+            by_id = {j.run_id: j.search.source for j in todo}
+            failed.update({by_id[f.run_id]: f.reason for f in summary.failed})
+    roots = {j.search.source: j.root for j in jobs}
+    if failed:
+        raise SearchesFailed(failed, roots)
+    return roots
 
 
 # ---- matrix -----------------------------------------------------------------------------------
-def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False):
-    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest."""
+def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False,
+                 failed_searches: dict | None = None):
+    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest.
+    Cells of `failed_searches` ({Source: reason}) are not run: each is a failed entry of the summary."""
     m = plan.config.matrix
+    failed_searches = failed_searches or {}
     check_inputs(study, plan.config.matrix.tasks)
+    if failed_searches:
+        kept = tuple(c for c in plan.cells if c.source not in failed_searches)
+        lost = [c for c in plan.cells if c.source in failed_searches]
+        plan = dataclasses.replace(plan, cells=kept)
+        roots = {s: r for s, r in roots.items() if s not in failed_searches}
     pairs = make_pairs(plan, study, theta0_dir, roots)
     write_manifest(study.out, plan, theta0_dir, roots, pairs)
     runs = len({p.run_id for p in pairs})
     shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
     _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
-    return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
-                     ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+    summary = run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
+                        ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+    if failed_searches:
+        for c in lost:
+            label = f"{c.source}→{c.task} s={c.sparsity:g} seed={c.seed}"
+            summary.failed.append(FailedRun("-", label, f"no ticket: search {c.source} failed: {failed_searches[c.source]}"))
+        summary.total += len(lost)
+        _say(False, f"[matrix] {len(lost)} cell(s) not run, their ticket search failed: "
+                    + "; ".join(f"{s}: {r}" for s, r in failed_searches.items()))
+    return summary

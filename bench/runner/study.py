@@ -15,10 +15,11 @@ from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, RunFailed, TicketbenchError
 from bench.core.integrity import verify_theta0
-from bench.core.io import read_json, short_hash
+from bench.core.io import MAX_STORE_BYTES, read_json, short_hash
 from bench.core.layout import Layout
 from bench.core.provenance import git_commit
 from bench.core.source import PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec, examples_digest
@@ -144,7 +145,8 @@ class Study:
         (toyland computes a majority-per-question-type baseline), else the registry's nominal one."""
         manifest = self.data_root / "MANIFEST.json"
         if manifest.exists():
-            value = (read_json(manifest).get("chance", {}).get(task) or {}).get(metric)
+            value = (check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES)).get("chance", {})
+                     .get(task) or {}).get(metric)
             if isinstance(value, (int, float)):
                 return float(value)
         return float(TASKS.get(task).chance)
