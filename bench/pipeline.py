@@ -18,7 +18,7 @@ from bench.core.io import atomic_write_json, atomic_write_text, read_json
 from bench.core.pipes import refuse_distributed_launch
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
-from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
+from bench.runner.stages import search_jobs, search_key, stage_find, stage_matrix, stage_pretrain, stage_world
 from bench.runner.study import Study
 from reports import build_report
 
@@ -70,7 +70,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     if "find" in stages:
         roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
     if "matrix" in stages:
-        roots = roots or {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
+        roots = roots or {search_key(j.search): j.root for j in search_jobs(plan, study, theta0_dir)}
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so

@@ -24,7 +24,7 @@ from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples",
+    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples", "search_seed",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -73,6 +73,8 @@ def _record_row(path: Path, rec: dict) -> dict:
         "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
         "steps_factor": int(rec.get("steps_factor") or 1),
         "eval_examples": int(rec["eval_examples"]) if isinstance(rec.get("eval_examples"), int) else float("nan"),
+        # The search replicate (find.seeds); records written before replicates existed are replicate 0.
+        "search_seed": int(rec.get("search_seed") or 0),
     }
 
 
@@ -86,7 +88,8 @@ def _cell_rows(rows: dict, cells: list) -> list[dict]:
             continue
         method, source_task = split_source(str(c["source"]))
         out.append({**row, "source": str(c["source"]), "method": method, "source_task": source_task,
-                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS)})
+                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS),
+                    "search_seed": int(c.get("search_seed") or 0)})
     return out
 
 
@@ -162,7 +165,7 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
         rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
     df = _add_dense(df)[MATRIX_COLUMNS]
-    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "seed"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "search_seed", "seed"], kind="stable").reset_index(drop=True)
     if plan is not None:
         df.insert(0, "plan", plan)
     if write:

@@ -31,11 +31,12 @@ def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, p
         "plan": plan.hash, "name": plan.config.name, "written_at": time.time(),
         "config": to_dict(plan.config), "theta0": {"dir": str(Path(theta0_dir).name),
                                                    "hash": (Path(theta0_dir) / "DONE").read_text().strip()},
-        "searches": {str(src): str(Path(root).name) for src, root in roots.items()},
+        # Replicate 0 under its source's name; further search replicates (find.seeds) as "source#r".
+        "searches": {str(src) + (f"#{r}" if r else ""): str(Path(root).name) for (src, r), root in roots.items()},
         "runs": list(dict.fromkeys(p.run_id for p in pairs)),
         # Every cell with its run: cells with identical tickets share one run, reported under each source.
         "cells": [{"run": p.run_id, "source": p.source, "sparsity": p.sparsity, "task": p.task, "seed": p.seed,
-                   "steps_factor": p.steps_factor} for p in pairs],
+                   "steps_factor": p.steps_factor, "search_seed": p.search_seed} for p in pairs],
     })
     atomic_write_text(Path(out) / PLANS / LAST, plan.hash + "\n")
     return path

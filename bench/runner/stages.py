@@ -127,20 +127,26 @@ def check_inputs(study: Study, objectives) -> None:
 
 
 # ---- find -------------------------------------------------------------------------------------
+def search_key(search) -> tuple:
+    """A search's key among the plan's: (source, search replicate); `stage_find` returns roots by it."""
+    return (search.source, search.search_seed)
+
+
 def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
     """Every search of the plan as a job, bases before the searches derived from them. A search's id covers
-    the data of its source objective (so naming the stored tickets loads that data)."""
+    the data of its source objective (so naming the stored tickets loads that data); a derived search reads
+    its own replicate's base tickets."""
     h, out = theta0_hash(theta0_dir), study.out
     data = {s.source: study.data_digest(s.source.objective) for s in plan.searches}
-    ids = {s.source: plan.search_id(s, h, data[s.source]) for s in plan.searches}
-    return [SearchJob(s, ids[s.source], plan, str(out), str(theta0_dir),
-                      str(out / "tickets" / ids[s.base]) if s.base else None, data[s.source])
+    ids = {search_key(s): plan.search_id(s, h, data[s.source]) for s in plan.searches}
+    return [SearchJob(s, ids[search_key(s)], plan, str(out), str(theta0_dir),
+                      str(out / "tickets" / ids[(s.base, s.search_seed)]) if s.base else None, data[s.source])
             for s in plan.searches]
 
 
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
     """Run every search the plan needs on the plan's executor; stored searches are skipped.
-    Returns {Source: ticket folder}."""
+    Returns {(Source, search replicate): ticket folder}."""
     jobs = search_jobs(plan, study, theta0_dir)  # loads (and so checks) every source's data
     m = plan.config.matrix
     # Two waves: derived tickets (controls) read their base search's tickets.
@@ -155,7 +161,7 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
             if summary.failed:
                 first = summary.failed[0]
                 raise TicketbenchError(f"{len(summary.failed)} ticket search(es) failed; {first.label}: {first.reason}")
-    return {j.search.source: j.root for j in jobs}
+    return {search_key(j.search): j.root for j in jobs}
 
 
 # ---- matrix -----------------------------------------------------------------------------------
