@@ -94,11 +94,12 @@ def test_replicates_end_to_end_tickets_runs_and_results(tmp_path: Path):
 
 
 def test_old_stores_read_as_search_seed_zero(tmp_path: Path):
-    from reports.store import collect_matrix
-    from tests.runner_fakes import make_pairs as fake_pairs
-    from bench.runner.executors import run_pairs
-    from tests.runner_fakes import counting_pair
     import json
+
+    from bench.runner.executors import run_pairs
+    from reports.store import collect_matrix
+    from tests.runner_fakes import counting_pair
+    from tests.runner_fakes import make_pairs as fake_pairs
 
     run_pairs(fake_pairs(2), tmp_path, counting_pair, progress=False)
     for rec in tmp_path.glob("runs/*/record.json"):  # as written before replicates existed
