@@ -13,6 +13,7 @@ from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale
 from reports.readme import write_readme
+from reports.seeds import seeds_display, seeds_table
 from reports.tables import (
     accuracy_vs_sparsity,
     layer_sparsity,
@@ -70,6 +71,12 @@ def build_tables(ctx: ReportContext) -> dict:
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    seeds = seeds_table(ctx.df, ctx.seeds)
+    out["seeds"] = seeds
+    ctx.add(write_table(rd, "seeds", seeds, seeds_display(seeds),
+                        "Fine-tuning seeds per cell (search_seed: the search replicate) and why it stopped: fixed "
+                        "(matrix.seeds), decided (its anytime-valid interval, % of dense, cleared every threshold), "
+                        "cap (matrix.adaptive_max_seeds), cells settled (dense)."))
 
     tickets = ctx.tickets
     out["tickets"] = len(tickets)

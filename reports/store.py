@@ -190,6 +190,7 @@ class Results:
     configs: dict = field(default_factory=dict)  # {plan hash: effective config} of every plan read
     failed: int = 0
     pending: int = 0
+    seeds: list = field(default_factory=list)  # each cell's seeds and why it stopped (manifest `seeds`; one plan)
 
     def regimes(self) -> dict:
         """{row label: "adversarial" | "standard"} — the label is the backbone, or backbone@plan when
@@ -235,7 +236,7 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     frame.attrs.update(failed=failed, pending=pending)
     return Results([m["plan"] for m in manifests], manifests[0]["config"], frame,
                    dict(manifests[0].get("searches") or {}), {m["plan"]: m["config"] for m in manifests},
-                   failed, pending)
+                   failed, pending, [] if mixed else list(manifests[0].get("seeds") or []))
 
 
 def run_facts(out_dir: str | Path) -> dict:

@@ -24,8 +24,10 @@ def manifest_path(out: str | Path, plan_hash: str) -> Path:
     return Path(out) / PLANS / f"{safe_name(plan_hash, 'plan hash')}.json"
 
 
-def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, pairs: list) -> Path:
-    """Record what `plan` asks for (before running it, so an interrupted plan still has its manifest)."""
+def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, pairs: list,
+                   seeds: list | None = None) -> Path:
+    """Record what `plan` asks for (before running it, so an interrupted plan still has its manifest);
+    `seeds`: each cell's seeds and why it stopped (`bench.runner.adaptive.CellSeeds.row`), once known."""
     path = manifest_path(out, plan.hash)
     atomic_write_json(path, {
         "plan": plan.hash, "name": plan.config.name, "written_at": time.time(),
@@ -37,6 +39,7 @@ def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, p
         # Every cell with its run: cells with identical tickets share one run, reported under each source.
         "cells": [{"run": p.run_id, "source": p.source, "sparsity": p.sparsity, "task": p.task, "seed": p.seed,
                    "steps_factor": p.steps_factor, "search_seed": p.search_seed} for p in pairs],
+        **({"seeds": seeds} if seeds else {}),
     })
     atomic_write_text(Path(out) / PLANS / LAST, plan.hash + "\n")
     return path

@@ -20,11 +20,13 @@ from bench.core.source import PRETRAIN
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
+from bench.runner.adaptive import run_waves
 from bench.runner.executors import run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
+from bench.runner.store import RunStore
 from bench.runner.study import Study, environment
 from bench.training import train
 
@@ -166,13 +168,28 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
 
 # ---- matrix -----------------------------------------------------------------------------------
 def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False):
-    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest."""
+    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest
+    (rewritten after every wave of adaptive seeds, with each cell's seeds and why it stopped)."""
     m = plan.config.matrix
     check_inputs(study, plan.config.matrix.tasks)
-    pairs = make_pairs(plan, study, theta0_dir, roots)
-    write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    runs = len({p.run_id for p in pairs})
-    shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
-    _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
-    return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
-                     ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+    store = RunStore(study.out)
+
+    def make(cells):
+        return make_pairs(plan, study, theta0_dir, roots, cells)
+
+    def run(pairs):
+        runs = len({p.run_id for p in pairs})
+        shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
+        _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
+        return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
+                         ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+
+    def value_of(pair):
+        record = store.read_record(pair.run_id)
+        return float(record["value"]) if record and record["status"] == "done" else None
+
+    def on_wave(pairs, status):
+        write_manifest(study.out, plan, theta0_dir, roots, pairs, seeds=[s.row() for s in status])
+
+    summary, _ = run_waves(plan, make, run, value_of, on_wave, say=lambda msg: _say(quiet, msg))
+    return summary

@@ -1,0 +1,44 @@
+"""Seeds per cell and why each stopped (`report/seeds.csv`): with adaptive seeds (`matrix.adaptive`) a
+cell's seeds are a decision of the matrix stage, recorded in the plan's manifest (`seeds`); without, every
+cell has `matrix.seeds` ("fixed")."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.writers import fmt_num, fmt_sparsity
+
+KEYS = ["source", "sparsity", "task", "search_seed"]
+COLUMNS = ["backbone", *KEYS, "seeds", "finished", "stopped", "ci_low", "ci_high"]
+
+
+def seeds_table(df: pd.DataFrame, status: list | None) -> pd.DataFrame:
+    """One row per cell of the matrix (backbone, source, sparsity, task, search replicate): the seeds it
+    was given, how many finished, why it stopped, and — with adaptive seeds — its anytime-valid interval
+    in % of dense when it stopped (dense: its own seeds; its interval is the cells')."""
+    if df.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    d = df.assign(search_seed=df["search_seed"] if "search_seed" in df else 0)
+    d["sparsity"] = d["sparsity"].astype(float).round(4)
+    out = d.groupby(["backbone", *KEYS], sort=False)["seed"].nunique().rename("finished").reset_index()
+    if status:
+        s = pd.DataFrame(status)
+        s["sparsity"] = s["sparsity"].astype(float).round(4)
+        s["search_seed"] = s["search_seed"].astype(int)
+        out = out.merge(s[[*KEYS, "seeds", "stopped", "ci_low", "ci_high"]], on=KEYS, how="left")
+        out["seeds"] = out["seeds"].fillna(out["finished"]).astype(int)
+        out["stopped"] = out["stopped"].fillna("fixed")
+    else:
+        out = out.assign(seeds=out["finished"], stopped="fixed", ci_low=float("nan"), ci_high=float("nan"))
+    return out[COLUMNS]
+
+
+def seeds_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table for people: sparsities in %, the interval as one "[lo, hi] %" column."""
+    return pd.DataFrame({
+        **{k: table[k] for k in ("backbone", "source")}, "sparsity": table["sparsity"].map(fmt_sparsity),
+        "task": table["task"], "search_seed": table["search_seed"], "seeds": table["seeds"],
+        "finished": table["finished"], "stopped": table["stopped"],
+        "interval (% of dense)": [f"[{fmt_num(lo)}, {fmt_num(hi)}]" if pd.notna(lo) else "–"
+                                  for lo, hi in zip(table["ci_low"], table["ci_high"])],
+    })
