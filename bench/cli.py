@@ -288,13 +288,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from bench.cost import estimate
     from bench.plan import build_plan
+    from bench.power import describe_power
 
     plan = build_plan(cfg)
     print(plan.describe())
     print()
     world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
     print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
+    print()
+    print(describe_power(plan, _store_noise(Path(args.out) if args.out else Path("runs") / cfg.name)))
     return 0
+
+
+def _store_noise(out: Path) -> dict:
+    """Seed noise measured in an existing store under `out` (its last plan), else {} (the plan assumes it)."""
+    if not (out / "runs").is_dir():
+        return {}
+    from reports.seeds import measured_noise
+    from reports.store import load_results
+
+    try:
+        return measured_noise(load_results(out).frame)
+    except TicketbenchError:  # an empty or partial store: nothing measured
+        return {}
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:

@@ -42,3 +42,22 @@ def seeds_display(table: pd.DataFrame) -> pd.DataFrame:
         "interval (% of dense)": [f"[{fmt_num(lo)}, {fmt_num(hi)}]" if pd.notna(lo) else "–"
                                   for lo, hi in zip(table["ci_low"], table["ci_high"])],
     })
+
+
+def measured_noise(df: pd.DataFrame) -> dict:
+    """{task: (seed std, dense mean)} measured in a results frame for `bench.power` (`ticketbench plan`): the
+    std pooled within cells (source, sparsity, search replicate; recipe steps only) over fine-tuning seeds,
+    from the cells with at least two seeds; tasks without such a cell are left out (the plan assumes them)."""
+    if df.empty:
+        return {}
+    d = df[df["steps_factor"] == 1] if "steps_factor" in df else df
+    keys = [k for k in ("backbone", "source", "sparsity", "task", "search_seed") if k in d]
+    g = d.groupby(keys)["value"].agg(["var", "count"]).reset_index()
+    g = g[g["count"] >= 2]
+    out = {}
+    for task, t in g.groupby("task"):
+        dof = (t["count"] - 1).sum()
+        dense = d[(d["task"] == task) & (d["source"] == "dense")]["value"]
+        out[str(task)] = (float((t["var"] * (t["count"] - 1)).sum() / dof) ** 0.5,
+                          float(dense.mean()) if len(dense) else float("nan"))
+    return out
