@@ -61,3 +61,22 @@ def measured_noise(df: pd.DataFrame) -> dict:
         out[str(task)] = (float((t["var"] * (t["count"] - 1)).sum() / dof) ** 0.5,
                           float(dense.mean()) if len(dense) else float("nan"))
     return out
+
+
+def replicate_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Mask-to-mask beside fine-tuning variance, per (backbone, source, sparsity, task) with ≥ 2 search
+    replicates (`find.seeds`): `mask_std` is the std of the replicates' means (over their fine-tuning seeds),
+    `finetune_std` the seed std pooled within replicates. Empty without replicates."""
+    cols = ["backbone", "source", "sparsity", "task", "replicates", "seeds", "mean", "mask_std", "finetune_std"]
+    if df.empty or "search_seed" not in df or df["search_seed"].nunique() < 2:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, g in df[df["source"] != "dense"].groupby(["backbone", "source", "sparsity", "task"], sort=False):
+        per = g.groupby("search_seed")["value"].agg(["mean", "var", "count"])
+        if len(per) < 2:
+            continue
+        dof = (per["count"] - 1).sum()
+        within = float(((per["var"].fillna(0) * (per["count"] - 1)).sum() / dof) ** 0.5) if dof else float("nan")
+        rows.append([*key, len(per), int(per["count"].sum()), float(g["value"].mean()), float(per["mean"].std()),
+                     within])
+    return pd.DataFrame(rows, columns=cols)

@@ -116,3 +116,18 @@ def test_bad_replicate_settings_are_one_line_errors(bad):
 
     with pytest.raises(ConfigError, match=bad.partition("=")[0]):
         load_config("smoke", [bad])
+
+
+def test_mask_to_mask_beside_fine_tuning_spread():
+    import pandas as pd
+
+    from reports.seeds import replicate_spread
+
+    # Two replicates of one cell, two fine-tuning seeds each: means 60 and 64, within-replicate sd √2.
+    df = pd.DataFrame({"backbone": "b", "source": "random", "sparsity": 0.5, "task": "vqa",
+                       "search_seed": [0, 0, 1, 1], "seed": [0, 1, 0, 1], "value": [59.0, 61.0, 63.0, 65.0]})
+    row = replicate_spread(df).iloc[0]
+    assert (row["replicates"], row["seeds"]) == (2, 4)
+    assert row["mask_std"] == pytest.approx(pd.Series([60.0, 64.0]).std())
+    assert row["finetune_std"] == pytest.approx(2 ** 0.5)
+    assert replicate_spread(df[df["search_seed"] == 0]).empty  # one search: nothing to show
