@@ -237,6 +237,12 @@ class Plan:
         lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s){reps}"
                      f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
+        m = c.matrix
+        if m.adaptive:
+            lines.append(f"adaptive seeds: the runs above are the first wave; a cell gets another seed while its "
+                         f"confidence sequence (α {m.adaptive_alpha:g}, σ ≤ {m.adaptive_sigma:g}) straddles "
+                         f"{', '.join(f'{t:g}' for t in m.adaptive_thresholds)} % of dense, up to "
+                         f"{m.adaptive_max_seeds} seeds")
         return "\n".join(lines)
 
 
@@ -308,6 +314,9 @@ def build_plan(cfg: Config) -> Plan:
                               f"there (--set find.sparsities=...) and `ticketbench find` finds its tickets")
     if cfg.matrix.seeds < 1:
         raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
+    if cfg.matrix.adaptive and cfg.matrix.adaptive_max_seeds < cfg.matrix.seeds:
+        raise ConfigError(f"matrix.adaptive_max_seeds: the cap ({cfg.matrix.adaptive_max_seeds}) is below the first "
+                          f"wave's matrix.seeds={cfg.matrix.seeds}; expected at least {cfg.matrix.seeds}")
 
     # Sources, in report order: IMP per source task, one-shot, baselines, controls, dense.
     for t in cfg.find.sources:

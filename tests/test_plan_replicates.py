@@ -116,6 +116,9 @@ def test_bad_replicate_settings_are_one_line_errors(bad):
 
     with pytest.raises(ConfigError, match=bad.partition("=")[0]):
         load_config("smoke", [bad])
+    with pytest.raises(ConfigError, match="adaptive_max_seeds: the cap .2. is below the first wave's matrix.seeds=3"):
+        plan_of("matrix.adaptive=true", "matrix.seeds=3", "matrix.adaptive_max_seeds=2")
+    assert "up to 8 seeds" in plan_of("matrix.adaptive=true").describe()
 
 
 def test_mask_to_mask_beside_fine_tuning_spread():
