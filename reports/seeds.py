@@ -80,3 +80,18 @@ def replicate_spread(df: pd.DataFrame) -> pd.DataFrame:
         rows.append([*key, len(per), int(per["count"].sum()), float(g["value"].mean()), float(per["mean"].std()),
                      within])
     return pd.DataFrame(rows, columns=cols)
+
+
+def sigma_check(df: pd.DataFrame, matrix) -> str:
+    """A sentence when adaptive seeds ran with a noise bound (`matrix.adaptive_sigma`) below the seed std measured
+    afterwards: the sequences' coverage was computed for noise at most that bound, so their decisions are not
+    covered at the stated level (rerun with a larger bound)."""
+    if not getattr(matrix, "adaptive", False):
+        return ""
+    noise = {t: sd for t, (sd, _) in measured_noise(df).items() if sd > matrix.adaptive_sigma}
+    if not noise:
+        return ""
+    worst = max(noise, key=noise.get)
+    return (f" Warning: the measured seed std exceeds matrix.adaptive_sigma = {matrix.adaptive_sigma:g} on "
+            f"{', '.join(sorted(noise))} (largest {noise[worst]:.2f} points, {worst}): the intervals assumed noise at "
+            "most that bound, so their error level is not guaranteed; rerun with a larger bound.")

@@ -69,3 +69,16 @@ def test_plan_prints_power_from_a_store(tmp_path: Path, capsys):
     run_pairs(make_pairs(8), tmp_path, counting_pair, progress=False)  # 4 tasks × 2 seeds of dense
     proc = cli_here("plan", "smoke", "--out", str(tmp_path), capsys=capsys)
     assert proc.returncode == 0 and "seed noise measured in the store for vqa, gqa, nlvr2, snli_ve" in proc.stdout
+
+
+def test_the_report_warns_when_the_noise_bound_was_too_small():
+    from types import SimpleNamespace
+
+    from reports.seeds import sigma_check
+
+    df = pd.DataFrame({"backbone": "b", "source": "random", "sparsity": 0.5, "task": "gqa", "search_seed": 0,
+                       "steps_factor": 1, "seed": [0, 1, 2], "value": [50.0, 56.0, 62.0]})  # std 6
+    assert "exceeds matrix.adaptive_sigma = 3 on gqa (largest 6.00" in sigma_check(
+        df, SimpleNamespace(adaptive=True, adaptive_sigma=3.0))
+    assert sigma_check(df, SimpleNamespace(adaptive=True, adaptive_sigma=8.0)) == ""
+    assert sigma_check(df, SimpleNamespace(adaptive=False, adaptive_sigma=3.0)) == ""
