@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
             (with what its method needs), the fine-tuning runs per source and the stage keys. The plan's
             hash names its results: `ticketbench report OUT --plan HASH`. Then its cost, per task and in
             total: searches, runs, optimizer steps, tokens, FLOPs and GPU-hours at a stated MFU and peak
-            (bench/cost.py says what is counted). Needs neither the data nor the checkpoint.
+            (bench/cost.py says what is counted). Then, per claim, the smallest difference the design can
+            resolve and whether the claim is testable (bench/power.py), from the seed noise measured in a
+            store under --out when there is one, else a stated assumed noise. Needs neither the data nor the
+            checkpoint.
         """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n"
                      "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n")
     _add_config_args(p)
