@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
             (bench/cost.py says what is counted), and with --gpus the wall-clock days on that many GPUs
             (the find stage's critical path included). --budget GPU_H prints the design that fits: which
             cells get how many seeds and which of the papers' claims it can still test (--full also the
-            configured design). Needs neither the data nor the checkpoint.
+            configured design). Then, per claim, the smallest difference the design can resolve and whether
+            the claim is testable (bench/power.py), from the seed noise measured in a store under --out when
+            there is one, else a stated assumed noise. Needs neither the data nor the checkpoint.
         """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n"
                      "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n"
                      "  ticketbench plan paper-uniter --gpus 8 --budget 100 --full\n")
@@ -313,6 +315,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         memory_lines,
     )
     from bench.plan import build_plan
+    from bench.power import describe_power
 
     plan = build_plan(cfg)
     print(plan.describe())
@@ -332,7 +335,22 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print()
     print(host_ratio_model(plan, est))
     print(memory_lines(plan))
+    print()
+    print(describe_power(plan, _store_noise(Path(args.out) if args.out else Layout.default(cfg.name))))
     return 0
+
+
+def _store_noise(out: Path) -> dict:
+    """Seed noise measured in an existing store under `out` (its last plan), else {} (the plan assumes it)."""
+    if not Layout(out).runs.is_dir():
+        return {}
+    from reports.seeds import measured_noise
+    from reports.store import load_results
+
+    try:
+        return measured_noise(load_results(out).frame)
+    except TicketbenchError:  # an empty or partial store: nothing measured
+        return {}
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:

@@ -108,6 +108,9 @@ class FindConfig:
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
     plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")
     seed: int = hp(0, "search seed")
+    seeds: int = hp(1, "search replicates: every ticket search (IMP trajectory, random mask, any method's draw) "
+                       "is repeated with search seeds seed, seed + 1, …; controls branch from their own replicate's "
+                       "base ticket. Each ticket is then fine-tuned with matrix.seeds (fine-tuning seeds)")
 
     def method_hparams(self, method: str) -> dict[str, Any]:
         """{field: value} given for `method` in `hparams` (the method fills in the rest)."""
@@ -158,6 +161,15 @@ class MatrixConfig:
     seeds: int = hp(1, "fine-tuning seeds per pair")
     dense_seeds: int = hp(1, "seeds of the dense model per task: it gets max(seeds, dense_seeds), because its seed "
                              "spread is what every verdict is measured against (strict matching, above chance)")
+    adaptive: bool = hp(False, "adaptive seeds: matrix.seeds is the first wave; a cell then gets one more seed per wave "
+                               "only while its anytime-valid confidence sequence (% of dense) straddles a threshold "
+                               "of adaptive_thresholds, up to adaptive_max_seeds (docs/ARCHITECTURE.md, matrix stage)")
+    adaptive_max_seeds: int = hp(8, "adaptive seeds: the cap of seeds per cell (dense alike)")
+    adaptive_thresholds: tuple = hp((99.0,), "adaptive seeds: the % of dense the decisions compare a cell's mean "
+                                             "with (99 = relaxed matching)")
+    adaptive_sigma: float = hp(3.0, "adaptive seeds: stated bound on one run's seed std, points (the sequence's "
+                                    "coverage holds when the noise is at most this)")
+    adaptive_alpha: float = hp(0.05, "adaptive seeds: error level of each cell's confidence sequence, at any stopping time")
     convergence_check: bool = hp(False, "also fine-tune dense at twice each task's steps (dense seeds alike): "
                                         "the report says which tasks the recipe leaves under-trained")
     baselines: tuple = hp(("random",), "baselines at every sparsity")

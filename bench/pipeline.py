@@ -24,6 +24,7 @@ from bench.runner.guards import check_task_data
 from bench.runner.stages import (
     SearchesFailed,
     search_jobs,
+    search_key,
     stage_find,
     stage_matrix,
     stage_pretrain,
@@ -93,7 +94,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
             # The other sources' cells do not need those tickets: the matrix runs them, and fails only these.
             roots, failed_searches = e.roots, e.failed
     if "matrix" in stages:
-        roots = roots or {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
+        roots = roots or {search_key(j.search): j.root for j in search_jobs(plan, study, theta0_dir)}
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet, failed_searches))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so

@@ -44,6 +44,10 @@ EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_r
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
 
 
+# The adaptive settings change no number while adaptive seeds are off: left out of every key then.
+ADAPTIVE_FIELDS = ("adaptive_max_seeds", "adaptive_thresholds", "adaptive_sigma", "adaptive_alpha")
+
+
 @functools.cache
 def _default_sections() -> dict:
     return to_dict(Config())
@@ -53,8 +57,11 @@ def key_settings(cfg: Config, section: str) -> dict:
     """What a config section adds to a key: its settings that differ from the defaults
     (`bench.core.identity`: a new field at its default re-keys nothing), less the fields that never
     change a number."""
-    skip = EXECUTION_FIELDS.get(section, ())
-    changed = non_default(to_dict(cfg)[section], _default_sections()[section])
+    skip = set(EXECUTION_FIELDS.get(section, ()))
+    values = to_dict(cfg)[section]
+    if section == "matrix" and not values.get("adaptive"):
+        skip |= set(ADAPTIVE_FIELDS)
+    changed = non_default(values, _default_sections()[section])
     return {k: v for k, v in changed.items() if k not in skip}
 
 
@@ -99,6 +106,7 @@ class Search:
     hparams: tuple  # ((field, value), ...) effective, after the method's defaults
     trains: bool
     base: Source | None  # the base ticket's source (derived tickets are branches of it)
+    search_seed: int = 0  # the search replicate (find.seeds): its RNG seed is `Plan.search_seed` + this
 
     @property
     def hparams_dict(self) -> dict:
@@ -119,6 +127,7 @@ class Cell:
     task: str
     seed: int
     steps_factor: int = 1
+    search_seed: int = 0  # the search replicate whose ticket this cell fine-tunes (find.seeds; dense: 0)
 
 
 @dataclass(frozen=True)
@@ -150,13 +159,13 @@ class Plan:
         """The pre-training section's settings for one phase (or one IMP round on the mix)."""
         return TrainSettings().override(self.config.pretrain, steps=steps, seed=seed)
 
-    def search_settings(self, source: Source) -> TrainSettings | None:
+    def search_settings(self, source: Source, search_seed: int = 0) -> TrainSettings | None:
         """Settings of one training call of a search on its source (None for training-free methods):
         the task's fine-tuning settings, or half the main pre-training phase for `:pretrain` (real backbones,
         which have no phases: half of `pretrain.steps`)."""
-        if not self.search(source).trains:
+        if not self.search(source, search_seed).trains:
             return None
-        f, seed = self.config.find, self.search_seed
+        f, seed = self.config.find, self.search_seed + search_seed
         if source.objective == PRETRAIN:
             # A checkpoint family has no pre-training phases here: half of pretrain.steps.
             main = self.phases[-1].steps if self.phases else self.config.pretrain.steps
@@ -184,10 +193,10 @@ class Plan:
         return max(self.config.matrix.seeds, self.config.matrix.dense_seeds)
 
     # ---- searches ---------------------------------------------------------------------------
-    def search(self, source: Source | str) -> Search:
+    def search(self, source: Source | str, search_seed: int = 0) -> Search:
         src = Source.parse(source)
         for s in self.searches:
-            if s.source == src:
+            if s.source == src and s.search_seed == search_seed:
                 return s
         raise ConfigError(f"source {src} is not searched by this plan; known: "
                           f"{', '.join(str(s.source) for s in self.searches)}")
@@ -203,8 +212,9 @@ class Plan:
     def search_id(self, search: Search, theta0_hash: str, data: str) -> str:
         """Content address of a search's tickets: adding a method never re-runs the others. `data` is the
         digest of its source objective's data (`Study.data_digest`): a derived search's base reads the same."""
-        base = self.search_id(self.search(search.base), theta0_hash, data) if search.base else None
-        settings = self.search_settings(search.source)
+        # A derived ticket is a branch of its own replicate's base ticket.
+        base = self.search_id(self.search(search.base, search.search_seed), theta0_hash, data) if search.base else None
+        settings = self.search_settings(search.source, search.search_seed)
         f = self.config.find
         defaults = dataclasses.asdict(get_method(search.source.method).make_hparams())
         return short_hash({
@@ -213,7 +223,7 @@ class Plan:
             "hparams": [list(kv) for kv in search.hparams if kv[0] not in defaults or defaults[kv[0]] != kv[1]],
             "settings": dataclass_identity(settings) if settings else None,
             "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
-            "seed": self.search_seed, "rewind_step": f.rewind_step,
+            "seed": self.search_seed + search.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
             "world": key_settings(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
         })
@@ -226,8 +236,11 @@ class Plan:
                  f"θ0 (key {self.theta0_key}{' + corpus digest' if self.phases else ''}): " + (" → ".join(
                      f"{'+'.join(f'{n}:{w:g}' for n, w in p.objectives)} × {p.steps} steps" for p in self.phases)
                      or "the preset's checkpoint"),
-                 f"searches ({len(self.searches)}):"]
+                 f"searches ({len(self.searches)}"
+                 f"{f': {c.find.seeds} search replicates each' if c.find.seeds > 1 else ''}):"]
         for s in self.searches:
+            if s.search_seed:
+                continue  # replicates repeat replicate 0's line
             hp = ", ".join(f"{k}={v}" for k, v in s.hparams)
             lines.append(f"  {str(s.source):<24} at {', '.join(f'{x:.0%}' for x in s.sparsities)}"
                          f"{'' if s.trains else '  (no training)'}{f'  branch of {s.base}' if s.base else ''}"
@@ -237,9 +250,16 @@ class Plan:
             key = str(cell.source) + (f" ({cell.steps_factor}× steps)" if cell.steps_factor != 1 else "")
             by_source[key] = by_source.get(key, 0) + 1
         dense = f", dense {self.dense_seeds}" if self.dense_seeds != c.matrix.seeds else ""
-        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s)"
+        reps = f" × {c.find.seeds} search replicates" if c.find.seeds > 1 else ""
+        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s){reps}"
                      f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
+        m = c.matrix
+        if m.adaptive:
+            lines.append(f"adaptive seeds: the runs above are the first wave; a cell gets another seed while its "
+                         f"confidence sequence (α {m.adaptive_alpha:g}, σ ≤ {m.adaptive_sigma:g}) straddles "
+                         f"{', '.join(f'{t:g}' for t in m.adaptive_thresholds)} % of dense, up to "
+                         f"{m.adaptive_max_seeds} seeds")
         return "\n".join(lines)
 
 
@@ -332,6 +352,9 @@ def build_plan(cfg: Config) -> Plan:
                               f"there (--set find.sparsities=...) and `ticketbench find` finds its tickets")
     if cfg.matrix.seeds < 1:
         raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
+    if cfg.matrix.adaptive and cfg.matrix.adaptive_max_seeds < cfg.matrix.seeds:
+        raise ConfigError(f"matrix.adaptive_max_seeds: the cap ({cfg.matrix.adaptive_max_seeds}) is below the first "
+                          f"wave's matrix.seeds={cfg.matrix.seeds}; expected at least {cfg.matrix.seeds}")
 
     # Sources, in report order: IMP per source task, one-shot, baselines, controls, dense.
     for t in cfg.find.sources:
@@ -378,7 +401,9 @@ def build_plan(cfg: Config) -> Plan:
 
     for src in every:
         add(src, controls_at if src in controls else ladder)
-    ordered = tuple(sorted(searches.values(), key=lambda s: s.base is not None))
+    # Each search once per replicate (find.seeds), replicate 0 first: bases before derived searches.
+    ordered = tuple(sorted((dataclasses.replace(s, search_seed=r) for r in range(cfg.find.seeds)
+                            for s in searches.values()), key=lambda s: s.base is not None))
 
     for src in every:
         search = searches.get(src)
@@ -399,7 +424,8 @@ def build_plan(cfg: Config) -> Plan:
                 if seed >= cfg.matrix.seeds and not src.is_dense:
                     continue  # the dense model's extra seeds: its spread is every verdict's yardstick
                 sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
-                cells += [Cell(src, s, task, seed) for s in sparsities]
+                for r in range(1 if src.is_dense else cfg.find.seeds):  # dense has no search to repeat
+                    cells += [Cell(src, s, task, seed, search_seed=r) for s in sparsities]
         if cfg.matrix.convergence_check and DENSE in every:
             # As many seeds as dense: the check compares two means, and a noisier 2× mean would flag
             # seed noise as under-training.

@@ -14,6 +14,7 @@ from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale
 from reports.readme import write_readme
+from reports.seeds import replicate_spread, seeds_display, seeds_table, sigma_check
 from reports.tables import (
     accuracy_vs_sparsity,
     layer_sparsity,
@@ -71,6 +72,19 @@ def build_tables(ctx: ReportContext) -> dict:
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    seeds = seeds_table(ctx.df, ctx.seeds)
+    out["seeds"] = seeds
+    ctx.add(write_table(rd, "seeds", seeds, seeds_display(seeds),
+                        "Fine-tuning seeds per cell (search_seed: the search replicate) and why it stopped: fixed "
+                        "(matrix.seeds), decided (its anytime-valid interval, % of dense, cleared every threshold), "
+                        "cap (matrix.adaptive_max_seeds), cells settled (dense)." + sigma_check(ctx.df, cfg.matrix)))
+    spread = replicate_spread(ctx.df)
+    if not spread.empty:  # search replicates (find.seeds): how much the mask itself moves a score
+        disp = _fmt_frame(spread.set_index(["backbone", "source", "sparsity", "task"]), 2)
+        disp[["replicates", "seeds"]] = spread[["replicates", "seeds"]].astype(int).astype(str).to_numpy()
+        ctx.add(write_table(rd, "replicates", spread, disp,
+                            "Mask-to-mask (std of the search replicates' means) beside fine-tuning variance (seed std "
+                            "pooled within replicates), points."))
 
     tickets = ctx.tickets
     out["tickets"] = len(tickets)

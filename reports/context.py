@@ -37,6 +37,7 @@ class ReportContext:
     regimes: dict = field(default_factory=dict)  # {backbone label: "adversarial" | "standard"}
     # Dense runs at a multiple of the recipe's steps (`matrix.convergence_check`); `df` holds the rest.
     convergence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seeds: list = field(default_factory=list)  # the plan's cells: seeds and why each stopped (`Results.seeds`)
     _tickets: list[TicketView] | None = None
 
     @property
@@ -90,10 +91,11 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     out = Path(out_dir)
     if not out.is_dir():
         raise DataError(f"{out}: results directory not found")
-    searches, regimes = None, {}
+    searches, regimes, seeds = None, {}, []
     if plan or plans or Layout(out).plans.is_dir():
         results = load_results(out, plan=plan, plans=plans, write=True)
         df, searches, regimes = results.frame, list(results.searches.values()), results.regimes()
+        seeds = results.seeds
         if "plan" in df.columns:
             # Mixed plans stay apart in every table and figure: the plan becomes part of the backbone label.
             df["backbone"] = df["backbone"] + "@" + df["plan"]
@@ -113,7 +115,7 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
                         tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
                         sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches,
-                        regimes=regimes, convergence=convergence)
+                        regimes=regimes, convergence=convergence, seeds=seeds)
     return ctx
 
 

@@ -261,6 +261,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         if not full.empty:
             L += [_img(f"compare_{method}", f"compare {method}"), ""]
 
+    L += ["Seeds per cell and why each stopped: [seeds.md](seeds.md).", ""]
     L += ["Files: every table in `.csv` (numbers), `.md` and `.tex`, every figure in `.png` and `.pdf`; `matrix.csv` "
           "holds every finished run, `claims.md` and `comparisons.md` the verdicts with their details.", ""]
     ctx.add([atomic_write_text(ctx.report_dir / "README.md", "\n".join(L))])

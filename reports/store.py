@@ -22,7 +22,7 @@ from bench.tasks import TASKS
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples",
+    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples", "search_seed",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -71,6 +71,8 @@ def _record_row(path: Path, rec: dict) -> dict:
         "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
         "steps_factor": int(rec.get("steps_factor") or 1),
         "eval_examples": int(rec["eval_examples"]) if isinstance(rec.get("eval_examples"), int) else float("nan"),
+        # The search replicate (find.seeds); records written before replicates existed are replicate 0.
+        "search_seed": int(rec.get("search_seed") or 0),
     }
 
 
@@ -84,7 +86,8 @@ def _cell_rows(rows: dict, cells: list) -> list[dict]:
             continue
         method, source_task = split_source(str(c["source"]))
         out.append({**row, "source": str(c["source"]), "method": method, "source_task": source_task,
-                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS)})
+                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS),
+                    "search_seed": int(c.get("search_seed") or 0)})
     return out
 
 
@@ -163,7 +166,7 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
         rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
     df = _add_dense(df)[MATRIX_COLUMNS]
-    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "seed"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "search_seed", "seed"], kind="stable").reset_index(drop=True)
     if plan is not None:
         df.insert(0, "plan", plan)
     if write:
@@ -188,6 +191,7 @@ class Results:
     configs: dict = field(default_factory=dict)  # {plan hash: effective config} of every plan read
     failed: int = 0
     pending: int = 0
+    seeds: list = field(default_factory=list)  # each cell's seeds and why it stopped (manifest `seeds`; one plan)
 
     def regimes(self) -> dict:
         """{row label: "adversarial" | "standard"} — the label is the backbone, or backbone@plan when
@@ -236,7 +240,7 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     frame.attrs.update(failed=failed, pending=pending)
     return Results([m["plan"] for m in manifests], manifests[0]["config"], frame,
                    dict(manifests[0].get("searches") or {}), {m["plan"]: m["config"] for m in manifests},
-                   failed, pending)
+                   failed, pending, [] if mixed else list(manifests[0].get("seeds") or []))
 
 
 def run_facts(out_dir: str | Path) -> dict:

@@ -90,6 +90,18 @@ def counting_pair(pair: PairSpec, run_dir: Path) -> dict:
     }
 
 
+def valued_pair(pair: PairSpec, run_dir: Path) -> dict:
+    """Count the call and return the value the pair's config plants: `mean` plus `wobble` with the sign of
+    the seed's parity (so a cell's mean is `mean` after every even number of seeds), or fail when the seed
+    is listed in `fail_seeds`."""
+    counting_pair(pair, run_dir)
+    cfg = pair.config
+    if pair.seed in cfg.get("fail_seeds", ()):
+        raise RunFailed(f"planted failure at seed {pair.seed}")
+    value = float(cfg["mean"]) + float(cfg.get("wobble", 0.0)) * (1 if pair.seed % 2 == 0 else -1)
+    return {"metric": "accuracy", "value": value, "metrics": {"accuracy": value}}
+
+
 def main(argv: list[str]) -> None:
     """A runner process for the concurrency and kill tests: prints its summary as JSON."""
     ap = argparse.ArgumentParser()

@@ -48,8 +48,9 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     }
 
 
-def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
-    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder.
+def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict, cells=None) -> list[PairSpec]:
+    """One PairSpec per cell of the plan (or of `cells`: adaptive seeds add cells wave by wave); `ticket_roots`
+    maps each search, (Source, search replicate), to its ticket folder.
     Cells whose tickets are identical get the same run id (the runner trains it once). Each run id covers its
     task's data digest, taken here once in the parent: workers receive it and check their copy against it."""
     out = study.out
@@ -59,7 +60,7 @@ def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -
     tickets: dict[Path, tuple] = {}
     settings_of: dict = {}
     pairs = []
-    for cell in plan.cells:
+    for cell in plan.cells if cells is None else cells:
         key = (cell.task, cell.seed, cell.steps_factor)
         if key not in settings_of:
             s = plan.finetune_settings(*key)
@@ -69,7 +70,7 @@ def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -
         path = ticket_hash = None
         weights: dict = {}
         if not cell.source.is_dense:
-            path = TicketStore(ticket_roots[cell.source]).path(cell.source, cell.sparsity)
+            path = TicketStore(ticket_roots[(cell.source, cell.search_seed)]).path(cell.source, cell.sparsity)
             if not path.exists():
                 raise TicketbenchError(f"no ticket for source {cell.source} at sparsity {cell.sparsity:.0%} "
                                        f"({path} is missing); run `ticketbench find` first")
@@ -81,7 +82,8 @@ def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -
             preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
             str(path.resolve()) if path else None, ticket_hash, theta0_hash, split,
             data_hash=study.data_digest(cell.task), config=identity, ticket_weights=weights, steps_factor=cell.steps_factor,
-            settings=settings, study=(plan.config, str(out), str(theta0_dir)), task_version=TASKS.get(cell.task).version,
+            search_seed=cell.search_seed, settings=settings, study=(plan.config, str(out), str(theta0_dir)),
+            task_version=TASKS.get(cell.task).version,
         ))
     return pairs
 

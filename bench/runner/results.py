@@ -35,19 +35,23 @@ def manifest_path(out: str | Path, plan_hash: str) -> Path:
     return Layout(out).manifest(plan_hash)
 
 
-def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, pairs: list) -> Path:
-    """Record what `plan` asks for (before running it, so an interrupted plan still has its manifest)."""
+def write_manifest(out: str | Path, plan: Plan, theta0_dir: Path, roots: dict, pairs: list,
+                   seeds: list | None = None) -> Path:
+    """Record what `plan` asks for (before running it, so an interrupted plan still has its manifest);
+    `seeds`: each cell's seeds and why it stopped (`bench.runner.adaptive.CellSeeds.row`), once known."""
     layout = Layout(out)
     path = layout.inside(layout.manifest(plan.hash))
     atomic_write_json(path, {
         "plan": plan.hash, "name": plan.config.name, "written_at": time.time(), "versions": package_versions(),
         "config": to_dict(plan.config), "theta0": {"dir": str(Path(theta0_dir).name),
                                                    "hash": Layout.done(theta0_dir).read_text().strip()},
-        "searches": {str(src): str(Path(root).name) for src, root in roots.items()},
+        # Replicate 0 under its source's name; further search replicates (find.seeds) as "source#r".
+        "searches": {str(src) + (f"#{r}" if r else ""): str(Path(root).name) for (src, r), root in roots.items()},
         "runs": list(dict.fromkeys(p.run_id for p in pairs)),
         # Every cell with its run: cells with identical tickets share one run, reported under each source.
         "cells": [{"run": p.run_id, "source": p.source, "sparsity": p.sparsity, "task": p.task, "seed": p.seed,
-                   "steps_factor": p.steps_factor} for p in pairs],
+                   "steps_factor": p.steps_factor, "search_seed": p.search_seed} for p in pairs],
+        **({"seeds": seeds} if seeds else {}),
     })
     atomic_write_text(layout.last, plan.hash + "\n")
     return path

@@ -48,7 +48,8 @@ class SearchJob:
 
     @property
     def label(self) -> str:
-        return f"find {self.search.source}"
+        r = self.search.search_seed
+        return f"find {self.search.source}" + (f" search_seed={r}" if r else "")
 
     @property
     def root(self) -> Path:
@@ -58,7 +59,8 @@ class SearchJob:
         s = self.search
         return {"run_id": self.search_id, "source": str(s.source), "method": s.source.method,
                 "source_task": s.source.task, "sparsities": list(s.sparsities), "hparams": dict(s.hparams),
-                "base": str(s.base) if s.base else None, "tickets": str(self.root), "data_hash": self.data_hash}
+                "base": str(s.base) if s.base else None, "tickets": str(self.root), "data_hash": self.data_hash,
+                "search_seed": s.search_seed}
 
     def is_stored(self) -> bool:
         store = TicketStore(self.root)
@@ -94,12 +96,12 @@ def _prunable(backbone, plan: Plan) -> list:
     return select_prunable(backbone, include=f.include, exclude=f.exclude)
 
 
-def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
+def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str, search_seed: int = 0):
     """score_fn(weights, masks, batch=None) -> {name: gradient of the source loss} at weights ⊙ masks,
     on the next seeded batch per call, or on the `batch`-th again (GraSP differences two gradients on
     one batch)."""
     calls = [0]
-    seed = plan.search_seed
+    seed = plan.search_seed + search_seed
 
     def score(weights: dict, masks: dict, batch: int | None = None) -> dict:
         torch.manual_seed(seed)
@@ -158,7 +160,7 @@ def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
 def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
     start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
-    settings = plan.search_settings(search.source)
+    settings = plan.search_settings(search.source, search.search_seed)
     rewind_step = plan.config.find.rewind_step
 
     def run(start_weights: dict, masks: dict, on_grads=None) -> TrainResult:
@@ -208,7 +210,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
 
     # The search's cost for the leaderboard: training steps and gradient / flow evaluations it asked for.
     cost = {"train_calls": 0, "train_steps": 0, "score_calls": 0, "flow_calls": 0}
-    score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective)
+    score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective, search.search_seed)
     flow_fn = make_flow_fn(plan, study, job.theta0_dir)
 
     def counted_train(start, masks, **kw):
@@ -230,7 +232,8 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         base = Ticket.load(TicketStore(job.base_dir).path(search.base, group[0])) if search.base else None
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
-            train=counted_train, source=search.source.task, sparsities=group, seed=plan.search_seed,
+            train=counted_train, source=search.source.task, sparsities=group,
+            seed=plan.search_seed + search.search_seed,
             score_fn=counted(score_fn, "score_calls"), flow_fn=counted(flow_fn, "flow_calls"),
             rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),

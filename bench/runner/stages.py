@@ -23,12 +23,14 @@ from bench.core.validate import check_world_manifest
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
+from bench.runner.adaptive import run_waves
 from bench.runner.executors import FailedRun, run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
 from bench.runner.progress import step_lines
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
+from bench.runner.store import RunStore
 from bench.runner.study import Study, environment
 from bench.training import train
 
@@ -132,46 +134,60 @@ def check_inputs(study: Study, objectives) -> None:
 
 
 # ---- find -------------------------------------------------------------------------------------
+def search_key(search) -> tuple:
+    """A search's key among the plan's: (source, search replicate); `stage_find` returns roots by it."""
+    return (search.source, search.search_seed)
+
+
 def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
     """Every search of the plan as a job, bases before the searches derived from them. A search's id covers
-    the data of its source objective (so naming the stored tickets loads that data)."""
+    the data of its source objective (so naming the stored tickets loads that data); a derived search reads
+    its own replicate's base tickets."""
     h, out = theta0_hash(theta0_dir), study.out
     data = {s.source: study.data_digest(s.source.objective) for s in plan.searches}
-    ids = {s.source: plan.search_id(s, h, data[s.source]) for s in plan.searches}
-    return [SearchJob(s, ids[s.source], plan, str(out), str(theta0_dir),
-                      str(study.layout.search(ids[s.base])) if s.base else None, data[s.source])
+    ids = {search_key(s): plan.search_id(s, h, data[s.source]) for s in plan.searches}
+    return [SearchJob(s, ids[search_key(s)], plan, str(out), str(theta0_dir),
+                      str(study.layout.search(ids[(s.base, s.search_seed)])) if s.base else None, data[s.source])
             for s in plan.searches]
 
 
+def _search_label(key: tuple) -> str:
+    """(Source, replicate) as the manifest names it: the source, '#r' for replicates after the first."""
+    source, replicate = key
+    return f"{source}#{replicate}" if replicate else str(source)
+
+
 class SearchesFailed(TicketbenchError):
-    """Some ticket searches failed (the others finished): `failed` {Source: reason}, `roots` {Source: folder}.
+    """Some ticket searches failed (the others finished): `failed` {(Source, replicate): reason}, `roots`
+    {(Source, replicate): folder}.
     The matrix stage fails only the cells of those sources and runs the rest."""
 
     def __init__(self, failed: dict, roots: dict):
         first = next(iter(failed.items()))
-        super().__init__(f"{len(failed)} ticket search(es) failed; find {first[0]}: {first[1]}")
+        super().__init__(f"{len(failed)} ticket search(es) failed; find {_search_label(first[0])}: {first[1]}")
         self.failed, self.roots = failed, roots
 
 
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
     """Run every search the plan needs on the plan's executor; stored searches are skipped, and a search
-    whose record says done but whose tickets are gone (deleted) runs again. Returns {Source: ticket
-    folder}; when searches failed, the others still ran, and `SearchesFailed` says which and why (a
-    derived search whose base failed is not tried)."""
+    whose record says done but whose tickets are gone (deleted) runs again. Returns {(Source, search
+    replicate): ticket folder}; when searches failed, the others still ran, and `SearchesFailed` says
+    which and why (a derived search whose base failed is not tried)."""
     jobs = search_jobs(plan, study, theta0_dir)  # loads (and so checks) every source's data
     m = plan.config.matrix
     failed: dict = {}
     # Two waves: derived tickets (controls) read their base search's tickets.
     for wave in ([j for j in jobs if not j.search.base], [j for j in jobs if j.search.base]):
         for j in wave:
-            if j.search.base in failed:
-                failed[j.search.source] = f"its base search {j.search.base} failed"
-        wave = [j for j in wave if j.search.source not in failed]
+            if j.search.base and (j.search.base, j.search.search_seed) in failed:
+                failed[search_key(j.search)] = f"its base search {j.search.base} failed"
+        wave = [j for j in wave if search_key(j.search) not in failed]
         todo = [j for j in wave if not j.is_stored()]
         if wave:
             _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
+        records = RunStore(study.out, kind="tickets")
         for j in todo:
-            record = j.root / "record.json"
+            record = records.record_path(j.run_id)
             if record.exists():  # done once, tickets missing since: search again (a kept record would skip it)
                 _say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
                 record.unlink()
@@ -179,9 +195,9 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
                                 workers=min(workers(plan), len(todo)), ray_address=m.ray_address, progress=not quiet,
                                 gpus_per_run=m.gpus_per_run)
-            by_id = {j.run_id: j.search.source for j in todo}
+            by_id = {j.run_id: search_key(j.search) for j in todo}
             failed.update({by_id[f.run_id]: f.reason for f in summary.failed})
-    roots = {j.search.source: j.root for j in jobs}
+    roots = {search_key(j.search): j.root for j in jobs}
     if failed:
         raise SearchesFailed(failed, roots)
     return roots
@@ -190,28 +206,44 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
 # ---- matrix -----------------------------------------------------------------------------------
 def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False,
                  failed_searches: dict | None = None):
-    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest.
-    Cells of `failed_searches` ({Source: reason}) are not run: each is a failed entry of the summary."""
+    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest
+    (rewritten after every wave of adaptive seeds, with each cell's seeds and why it stopped). Cells of
+    `failed_searches` ({(Source, search replicate): reason}) are not run: each is a failed entry of the summary."""
     m = plan.config.matrix
     failed_searches = failed_searches or {}
     check_inputs(study, plan.config.matrix.tasks)
+    lost = []
     if failed_searches:
-        kept = tuple(c for c in plan.cells if c.source not in failed_searches)
-        lost = [c for c in plan.cells if c.source in failed_searches]
-        plan = dataclasses.replace(plan, cells=kept)
-        roots = {s: r for s, r in roots.items() if s not in failed_searches}
-    pairs = make_pairs(plan, study, theta0_dir, roots)
-    write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    runs = len({p.run_id for p in pairs})
-    shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
-    _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
-    summary = run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
-                        ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
-    if failed_searches:
+        lost = [c for c in plan.cells if (c.source, c.search_seed) in failed_searches]
+        plan = dataclasses.replace(plan, cells=tuple(c for c in plan.cells
+                                                     if (c.source, c.search_seed) not in failed_searches))
+        roots = {k: r for k, r in roots.items() if k not in failed_searches}
+    store = RunStore(study.out)
+
+    def make(cells):
+        return make_pairs(plan, study, theta0_dir, roots, cells)
+
+    def run(pairs):
+        runs = len({p.run_id for p in pairs})
+        shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
+        _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
+        return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
+                         ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+
+    def value_of(pair):
+        record = store.read_record(pair.run_id)
+        return float(record["value"]) if record and record["status"] == "done" else None
+
+    def on_wave(pairs, status):
+        write_manifest(study.out, plan, theta0_dir, roots, pairs, seeds=[s.row() for s in status])
+
+    summary, _ = run_waves(plan, make, run, value_of, on_wave, say=lambda msg: _say(quiet, msg))
+    if lost:
         for c in lost:
+            reason = failed_searches[(c.source, c.search_seed)]
             label = f"{c.source}→{c.task} s={c.sparsity:g} seed={c.seed}"
-            summary.failed.append(FailedRun("-", label, f"no ticket: search {c.source} failed: {failed_searches[c.source]}"))
+            summary.failed.append(FailedRun("-", label, f"no ticket: search {c.source} failed: {reason}"))
         summary.total += len(lost)
         _say(False, f"[matrix] {len(lost)} cell(s) not run, their ticket search failed: "
-                    + "; ".join(f"{s}: {r}" for s, r in failed_searches.items()))
+                    + "; ".join(f"{_search_label(k)}: {r}" for k, r in failed_searches.items()))
     return summary
