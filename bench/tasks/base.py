@@ -28,8 +28,10 @@ from bench.core.validate import FIELDS, check_value
 #   region    - one logit per image region; softmax over regions (RefCOCO+)
 #   itm       - image-text matching score; trained with sampled + hard negatives (retrieval)
 #   choice    - one score per candidate text, softmax over candidates (VCR Q->A and QA->R)
-#   pretrain  - MLM / ITM / MRM pre-training heads over captions
-HEAD_KINDS = ("classify", "region", "itm", "choice", "pretrain")
+#   pretrain  - MLM / ITM / MRM pre-training heads over captions (or MLM over a raw text corpus)
+#   regress   - one real number from the pooled text encoding (STS-B's similarity)
+#   span      - start and end of the answer span in a context (SQuAD)
+HEAD_KINDS = ("classify", "region", "itm", "choice", "pretrain", "regress", "span")
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Example:
                  region:   int index of the ground-truth region among the image's regions
                  itm:      None (positives are the (text, image) pair itself; negatives are sampled)
                  choice:   (answer_label, rationale_label)
+                 regress:  float (STS-B's similarity score)
+                 span:     {"start": character offset of the answer in the context, "text": the answer}
+               text tasks (GLUE, SQuAD, a text corpus) have no image: image_ids is ()
     meta       anything the metric needs (VQA's 10 raw answers, RefCOCO+'s gt box, NLVR2's set id, ...)
     """
 
@@ -98,6 +103,8 @@ class TaskSpec:
                split; `sizes["source"]`: where the counts come from) — for the cost estimate
     sequences  (text, image) sequences the model encodes per example (NLVR2 2, VCR 8)
     mined      forward-only sequences per training example spent mining negatives (retrieval)
+    labels     a classification task's fixed label list (GLUE; in the Hugging Face dataset's id order);
+               empty: the label space is built from the training answers (`bench.tasks.label_space`)
     """
 
     name: str
@@ -119,6 +126,7 @@ class TaskSpec:
     sizes: dict[str, Any] = field(default_factory=dict)
     sequences: int = 1
     mined: int = 0
+    labels: tuple[str, ...] = ()
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)
