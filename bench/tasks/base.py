@@ -135,9 +135,14 @@ class TaskSpec:
         return self.evaluator(examples, predictions)
 
     def unsupported(self, image_input: str) -> str | None:
-        """Why a backbone reading `image_input` ('regions' | 'pixels') cannot do this task; None if it can."""
+        """Why a backbone reading `image_input` ('regions' | 'pixels' | 'none': text only) cannot do this task;
+        None if it can."""
         if self.head == "region" and image_input != "regions":
             return f"it scores image regions and a {image_input} backbone has none"
+        if image_input == "none" and self.num_images > 0:
+            return "it reads images and a text-only backbone has none"
+        if image_input != "none" and self.num_images == 0:
+            return f"it is a text task (the BERT study) and a {image_input} backbone encodes text with an image"
         return None
 
     def recipe_key(self, family: str, preset: str | None = None) -> str:
