@@ -134,6 +134,8 @@ def _sci(x: float) -> str:
 def image_tokens(plan: Plan, regions: int | None) -> tuple[int, str]:
     """Tokens one image adds to a sequence, and how that number was chosen."""
     config = PRESETS.get(plan.config.backbone.preset).config
+    if plan.image_input == "none":
+        return 0, "none: a text-only backbone (the BERT study)"
     if plan.image_input == "pixels":
         side = config["image_size"] // config["patch_size"]
         return side * side + 1, f"patches: ({config['image_size']} / {config['patch_size']})² + [CLS]"

@@ -217,6 +217,17 @@ class TextTaskModel(nn.Module):
         te = torch.tensor([w.end for w in windows], device=dev)
         return (F.cross_entropy(start, ts) + F.cross_entropy(end, te)) / 2
 
+    # The runner's interface of a task model (TaskModel's): text batches are lists of Examples, tokenised in
+    # the forward (no image store, no host half), so `train` and `evaluate_task` get plain callables.
+    def batch_loss(self, store: Any = None):
+        return self.loss
+
+    def batcher(self, store: Any = None, targets: bool = True):
+        return None
+
+    def predict_batch(self, examples: Sequence[Any]) -> dict[str, Any]:
+        return self.predict(examples)
+
     def predict(self, examples: Sequence[Any]) -> dict[str, Any]:
         """uid -> label (classify), float score (regress) or answer text (span)."""
         with evaluating(self):
@@ -293,6 +304,18 @@ class MLMModel(nn.Module):
         dev = self.backbone.device
         seq = self.backbone.encode_text(inputs.to(dev), mask.to(dev), types.to(dev)).sequence
         return self.head(seq, self.backbone.word_embeddings().weight)
+
+    def batch_loss(self, store: Any = None, objectives: Any = None, mask_prob: float | None = None):
+        """The runner's interface of a pre-training model (PretrainModel's): MLM is the one objective."""
+        if mask_prob is not None:
+            self.mask_prob = float(mask_prob)
+        return self.loss
+
+    def batcher(self, store: Any = None, targets: bool = True):
+        return None
+
+    def predict_batch(self, examples: Sequence[Any]) -> dict[str, tuple[int, int]]:
+        return self.predict(examples)
 
     def loss(self, examples: Sequence[Any]) -> torch.Tensor:
         inputs, types, mask, labels = self._masked(examples, None)
