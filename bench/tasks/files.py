@@ -96,6 +96,8 @@ def read_local_rows(builder: str, paths: list[Path], what: str, **kwargs: Any) -
     reading error is one DataError naming the first file and what it was read as."""
     import datasets
 
+    quiet = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()  # a bar per split read would bury the run's own progress
     try:
         ds = datasets.load_dataset(builder, data_files={"rows": [str(p) for p in paths]}, split="rows", **kwargs)
     except Exception as e:  # pandas / arrow / json errors of many kinds, wrapped by datasets: say the root cause
@@ -103,6 +105,9 @@ def read_local_rows(builder: str, paths: list[Path], what: str, **kwargs: Any) -
             e = e.__cause__ or e.__context__
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise DataError(f"{paths[0]}: cannot read it as {what} ({type(e).__name__}: {first[:200]})") from None
+    finally:
+        if not quiet:
+            datasets.utils.enable_progress_bars()
     return ds.to_list()
 
 
