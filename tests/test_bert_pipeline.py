@@ -45,3 +45,15 @@ def test_bert_study_runs_end_to_end(tmp_path):
         assert r["metric"] == {"sst2": "accuracy", "squad": "f1"}[r["task"]]
     assert (out / "world" / "SST-2" / "train.tsv").exists() and (out / "report" / "README.md").exists()
     assert json.loads((out / "world" / "MANIFEST.json").read_text())["kind"] == "textworld"
+
+
+def test_paper_bert_plan_prints_its_gpu_hours():
+    from bench.cost import estimate
+
+    plan = build_plan(load_config("paper-bert"))
+    est = estimate(plan)
+    assert est.image_tokens == 0  # text only: no image tokens in any sequence
+    total = est.total
+    assert total.runs == 3100 and total.searches == 13  # 10 tasks x 5 seeds x (11 IMP x 5 + random x 5 + re-init + dense)
+    assert 10 < est.gpu_hours(est.flops(total)) < 1000
+    assert "GPU-hours" in est.describe()
