@@ -86,6 +86,7 @@ GPU_CHECK_FILE = "gpu-check.json"  # written by `ticketbench gpu-check --out OUT
 TOKEN_KINDS = {
     "uniter": (("img_embeddings.", "image"), ("pooler.", "sequence"), ("encoder.layer.", "all")),
     "vilt": (("embeddings.patch_embeddings.", "image"), ("pooler.", "sequence"), ("encoder.layer.", "all")),
+    "bert": (("pooler.", "sequence"), ("encoder.layer.", "text")),  # text only: the BERT study
     "lxmert": (("visn_fc.", "image"), ("r_layers.", "image"), ("visual_attention.", "all"), ("_self_att.", None),
                ("lang_", "text"), ("visn_", "image"), ("encoder.layer.", "text"), ("pooler.", "sequence")),
 }
@@ -149,6 +150,8 @@ def flop_model(preset: str) -> FlopModel:
 def image_tokens(plan: Plan, regions: int | None) -> tuple[int, str]:
     """Tokens one image adds to a sequence, and how that number was chosen."""
     config = PRESETS.get(plan.config.backbone.preset).config
+    if plan.image_input == "none":
+        return 0, "none: a text-only backbone (the BERT study)"
     if plan.image_input == "pixels":
         patch = config["patch_size"]
         if config["image_size"] != VILT_SHORTER:  # a toy ViLT: square pictures of its own size

@@ -33,6 +33,7 @@ from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
 from bench.core.source import DENSE, OBJECTIVES, PIXEL_OBJECTIVES, PRETRAIN, REGION_OBJECTIVES, Source
+from bench.data import textworld
 from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
@@ -83,6 +84,8 @@ def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objecti
             continue  # masked region modelling needs region features
         if name in PIXEL_OBJECTIVES and image_input != "pixels":
             continue
+        if image_input == "none" and name != "mlm":
+            continue  # a text-only backbone (the BERT study) pre-trains with MLM alone
         out.append((name, w))
     if not out:
         raise ConfigError(f"{where}: no objective left for a {image_input} backbone")
@@ -432,7 +435,9 @@ def build_plan(cfg: Config) -> Plan:
             cells += [Cell(DENSE, 0.0, task, seed, CONVERGENCE_FACTOR) for seed in range(dense_seeds)]
 
     full = to_dict(cfg)
-    world = toyland.VERSION if cfg.world.source == "toyland" else None
+    # A text-only backbone's toyland is the text world (bench.data.textworld), with its own format version.
+    world = ((textworld.VERSION if image_input == "none" else toyland.VERSION)
+             if cfg.world.source == "toyland" else None)
     # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
     # The tokenizer by content, not only by path: a vocabulary changed in place is a new θ0.
     tokenizer = tokenizer_identity(cfg.backbone.tokenizer) if cfg.backbone.tokenizer else None

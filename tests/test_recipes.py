@@ -108,8 +108,9 @@ def test_recipes_command_prints_the_table(capsys):
     for column in ("task", "family", "steps", "batch", "accum", "effective batch", "lr", "head lr ×", "warm-up",
                    "weight decay", "betas", "clip", "text", "loss", "source"):
         assert column in header
-    # five families per task, and toy-vilt's own budget on ViLT's six tasks (not RefCOCO+)
-    assert len(out) == 1 + len(TASK_NAMES) * 5 + len(TASK_NAMES) - 1
+    # five families per task, and toy-vilt's own budget on ViLT's six tasks (not RefCOCO+); the BERT study's
+    # nine GLUE tasks, SQuAD and text MLM have two (toy, bert)
+    assert len(out) == 1 + len(TASK_NAMES) * 5 + len(TASK_NAMES) - 1 + 11 * 2
     assert main(["recipes", "--family", "uniter", "--task", "vqa"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 2

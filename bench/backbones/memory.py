@@ -152,6 +152,8 @@ def widest_image_tokens(preset: str, max_bb: int) -> int:
     LXMERT's 36 boxes, or UNITER's `max_bb`."""
     spec = PRESETS.get(preset)
     c = spec.config
+    if spec.image_input == "none":  # a text-only backbone (the BERT study)
+        return 0
     if spec.image_input == "pixels":
         if c["image_size"] != VILT_SHORTER:  # a toy ViLT: square pictures of its own size
             return (c["image_size"] // c["patch_size"]) ** 2 + 1

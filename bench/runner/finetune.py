@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backbones import TaskModel
+from bench.backbones import task_model
 from bench.core.errors import RunFailed, TicketbenchError
 from bench.core.identity import dataclass_identity
 from bench.core.layout import Layout
@@ -110,7 +110,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # The head is initialised from the global RNG: seed it, so a run does not depend on the runs before it
     # in this process (resume, worker processes and concurrent runners then give the same values).
     torch.manual_seed(pair.seed)
-    model = TaskModel(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
+    model = task_model(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
     store = study.store_for(pair.task)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Layout.checkpoint(run_dir), cfg.matrix.checkpoint_minutes, key=pair.run_id)

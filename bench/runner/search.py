@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.backbones import PretrainModel, TaskModel
+from bench.backbones import MLMModel, PretrainModel, task_model
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.layout import Layout
@@ -76,11 +76,14 @@ def pretrain_loss_fn(study: Study, model, objectives: tuple):
 def source_objective(plan: Plan, study: Study, backbone, objective: str):
     """(model, examples, loss_fn, head prefixes) of a source's objective: a task, or the pre-training mix."""
     if objective == PRETRAIN:
+        if backbone.image_input == "none":  # the BERT study: MLM on the text corpus
+            model = MLMModel(backbone, plan.config.pretrain.mask_prob)
+            return model, study.corpus(), model.loss, ("head.",)
         model = PretrainModel(backbone, tagging=plan.tagging)
         return model, study.corpus(), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
-    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective),
-                      hard_negatives=plan.finetune_settings(objective, 0).hard_negatives)
+    model = task_model(backbone, TASKS.get(objective), study.labels(objective),
+                       hard_negatives=plan.finetune_settings(objective, 0).hard_negatives)
     return model, study.train_examples(objective), model.batch_loss(study.store_for(objective)), ("head.",)
 
 

@@ -20,6 +20,8 @@ from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text,
 from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
 from bench.core.validate import check_world_manifest
+from bench.data import textworld
+from bench.data.textworld import generate_text_world
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
@@ -50,12 +52,15 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
         return study.data_root
     world = study.layout.inside(study.layout.world)
     manifest = world / "MANIFEST.json"
+    text = plan.image_input == "none"  # a text-only backbone (the BERT study) reads the text world
+    version = textworld.VERSION if text else toyland.VERSION
     if manifest.exists():
         m = check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES))
-        if m.get("version") != toyland.VERSION:
+        if m.get("version") != version or (m.get("kind") == "textworld") != text:
             raise TicketbenchError(
-                f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
-                f"writes version {toyland.VERSION}; use another --out (or delete {world} and what was built on it)")
+                f"{world} holds a {m.get('kind', 'toyland')} world of format version {m.get('version')}; this run "
+                f"needs a {'textworld' if text else 'toyland'} world of version {version}; use another --out "
+                f"(or delete {world} and what was built on it)")
         if m.get("seed") == w.seed and m.get("scale") == w.scale:
             _say(quiet, f"[world] cached: {world}")
             return world
@@ -63,12 +68,18 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
             f"{world} holds a toyland world of scale {m.get('scale')} seed {m.get('seed')}, not "
             f"{w.scale} seed {w.seed}; use another --out")
     t0 = time.perf_counter()
-    generate_world(world, seed=w.seed, scale=w.scale)
-    _say(quiet, f"[world] toyland ({w.scale}, seed {w.seed}) written to {world} in {time.perf_counter() - t0:.1f}s")
+    (generate_text_world if text else generate_world)(world, seed=w.seed, scale=w.scale)
+    _say(quiet, f"[world] {'textworld' if text else 'toyland'} ({w.scale}, seed {w.seed}) written to {world} "
+                f"in {time.perf_counter() - t0:.1f}s")
     return world
 
 
 # ---- pretrain ---------------------------------------------------------------------------------
+def _feat_dim(plan: Plan, study: Study) -> int | None:
+    """The image embedder's input width: the store's features (none for pixels or a text-only backbone)."""
+    return None if plan.image_input in ("pixels", "none") else study.store.feat_dim
+
+
 def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     """θ0: pre-train a toy preset on the world's captions (the plan's phases), or take a real checkpoint."""
     c = plan.config
@@ -85,8 +96,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # Initial weights come from the global RNG: seed it, so θ0 does not depend on what ran before.
         torch.manual_seed(c.pretrain.seed)
         backbone = create_backbone(c.backbone.preset, vocab_path=study.data_root / "vocab.txt",
-                                   tokenizer=c.backbone.tokenizer or None,
-                                   feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
+                                   tokenizer=c.backbone.tokenizer or None, feat_dim=_feat_dim(plan, study))
         model, examples, _, heads = source_objective(plan, study, backbone, "pretrain")
         history, seconds, done = [], 0.0, 0
         # Each phase is its own train() call, so each warms up and decays to 0 on its own.
@@ -105,8 +115,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         # The image embedder's input follows the image store (minilm-uniter's is new, so any width works;
         # a checkpoint with another width fails with a one-line shape error).
         backbone = create_backbone(c.backbone.preset, checkpoint=c.backbone.checkpoint or None,
-                                   tokenizer=c.backbone.tokenizer or None,
-                                   feat_dim=None if plan.image_input == "pixels" else study.store.feat_dim)
+                                   tokenizer=c.backbone.tokenizer or None, feat_dim=_feat_dim(plan, study))
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
                                            "config": to_dict(c)["pretrain"]})

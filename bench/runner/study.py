@@ -37,8 +37,10 @@ def environment(device: torch.device) -> dict:
     return env
 
 
-# The pre-training corpus: (task, split) whose captions θ0 and `:pretrain` searches train on.
+# The pre-training corpus: (task, split) whose captions θ0 and `:pretrain` searches train on; a text-only
+# backbone's (the BERT study's) is the raw text corpus.
 CORPUS = ("itm", "train")
+TEXT_CORPUS = ("text_mlm", "train")
 
 
 class Study:
@@ -105,9 +107,18 @@ class Study:
             self._labels[task] = label_space(spec, self.train_examples(task)) if spec.head == "classify" else None
         return self._labels[task]
 
+    @property
+    def text_only(self) -> bool:
+        return PRESETS.get(self.cfg.backbone.preset).image_input == "none"
+
+    @property
+    def corpus_split(self) -> tuple[str, str]:
+        return TEXT_CORPUS if self.text_only else CORPUS
+
     def corpus(self) -> list[Example]:
-        """The pre-training corpus (θ0's phases and `:pretrain` searches train on it): ITM's training captions."""
-        return self.examples(*CORPUS)
+        """The pre-training corpus (θ0's phases and `:pretrain` searches train on it): ITM's training captions
+        (a text-only backbone: the text corpus's documents)."""
+        return self.examples(*self.corpus_split)
 
     def split_digest(self, task: str, split: str) -> str:
         """`examples_digest` of a task split (taken once per Study, like the load)."""
@@ -126,7 +137,7 @@ class Study:
         pixel and feature; real data: the store paths and box policy), and through targets computed from
         them (RefCOCO+'s region index). A feature store replaced in place needs a new --out."""
         if objective == PRETRAIN:
-            return short_hash({"corpus": self.split_digest(*CORPUS)})
+            return short_hash({"corpus": self.split_digest(*self.corpus_split)})
         train, evaluation = TASKS.get(objective).splits[:2]
         return short_hash({"train": self.split_digest(objective, train),
                            "eval": self.split_digest(objective, evaluation), "labels": self.labels(objective)})
@@ -173,7 +184,9 @@ class Study:
                             shorter=preset.config.get("image_size", 384))
 
     def store_for(self, task: str):
-        """The image store serving `task`'s image ids."""
+        """The image store serving `task`'s image ids (None for a text-only backbone: it reads no images)."""
+        if self.text_only:
+            return None
         return self.image_sources.for_task(task)
 
     @property

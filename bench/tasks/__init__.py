@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
-from bench.tasks import gqa, nlvr2, pretrain, refcoco_plus, retrieval, snli_ve, vcr, vqa
+from bench.tasks import (
+    glue,
+    gqa,
+    nlvr2,
+    pretrain,
+    refcoco_plus,
+    retrieval,
+    snli_ve,
+    squad,
+    text_corpus,  # noqa: F401  (registers text_mlm)
+    vcr,
+    vqa,
+)
 from bench.tasks.base import TASKS, Example, TaskSpec, declare
 from bench.tasks.metrics import METRICS, write_vqa_predictions
 
@@ -28,19 +40,23 @@ RECORD_READERS: dict[str, Callable[..., list[Example]]] = {
     "retrieval": retrieval.from_records,
     "vcr": vcr.from_records,
     **{name: pretrain.from_records for name in pretrain.OBJECTIVES},
+    **{name: glue.hf_reader(name) for name in glue.LAYOUTS},
+    "squad": squad.from_records,
 }
 
 
 def label_space(spec: TaskSpec, train_examples: list[Example]) -> list[str]:
     """The label list of a classify task.
 
-    SNLI-VE: its 3 labels; NLVR2: ["False", "True"]; otherwise the training answers ordered by
+    A declared label list (GLUE's); SNLI-VE: its 3 labels; NLVR2: ["False", "True"]; otherwise the training answers ordered by
     frequency (ties by name). For VQA an answer counts once per question in which it earns a
     target score, only answers of >= VQA_MIN_COUNT (2) questions are kept, at most
     VQA_MAX_ANSWERS (3129) of them; questions whose answers are all outside score 0.
     """
     if spec.head != "classify":
         raise ValueError(f"task '{spec.name}' has head '{spec.head}', not 'classify': it has no label space")
+    if spec.labels:  # declared (GLUE)
+        return list(spec.labels)
     if spec.name == "snli_ve":
         return list(snli_ve.LABELS)
     if spec.name == "nlvr2":

@@ -28,8 +28,10 @@ from bench.core.validate import FIELDS, check_value
 #   region    - one logit per image region; softmax over regions (RefCOCO+)
 #   itm       - image-text matching score; trained with sampled + hard negatives (retrieval)
 #   choice    - one score per candidate text, softmax over candidates (VCR Q->A and QA->R)
-#   pretrain  - MLM / ITM / MRM pre-training heads over captions
-HEAD_KINDS = ("classify", "region", "itm", "choice", "pretrain")
+#   pretrain  - MLM / ITM / MRM pre-training heads over captions (or MLM over a raw text corpus)
+#   regress   - one real number from the pooled text encoding (STS-B's similarity)
+#   span      - start and end of the answer span in a context (SQuAD)
+HEAD_KINDS = ("classify", "region", "itm", "choice", "pretrain", "regress", "span")
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Example:
                  region:   int index of the ground-truth region among the image's regions
                  itm:      None (positives are the (text, image) pair itself; negatives are sampled)
                  choice:   (answer_label, rationale_label)
+                 regress:  float (STS-B's similarity score)
+                 span:     {"start": character offset of the answer in the context, "text": the answer}
+               text tasks (GLUE, SQuAD, a text corpus) have no image: image_ids is ()
     meta       anything the metric needs (VQA's 10 raw answers, RefCOCO+'s gt box, NLVR2's set id, ...)
     """
 
@@ -100,6 +105,8 @@ class TaskSpec:
     mined      forward-only sequences per training example spent mining negatives (retrieval)
     version    of the loader and metric together: bumped when a change to either changes a number
                (it enters run ids and records)
+    labels     a classification task's fixed label list (GLUE; in the Hugging Face dataset's id order);
+               empty: the label space is built from the training answers (`bench.tasks.label_space`)
     """
 
     name: str
@@ -122,6 +129,7 @@ class TaskSpec:
     sequences: int = 1
     mined: int = 0
     version: int = 1
+    labels: tuple[str, ...] = ()
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)
@@ -130,9 +138,14 @@ class TaskSpec:
         return self.evaluator(examples, predictions)
 
     def unsupported(self, image_input: str) -> str | None:
-        """Why a backbone reading `image_input` ('regions' | 'pixels') cannot do this task; None if it can."""
+        """Why a backbone reading `image_input` ('regions' | 'pixels' | 'none': text only) cannot do this task;
+        None if it can."""
         if self.head == "region" and image_input != "regions":
             return f"it scores image regions and a {image_input} backbone has none"
+        if image_input == "none" and self.num_images > 0:
+            return "it reads images and a text-only backbone has none"
+        if image_input != "none" and self.num_images == 0:
+            return f"it is a text task (the BERT study) and a {image_input} backbone encodes text with an image"
         return None
 
     def recipe_key(self, family: str, preset: str | None = None) -> str:

@@ -92,3 +92,44 @@ def recipes(**by_family: TrainSettings) -> dict[str, TrainSettings]:
     if "toy" not in by_family:
         raise ValueError("every task needs a 'toy' recipe")
     return dict(by_family)
+
+
+def read_local_rows(builder: str, paths: list[Path], what: str, **kwargs: Any) -> list[dict]:
+    """Rows of local files read through Hugging Face `datasets` (`load_dataset(builder, data_files=...)`,
+    its Arrow cache, offline): the text study's files are what users of that field have on disk. Any
+    reading error is one DataError naming the first file and what it was read as."""
+    import datasets
+
+    quiet = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()  # a bar per split read would bury the run's own progress
+    try:
+        ds = datasets.load_dataset(builder, data_files={"rows": [str(p) for p in paths]}, split="rows", **kwargs)
+    except Exception as e:  # pandas / arrow / json errors of many kinds, wrapped by datasets: say the root cause
+        while (e.__cause__ or e.__context__) is not None:
+            e = e.__cause__ or e.__context__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{paths[0]}: cannot read it as {what} ({type(e).__name__}: {first[:200]})") from None
+    finally:
+        if not quiet:
+            datasets.utils.enable_progress_bars()
+    return ds.to_list()
+
+
+def release_or_parquet(spec: TaskSpec, data_dir: str | Path, split: str, hf_split: str) -> tuple[str, list[Path]]:
+    """A text task's split in its release's layout, else in the Hugging Face dataset's parquet layout:
+    ("release", [file]) or ("parquet", [files]), looked up in the task's folder and its aliases (e.g.
+    `glue_data/CoLA/dev.tsv`, then `cola/validation-00000-of-00001.parquet`). Neither is a DataError."""
+    if split not in spec.files:
+        raise DataError(f"task '{spec.name}': unknown split '{split}'; expected one of {', '.join(spec.files)}")
+    data_dir = Path(data_dir)
+    roots = [data_dir / d for d in (spec.data_subdir, *spec.subdir_aliases) if (data_dir / d).is_dir()] or [data_dir]
+    (name,) = spec.files[split]
+    for root in roots:
+        if (root / name).is_file():
+            return "release", [root / name]
+    for root in roots:
+        parquet = sorted(root.glob(f"{hf_split}-*.parquet")) or sorted(root.glob(f"{hf_split}.parquet"))
+        if parquet:
+            return "parquet", parquet
+    raise DataError(f"{roots[0] / name}: file not found, nor the Hugging Face layout's {hf_split}-*.parquet "
+                    f"(task '{spec.name}', split '{split}'; looked in {', '.join(str(r) for r in roots)})")
