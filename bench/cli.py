@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report this plan (default: the last plan run in OUT_DIR; `ticketbench plan` prints hashes)")
     p.add_argument("--plans", metavar="H1,H2|all", default=None,
                    help="mix several plans in one report; the plan becomes part of every row's label")
+    p.add_argument("--snapshot", metavar="DIR", default=None,
+                   help="also copy the headline tables with their commit, plan and machine to DIR "
+                        "(e.g. docs/results/toyland: the numbers the docs cite)")
+    p.add_argument("--readme", metavar="FILE", default=None,
+                   help="with --snapshot: rewrite FILE's <!-- results:NAME:begin/end --> block from DIR")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_report)
 
@@ -379,9 +384,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from reports import build_report
 
     plans = [p.strip() for p in args.plans.split(",") if p.strip()] if args.plans else None
+    if args.readme and not args.snapshot:
+        raise TicketbenchError("--readme needs --snapshot DIR (the README's block is rendered from the snapshot)")
     path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
     if not args.quiet:
         print(f"report written to {path}")
+    if args.snapshot:
+        from reports.snapshot import snapshot, sync_readme
+
+        folder = snapshot(args.out_dir, args.snapshot)
+        if args.readme:
+            sync_readme(args.readme, folder)
+        if not args.quiet:
+            print(f"snapshot written to {folder}" + (f"; {args.readme} updated" if args.readme else ""))
     return 0
 
 

@@ -44,6 +44,11 @@ def test_output_layout_and_matrix(smoke):
     assert (smoke / "world" / "MANIFEST.json").exists()
     (theta0,) = [p for p in (smoke / "pretrain").iterdir()]
     assert (theta0 / "DONE").exists() and (theta0 / "model.safetensors").exists()
+    # θ0 keeps its pre-training heads; a pre-training ticket's model starts from them, not fresh.
+    from bench.backbones import PretrainModel, load_backbone
+
+    model = PretrainModel(load_backbone(theta0))
+    assert (theta0 / "heads.safetensors").exists() and {"mlm", "itm"} <= set(model.loaded_heads)
     for source in cfg.find.sources:
         for s in cfg.find.sparsities:
             assert len(list(smoke.glob(f"tickets/*/imp__{source}/sparsity-{s:.2f}.safetensors"))) == 1

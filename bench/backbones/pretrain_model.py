@@ -134,6 +134,11 @@ class PretrainModel(nn.Module):
                 loaded.append(name)
         return tuple(loaded)
 
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The heads' weights as `backbone.pretrained_heads` holds them (the MLM decoder's tied word
+        table is not among them: it is the backbone's), detached on the CPU."""
+        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.heads.state_dict().items()}
+
     def available(self) -> tuple[str, ...]:
         """Objectives this backbone supports (MRM needs region features, MRC a region classifier)."""
         return tuple(k for k in OBJECTIVES if k in self.heads)

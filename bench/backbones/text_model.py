@@ -278,6 +278,10 @@ class MLMModel(nn.Module):
             self.head.load_state_dict(state)
         place(self.head, backbone.device)
 
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The MLM head's weights as `backbone.pretrained_heads` holds them, detached on the CPU."""
+        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.head.state_dict().items()}
+
     def _masked(self, examples: Sequence[Any], generator: torch.Generator | None):
         tok = self.backbone.tokenizer
         enc = encode_pairs(tok, [ex.texts[:1] for ex in examples], self.backbone.max_text_len)

@@ -111,6 +111,9 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         metrics = {"history": history, "train_s": seconds,
                    "phases": [{"objectives": dict(p.objectives), "steps": p.steps} for p in plan.phases]}
         backbone = model.backbone
+        # θ0 keeps the heads it was pre-trained with, as a released checkpoint does: pre-training tickets
+        # then search on the objectives from θ0's trained heads, not from fresh ones every IMP round.
+        backbone.pretrained_heads = model.head_state()
     else:
         # The image embedder's input follows the image store (minilm-uniter's is new, so any width works;
         # a checkpoint with another width fails with a one-line shape error).
