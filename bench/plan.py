@@ -33,16 +33,19 @@ from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
+from tickets.patterns import UNSTRUCTURED, parse_pattern, pattern_sparsity
 
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
 EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
+# Fields added after plans were hashed: left out at their default, so existing keys do not change.
+NEW_FIELD_DEFAULTS = {"find": {"pattern": UNSTRUCTURED}}
 
 
 def effective(cfg: Config, section: str) -> dict:
     """A config section's effective settings as plain data, less the fields that never change a number."""
-    skip = EXECUTION_FIELDS.get(section, ())
-    return {k: v for k, v in to_dict(cfg)[section].items() if k not in skip}
+    skip, new = EXECUTION_FIELDS.get(section, ()), NEW_FIELD_DEFAULTS.get(section, {})
+    return {k: v for k, v in to_dict(cfg)[section].items() if k not in skip and not (k in new and v == new[k])}
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
@@ -196,6 +199,8 @@ class Plan:
             "seed": self.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
             "world": effective(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
+            # only when N:M: unstructured searches keep the ids they had before patterns existed
+            **({"pattern": f.pattern} if f.pattern != UNSTRUCTURED else {}),
         })
 
     # ---- display ----------------------------------------------------------------------------
@@ -263,6 +268,21 @@ def _search(cfg: Config, source: Source, sparsities: tuple) -> Search:
                   tuple((f.name, getattr(hparams, f.name)) for f in dataclasses.fields(hparams)), method.trains, base)
 
 
+def _check_pattern(cfg: Config, ladder, chosen, controls_at, sources) -> None:
+    """An N:M `find.pattern` has one sparsity (1 − N/M) and needs methods whose tickets can follow it."""
+    if parse_pattern(cfg.find.pattern) is None:
+        return
+    s = pattern_sparsity(cfg.find.pattern)
+    off = [x for x in (*ladder, *chosen, *controls_at) if abs(x - s) > 1e-9]
+    if off:
+        raise ConfigError(f"find.pattern={cfg.find.pattern} has sparsity {s:g}, but find.sparsities / "
+                          f"matrix.control_sparsities hold {off[0]:g}: set --set find.sparsities={s:g}")
+    for src in sources:
+        if not src.is_dense and not get_method(src.method).patterns:
+            raise ConfigError(f"find.pattern={cfg.find.pattern}: method '{src.method}' ({src}) cannot make N:M "
+                              "tickets (`ticketbench methods` lists the ones that can); drop it from the sources")
+
+
 def load_plugins(cfg: Config) -> None:
     """Import the modules named in `find.plugins` (they register pruning methods by decorator)."""
     for name in cfg.find.plugins:
@@ -322,6 +342,7 @@ def build_plan(cfg: Config) -> Plan:
         name = str(item).partition(".")[0]
         get_method(name).make_hparams(cfg.find.method_hparams(name))
 
+    _check_pattern(cfg, ladder, chosen, controls_at, every)
     searches: dict[Source, Search] = {}
 
     def add(source: Source, sparsities: tuple) -> None:

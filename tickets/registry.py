@@ -32,6 +32,16 @@ class PruningMethod:
     citation: str = ""
     # (hparams, ladder) -> the target sparsities its tickets will have; None: exactly the ladder.
     yields: Callable | None = None
+    # Whether its tickets can follow an N:M `find.pattern` (else the plan refuses the pattern for it).
+    patterns: bool = False
+    # "data-free", "calibration" (reads source data, never trains) or "training-based"; None: from `trains`.
+    family_name: str | None = None
+    # (ctx, hparams) -> {name: score}, higher = keep: a score-based method's scores, for allocators (OWL).
+    scores: Callable | None = None
+
+    @property
+    def family(self) -> str:
+        return self.family_name or ("training-based" if self.trains else "data-free")
 
     def target_sparsities(self, hparams: Any, ladder) -> tuple:
         """The sparsities this method's tickets will carry for `ladder` (checked before any search)."""
@@ -79,20 +89,30 @@ def _check_types(method: str, hp) -> None:
             )
 
 
+FAMILIES = ("data-free", "calibration", "training-based")
+
+
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
-                    citation: str = "", yields: Callable | None = None):
+                    citation: str = "", yields: Callable | None = None, patterns: bool = False,
+                    family: str | None = None, scores: Callable | None = None):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
     (found on the same source task, at each sparsity) it transforms — it then gets `ctx.base_ticket`
     and runs once per sparsity; citation: the paper, shown by `ticketbench methods`; yields:
     `(hparams, ladder) -> sparsities` when its tickets' sparsities are not the ladder's (IMP's
-    fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts."""
+    fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts;
+    patterns: its tickets follow an N:M `find.pattern` (`ctx.pattern`); family: data-free, calibration or
+    training-based (default: from `trains`); scores: `(ctx, hparams) -> {name: score}` when it ranks
+    weights by a score (allocators such as OWL use it)."""
+    if family is not None and family not in FAMILIES:
+        raise TypeError(f"method '{name}': family must be one of {', '.join(FAMILIES)}, found {family!r}")
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
         raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
 
     def wrap(fn: Callable) -> PruningMethod:
-        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields)
+        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields,
+                               patterns=patterns, family_name=family, scores=scores)
         METHODS.register(name, method)
         return method
 

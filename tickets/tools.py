@@ -42,7 +42,7 @@ def show(path) -> str:
         f"hparams       {json.dumps(m['hparams'], sort_keys=True)}",
         f"sparsity      target {_pct(m['target_sparsity'])}, achieved {_pct(t.sparsity)} of the prunable set"
         f" ({m['pruned']}/{m['total']}), {_pct(m['sparsity'].get('model'))} of the whole model",
-        f"patterns      include {m['include']}  exclude {m['exclude']}",
+        f"patterns      include {m['include']}  exclude {m['exclude']}  pattern {m.get('pattern', 'unstructured')}",
         f"content hash  {t.content_hash}   ticketbench {m['ticketbench']}   format {m['format_version']}",
         "",
     ]

@@ -10,6 +10,9 @@ from tickets.methods import (  # noqa: F401 - each module registers its method
     movement,
     one_shot,
     random_pruning,
+    ria,
     snip,
+    sparsegpt,
     synflow,
+    wanda,
 )
