@@ -79,7 +79,8 @@ class SearchContext:
     """Everything a method needs; the runner builds it, tests build it around a toy model.
 
     meta: include/exclude patterns ('include', 'exclude'), 'model_numel' (whole-model parameter
-    count, for the whole-model sparsity) and anything else to record in the tickets.
+    count, for the whole-model sparsity), 'train_steps' (optimizer steps of one `train` call, for
+    gradual pruning schedules) and anything else to record in the tickets.
     """
 
     backbone: str

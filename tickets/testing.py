@@ -189,5 +189,5 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
         torch.ones(1, 6, m.embed.embedding_dim, dtype=torch.float64)))
     return SearchContext(backbone=model.preset, fingerprint=fingerprint_of(named), theta0=theta0, train=train,
                          rewind_step=rewind_step, score_fn=score_fn, flow_fn=flow_fn, calib_fn=calib_fn,
-                         meta={"include": list(include), "exclude": list(exclude),
+                         meta={"include": list(include), "exclude": list(exclude), "train_steps": steps,
                                "model_numel": sum(p.numel() for p in model.parameters())}, **kw)

@@ -274,6 +274,8 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
             rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
+                  # steps of one `train` call (gradual pruning schedules are fractions of it)
+                  "train_steps": plan.search_settings(search.source).steps if search.trains else None,
                   # The backbone's own initialiser, for controls that re-initialise (toy presets train
                   # from fan-in init, real ones from BERT's N(0, 0.02)).
                   "init": "fan_in_uniform" if plan.family == "toy" else "normal"},
