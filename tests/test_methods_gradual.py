@@ -130,3 +130,14 @@ def test_soft_movement_learns_scores_while_training_and_its_ticket_has_the_targe
     with pytest.raises(TicketError, match="train_steps"):
         ctx.meta.pop("train_steps")
         tickets.get_method("soft_movement")(ctx)
+
+
+def test_ticketbench_methods_lists_family_pattern_support_and_citation():
+    from tickets.tools import methods_table
+
+    lines = {ln.split()[0]: ln for ln in methods_table().splitlines()[2:]}
+    for name, family, nm, cite in (("wanda", "calibration", True, "Sun"), ("sparsegpt", "calibration", True, "Frantar"),
+                                   ("ria", "calibration", True, "Zhang"), ("owl", "calibration", False, "Yin"),
+                                   ("gmp", "training-based", False, "Zhu & Gupta"), ("imp", "training-based", True, ""),
+                                   ("soft_movement", "training-based", False, "Sanh"), ("synflow", "data-free", False, "")):
+        assert family in lines[name] and ("N:M" in lines[name]) == nm and cite in lines[name], name
