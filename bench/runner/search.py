@@ -289,7 +289,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
-        "cost": {**cost, **peak_memory(study.device)}, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+        "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
     }
     atomic_write_json(job.root / SEARCH_RECORD, record)
     return {"status": "done", **record}
