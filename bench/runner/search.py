@@ -276,6 +276,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
                   # steps of one `train` call (gradual pruning schedules are fractions of it)
                   "train_steps": plan.search_settings(search.source).steps if search.trains else None,
+                  "num_heads": backbone.config.get("num_heads"),  # structured tickets (heads as units)
                   # The backbone's own initialiser, for controls that re-initialise (toy presets train
                   # from fan-in init, real ones from BERT's N(0, 0.02)).
                   "init": "fan_in_uniform" if plan.family == "toy" else "normal"},

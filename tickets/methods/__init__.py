@@ -16,6 +16,7 @@ from tickets.methods import (  # noqa: F401 - each module registers its method
     snip,
     soft_movement,
     sparsegpt,
+    structured_magnitude,
     synflow,
     wanda,
 )
