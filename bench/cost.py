@@ -1,8 +1,8 @@
 """What a plan will cost, before anything runs: searches, runs, optimizer steps, tokens, FLOPs, GPU-hours.
 
 `estimate(plan, mfu=, peak_tflops=, regions=)` counts, per task and in total, the training calls of every
-ticket search (a method that declares its schedule, IMP, trains once per ticket; other training methods
-once; training-free methods not at all) and every fine-tuning run of the matrix, each with its effective
+ticket search (a method that declares its schedule, IMP, or one fine-tuning per sparsity, GMP and soft
+movement, trains once per ticket; other training methods once; training-free methods not at all) and every fine-tuning run of the matrix, each with its effective
 `TrainSettings` from the plan, and the evaluation of every run on its task's evaluation split.
 
 FLOPs ≈ 6 × parameters × tokens trained + 2 × parameters × tokens run forward only (evaluation, and the
@@ -223,7 +223,8 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
         row.searches += 1
         if settings is None:
             continue
-        calls = len(search.sparsities) if get_method(search.source.method).yields else 1
+        method = get_method(search.source.method)
+        calls = len(search.sparsities) if method.yields or method.trains_per_sparsity else 1
         if objective == PRETRAIN:  # captions: one sequence, the preset's text cap
             one = _training(settings, _text_tokens(plan, None) + img, 1, 0)
         else:

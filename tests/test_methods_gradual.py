@@ -141,3 +141,18 @@ def test_ticketbench_methods_lists_family_pattern_support_and_citation():
                                    ("gmp", "training-based", False, "Zhu & Gupta"), ("imp", "training-based", True, ""),
                                    ("soft_movement", "training-based", False, "Sanh"), ("synflow", "data-free", False, "")):
         assert family in lines[name] and ("N:M" in lines[name]) == nm and cite in lines[name], name
+
+
+def test_cost_estimate_counts_one_fine_tuning_per_sparsity_for_gmp_and_soft_movement():
+    from bench.config import apply_overrides, load_config
+    from bench.cost import estimate
+    from bench.plan import build_plan
+
+    def vqa_steps(one_shot):
+        plan = build_plan(apply_overrides(load_config("smoke"), [f"find.one_shot={one_shot}", "find.sources=vqa"]))
+        return estimate(plan).rows["vqa"].steps
+
+    # against movement, which fine-tunes once (same matrix cells): one more search fine-tuning of
+    # find.steps 6 for the smoke ladder's second sparsity
+    once = vqa_steps("movement:vqa")
+    assert vqa_steps("gmp:vqa") - once == 6 and vqa_steps("soft_movement:vqa") - once == 6

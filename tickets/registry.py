@@ -38,6 +38,8 @@ class PruningMethod:
     family_name: str | None = None
     # (ctx, hparams) -> {name: score}, higher = keep: a score-based method's scores, for allocators (OWL).
     scores: Callable | None = None
+    # It fine-tunes once per ladder sparsity (GMP, soft movement), for `bench.cost`'s estimate.
+    trains_per_sparsity: bool = False
 
     @property
     def family(self) -> str:
@@ -94,7 +96,7 @@ FAMILIES = ("data-free", "calibration", "training-based")
 
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
                     citation: str = "", yields: Callable | None = None, patterns: bool = False,
-                    family: str | None = None, scores: Callable | None = None):
+                    family: str | None = None, scores: Callable | None = None, trains_per_sparsity: bool = False):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
@@ -104,7 +106,8 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
     fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts;
     patterns: its tickets follow an N:M `find.pattern` (`ctx.pattern`); family: data-free, calibration or
     training-based (default: from `trains`); scores: `(ctx, hparams) -> {name: score}` when it ranks
-    weights by a score (allocators such as OWL use it)."""
+    weights by a score (allocators such as OWL use it); trains_per_sparsity: it fine-tunes once per
+    ladder sparsity (cost estimates)."""
     if family is not None and family not in FAMILIES:
         raise TypeError(f"method '{name}': family must be one of {', '.join(FAMILIES)}, found {family!r}")
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
@@ -112,7 +115,8 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
 
     def wrap(fn: Callable) -> PruningMethod:
         method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields,
-                               patterns=patterns, family_name=family, scores=scores)
+                               patterns=patterns, family_name=family, scores=scores,
+                               trains_per_sparsity=trains_per_sparsity)
         METHODS.register(name, method)
         return method
 

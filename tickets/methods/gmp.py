@@ -62,7 +62,7 @@ def pruning_steps(total: int, hparams: GMPHparams) -> tuple[int, int, list[int]]
     return t0, t_end, sorted(set(range(t0, t_end, hparams.frequency)) | {t_end})
 
 
-@register_method("gmp", GMPHparams, family="training-based",
+@register_method("gmp", GMPHparams, family="training-based", trains_per_sparsity=True,
                  citation="Zhu & Gupta 2017 (gradual magnitude pruning, cubic schedule)")
 def gmp(ctx: SearchContext, hparams: GMPHparams) -> list:
     """Per ladder sparsity: one fine-tuning from θ0 pruning by magnitude on the cubic schedule."""
