@@ -17,7 +17,8 @@ import yaml
 # Only light modules here: `--help`, a bad argument or config and `tasks` answer without importing
 # torch (seconds); each command imports what it runs.
 from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
-from bench.core.errors import TicketbenchError
+from bench.core.errors import DataError, TicketbenchError
+from bench.core.layout import Layout
 from bench.core.pipes import refuse_distributed_launch, stdout_closed
 
 
@@ -102,15 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
             (with what its method needs), the fine-tuning runs per source and the stage keys. The plan's
             hash names its results: `ticketbench report OUT --plan HASH`. Then its cost, per task and in
             total: searches, runs, optimizer steps, tokens, FLOPs and GPU-hours at a stated MFU and peak
-            (bench/cost.py says what is counted). Needs neither the data nor the checkpoint.
+            (bench/cost.py says what is counted), and with --gpus the wall-clock days on that many GPUs
+            (the find stage's critical path included). --budget GPU_H prints the design that fits: which
+            cells get how many seeds and which of the papers' claims it can still test (--full also the
+            configured design). Then, per claim, the smallest difference the design can resolve and whether
+            the claim is testable (bench/power.py), from the seed noise measured in a store under --out when
+            there is one, else a stated assumed noise. Needs neither the data nor the checkpoint.
         """), epilog="examples:\n  ticketbench plan\n  ticketbench plan smoke --tasks vqa --seeds 3\n"
-                     "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n")
+                     "  ticketbench plan bench/configs/paper-uniter.yaml --mfu 0.3 --peak-tflops 989\n"
+                     "  ticketbench plan paper-uniter --gpus 8 --budget 100 --full\n")
     _add_config_args(p)
     p.add_argument("--mfu", type=float, default=MFU, help=f"model FLOPs utilisation assumed (default {MFU})")
     p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                    help=f"peak dense TFLOP/s of one GPU (default {PEAK_TFLOPS:g}: H100 SXM, bf16)")
     p.add_argument("--regions", type=int, default=None,
                    help="region tokens an image for region backbones (default: 36 for LXMERT, 50 otherwise)")
+    p.add_argument("--gpus", type=int, default=None, help="print the wall-clock on this many GPUs")
+    p.add_argument("--budget", type=float, default=None, metavar="GPU_H",
+                   help="print the design that fits this many GPU-hours (and --days on --gpus)")
+    p.add_argument("--days", type=float, default=3.0, help="with --budget: wall-clock limit in days (default 3)")
+    p.add_argument("--full", action="store_true", help="with --budget: also print the configured design")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("recipes", formatter_class=fmt, help="the fine-tuning recipes per task and backbone family",
@@ -177,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mix several plans in one report; the plan becomes part of every row's label")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("plans", formatter_class=fmt, help="list the plans stored in an output directory",
+                       description="One line per plan run into OUT_DIR (oldest first): its hash, config name, "
+                                   "when it was written, cells, distinct runs and how many are done; * marks the "
+                                   "last plan run (what `report` reads by default; `report --plan HASH` reads another).",
+                       epilog="examples:\n  ticketbench plans runs/toyland\n")
+    p.add_argument("out_dir", help="output directory of a run")
+    p.set_defaults(func=_cmd_plans)
 
     p = sub.add_parser("compare", formatter_class=fmt, help="leaderboard of pruning methods against a baseline",
                        description=_fmt("""
@@ -286,15 +306,51 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from bench.cost import estimate
+    from bench.cost import (
+        design_for_budget,
+        estimate,
+        full_design,
+        host_ratio_model,
+        measured_mfu,
+        memory_lines,
+    )
     from bench.plan import build_plan
+    from bench.power import describe_power
 
     plan = build_plan(cfg)
     print(plan.describe())
     print()
-    world = Path(args.out) / "world" if args.out else None  # toyland: its splits give the evaluation sizes
-    print(estimate(plan, mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world).describe())
+    world = Layout(args.out).world if args.out else None  # toyland: its splits give the evaluation sizes
+    kw = dict(mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world,
+              measured=measured_mfu(args.out, cfg.backbone.preset))
+    est = estimate(plan, **kw)
+    print(est.describe(gpus=args.gpus))
+    if args.budget is not None:
+        gpus = args.gpus or 1
+        if args.full:
+            print()
+            print(full_design(plan, gpus, **kw).describe())
+        print()
+        print(design_for_budget(plan, args.budget, gpus, max_days=args.days, **kw).describe())
+    print()
+    print(host_ratio_model(plan, est))
+    print(memory_lines(plan))
+    print()
+    print(describe_power(plan, _store_noise(Path(args.out) if args.out else Layout.default(cfg.name))))
     return 0
+
+
+def _store_noise(out: Path) -> dict:
+    """Seed noise measured in an existing store under `out` (its last plan), else {} (the plan assumes it)."""
+    if not Layout(out).runs.is_dir():
+        return {}
+    from reports.seeds import measured_noise
+    from reports.store import load_results
+
+    try:
+        return measured_noise(load_results(out).frame)
+    except TicketbenchError:  # an empty or partial store: nothing measured
+        return {}
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
@@ -312,6 +368,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise TicketbenchError("world: give --out DIR to generate, or --show DIR to inspect")
+    if args.seed < 0:
+        raise TicketbenchError(f"world --seed: expected an integer ≥ 0, found {args.seed}")
     generate_world(args.out, seed=args.seed, scale=args.scale)
     print(f"world written to {args.out}")
     return 0
@@ -324,6 +382,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = build_report(args.out_dir, compare=args.compare, plan=args.plan, plans=plans)
     if not args.quiet:
         print(f"report written to {path}")
+    return 0
+
+
+def _cmd_plans(args: argparse.Namespace) -> int:
+    from bench.runner.results import plans_table
+
+    rows = plans_table(args.out_dir)
+    if not rows:
+        raise DataError(f"{args.out_dir}: no plan manifests under plans/ (run `ticketbench run` first)")
+    for r in rows:
+        print(f"{'*' if r['last'] else ' '} {r['plan']}  {r['name']:<20} {r['written']}  {r['cells']:>5} cells  "
+              f"{r['done']:>5}/{r['runs']} runs done")
     return 0
 
 
@@ -413,6 +483,14 @@ def _cmd_help(parser: argparse.ArgumentParser):
     return run
 
 
+def _tolerant_output() -> None:
+    """Output with θ, ≥ or → must not fail on a terminal or pipe that cannot encode them
+    (PYTHONIOENCODING=ascii, LANG=C): such characters are written as escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     # No network at runtime: hub lookups fail at once instead of retrying for a minute on a machine
     # without network (an explicit HF_HUB_OFFLINE=0 still allows hub ids).
@@ -422,10 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the subcommand.
     debug = "--debug" in argv or os.environ.get("TICKETBENCH_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         refuse_distributed_launch()  # every command: under torchrun each rank would repeat it
+        if isinstance(getattr(args, "out", None), str) and not args.out.strip():
+            # '' is falsy: it would silently mean the default folder (runs/<name>/ or none).
+            raise TicketbenchError(f"--out: expected a directory, found {args.out!r}")
         return args.func(args)
     except TicketbenchError as e:
         if debug:

@@ -16,6 +16,7 @@ import yaml
 
 from bench.core.errors import ConfigError
 from bench.core.hparams import coerce_value, hp
+from bench.core.io import MAX_CONFIG_BYTES, load_yaml, read_text_bounded
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
 from bench.core.validate import validate
@@ -109,6 +110,9 @@ class FindConfig:
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
     plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")
     seed: int = hp(0, "search seed")
+    seeds: int = hp(1, "search replicates: every ticket search (IMP trajectory, random mask, any method's draw) "
+                       "is repeated with search seeds seed, seed + 1, …; controls branch from their own replicate's "
+                       "base ticket. Each ticket is then fine-tuned with matrix.seeds (fine-tuning seeds)")
 
     def method_hparams(self, method: str) -> dict[str, Any]:
         """{field: value} given for `method` in `hparams` (the method fills in the rest)."""
@@ -117,7 +121,7 @@ class FindConfig:
             key, _, value = str(item).partition("=")
             name, _, fld = key.strip().partition(".")
             if name == method:
-                out[fld.strip()] = yaml.safe_load(value)
+                out[fld.strip()] = load_yaml(value, f"find.hparams {key.strip()}")
         return out
 
 
@@ -137,6 +141,10 @@ FinetuneConfig = _recipe_overrides(
     [("eval_batch_size", int, hp(64, "examples per evaluation batch")),
      ("max_text_len", int, hp(40, "text tokens kept (longer texts are truncated)")),
      ("dev_limit", int, hp(0, "evaluate on at most this many dev examples (0 = all)")),
+     ("memory_gib", float, hp(70.0, "GPU memory a training micro-batch may use by the activation model "
+                                    "(bench/backbones/memory.py): a recipe's micro-batch over it is split, the "
+                                    "step's examples kept by gradient accumulation (0 = never split; 70 leaves an "
+                                    "80 GB card room for the CUDA context and fragmentation)")),
      ("loader_workers", int, hp(0, "DataLoader worker processes preparing batches (tokenising, collating) for "
                                    "training and evaluation; 0 = in the training process (also where workers "
                                    "cannot be started, e.g. a daemonic process; logged). The numbers do not depend on it"))],
@@ -155,6 +163,15 @@ class MatrixConfig:
     seeds: int = hp(1, "fine-tuning seeds per pair")
     dense_seeds: int = hp(1, "seeds of the dense model per task: it gets max(seeds, dense_seeds), because its seed "
                              "spread is what every verdict is measured against (strict matching, above chance)")
+    adaptive: bool = hp(False, "adaptive seeds: matrix.seeds is the first wave; a cell then gets one more seed per wave "
+                               "only while its anytime-valid confidence sequence (% of dense) straddles a threshold "
+                               "of adaptive_thresholds, up to adaptive_max_seeds (docs/ARCHITECTURE.md, matrix stage)")
+    adaptive_max_seeds: int = hp(8, "adaptive seeds: the cap of seeds per cell (dense alike)")
+    adaptive_thresholds: tuple = hp((99.0,), "adaptive seeds: the % of dense the decisions compare a cell's mean "
+                                             "with (99 = relaxed matching)")
+    adaptive_sigma: float = hp(3.0, "adaptive seeds: stated bound on one run's seed std, points (the sequence's "
+                                    "coverage holds when the noise is at most this)")
+    adaptive_alpha: float = hp(0.05, "adaptive seeds: error level of each cell's confidence sequence, at any stopping time")
     convergence_check: bool = hp(False, "also fine-tune dense at twice each task's steps (dense seeds alike): "
                                         "the report says which tasks the recipe leaves under-trained")
     baselines: tuple = hp(("random",), "baselines at every sparsity")
@@ -163,7 +180,7 @@ class MatrixConfig:
     executor: str = hp("local", "local or ray")
     workers: int = hp(1, "local worker processes (0 = one per visible GPU, or 1 without GPUs)")
     threads: int = hp(1, "intra-op CPU threads of each run, fixed so that a run's numbers do not depend on how "
-                         "many workers share the machine (part of every run's identity)")
+                         "many workers share the machine (execution only: in no run id; the record's env says it)")
     ray_address: str = hp("", "Ray cluster address ('' = start a local instance)")
     gpus_per_run: float = hp(1.0, "GPUs each Ray task asks for (0.5: two runs share a GPU; ignored without GPUs)")
     checkpoint_minutes: float = hp(10.0, "a fine-tuning pair saves a checkpoint in its run folder every this many "
@@ -274,10 +291,7 @@ def resolve_config_path(name_or_path: str | None) -> Path:
 def load_config(name_or_path: str | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Load a YAML preset (safe loader), then apply `section.key=value` overrides."""
     path = resolve_config_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config file", ConfigError), str(path)) or {}
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
     cfg = build_config(data, where=str(path))
@@ -310,7 +324,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
         defaults = {f.name: f.default for f in fields(sec)}
         if name not in defaults:
             raise _unknown(key, "--set")
-        parsed = yaml.safe_load(value) if not isinstance(defaults[name], (str, tuple)) else value
+        parsed = load_yaml(value, f"--set {key}") if not isinstance(defaults[name], (str, tuple)) else value
         new = _coerce_field(type(sec), name, parsed, f"--set {key}")
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sec, **{name: new})})
     return validate(cfg, "--set")

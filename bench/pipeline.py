@@ -6,6 +6,7 @@ imports the other.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -13,12 +14,22 @@ import torch
 import yaml
 
 from bench.config import STAGES, Config, apply_overrides, to_dict
-from bench.core.errors import RunFailed
-from bench.core.io import atomic_write_json, atomic_write_text, read_json
+from bench.core.errors import ConfigError, DataError, RunFailed
+from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text, read_json
+from bench.core.layout import Layout
 from bench.core.pipes import refuse_distributed_launch
+from bench.core.validate import check_timings
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
-from bench.runner.stages import search_jobs, stage_find, stage_matrix, stage_pretrain, stage_world
+from bench.runner.stages import (
+    SearchesFailed,
+    search_jobs,
+    search_key,
+    stage_find,
+    stage_matrix,
+    stage_pretrain,
+    stage_world,
+)
 from bench.runner.study import Study
 from reports import build_report
 
@@ -34,6 +45,11 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     earlier stage — skipping done ones. `matrix` keywords are overrides of the matrix section
     (`tasks=["vqa"]` is `--set matrix.tasks=vqa`), so a subset is a plan of its own."""
     refuse_distributed_launch()
+    stages = list(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        # An unknown name would otherwise run nothing and return as if done.
+        raise ConfigError(f"stages: expected names from {', '.join(STAGES)}, found {stages!r}")
     if isinstance(plan, Config) or matrix:
         cfg = plan if isinstance(plan, Config) else plan.config
         given = {k: v for k, v in matrix.items() if v is not None}
@@ -41,7 +57,8 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
                                     for k, v in given.items()])
         plan = build_plan(cfg)
     cfg = plan.config
-    out_dir = Path(out) if out else Path("runs") / cfg.name
+    out_dir = Path(out) if out else Layout.default(cfg.name)
+    layout = Layout(out_dir)
     if upto:
         stages = STAGES[: STAGES.index(stages[-1]) + 1]
     t_start = time.perf_counter()
@@ -58,30 +75,41 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         return result
 
     theta0_dir = roots = summary = None
+    failed_searches: dict = {}
     if "world" in stages:
         timed("world", lambda: stage_world(plan, study, quiet))
     check_task_data(plan, study, stages)  # every data file read before any training starts
     # Written once the inputs are checked: a command refused for its input leaves config.yaml as it was.
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(layout.inside(layout.config), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if "pretrain" in stages:
         theta0_dir = timed("pretrain", lambda: stage_pretrain(plan, study, quiet))
     if "find" in stages or "matrix" in stages:
         theta0_dir = theta0_dir or stage_pretrain(plan, study, quiet=True)
     if "find" in stages:
-        roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
+        try:
+            roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
+        except SearchesFailed as e:
+            if "matrix" not in stages:
+                raise
+            # The other sources' cells do not need those tickets: the matrix runs them, and fails only these.
+            roots, failed_searches = e.roots, e.failed
     if "matrix" in stages:
-        roots = roots or {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
-        summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet))
+        roots = roots or {search_key(j.search): j.root for j in search_jobs(plan, study, theta0_dir)}
+        summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet, failed_searches))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so
         timed("report", lambda: build_report(out_dir, config=cfg))
     total = time.perf_counter() - t_start
-    timing_file = out_dir / "timings.json"
-    old = read_json(timing_file) if timing_file.exists() else {}
+    timing_file = layout.inside(layout.timings)
+    try:
+        old = check_timings(timing_file, read_json(timing_file, MAX_STORE_BYTES)) if timing_file.exists() else {}
+    except DataError as e:  # bookkeeping of earlier runs only: replaced, with a line saying so
+        print(f"ticketbench: warning: {e}; writing a new one", file=sys.stderr)
+        old = {}
     atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
                                     "device": str(study.device), "threads": torch.get_num_threads()})
     if "report" in stages and not nothing_done:
-        _say(False, f"report: {out_dir / 'report' / 'README.md'}")
+        _say(False, f"report: {layout.report() / 'README.md'}")
     _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
     if summary is not None and summary.failed:
         # The other pairs ran and the report was written; the exit status still says something failed.

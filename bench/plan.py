@@ -1,8 +1,9 @@
 """The `Plan`: everything a config asks for, derived once, immutable, with one hashing policy.
 
 world → pretrain → find → matrix → report all take the plan; nothing below it calls back into the
-stages. Every key hashes *effective* settings (defaults included), so a changed default is never
-served from an old cache:
+stages. Every key hashes the settings that differ from their defaults and `KEY_SCHEMA`
+(`bench.core.identity`: a new field at its default re-keys nothing; a deliberately changed default
+bumps the schema):
 - `theta0_key`  — world, backbone and pre-training settings (+ toyland's format version); `theta0_id(corpus)`,
   θ0's folder, adds the pre-training corpus's content digest when θ0 is pre-trained here;
 - `search_id(search, theta0_hash, data)` — θ0's content, the digest of the data the search reads, the method
@@ -19,12 +20,15 @@ annotation file is a new id, never a stale cache hit; the plan itself reads no d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 
 from bench.backbones import PRESETS, tokenizer_identity
+from bench.backbones.memory import fit_recipe
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
+from bench.core.identity import KEY_SCHEMA, dataclass_identity, non_default
 from bench.core.io import short_hash
 from bench.core.registry import suggest
 from bench.core.settings import TrainSettings
@@ -35,17 +39,31 @@ from tickets import get_method
 from tickets.magnitude import check_sparsity
 from tickets.patterns import UNSTRUCTURED, parse_pattern, pattern_sparsity
 
-# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash.
-EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes"),
+# Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash and of
+# every run id. `threads` too: on a GPU it changes nothing, and on CPU the last bits of a reduction at most.
+EXECUTION_FIELDS = {"matrix": ("executor", "workers", "ray_address", "gpus_per_run", "checkpoint_minutes", "threads"),
                     "backbone": ("device",), "world": ("cache_mb",), "finetune": ("loader_workers",)}
-# Fields added after plans were hashed: left out at their default, so existing keys do not change.
-NEW_FIELD_DEFAULTS = {"find": {"pattern": UNSTRUCTURED}}
 
 
-def effective(cfg: Config, section: str) -> dict:
-    """A config section's effective settings as plain data, less the fields that never change a number."""
-    skip, new = EXECUTION_FIELDS.get(section, ()), NEW_FIELD_DEFAULTS.get(section, {})
-    return {k: v for k, v in to_dict(cfg)[section].items() if k not in skip and not (k in new and v == new[k])}
+# The adaptive settings change no number while adaptive seeds are off: left out of every key then.
+ADAPTIVE_FIELDS = ("adaptive_max_seeds", "adaptive_thresholds", "adaptive_sigma", "adaptive_alpha")
+
+
+@functools.cache
+def _default_sections() -> dict:
+    return to_dict(Config())
+
+
+def key_settings(cfg: Config, section: str) -> dict:
+    """What a config section adds to a key: its settings that differ from the defaults
+    (`bench.core.identity`: a new field at its default re-keys nothing), less the fields that never
+    change a number."""
+    skip = set(EXECUTION_FIELDS.get(section, ()))
+    values = to_dict(cfg)[section]
+    if section == "matrix" and not values.get("adaptive"):
+        skip |= set(ADAPTIVE_FIELDS)
+    changed = non_default(values, _default_sections()[section])
+    return {k: v for k, v in changed.items() if k not in skip}
 
 
 def parse_objectives(spec: str, image_input: str, where: str = "pretrain.objectives") -> tuple:
@@ -89,6 +107,7 @@ class Search:
     hparams: tuple  # ((field, value), ...) effective, after the method's defaults
     trains: bool
     base: Source | None  # the base ticket's source (derived tickets are branches of it)
+    search_seed: int = 0  # the search replicate (find.seeds): its RNG seed is `Plan.search_seed` + this
 
     @property
     def hparams_dict(self) -> dict:
@@ -109,6 +128,7 @@ class Cell:
     task: str
     seed: int
     steps_factor: int = 1
+    search_seed: int = 0  # the search replicate whose ticket this cell fine-tunes (find.seeds; dense: 0)
 
 
 @dataclass(frozen=True)
@@ -128,20 +148,25 @@ class Plan:
     def finetune_settings(self, task: str, seed: int, steps_factor: int = 1) -> TrainSettings:
         """The task's recipe for the backbone (its preset's, else its family's) with the non-None
         `finetune` fields applied (steps × `steps_factor` for the convergence reference)."""
-        s = TASKS.get(task).recipe(self.family, self.config.backbone.preset).override(self.config.finetune, seed=seed)
+        spec, preset, ft = TASKS.get(task), self.config.backbone.preset, self.config.finetune
+        s = spec.recipe(self.family, preset).override(ft, seed=seed)
+        if ft.memory_gib:  # the micro-batch split to fit a GPU, the step's examples kept (bench/backbones/memory.py)
+            text = min(c for c in (spec.recipe_notes[spec.recipe_key(self.family, preset)].text_len,
+                                   ft.max_text_len, PRESETS.get(preset).config["max_text_len"]) if c)
+            s = fit_recipe(s, preset, spec, text, self.config.world.max_bb, ft.memory_gib)
         return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 
     def pretrain_settings(self, steps: int, seed: int) -> TrainSettings:
         """The pre-training section's settings for one phase (or one IMP round on the mix)."""
         return TrainSettings().override(self.config.pretrain, steps=steps, seed=seed)
 
-    def search_settings(self, source: Source) -> TrainSettings | None:
+    def search_settings(self, source: Source, search_seed: int = 0) -> TrainSettings | None:
         """Settings of one training call of a search on its source (None for training-free methods):
         the task's fine-tuning settings, or half the main pre-training phase for `:pretrain` (real backbones,
         which have no phases: half of `pretrain.steps`)."""
-        if not self.search(source).trains:
+        if not self.search(source, search_seed).trains:
             return None
-        f, seed = self.config.find, self.search_seed
+        f, seed = self.config.find, self.search_seed + search_seed
         if source.objective == PRETRAIN:
             # A checkpoint family has no pre-training phases here: half of pretrain.steps.
             main = self.phases[-1].steps if self.phases else self.config.pretrain.steps
@@ -169,10 +194,10 @@ class Plan:
         return max(self.config.matrix.seeds, self.config.matrix.dense_seeds)
 
     # ---- searches ---------------------------------------------------------------------------
-    def search(self, source: Source | str) -> Search:
+    def search(self, source: Source | str, search_seed: int = 0) -> Search:
         src = Source.parse(source)
         for s in self.searches:
-            if s.source == src:
+            if s.source == src and s.search_seed == search_seed:
                 return s
         raise ConfigError(f"source {src} is not searched by this plan; known: "
                           f"{', '.join(str(s.source) for s in self.searches)}")
@@ -188,17 +213,20 @@ class Plan:
     def search_id(self, search: Search, theta0_hash: str, data: str) -> str:
         """Content address of a search's tickets: adding a method never re-runs the others. `data` is the
         digest of its source objective's data (`Study.data_digest`): a derived search's base reads the same."""
-        base = self.search_id(self.search(search.base), theta0_hash, data) if search.base else None
-        settings = self.search_settings(search.source)
+        # A derived ticket is a branch of its own replicate's base ticket.
+        base = self.search_id(self.search(search.base, search.search_seed), theta0_hash, data) if search.base else None
+        settings = self.search_settings(search.source, search.search_seed)
         f = self.config.find
+        defaults = dataclasses.asdict(get_method(search.source.method).make_hparams())
         return short_hash({
-            "theta0": theta0_hash, "data": data, "source": str(search.source), "sparsities": list(search.sparsities),
-            "hparams": [list(kv) for kv in search.hparams], "base": base,
-            "settings": dataclasses.asdict(settings) if settings else None,
+            "schema": KEY_SCHEMA, "theta0": theta0_hash, "data": data, "source": str(search.source),
+            "sparsities": list(search.sparsities), "base": base,
+            "hparams": [list(kv) for kv in search.hparams if kv[0] not in defaults or defaults[kv[0]] != kv[1]],
+            "settings": dataclass_identity(settings) if settings else None,
             "objectives": [list(o) for o in self.imp_objectives] if search.source.objective == PRETRAIN else None,
-            "seed": self.search_seed, "rewind_step": f.rewind_step,
+            "seed": self.search_seed + search.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
-            "world": effective(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
+            "world": key_settings(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
             # only when N:M: unstructured searches keep the ids they had before patterns existed
             **({"pattern": f.pattern} if f.pattern != UNSTRUCTURED else {}),
         })
@@ -211,8 +239,11 @@ class Plan:
                  f"θ0 (key {self.theta0_key}{' + corpus digest' if self.phases else ''}): " + (" → ".join(
                      f"{'+'.join(f'{n}:{w:g}' for n, w in p.objectives)} × {p.steps} steps" for p in self.phases)
                      or "the preset's checkpoint"),
-                 f"searches ({len(self.searches)}):"]
+                 f"searches ({len(self.searches)}"
+                 f"{f': {c.find.seeds} search replicates each' if c.find.seeds > 1 else ''}):"]
         for s in self.searches:
+            if s.search_seed:
+                continue  # replicates repeat replicate 0's line
             hp = ", ".join(f"{k}={v}" for k, v in s.hparams)
             lines.append(f"  {str(s.source):<24} at {', '.join(f'{x:.0%}' for x in s.sparsities)}"
                          f"{'' if s.trains else '  (no training)'}{f'  branch of {s.base}' if s.base else ''}"
@@ -222,9 +253,16 @@ class Plan:
             key = str(cell.source) + (f" ({cell.steps_factor}× steps)" if cell.steps_factor != 1 else "")
             by_source[key] = by_source.get(key, 0) + 1
         dense = f", dense {self.dense_seeds}" if self.dense_seeds != c.matrix.seeds else ""
-        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s)"
+        reps = f" × {c.find.seeds} search replicates" if c.find.seeds > 1 else ""
+        lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s){reps}"
                      f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
+        m = c.matrix
+        if m.adaptive:
+            lines.append(f"adaptive seeds: the runs above are the first wave; a cell gets another seed while its "
+                         f"confidence sequence (α {m.adaptive_alpha:g}, σ ≤ {m.adaptive_sigma:g}) straddles "
+                         f"{', '.join(f'{t:g}' for t in m.adaptive_thresholds)} % of dense, up to "
+                         f"{m.adaptive_max_seeds} seeds")
         return "\n".join(lines)
 
 
@@ -288,8 +326,29 @@ def load_plugins(cfg: Config) -> None:
     for name in cfg.find.plugins:
         try:
             importlib.import_module(name)
-        except ImportError as e:
-            raise TicketbenchError(f"find.plugins: cannot import '{name}': {e}") from None
+        except TicketbenchError as e:  # e.g. it registers a name that is taken
+            raise TicketbenchError(f"find.plugins: '{name}': {e}") from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's own error (SyntaxError, sys.exit, ...)
+            why = str(e).splitlines()[0] if str(e) else ""
+            raise TicketbenchError(f"find.plugins: cannot import '{name}': {type(e).__name__}: {why}") from None
+
+
+# Sizes no study can run: refused (saying the number) instead of planned for hours or in all memory.
+MAX_CELLS = 100_000
+MAX_SEARCH_TICKETS = 1_000
+
+
+def _refuse_unrunnable(cfg: Config, every: list, controls: list, chosen: tuple, controls_at: tuple,
+                       dense_seeds: int) -> None:
+    per_task = sum(dense_seeds if src.is_dense else cfg.matrix.seeds * len(controls_at if src in controls else chosen)
+                   for src in every)
+    if cfg.matrix.convergence_check and DENSE in every:
+        per_task += dense_seeds
+    n = per_task * len(cfg.matrix.tasks)
+    if n > MAX_CELLS:
+        raise ConfigError(f"matrix: this plan would make {n} fine-tuning runs ({len(cfg.matrix.tasks)} task(s), "
+                          f"matrix.seeds={cfg.matrix.seeds}, matrix.dense_seeds={cfg.matrix.dense_seeds}), more than "
+                          f"the {MAX_CELLS} a plan may have; use fewer seeds, sparsities, sources or tasks")
 
 
 def build_plan(cfg: Config) -> Plan:
@@ -311,6 +370,9 @@ def build_plan(cfg: Config) -> Plan:
                               f"there (--set find.sparsities=...) and `ticketbench find` finds its tickets")
     if cfg.matrix.seeds < 1:
         raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
+    if cfg.matrix.adaptive and cfg.matrix.adaptive_max_seeds < cfg.matrix.seeds:
+        raise ConfigError(f"matrix.adaptive_max_seeds: the cap ({cfg.matrix.adaptive_max_seeds}) is below the first "
+                          f"wave's matrix.seeds={cfg.matrix.seeds}; expected at least {cfg.matrix.seeds}")
 
     # Sources, in report order: IMP per source task, one-shot, baselines, controls, dense.
     for t in cfg.find.sources:
@@ -349,13 +411,18 @@ def build_plan(cfg: Config) -> Plan:
         if source in searches or source.is_dense:
             return
         search = _search(cfg, source, sparsities)
+        if len(search.sparsities) > MAX_SEARCH_TICKETS:
+            raise ConfigError(f"{source}: its search would make {len(search.sparsities)} tickets, more than the "
+                              f"{MAX_SEARCH_TICKETS} a search may have; check find.hparams.{source.method}")
         if search.base:
             add(search.base, ladder)  # a base ticket exists at every ladder sparsity
         searches[source] = search
 
     for src in every:
         add(src, controls_at if src in controls else ladder)
-    ordered = tuple(sorted(searches.values(), key=lambda s: s.base is not None))
+    # Each search once per replicate (find.seeds), replicate 0 first: bases before derived searches.
+    ordered = tuple(sorted((dataclasses.replace(s, search_seed=r) for r in range(cfg.find.seeds)
+                            for s in searches.values()), key=lambda s: s.base is not None))
 
     for src in every:
         search = searches.get(src)
@@ -369,13 +436,15 @@ def build_plan(cfg: Config) -> Plan:
 
     cells = []
     dense_seeds = max(cfg.matrix.seeds, cfg.matrix.dense_seeds)
+    _refuse_unrunnable(cfg, every, controls, chosen, controls_at, dense_seeds)
     for task in cfg.matrix.tasks:
         for seed in range(dense_seeds):
             for src in every:
                 if seed >= cfg.matrix.seeds and not src.is_dense:
                     continue  # the dense model's extra seeds: its spread is every verdict's yardstick
                 sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
-                cells += [Cell(src, s, task, seed) for s in sparsities]
+                for r in range(1 if src.is_dense else cfg.find.seeds):  # dense has no search to repeat
+                    cells += [Cell(src, s, task, seed, search_seed=r) for s in sparsities]
         if cfg.matrix.convergence_check and DENSE in every:
             # As many seeds as dense: the check compares two means, and a noisier 2× mean would flag
             # seed noise as under-training.
@@ -386,14 +455,15 @@ def build_plan(cfg: Config) -> Plan:
     # The preset's architecture too: a changed toy preset is a new θ0, never a stale one.
     # The tokenizer by content, not only by path: a vocabulary changed in place is a new θ0.
     tokenizer = tokenizer_identity(cfg.backbone.tokenizer) if cfg.backbone.tokenizer else None
-    theta0_key = short_hash([effective(cfg, "world"), effective(cfg, "backbone"), full["pretrain"],
+    theta0_key = short_hash([KEY_SCHEMA, key_settings(cfg, "world"), key_settings(cfg, "backbone"),
+                             key_settings(cfg, "pretrain"),
                              {"toyland_version": world, "preset": preset.config, "tokenizer": tokenizer}])
-    numbers = {k: effective(cfg, k) for k in full if k not in ("name", "report")}
+    numbers = {k: s for k in full if k not in ("name", "report") and (s := key_settings(cfg, k))}
     phases = tuple(Phase(_with_mrc_head(ph.objectives, preset), ph.steps)
                    for ph in (_objective_phases(cfg, image_input) if preset.family == "toy" else ()))
     return Plan(
         config=cfg, family=preset.family, image_input=image_input, ladder=ladder, phases=phases,
         imp_objectives=_with_mrc_head(parse_objectives(cfg.pretrain.objectives, image_input), preset), searches=ordered,
         cells=tuple(cells), theta0_key=theta0_key,
-        hash=short_hash([numbers, {"toyland_version": world, "theta0": theta0_key}]),
+        hash=short_hash([KEY_SCHEMA, numbers, {"toyland_version": world, "theta0": theta0_key}]),
     )

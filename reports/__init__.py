@@ -3,26 +3,25 @@
 Public API: `build_report(out_dir, compare=None, config=None, plan=None, plans=None)`,
 `load_results(out_dir, plan=None, plans=None)` (one plan's results object), `paper_figures(out_dir, paper)`,
 `compare_method(out_dir, method)`, `collect_matrix(out_dir)`.
+
+The package imports its modules on first use of a name (PEP 562), not here: reading results
+(`reports.store`) must not pay for matplotlib and torch, which the report builders import
+(`ticketbench.load_results`, issue 30). The modules themselves import at their tops as usual.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
-import pandas as pd
-
-from reports.build import build_report
-from reports.compare import compare_frame
-from reports.context import load_context
-from reports.figures import paper_figures
-from reports.store import collect_matrix, load_results
+# name -> the module defining it
+_EXPORTS = {"build_report": "reports.build", "paper_figures": "reports.figures", "compare_method": "reports.compare",
+            "collect_matrix": "reports.store", "load_results": "reports.store"}
 
 
-def compare_method(out_dir: str | Path, method: str, config=None) -> pd.DataFrame:
-    """Rank `method` against imp, omp, pretrained_magnitude and random for every task and
-    sparsity (difference in points, win / tie / loss); reads the store and writes only report/matrix.csv."""
-    ctx = load_context(out_dir, config)
-    return compare_frame(ctx.df, method, ctx.config.report.tie_margin)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'reports' has no attribute '{name}'")
 
 
-__all__ = ["build_report", "paper_figures", "compare_method", "collect_matrix", "load_results"]
+__all__ = list(_EXPORTS)

@@ -30,6 +30,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from bench.core.io import atomic_write_text
+from bench.core.layout import Layout
 from reports import stats
 from reports.claims import (
     CLEAR_SDS,
@@ -343,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="", help="task order (comma-separated; default: the store's)")
     a = p.parse_args(argv)
     res = load_results(a.out, plans=["all"] if a.plans == "all" else a.plans.split(","))
-    report_dir = Path(a.out) / "report"
+    report_dir = Layout(a.out).report()
     lines, _ = write_backbone_section(split_convergence(res.frame)[0], report_dir, [t for t in a.tasks.split(",") if t], a.relaxed)
     text = "\n".join(lines) if lines else "one backbone in the results: no comparison\n"
-    (report_dir / "backbones.md").write_text(text)
+    atomic_write_text(report_dir / "backbones.md", text)
     print(text)
     return 0
 

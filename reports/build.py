@@ -8,11 +8,13 @@ import pandas as pd
 
 from bench.config import Config
 from bench.core.io import safe_name
+from bench.core.layout import REPORT_FILES, file_name
 from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale
 from reports.readme import write_readme
+from reports.seeds import replicate_spread, seeds_display, seeds_table, sigma_check
 from reports.tables import (
     accuracy_vs_sparsity,
     layer_sparsity,
@@ -70,6 +72,19 @@ def build_tables(ctx: ReportContext) -> dict:
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    seeds = seeds_table(ctx.df, ctx.seeds)
+    out["seeds"] = seeds
+    ctx.add(write_table(rd, "seeds", seeds, seeds_display(seeds),
+                        "Fine-tuning seeds per cell (search_seed: the search replicate) and why it stopped: fixed "
+                        "(matrix.seeds), decided (its anytime-valid interval, % of dense, cleared every threshold), "
+                        "cap (matrix.adaptive_max_seeds), cells settled (dense)." + sigma_check(ctx.df, cfg.matrix)))
+    spread = replicate_spread(ctx.df)
+    if not spread.empty:  # search replicates (find.seeds): how much the mask itself moves a score
+        disp = _fmt_frame(spread.set_index(["backbone", "source", "sparsity", "task"]), 2)
+        disp[["replicates", "seeds"]] = spread[["replicates", "seeds"]].astype(int).astype(str).to_numpy()
+        ctx.add(write_table(rd, "replicates", spread, disp,
+                            "Mask-to-mask (std of the search replicates' means) beside fine-tuning variance (seed std "
+                            "pooled within replicates), points."))
 
     tickets = ctx.tickets
     out["tickets"] = len(tickets)
@@ -78,7 +93,7 @@ def build_tables(ctx: ReportContext) -> dict:
         ctx.add(write_table(rd, "ticket_overlap", ov))
         for (bb, sp), _ in ov.groupby(["backbone", "sparsity"]):
             sq = overlap_square(ov, bb, sp, ctx.tasks)
-            name = f"ticket_overlap_{sparsity_tag(sp)}" + (f"_{bb}" if ov["backbone"].nunique() > 1 else "")
+            name = f"ticket_overlap_{sparsity_tag(sp)}" + (f"_{file_name(bb)}" if ov["backbone"].nunique() > 1 else "")
             ctx.add(write_table(rd, name, sq, _fmt_frame(sq, 2), f"Jaccard of kept weights at {fmt_sparsity(sp)} ({bb})."))
             out["overlap_sq"][(bb, sp, name)] = sq
         per_layer, per_stream = layer_sparsity(tickets)
@@ -114,7 +129,7 @@ def build_figures(ctx: ReportContext, t: dict) -> None:
                               fmt="{:.2f}", cmap="viridis", vmin=0.0, vmax=1.0))
     if t.get("tickets"):
         for bb in sorted(set(t["layers"]["backbone"])):
-            stem = rd / ("layer_sparsity" + (f"_{bb}" if t["layers"]["backbone"].nunique() > 1 else ""))
+            stem = rd / ("layer_sparsity" + (f"_{file_name(bb)}" if t["layers"]["backbone"].nunique() > 1 else ""))
             ctx.add(plots.layer_profile(t["layers"], bb, stem))
         for bb in sorted(set(t["types"]["backbone"])):
             ctx.add(plots.matrix_type_profile(t["types"], bb, rd / type_figure(t["types"], bb), ctx.tasks))
@@ -151,5 +166,5 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
     cmp = build_compare(ctx, compare) if compare else None
     ctx.add([ctx.report_dir / "matrix.csv"])
     write_readme(ctx, tables, cmp, compare)
-    prune_stale(ctx, ".report-files.json")
+    prune_stale(ctx, REPORT_FILES)
     return ctx.report_dir

@@ -11,10 +11,12 @@ else by its own representative. `ticketbench compare` (reports/leaderboard.py) a
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from bench.core.errors import TicketbenchError
+from reports.context import load_context
 from reports.store import DENSE
 
 REFERENCES = ("imp", "omp", "pretrained_magnitude", "random")
@@ -123,3 +125,10 @@ def verdict(summary: pd.DataFrame, method: str) -> str:
         word = "better than" if r.wins > r.losses else ("worse than" if r.losses > r.wins else "level with")
         parts.append(f"{word} {r.reference} ({r.wins}W/{r.ties}T/{r.losses}L, mean {r.mean_diff:+.2f} points)")
     return f"'{method}' is " + "; ".join(parts) + "."
+
+
+def compare_method(out_dir: str | Path, method: str, config=None) -> pd.DataFrame:
+    """Rank `method` against imp, omp, pretrained_magnitude and random for every task and
+    sparsity (difference in points, win / tie / loss); reads the store and writes only report/matrix.csv."""
+    ctx = load_context(out_dir, config)
+    return compare_frame(ctx.df, method, ctx.config.report.tie_margin)

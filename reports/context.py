@@ -6,13 +6,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from bench.config import SECTIONS, Config, build_config, load_config
 from bench.core.errors import ConfigError, DataError
-from bench.core.io import atomic_write_json, read_json
-from reports.store import TicketView, collect_matrix, iter_tickets, load_results, split_convergence
+from bench.core.io import (
+    MAX_CONFIG_BYTES,
+    atomic_write_json,
+    file_hash,
+    load_yaml,
+    read_json,
+    read_text_bounded,
+)
+from bench.core.layout import Layout, file_name, inside
+from reports.store import collect_matrix, load_results, split_convergence
 from reports.tables import ladder, task_order
+from reports.ticket_views import TicketView, iter_tickets
 
 
 @dataclass
@@ -29,6 +37,7 @@ class ReportContext:
     regimes: dict = field(default_factory=dict)  # {backbone label: "adversarial" | "standard"}
     # Dense runs at a multiple of the recipe's steps (`matrix.convergence_check`); `df` holds the rest.
     convergence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seeds: list = field(default_factory=list)  # the plan's cells: seeds and why each stopped (`Results.seeds`)
     _tickets: list[TicketView] | None = None
 
     @property
@@ -39,7 +48,7 @@ class ReportContext:
 
     def suffix(self, backbone: str) -> str:
         """File-name suffix naming the backbone, only when the store holds several."""
-        return f"_{backbone}" if len(self.backbones) > 1 else ""
+        return f"_{file_name(backbone)}" if len(self.backbones) > 1 else ""
 
     def add(self, paths) -> None:
         self.written += list(paths.values()) if isinstance(paths, dict) else list(paths)
@@ -63,13 +72,13 @@ def resolve_config(out: Path, config: Config | None) -> Config:
     are ignored), else the defaults."""
     if config is not None:
         return config
-    path = out / "config.yaml"
+    path = Layout(out).config
     if not path.exists():
         return Config()
     try:
         return load_config(str(path))
     except ConfigError:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(read_text_bounded(path, MAX_CONFIG_BYTES, "config file", ConfigError), str(path)) or {}
         if not isinstance(data, dict):
             raise
         return build_config(_known_fields_only(data), where=str(path))
@@ -82,10 +91,11 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     out = Path(out_dir)
     if not out.is_dir():
         raise DataError(f"{out}: results directory not found")
-    searches, regimes = None, {}
-    if plan or plans or (out / "plans").is_dir():
+    searches, regimes, seeds = None, {}, []
+    if plan or plans or Layout(out).plans.is_dir():
         results = load_results(out, plan=plan, plans=plans, write=True)
         df, searches, regimes = results.frame, list(results.searches.values()), results.regimes()
+        seeds = results.seeds
         if "plan" in df.columns:
             # Mixed plans stay apart in every table and figure: the plan becomes part of the backbone label.
             df["backbone"] = df["backbone"] + "@" + df["plan"]
@@ -101,26 +111,43 @@ def load_context(out_dir: str | Path, config: Config | None = None, subdir: str 
     if df.empty:
         raise DataError(f"{out}: no finished runs under runs/*/record.json "
                         f"({df.attrs.get('failed', 0)} failed) — nothing to report; run the matrix first")
-    report_dir = out / "report" / subdir if subdir else out / "report"
+    report_dir = Layout(out).report(subdir)  # resolved inside `out` (a report/ symlinked elsewhere is refused)
     ctx = ReportContext(out=out, report_dir=report_dir, config=cfg, df=df,
                         tasks=task_order(df, cfg.matrix.tasks), backbones=sorted(set(df["backbone"])),
                         sparsities=ladder(df, cfg.report.transfer_sparsities), searches=searches,
-                        regimes=regimes, convergence=convergence)
+                        regimes=regimes, convergence=convergence, seeds=seeds)
     return ctx
+
+
+def _written_before(manifest: Path) -> dict[str, str]:
+    """{file relative to the report folder: content hash} from a previous build's bookkeeping; entries
+    that are not such pairs (an older list without hashes, a damaged or hand-edited file) are dropped,
+    so they can never lead to a deletion."""
+    try:
+        files = read_json(manifest).get("files") if manifest.exists() else None
+    except (DataError, AttributeError):
+        files = None
+    if not isinstance(files, dict):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def prune_stale(ctx: ReportContext, manifest_name: str) -> None:
     """Delete files a previous build wrote that this build did not (keeps the report idempotent
-    when the store changes), then record this build's files. Only files we listed are touched."""
-    manifest = ctx.report_dir / manifest_name
-    now = sorted({str(p.relative_to(ctx.report_dir)) for p in ctx.written})
-    if manifest.exists():
+    when the store changes), then record this build's files with their content hashes. A file is
+    deleted only while it is the very file a build wrote (same content hash), inside the report
+    folder (resolved, symlinks included) and not a symlink: bookkeeping naming anything else deletes nothing."""
+    rd = ctx.report_dir
+    manifest = inside(rd, rd / manifest_name, "report folder")
+    now = {str(p.relative_to(rd)): file_hash(p) for p in dict.fromkeys(map(Path, ctx.written))}
+    for rel, digest in _written_before(manifest).items():
+        p = rd / rel
+        if rel in now or p.is_symlink() or not p.is_file():
+            continue
         try:
-            before = read_json(manifest).get("files", [])
-        except (DataError, AttributeError):
-            before = []
-        for rel in set(before) - set(now):
-            p = (ctx.report_dir / rel).resolve()
-            if ctx.report_dir.resolve() in p.parents and p.is_file():
-                p.unlink()
-    atomic_write_json(manifest, {"files": now})
+            inside(rd, p, "report folder")
+        except DataError:
+            continue  # never ours: a rebuild deletes only inside report/
+        if file_hash(p) == digest:
+            p.unlink()
+    atomic_write_json(manifest, {"files": dict(sorted(now.items()))})

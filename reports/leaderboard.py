@@ -29,6 +29,7 @@ import pandas as pd
 
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_text, read_json, safe_name, short_hash
+from bench.core.layout import Layout
 from bench.core.source import PRETRAIN, Source
 from reports import plots, stats
 from reports.context import load_context, prune_stale
@@ -117,12 +118,12 @@ def _search_logs(out_dir: str | Path, sources) -> dict[str, set]:
         path = (rec.get("ticket") or {}).get("path")
         if path:
             parts = Path(path).parts  # …/tickets/<hash>/<method>__<task>/sparsity-….safetensors
-            if len(parts) >= 4 and parts[-4] == "tickets":
-                used.setdefault(str(rec["source"]), set()).add(out.joinpath(*parts[-4:-1]))
+            if len(parts) >= 4 and parts[-4] == Layout(out).tickets.name:
+                used.setdefault(str(rec["source"]), set()).add(Layout(out).search(parts[-3]) / parts[-2])
     logs = {}
     for source in sources:
-        dirs = used.get(source) or set(out.glob(f"tickets/*/{Source.parse(source).key}"))
-        logs[source] = {f for d in dirs for f in (d / "search.json", d.parent / "search.json") if f.exists()}
+        dirs = used.get(source) or set(Layout(out).tickets.glob(f"*/{Source.parse(source).key}"))
+        logs[source] = {f for d in dirs for f in (Layout.search_log(d), Layout.search_log(d.parent)) if f.exists()}
     return logs
 
 

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
+from bench.core.errors import DataError  # noqa: E402
 from bench.core.io import atomic_write_bytes  # noqa: E402
 from reports.store import DENSE  # noqa: E402
 from reports.tables import source_order  # noqa: E402
@@ -30,6 +31,8 @@ _EXTRA = ["#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939"]
 def save(fig, stem: Path) -> list[Path]:
     """Write `<stem>.png` and `<stem>.pdf` atomically and close the figure."""
     paths = []
+    if ".." in Path(stem).parts:  # names carry labels from the store (a backbone): never a way out
+        raise DataError(f"{stem}: a figure name leads out of its folder ('..'); refusing to write it")
     for ext in ("png", "pdf"):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=130 if ext == "png" else None, bbox_inches="tight")

@@ -6,14 +6,16 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
+from bench.core.layout import Layout, file_name
+from bench.core.validate import check_timings
 from reports.backbones import write_backbone_section
 from reports.claims import claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
 from reports.store import DENSE, run_facts
 from reports.tables import matching_display, type_figure
-from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, to_markdown
+from reports.writers import fmt_num, fmt_sparsity, md_text, sparsity_tag, to_markdown
 
 
 def _duration(s: float) -> str:
@@ -47,7 +49,7 @@ def gaps(ctx: ReportContext) -> list[str]:
         out.append("no ticket files under tickets/: ticket overlap and per-layer sparsity are not reported")
     failed = df.attrs.get("failed", 0)
     if failed:
-        out.append(f"{failed} failed run(s) left out: " + ", ".join(df.attrs.get("failed_runs", [])[:10]))
+        out.append(f"{failed} failed run(s) left out: " + ", ".join(map(md_text, df.attrs.get("failed_runs", [])[:10])))
     return out
 
 
@@ -56,8 +58,9 @@ def _setup(ctx: ReportContext) -> list[str]:
     cfg, df = ctx.config, ctx.df
     w = cfg.world
     world = (f"toyland (scale {w.scale}, seed {w.seed})" if w.source == "toyland"
-             else f"real data at {w.data_root or '?'}")
-    versions = "; ".join(f"{k} {', '.join(v)}" for k, v in facts["versions"].items()) or "not recorded"
+             else f"real data at {md_text(w.data_root or '?')}")
+    # Text from records (devices, versions, reasons) is shown as written: escaped (reports.writers.md_text).
+    versions = "; ".join(f"{k} {', '.join(map(md_text, v))}" for k, v in facts["versions"].items()) or "not recorded"
     lines = [
         f"- backbone: {', '.join(ctx.backbones)} (config preset `{cfg.backbone.preset}`)",
         f"- world / data: {world}",
@@ -69,21 +72,21 @@ def _setup(ctx: ReportContext) -> list[str]:
         + (f", {df.attrs['pending']} pending (listed in a plan, no record yet: not in any table)"
            if df.attrs.get("pending") else ""),
         f"- fine-tuning wall time (sum over runs): {_duration(facts['fine_tune_wall_s'])}",
-        f"- device: {', '.join(facts['devices']) or 'not recorded'}",
+        f"- device: {', '.join(map(md_text, facts['devices'])) or 'not recorded'}",
         f"- versions: {versions}",
     ]
-    timings = ctx.out / "timings.json"
+    timings = Layout(ctx.out).timings
     if timings.exists():  # the runner's whole-pipeline timings, when it wrote them
         try:
-            t = read_json(timings)
-        except DataError:
+            t = check_timings(timings, read_json(timings, MAX_STORE_BYTES))
+        except DataError:  # damaged bookkeeping: the README leaves the line out
             t = {}
         if isinstance(t, dict) and isinstance(t.get("last_total_s"), (int, float)):
             stages = ", ".join(f"{k} {_duration(v)}" for k, v in t.items()
                                if k not in ("last_total_s", "threads") and isinstance(v, (int, float)))
             lines.append(f"- pipeline wall time (last run): {_duration(t['last_total_s'])}" + (f" ({stages})" if stages else ""))
     if facts["failed_reasons"]:
-        lines.append("- failure reasons: " + "; ".join(facts["failed_reasons"][:5]))
+        lines.append("- failure reasons: " + "; ".join(map(md_text, facts["failed_reasons"][:5])))
     return lines
 
 
@@ -240,7 +243,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
     if t.get("tickets"):
         links = [f"[overlap at {fmt_sparsity(s)}{' ' + bb if len(ctx.backbones) > 1 else ''}]"
                  f"({name.replace('ticket_overlap', 'overlap_heatmap')}.png)" for (bb, s, name) in t["overlap_sq"]]
-        layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{ctx.backbones[0]}")
+        layer = "layer_sparsity" + ("" if t["layers"]["backbone"].nunique() <= 1 else f"_{file_name(ctx.backbones[0])}")
         types = ", ".join(f"[{name}.png]({name}.png)" for name in (
             type_figure(t["types"], bb) for bb in sorted(set(t["types"]["backbone"]))))
         L += ["Overlap (Jaccard of kept weights): " + ", ".join(links) + ". Per-layer sparsity: "
@@ -258,6 +261,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
         if not full.empty:
             L += [_img(f"compare_{method}", f"compare {method}"), ""]
 
+    L += ["Seeds per cell and why each stopped: [seeds.md](seeds.md).", ""]
     L += ["Files: every table in `.csv` (numbers), `.md` and `.tex`, every figure in `.png` and `.pdf`; `matrix.csv` "
           "holds every finished run, `claims.md` and `comparisons.md` the verdicts with their details.", ""]
     ctx.add([atomic_write_text(ctx.report_dir / "README.md", "\n".join(L))])

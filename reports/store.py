@@ -9,22 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.io import atomic_write_text, read_json, safe_name
+from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
+from bench.core.layout import Layout
 from bench.core.source import Source
-from bench.core.validate import check_record
-from bench.runner.results import PLANS as PLANS_DIR
+from bench.core.validate import RECORD_HINT, check_record
 from bench.runner.results import known_plans, read_manifest
 from bench.tasks import TASKS
-from tickets import Ticket
 
 MATRIX_COLUMNS = [
     "backbone", "source", "method", "source_task", "sparsity", "task", "metric", "value", "seed",
-    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples",
+    "dense_value", "relative", "run_id", "chance", "steps_factor", "eval_examples", "search_seed",
 ]
 _REQUIRED = ("backbone", "source", "sparsity", "task", "seed", "metric", "value")
 DENSE = "dense"
@@ -33,7 +31,7 @@ SPARSITY_DECIMALS = 4
 
 
 def matrix_path(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "report" / "matrix.csv"
+    return Layout(out_dir).matrix
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -73,6 +71,8 @@ def _record_row(path: Path, rec: dict) -> dict:
         "chance": float(rec["chance"]) if isinstance(rec.get("chance"), (int, float)) else float("nan"),
         "steps_factor": int(rec.get("steps_factor") or 1),
         "eval_examples": int(rec["eval_examples"]) if isinstance(rec.get("eval_examples"), int) else float("nan"),
+        # The search replicate (find.seeds); records written before replicates existed are replicate 0.
+        "search_seed": int(rec.get("search_seed") or 0),
     }
 
 
@@ -86,7 +86,8 @@ def _cell_rows(rows: dict, cells: list) -> list[dict]:
             continue
         method, source_task = split_source(str(c["source"]))
         out.append({**row, "source": str(c["source"]), "method": method, "source_task": source_task,
-                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS)})
+                    "sparsity": round(float(c["sparsity"]), SPARSITY_DECIMALS),
+                    "search_seed": int(c.get("search_seed") or 0)})
     return out
 
 
@@ -95,14 +96,11 @@ def read_records(out_dir: str | Path, run_ids=None) -> tuple[list[dict], list[di
     listed run without a record is still pending), split into (done, failed)."""
     done, failed = [], []
     if run_ids is None:
-        paths = sorted(Path(out_dir).glob("runs/*/record.json"))
+        paths = Layout(out_dir).records()
     else:
-        paths = [p for p in (Path(out_dir) / "runs" / safe_name(r, "run id") / "record.json" for r in run_ids)
-                 if p.exists()]
+        paths = [p for p in map(Layout(out_dir).record, run_ids) if p.exists()]
     for path in paths:
-        rec = read_json(path)
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+        rec = check_record(path, read_json(path, MAX_STORE_BYTES))
         status = rec.get("status")
         if status == "done":
             done.append({**rec, "_path": path})
@@ -158,11 +156,17 @@ def collect_matrix(out_dir: str | Path, run_ids=None, write: bool = True, plan: 
     """
     done, failed = read_records(out_dir, run_ids)
     rows = [_record_row(r["_path"], r) for r in done]
+    metric_of: dict = {}
+    for r, row in zip(done, rows):  # one headline metric per task: else every table would mix two scales
+        first = metric_of.setdefault(row["task"], (row["metric"], r["_path"]))
+        if first[0] != row["metric"]:
+            raise DataError(f"{r['_path']}: field 'metric' {row['metric']!r}, but {first[1]} has {first[0]!r} for task "
+                            f"{row['task']}; {RECORD_HINT}")
     if cells:
         rows = _cell_rows({r["run_id"]: r for r in rows}, cells)
     df = pd.DataFrame(rows, columns=[c for c in MATRIX_COLUMNS if c not in ("dense_value", "relative")])
     df = _add_dense(df)[MATRIX_COLUMNS]
-    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "seed"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["backbone", "task", "source", "sparsity", "steps_factor", "search_seed", "seed"], kind="stable").reset_index(drop=True)
     if plan is not None:
         df.insert(0, "plan", plan)
     if write:
@@ -187,6 +191,7 @@ class Results:
     configs: dict = field(default_factory=dict)  # {plan hash: effective config} of every plan read
     failed: int = 0
     pending: int = 0
+    seeds: list = field(default_factory=list)  # each cell's seeds and why it stopped (manifest `seeds`; one plan)
 
     def regimes(self) -> dict:
         """{row label: "adversarial" | "standard"} — the label is the backbone, or backbone@plan when
@@ -206,14 +211,17 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     """The results of one plan (default: the last plan run in `out_dir`), or of several (`plans`,
     or `plans=["all"]` for every plan stored), as a `Results` object. A store written without plan
     manifests (older versions, synthetic stores) is read whole, as one unnamed plan."""
-    out = Path(out_dir)
-    if not plan and not plans and not (out / PLANS_DIR).is_dir():
-        if not (out / "runs").is_dir():
-            raise DataError(f"{out}: no results here (expected {out / 'runs'}/; run `ticketbench run` first)")
+    out, layout = Path(out_dir), Layout(out_dir)
+    if not plan and not plans and not layout.plans.is_dir():
+        if not layout.runs.is_dir():
+            raise DataError(f"{out}: no results here (expected {layout.runs}/; run `ticketbench run` first)")
         frame = collect_matrix(out, write=write)
         return Results([], {}, frame, {}, {}, frame.attrs["failed"], 0)
     if plans:
         chosen = known_plans(out) if plans == ["all"] else list(plans)
+        if not chosen:
+            raise DataError(f"{out}: no plan manifests under {Layout(out).plans}/ (--plans all found none); run "
+                            "`ticketbench matrix` to write one, or report without --plans")
         manifests = [read_manifest(out, h) for h in chosen]
     else:
         manifests = [read_manifest(out, plan)]
@@ -232,7 +240,7 @@ def load_results(out_dir: str | Path, plan: str | None = None, plans: list[str] 
     frame.attrs.update(failed=failed, pending=pending)
     return Results([m["plan"] for m in manifests], manifests[0]["config"], frame,
                    dict(manifests[0].get("searches") or {}), {m["plan"]: m["config"] for m in manifests},
-                   failed, pending)
+                   failed, pending, [] if mixed else list(manifests[0].get("seeds") or []))
 
 
 def run_facts(out_dir: str | Path) -> dict:
@@ -277,36 +285,3 @@ def task_facts(task: str, metric_fallback: str) -> TaskFacts:
         spec = TASKS.get(task)
         return TaskFacts(task, spec.title, spec.headline, float(spec.chance))
     return TaskFacts(task, task, metric_fallback, None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tickets
-
-@dataclass
-class TicketView:
-    """What the reports need of a ticket: its source label, sparsity and boolean keep-masks."""
-
-    path: Path
-    source: str
-    method: str
-    sparsity: float
-    backbone: str
-    masks: dict  # name -> bool tensor (True = weight kept)
-
-
-def iter_tickets(out_dir: str | Path, searches=None) -> Iterator[TicketView]:
-    """Every ticket under `<out>/tickets/<search id>/<method>__<task>/sparsity-<s>.safetensors` (only
-    the searches named, when given: one plan's), validated by `tickets.Ticket.load` (a corrupt file is
-    a one-line TicketError naming it). The ladder sparsity is the ticket's target sparsity; the label
-    its source ('imp:vqa')."""
-    ids = "*" if searches is None else None
-    paths = (sorted(Path(out_dir).glob(f"tickets/{ids}/*/sparsity-*.safetensors")) if ids else
-             sorted(p for sid in sorted(set(searches))
-                    for p in Path(out_dir, "tickets", safe_name(sid, "search id")).glob("*/sparsity-*.safetensors")))
-    for path in paths:
-        t = Ticket.load(path)
-        meta = t.metadata
-        dir_method = path.parent.name.partition("__")[0]
-        yield TicketView(path, str(meta.get("source") or dir_method), str(meta.get("method") or dir_method),
-                         round(float(meta["target_sparsity"]), SPARSITY_DECIMALS), str(meta.get("backbone", "")),
-                         t.masks)

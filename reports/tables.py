@@ -13,7 +13,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from reports.store import DENSE, TicketView, task_facts
+from bench.core.layout import file_name
+from reports.store import DENSE, task_facts
+from reports.ticket_views import TicketView
 from reports.writers import fmt_num, fmt_sparsity, mean_std
 
 GROUP = ["backbone", "task", "metric", "source", "sparsity"]
@@ -356,4 +358,4 @@ def matrix_type_sparsity(tickets: list[TicketView]) -> pd.DataFrame:
 
 def type_figure(per_type: pd.DataFrame, backbone: str) -> str:
     """File stem of the per-matrix-type sparsity figure of one backbone (suffixed when there are several)."""
-    return "matrix_type_sparsity" + (f"_{backbone}" if per_type["backbone"].nunique() > 1 else "")
+    return "matrix_type_sparsity" + (f"_{file_name(backbone)}" if per_type["backbone"].nunique() > 1 else "")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.io import atomic_write_text
+from bench.core.layout import file_name
 
 
 def fmt_num(x, digits: int = 1) -> str:
@@ -36,13 +37,28 @@ def mean_std(mean: float, std: float, digits: int = 1) -> str:
     return f"{fmt_num(mean, digits)} ± {fmt_num(std, digits)}"
 
 
+# Text from a store (a record's reason, metric or device, a ticket's source, a config's path) reaches
+# README.md and the tables: escaped, so that it is shown as written, never run as HTML or read as
+# Markdown (links, images, emphasis, code, table cells) or LaTeX commands.
+_MD = {c: "\\" + c for c in "\\`*_|~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " "}
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{",
+        "}": r"\}", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}", "<": r"\textless{}",
+        ">": r"\textgreater{}", "±": r"$\pm$", "–": "--", "\n": " ", "\r": " "}
+
+
+def md_text(s) -> str:
+    """`s` as literal Markdown / HTML text (one line). Brackets stay (the report's own "[95% CI"), but a
+    link or image cannot form: its `](` is broken."""
+    return "".join(_MD.get(c, c) for c in str(s)).replace("](", "]\\(")
+
+
 def to_markdown(df: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-flavoured Markdown table (no `tabulate` dependency)."""
+    """A GitHub-flavoured Markdown table (no `tabulate` dependency); every cell escaped (`md_text`)."""
     d = df.reset_index() if index and not isinstance(df.index, pd.RangeIndex) else df
-    cols = [str(c) for c in d.columns]
+    cols = [md_text(c) for c in d.columns]
 
     def cell(v) -> str:
-        return (fmt_num(v, 2) if isinstance(v, float) else str(v)).replace("|", "\\|")
+        return md_text(fmt_num(v, 2) if isinstance(v, float) else v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in d.itertuples(index=False):
@@ -51,10 +67,8 @@ def to_markdown(df: pd.DataFrame, index: bool = True) -> str:
 
 
 def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("–", "--")):
-        s = s.replace(a, b)
-    return s
+    """`s` as literal LaTeX text: one pass, so an escape's own braces are not escaped again."""
+    return "".join(_TEX.get(c, c) for c in str(s))
 
 
 def to_latex(df: pd.DataFrame, index: bool = True, caption: str = "") -> str:
@@ -78,6 +92,7 @@ def write_table(report_dir: Path, name: str, data: pd.DataFrame, display: pd.Dat
                 caption: str = "") -> dict[str, Path]:
     """`<name>.csv` (the raw numbers) and `<name>.md` / `<name>.tex` (the display form)."""
     display = data if display is None else display
+    name = file_name(name)  # names carry labels from the store (a backbone): one plain file name, never a path
     paths = {
         "csv": atomic_write_text(report_dir / f"{name}.csv", data.to_csv(index=not isinstance(data.index, pd.RangeIndex))),
         "md": atomic_write_text(report_dir / f"{name}.md", (f"{caption}\n\n" if caption else "") + to_markdown(display)),

@@ -2,7 +2,7 @@
 
 Each call appends a line to `<out>/calls/<run_id>.log`, so tests count how often a pair was computed.
 Behaviour is steered by the pair's config: `sleep` (seconds), `fail` (message), `fail_unless` (a path
-that must exist), `die_once` (a marker path: SIGKILL the worker the first time).
+that must exist), `die_once` (a marker path: SIGKILL the worker the first time), `die` (SIGKILL it every time).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def counting_pair(pair: PairSpec, run_dir: Path) -> dict:
     if cfg.get("die_once") and not Path(cfg["die_once"]).exists():
         Path(cfg["die_once"]).touch()
         os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.get("die"):
+        os.kill(os.getpid(), signal.SIGKILL)
     steps = int(cfg.get("steps", 3))
     for step in range(1, steps + 1):
         time.sleep(float(cfg.get("sleep", 0.0)) / steps)
@@ -86,6 +88,18 @@ def counting_pair(pair: PairSpec, run_dir: Path) -> dict:
         "omp_threads": os.environ.get("OMP_NUM_THREADS"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+
+
+def valued_pair(pair: PairSpec, run_dir: Path) -> dict:
+    """Count the call and return the value the pair's config plants: `mean` plus `wobble` with the sign of
+    the seed's parity (so a cell's mean is `mean` after every even number of seeds), or fail when the seed
+    is listed in `fail_seeds`."""
+    counting_pair(pair, run_dir)
+    cfg = pair.config
+    if pair.seed in cfg.get("fail_seeds", ()):
+        raise RunFailed(f"planted failure at seed {pair.seed}")
+    value = float(cfg["mean"]) + float(cfg.get("wobble", 0.0)) * (1 if pair.seed % 2 == 0 else -1)
+    return {"metric": "accuracy", "value": value, "metrics": {"accuracy": value}}
 
 
 def main(argv: list[str]) -> None:

@@ -235,13 +235,13 @@ def test_sampled_loss_draws_one_objective_per_batch_by_ratio(vocab):
 
 
 def test_itm_margin_ranking_loss_with_hard_negatives(vocab):
-    """UNITER's retrieval loss: hinge on the hardest negative image of each text and the hardest
-    negative text of each image; the default for the real families, BCE for toy and MiniLM."""
+    """Opt-in mining (UNITER's -hn configs): hinge on sigmoid scores of the hardest negative image of each
+    text and the hardest negative text of each image; the margin loss is the real families', BCE toy's."""
     store = RegionStore()
     bb = backbone("toy-uniter", vocab)
     assert TaskModel(bb, spec("itm")).itm_loss == "bce"
     bb.family = "uniter"
-    m = TaskModel(bb, spec("itm"), hard_pool=8, margin=0.2)
+    m = TaskModel(bb, spec("itm"), margin=0.2, hard_negatives=8)
     assert m.itm_loss == "margin"
     exs = [Example(str(i), (f"img{i % 3}",), (TEXTS[i],)) for i in range(4)]
     torch.manual_seed(0)
@@ -254,5 +254,51 @@ def test_itm_margin_ranking_loss_with_hard_negatives(vocab):
     pos = torch.stack([s[t, img[t]] for t in range(4)])
     neg_img = torch.stack([max(s[t, j] for j in range(3) if j != img[t]) for t in range(4)])
     neg_txt = torch.stack([max(s[c, img[i]] for c in range(4) if img[c] != img[i]) for i in range(4)])
+    pos, neg_img, neg_txt = torch.sigmoid(pos), torch.sigmoid(neg_img), torch.sigmoid(neg_txt)
+    expected = (torch.relu(0.2 + neg_img - pos).mean() + torch.relu(0.2 + neg_txt - pos).mean()) / 2
+    assert torch.allclose(loss.detach(), expected, atol=1e-5)
+
+
+def test_itm_margin_loss_as_released_samples_one_negative_each_way_on_sigmoid_scores(vocab):
+    """UNITER's released default (negative_size 1, model/itm.py): per text one sampled negative image and
+    one sampled negative caption, hinge on sigmoid scores; the rank head starts from the ITM head's match row."""
+    store = RegionStore()
+    bb = backbone("toy-uniter", vocab)
+    bb.family = "uniter"
+    h = bb.hidden_size
+    itm = torch.randn(2, h), torch.randn(2)
+    from bench.backbones.pretrained_heads import head_state
+
+    bb.pretrained_heads = {k: v for k, v in head_state("uniter", {"itm_output.weight": itm[0],
+                                                                  "itm_output.bias": itm[1]}).items()}
+    m = TaskModel(bb, spec("itm"), margin=0.2)
+    assert m.hard_negatives == 0
+    assert torch.equal(m.head.proj.weight.detach(), itm[0][1:]) and torch.equal(m.head.proj.bias.detach(), itm[1][1:])
+    exs = [Example(str(i), (f"img{i % 3}",), (TEXTS[i],)) for i in range(4)]
+    img = [i % 3 for i in range(4)]
+    calls = []
+    real = m._pair_scores
+
+    def spy(batch, rows_t=None, rows_i=None):
+        calls.append((list(rows_t), list(rows_i)))
+        return real(batch, rows_t, rows_i)
+
+    m._pair_scores = spy
+    torch.manual_seed(0)
+    loss = m.loss(exs, store)
+    assert len(calls) == 1  # no forward without gradients: nothing is mined
+    rows_t, rows_i = calls[0]
+    assert len(rows_t) == 3 * 4  # positives, one negative image, one negative text each
+    for t in range(4):
+        assert (rows_t[t], rows_i[t]) == (t, t)
+        assert rows_t[4 + t] == t and img[rows_i[4 + t]] != img[t]  # the text with another image
+        assert rows_i[8 + t] == t and img[rows_t[8 + t]] != img[t]  # the image with another image's caption
+    m._pair_scores = real
+    with torch.no_grad():
+        m.eval()
+        s = torch.sigmoid(m.score(TEXTS[:4], ["img0", "img1", "img2"], store))
+    pos = torch.stack([s[t, img[t]] for t in range(4)])
+    neg_img = torch.stack([s[t, img[rows_i[4 + t]]] for t in range(4)])
+    neg_txt = torch.stack([s[rows_t[8 + t], img[t]] for t in range(4)])
     expected = (torch.relu(0.2 + neg_img - pos).mean() + torch.relu(0.2 + neg_txt - pos).mean()) / 2
     assert torch.allclose(loss.detach(), expected, atol=1e-5)

@@ -45,3 +45,24 @@ def test_load_config_validates():
     assert ticketbench.load_config("smoke", ["finetune.steps=3"]).finetune.steps == 3
     with pytest.raises(ConfigError, match="matrix.sparsities: element 'abc'"):
         ticketbench.load_config("smoke", ["matrix.sparsities=abc"])
+
+
+def test_load_results_imports_neither_torch_nor_matplotlib(tmp_path):
+    """Reading results is light (issue 30 item 7): `python -X importtime` lists every module imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_reports_synth import make_store
+
+    out = make_store(tmp_path / "out", tickets=False)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    code = f"import ticketbench; r = ticketbench.load_results({str(out)!r}); print(len(r.frame))"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    assert proc.stdout.strip() == "52"  # the store's finished runs were read
+    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "pandas" in modules and "reports.store" in modules  # the listing is real
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "matplotlib")}

@@ -65,6 +65,20 @@ def test_output_layout_and_matrix(smoke):
     assert row.relative == pytest.approx(row.value / dense[row.task])
 
 
+def test_records_and_manifest_say_what_made_them(smoke):
+    from bench import __version__ as TICKETBENCH_VERSION
+    from bench.core.provenance import git_commit
+    from bench.runner.results import read_manifest
+    from bench.tasks import TASKS
+
+    for r in _records(smoke):
+        assert r["task_version"] == TASKS.get(r["task"]).version
+        assert r["env"]["commit"] == git_commit() != ""
+    versions = read_manifest(smoke)["versions"]
+    assert set(versions) == {"ticketbench", "torch", "transformers", "commit"}
+    assert versions["torch"] != "unknown" and versions["ticketbench"] == TICKETBENCH_VERSION
+
+
 def test_every_run_keeps_its_ticket_and_names_its_split(smoke):
     for r in _records(smoke):
         assert r["split"] and r["metric"] in r["metrics"]
@@ -100,6 +114,9 @@ def test_report_figures_and_ticket_tools_from_the_cli(smoke):
     assert "jaccard" in _cli("tickets", "diff", str(a), str(b)).stdout.lower()
     _cli("report", str(smoke), "--quiet")
     _cli("figures", str(smoke), "--paper", "vl")
+    listed = _cli("plans", str(smoke)).stdout.splitlines()
+    last = (smoke / "plans" / "LAST").read_text().strip()
+    assert any(line.startswith(f"* {last}  smoke") and "runs done" in line for line in listed)
 
 
 def test_kill_during_the_matrix_then_resume(smoke, tmp_path):

@@ -315,3 +315,18 @@ def test_identical_tickets_train_once_and_the_dense_reference_runs(prepared, tmp
     conv = (report / "dense_convergence.csv").read_text()
     assert "snli_ve" in conv and "not checked" not in conv
     assert "**Dense reference:** 2 seed(s) per task" in (report / "README.md").read_text()
+
+
+def test_loader_workers_and_threads_change_no_run_id_nor_the_plan():
+    """Execution-only settings: the same run ids, search ids and plan hash whatever the workers or threads."""
+    from bench.runner.finetune import pair_identity
+
+    def ids(*overrides):
+        plan = build_plan(tiny_config(*overrides))
+        search = plan.searches[0]
+        return (plan.hash, plan.search_id(search, "theta0", "data"),
+                [pair_identity(plan, plan.finetune_settings(t, 0), "pretrain/x") for t in plan.config.matrix.tasks])
+
+    base = ids()
+    assert ids("finetune.loader_workers=4", "matrix.threads=8") == base
+    assert ids("finetune.lr=0.5") != base  # a setting that changes a number does change them

@@ -183,8 +183,8 @@ def test_a_pruned_ffn_output_shows_per_matrix_type(prunable_names, tmp_path):
     """A 90 % ticket whose FFN output is pruned at 99.5 %: the per-layer table averages it away, the
     per-matrix-type table and figure show it; the report README links the figure."""
     from reports import build_report
-    from reports.store import iter_tickets
     from reports.tables import layer_sparsity, matrix_type_sparsity
+    from reports.ticket_views import iter_tickets
 
     shapes = prunable_names["toy-uniter"]
     out = make_store(tmp_path / "o", tickets=False, failed=0)

@@ -169,7 +169,7 @@ def test_empty_store_is_a_one_line_error(tmp_path):
 
 
 def test_tickets_are_read_with_source_and_sparsity(store):
-    from reports.store import iter_tickets
+    from reports.ticket_views import iter_tickets
 
     ts = {t.source: t for t in iter_tickets(store)}
     assert set(ts) == {"imp:vqa", "imp:gqa", "random"}

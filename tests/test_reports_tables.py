@@ -141,7 +141,7 @@ def test_compare_unknown_method_is_one_line(df):
 
 
 def _view(source, masks, sparsity=0.5, backbone="b"):
-    from reports.store import TicketView
+    from reports.ticket_views import TicketView
 
     return TicketView(Path("x"), source, source.partition(":")[0], sparsity, backbone, masks)
 

@@ -85,8 +85,13 @@ def test_disk_full_leaves_no_record_and_is_retried(tmp_path, monkeypatch):
     assert len(again.done) == 2 and all(store.is_done(p.run_id) for p in pairs)
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_progress_bars_and_summary(tmp_path):
-    out = io.StringIO()
+    out = _Terminal()
     pairs = make_pairs(2) + make_pairs(3, fail="diverged")[2:]
     run_pairs(pairs[:1], tmp_path, counting_pair, progress=False)
     summary = run_pairs(pairs, tmp_path, counting_pair, progress=True, file=out)
@@ -95,6 +100,21 @@ def test_progress_bars_and_summary(tmp_path):
     assert "3 pairs: 1 done, 1 skipped as cached, 1 failed" in text
     assert f"failed {pairs[2].label} [{pairs[2].run_id}]: diverged" in text
     assert str(summary) in text
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path):
+    """Not a terminal (a log file, CI): plain lines, no per-run bars, no carriage returns or escape codes."""
+    out = io.StringIO()
+    pairs = make_pairs(12)
+    run_pairs(pairs[:2], tmp_path, counting_pair, progress=False)
+    summary = run_pairs(pairs, tmp_path, counting_pair, progress=True, file=out)
+    text = out.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = [x for x in text.splitlines() if x.startswith("[matrix]")]
+    assert lines[0].startswith("[matrix] 2/12 pairs (cached 2, failed 0)")
+    assert lines[-1].startswith("[matrix] 12/12 pairs (cached 2, failed 0)")
+    assert 3 <= len(lines) <= 12  # one per tenth of the pairs at most (and the first)
+    assert pairs[5].label not in text.replace(str(summary), "")  # no per-run bars
 
 
 def test_report_is_a_no_op_without_a_bar():
@@ -119,24 +139,33 @@ def test_worker_processes_need_a_module_level_function(tmp_path):
 
 
 def test_local_worker_processes_and_a_killed_worker(tmp_path):
-    """Two spawned workers share the CPU threads; a worker killed by SIGKILL fails only what it ran."""
-    marker = tmp_path / "died"
-    pairs = make_pairs(4) + make_pairs(5, die_once=str(marker))[4:]
+    """Two spawned workers share the CPU threads; a worker killed by SIGKILL (every time its pair runs)
+    fails only its own pair: the pair in flight beside it is run again alone and finishes."""
+    pairs = make_pairs(4, sleep=0.6) + make_pairs(5, die=True)[4:]
     first = run_pairs(pairs, tmp_path, counting_pair, workers=2, progress=False)
-    assert len(first.done) + len(first.failed) == 5
     killed = pairs[-1].run_id
-    assert killed in {f.run_id for f in first.failed}
-    assert all("worker died" in f.reason for f in first.failed)
+    assert [f.run_id for f in first.failed] == [killed]
+    assert "worker died" in first.failed[0].reason and "also when run alone" in first.failed[0].reason
+    assert len(first.done) == 4
     store = RunStore(tmp_path)
     cores = len(os.sched_getaffinity(0))
     for run_id in first.done:
         record = store.read_record(run_id)
         assert record["pid"] != os.getpid()
         assert record["omp_threads"] == str(max(1, cores // 2))
-    second = run_pairs(pairs, tmp_path, counting_pair, workers=2, progress=False)
+    second = run_pairs(pairs[:4], tmp_path, counting_pair, workers=2, progress=False)
     assert sorted(second.cached) == sorted(first.done)
-    assert all(store.is_done(p.run_id) for p in pairs)
-    assert all(calls(tmp_path)[rid] == 1 for rid in first.done)  # finished pairs are never recomputed
+    assert all(calls(tmp_path)[rid] <= 2 for rid in first.done)  # at most once more, alone, after the kill
+    assert calls(tmp_path)[killed] == 2  # in the shared pool, then alone
+
+
+def test_a_worker_killed_once_is_run_again_alone_and_finishes(tmp_path):
+    marker = tmp_path / "died"
+    pairs = make_pairs(2, sleep=0.6) + make_pairs(3, die_once=str(marker))[2:]
+    summary = run_pairs(pairs, tmp_path, counting_pair, workers=2, progress=False)
+    assert summary.failed == [] and len(summary.done) == 3
+    assert marker.exists()
+    assert all(RunStore(tmp_path).is_done(p.run_id) for p in pairs)
 
 
 def test_disk_full_while_claiming_fails_the_pair_and_leaves_no_lock(tmp_path, monkeypatch):
@@ -170,3 +199,16 @@ def test_read_only_output_directory_is_a_one_line_error(tmp_path):
             run_pairs(make_pairs(1), tmp_path / "out", counting_pair, progress=False)
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_step_lines_print_each_tenth_once():
+    from bench.runner.progress import step_lines
+
+    out = io.StringIO()
+    on_step = step_lines("[pretrain] phase 1/2", file=out)
+    for step in range(1, 101):
+        on_step(step, 100, 0.5 if step % 10 == 0 else None)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[pretrain] phase 1/2: step 1/100"
+    assert lines[-1] == "[pretrain] phase 1/2: step 100/100, loss 0.5000"
+    assert len(lines) == 11

@@ -82,10 +82,10 @@ def test_ticket_file_records_its_pattern_and_load_checks_every_group(tmp_path):
 
 def test_find_pattern_in_the_plan_one_sparsity_supported_methods_and_unchanged_keys():
     from bench.config import apply_overrides, load_config
-    from bench.plan import build_plan, effective
+    from bench.plan import build_plan, key_settings
 
     base = load_config("smoke")
-    assert "pattern" not in effective(base, "find")  # the default adds nothing to the plan's hash
+    assert "pattern" not in key_settings(base, "find")  # the default adds nothing to the plan's hash
     sets = ["find.pattern=2:4", "find.sparsities=0.5", "matrix.control_sparsities=0.5", "matrix.controls=[]",
             "find.one_shot=omp:vqa,wanda:vqa", "matrix.baselines=random"]
     plan = build_plan(apply_overrides(base, sets))

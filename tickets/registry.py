@@ -95,8 +95,9 @@ FAMILIES = ("data-free", "calibration", "training-based")
 
 
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
-                    citation: str = "", yields: Callable | None = None, patterns: bool = False,
-                    family: str | None = None, scores: Callable | None = None, trains_per_sparsity: bool = False):
+                    citation: str = "", yields: Callable | None = None, override: bool = False,
+                    patterns: bool = False, family: str | None = None, scores: Callable | None = None,
+                    trains_per_sparsity: bool = False):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
@@ -104,6 +105,7 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
     and runs once per sparsity; citation: the paper, shown by `ticketbench methods`; yields:
     `(hparams, ladder) -> sparsities` when its tickets' sparsities are not the ladder's (IMP's
     fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts;
+    override: replace a method already registered under `name` (a built-in) — never done silently;
     patterns: its tickets follow an N:M `find.pattern` (`ctx.pattern`); family: data-free, calibration or
     training-based (default: from `trains`); scores: `(ctx, hparams) -> {name: score}` when it ranks
     weights by a score (allocators such as OWL use it); trains_per_sparsity: it fine-tunes once per
@@ -117,7 +119,7 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
         method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields,
                                patterns=patterns, family_name=family, scores=scores,
                                trains_per_sparsity=trains_per_sparsity)
-        METHODS.register(name, method)
+        METHODS.register(name, method, override=override)
         return method
 
     return wrap

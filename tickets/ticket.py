@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from bench.core import __version__
 from bench.core.errors import TicketError
-from bench.core.io import atomic_write_bytes
+from bench.core.io import atomic_write_bytes, read_bounded
 from tickets.fingerprint import fingerprint_of
 from tickets.magnitude import check_sparsity
 from tickets.patterns import UNSTRUCTURED, check_pattern
@@ -47,6 +47,7 @@ from tickets.select import select_prunable
 
 FORMAT = "ticketbench-ticket"
 FORMAT_VERSION = 1
+MAX_TICKET_BYTES = 8 << 30  # a bool mask per weight: a billion-parameter backbone's ticket is ~1 GB
 WEIGHT_TRANSFORMS = ("pretrained", "reinit", "shuffle")
 REINIT_STD = 0.02
 # How `reinit` draws fresh weights (metadata `weights_init`): BERT's N(0, std), or PyTorch's
@@ -351,12 +352,7 @@ class Ticket:
     def load(cls, path) -> "Ticket":
         """Read and fully validate a ticket file; any problem is a one-line TicketError."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TicketError(f"{path}: ticket file not found") from None
-        except OSError as e:
-            raise TicketError(f"{path}: cannot read ticket: {e.strerror}") from None
+        data = read_bounded(path, MAX_TICKET_BYTES, "ticket file", TicketError)  # no FIFO, /dev/zero
         ticket = cls.from_bytes(data, str(path))
         ticket.path = path
         return ticket
@@ -376,6 +372,8 @@ class Ticket:
             meta = json.loads(meta_raw.get("ticket", ""))
         except json.JSONDecodeError as e:
             raise TicketError(f"{where}: ticket metadata is not valid JSON: {e.msg}") from None
+        except (ValueError, TypeError, RecursionError) as e:  # a number of 5,000 digits, nesting, a non-string
+            raise TicketError(f"{where}: ticket metadata is not valid JSON: {str(e).splitlines()[0][:80]}") from None
         if not isinstance(meta, dict):
             raise TicketError(f"{where}: ticket metadata must be a JSON object")
         missing = [k for k in REQUIRED if k not in meta]
@@ -461,7 +459,7 @@ def _read_header(data: bytes, where: str) -> dict:
         raise TicketError(f"{where}: truncated ticket file (header of {n} bytes, file of {len(data)} bytes)")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: malformed, or a 5,000-digit number
         raise TicketError(f"{where}: corrupt ticket file (unreadable safetensors header)") from None
     if not isinstance(header, dict):
         raise TicketError(f"{where}: corrupt ticket file (header is not an object)")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.core.errors import TicketError
+from bench.core.layout import Layout
 from tickets.registry import METHODS, get_method
 from tickets.sources import TicketStore
 from tickets.ticket import Ticket
@@ -93,7 +94,7 @@ def ls(directory) -> str:
     root = Path(directory)
     if not root.is_dir():
         raise TicketError(f"{root}: not a ticket directory")
-    stores = [root] + sorted(p for p in (root / "tickets").glob("*") if p.is_dir())
+    stores = [root] + sorted(p for p in Layout(root).tickets.glob("*") if p.is_dir())
     rows = [r for store in stores for r in TicketStore(store).ls()]
     if not rows:
         return f"no tickets under {root}"

@@ -36,6 +36,12 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ConfigError(f"backbone.device: expected auto, cpu, cuda or cuda:N, found '{device}'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"backbone.device: '{device}' requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"backbone.device: '{device}' requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"backbone.device: '{device}' requested but MPS (Apple GPU) is not available here; "
+                          "use auto or cpu")
     return dev
 
 

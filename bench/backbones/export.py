@@ -18,6 +18,7 @@ from bench.backbones.presets import load_backbone
 from bench.backbones.uniter import bert_config
 from bench.core.errors import TicketError
 from bench.core.io import atomic_write_json, file_hash
+from bench.core.layout import Layout
 from tickets import Ticket
 
 
@@ -25,7 +26,7 @@ def _theta0_for(ticket: Ticket, ticket_path: Path) -> Path:
     """θ0 of a ticket in a run's store: `<out>/tickets/<hash>/<source>/<file>` → `<out>/pretrain/*/`
     holding the ticket's backbone (by fingerprint)."""
     out = ticket_path.resolve().parents[3] if len(ticket_path.resolve().parents) > 3 else ticket_path.parent
-    candidates = [d for d in sorted((out / "pretrain").glob("*/")) if (d / "DONE").exists()]
+    candidates = Layout(out).theta0s()
     fits = []
     for d in candidates:
         try:
@@ -37,7 +38,7 @@ def _theta0_for(ticket: Ticket, ticket_path: Path) -> Path:
             fits.append(d)
     if len(fits) != 1:
         what = "no θ0" if not fits else f"{len(fits)} θ0 directories"
-        raise TicketError(f"{ticket_path}: {what} of backbone '{ticket.backbone}' under {out / 'pretrain'}; "
+        raise TicketError(f"{ticket_path}: {what} of backbone '{ticket.backbone}' under {Layout(out).pretrain}; "
                           "give --theta0 DIR (a <out>/pretrain/<hash>/ directory)")
     return fits[0]
 

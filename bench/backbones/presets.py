@@ -54,7 +54,9 @@ class Preset:
         return ARCHS[self.arch].image_input
 
 
-PRESETS: Registry[Preset] = Registry("backbone preset")
+# Presets of other packages register on first lookup through the `ticketbench.presets` entry-point group
+# (an entry point naming the module that calls `register_preset`).
+PRESETS: Registry[Preset] = Registry("backbone preset", entry_point_group="ticketbench.presets")
 
 
 def _tokenizer_option(options: dict, preset: str, default: str | None = None):
@@ -172,8 +174,18 @@ def _build_hf(preset: Preset, config: dict, options: dict) -> Backbone:
     return model.load_pretrained(directory)
 
 
+def register_preset(name: str, *, family: str, arch: str, weights: str, build: Callable, **config: Any) -> Preset:
+    """Register a backbone preset: its recipe `family` (the tasks' recipes are per family), its
+    architecture (`ARCHS`: uniter, lxmert, vilt), where its weights come from (shown by `ticketbench
+    presets`), `build(preset, config, options) -> Backbone`, and every architecture field as a keyword."""
+    if arch not in ARCHS:
+        raise ConfigError(f"preset '{name}': arch '{arch}'{suggest(arch, list(ARCHS))}; known: {', '.join(ARCHS)}")
+    return PRESETS.register(name, Preset(name, family, arch, config, weights, build))
+
+
 def _register(name: str, family: str, arch: str, weights: str, build: Callable, **config: Any) -> None:
-    PRESETS.register(name, Preset(name, family, arch, config, weights, build))
+    # The built-in table below, one line per preset.
+    register_preset(name, family=family, arch=arch, weights=weights, build=build, **config)
 
 
 # No dropout in the toy presets: they underfit their budget (train and dev scores are equal after

@@ -13,6 +13,9 @@ present are taken (all or nothing per objective); shapes are checked when `Pretr
                             obj_predict_head.{transform.dense, transform.LayerNorm, decoder_dict.feat} -> mrm
   ViLT (ViltForMaskedLM)    mlm_score.{transform.dense, transform.LayerNorm, bias}         -> mlm
 
+A two-way match classifier also gives `rank.proj` (nn.Linear(H, 1)): its match row alone, weight[1:] and
+bias[1:], which UNITER's and ViLT's retrieval fine-tuning copy into their rank head (UNITER train_itm.py
+`init_output`); `TaskModel`'s retrieval head starts from it.
 Two-way match classifiers become our single match logit exactly: softmax over (no, yes) equals
 sigmoid(w_yes·x + b_yes − w_no·x − b_no). UNITER's MRFR output layer reads the image embedder's
 weight (tied); here it is a copy.
@@ -56,8 +59,10 @@ def _copy(state: dict, names: dict[str, str]) -> dict[str, Tensor] | None:
 
 
 def _match_logit(weight: Tensor, bias: Tensor, out: str) -> dict[str, Tensor]:
-    """A [2, H] (no, yes) classifier as one logit: weight [1, H] and bias [1] of `out` (nn.Linear(H, 1))."""
-    return {f"{out}.weight": (weight[1] - weight[0])[None, :], f"{out}.bias": (bias[1] - bias[0]).reshape(1)}
+    """A [2, H] (no, yes) classifier as one logit: weight [1, H] and bias [1] of `out` (nn.Linear(H, 1)),
+    plus the rank head the released retrieval recipes start from: the match row as it is."""
+    return {f"{out}.weight": (weight[1] - weight[0])[None, :], f"{out}.bias": (bias[1] - bias[0]).reshape(1),
+            "rank.proj.weight": weight[1:].clone(), "rank.proj.bias": bias[1:].clone()}
 
 
 def _mlm(state: dict, prefix: str) -> dict[str, Tensor] | None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.backbones.base import Backbone, BatchInputs, Encoding, Prepared
+from bench.backbones.checkpoint import load_state_into
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
 from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
@@ -160,9 +161,14 @@ class TaskModel(nn.Module):
       "bce"     every positive pair, one random in-batch negative image per text and one hard
                 negative (the highest-scoring in-batch image among up to `hard_pool` candidates,
                 scored without gradients); binary cross-entropy on the match logit.
-      "margin"  UNITER's retrieval objective: for each positive pair, the hardest in-batch negative
-                image of its text and the hardest negative text of its image (mined as above), and
-                the ranking loss max(0, margin + s(neg) - s(pos)) averaged over both directions.
+      "margin"  UNITER's retrieval objective (model/itm.py): for each positive pair one negative image
+                of its text and one negative text of its image, and the ranking loss
+                max(0, margin + σ(s(neg)) − σ(s(pos))) on sigmoid scores, averaged over both directions.
+                With `hard_negatives` = 0 (UNITER's released default, negative_size 1) each negative is
+                drawn at random among the batch's items of another image; with K > 0 it is the
+                highest-scoring of K such candidates, mined without gradients (UNITER's -hn configs).
+                The rank head starts from the checkpoint's ITM head, its match row (train_itm.py
+                `init_output`), when the checkpoint has one (`backbone.pretrained_heads['rank.*']`).
     The default is "margin" (margin 0.2, UNITER's Flickr30k setting) for the real families (uniter,
     lxmert, vilt) and "bce" for the toy and MiniLM presets, whose recipes were measured with it.
     """
@@ -170,7 +176,7 @@ class TaskModel(nn.Module):
     REAL_FAMILIES = ("uniter", "lxmert", "vilt")
 
     def __init__(self, backbone: Backbone, spec: Any, labels: Sequence[str] | None = None, hard_pool: int = 8,
-                 itm_loss: str | None = None, margin: float = 0.2):
+                 itm_loss: str | None = None, margin: float = 0.2, hard_negatives: int = 0):
         super().__init__()
         self.backbone = backbone
         self.spec = spec
@@ -180,6 +186,7 @@ class TaskModel(nn.Module):
         if self.itm_loss not in ("bce", "margin"):
             raise ConfigError(f"task '{spec.name}': itm_loss must be 'bce' or 'margin', found {self.itm_loss!r}")
         self.margin = margin
+        self.hard_negatives = int(hard_negatives)
         h = backbone.hidden_size
         if self.kind == "classify":
             if not labels:
@@ -197,6 +204,10 @@ class TaskModel(nn.Module):
             self.head = RegionHead(h)
         elif self.kind == "itm":
             self.head = ScoreHead(h)
+            rank = {k.removeprefix("rank."): v for k, v in getattr(backbone, "pretrained_heads", {}).items()
+                    if k.startswith("rank.")}
+            if rank and self.itm_loss == "margin":
+                load_state_into(self.head, rank, what=f"rank head of {backbone.preset} (its ITM head's match row)")
         elif self.kind == "choice":
             self.head = ScoreHead(h, mlp=True)
         else:
@@ -279,6 +290,8 @@ class TaskModel(nn.Module):
     def _itm_loss(self, batch: TaskBatch) -> torch.Tensor:
         ids = batch.image_ids
         b = len(ids)
+        if self.itm_loss == "margin":
+            return self._margin_loss(batch, [t for t in range(b) if any(i != ids[t] for i in ids)])
         # Candidate negatives: in-batch items of another image, up to hard_pool of them at random.
         pools = []
         for t in range(b):
@@ -288,24 +301,37 @@ class TaskModel(nn.Module):
         # Rows of the batch's texts and images: mining indexes the prepared tensors, nothing is collated again.
         hard_img = self._hardest(batch, has, [pools[t] for t in has],
                                  lambda flat: ([t for t, _ in flat], [j for _, j in flat]))
-        if self.itm_loss == "margin":
-            # Negative texts of image i: captions of the other images in the pool of i's own example.
-            hard_txt = self._hardest(batch, has, [pools[i] for i in has],
-                                     lambda flat: ([c for _, c in flat], [i for i, _ in flat]))
-            n = len(has)
-            rows_t = list(range(b)) + has + hard_txt
-            rows_i = list(range(b)) + hard_img + has
-            s = self._pair_scores(batch, rows_t, rows_i).float()
-            if not n:  # one image in the batch: no negatives, nothing to rank (a zero loss with a graph)
-                return s.sum() * 0.0
-            pos, neg_img, neg_txt = s[:b][has], s[b:b + n], s[b + n:]
-            return (F.relu(self.margin + neg_img - pos).mean() + F.relu(self.margin + neg_txt - pos).mean()) / 2
         pair_t = list(range(b)) + has + has
         pair_i = list(range(b)) + [pools[t][0] for t in has] + hard_img  # positives, random, hard negatives
         labels = [1.0] * b + [0.0] * (2 * len(has))
         logits = self._pair_scores(batch, pair_t, pair_i)
         target = torch.tensor(labels, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+    def _margin_loss(self, batch: TaskBatch, has: list[int]) -> torch.Tensor:
+        """The margin loss on sigmoid scores (class docstring): sampled negatives, or mined with hard_negatives."""
+        ids = batch.image_ids
+        b = len(ids)
+        k = max(self.hard_negatives, 1)
+        # Candidates each way, drawn apart: another image for the text, another image's caption for the image.
+        pools = {}
+        for way in ("image", "text"):
+            pools[way] = []
+            for t in has:
+                cands = [j for j in range(b) if ids[j] != ids[t]]
+                pools[way].append([cands[p] for p in torch.randperm(len(cands))[:k].tolist()])
+        if self.hard_negatives:  # the hardest of K, scored without gradients on the prepared rows
+            neg_img = self._hardest(batch, has, pools["image"], lambda flat: ([t for t, _ in flat], [j for _, j in flat]))
+            neg_txt = self._hardest(batch, has, pools["text"], lambda flat: ([c for _, c in flat], [i for i, _ in flat]))
+        else:
+            neg_img, neg_txt = [p[0] for p in pools["image"]], [p[0] for p in pools["text"]]
+        n = len(has)
+        s = torch.sigmoid(self._pair_scores(batch, list(range(b)) + has + neg_txt,
+                                            list(range(b)) + neg_img + has).float())
+        if not n:  # one image in the batch: no negatives, nothing to rank (a zero loss with a graph)
+            return s.sum() * 0.0
+        pos, s_img, s_txt = s[:b][has], s[b:b + n], s[b + n:]
+        return (F.relu(self.margin + s_img - pos).mean() + F.relu(self.margin + s_txt - pos).mean()) / 2
 
     def predict(self, examples: Sequence[Any], store: Any) -> dict[str, Any]:
         """uid -> prediction: classify a label string, region the chosen normalised x1y1x2y2 box,

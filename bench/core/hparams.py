@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
-import yaml
-
 from bench.core.errors import ConfigError
+from bench.core.io import load_yaml
 
 
 def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
@@ -20,10 +19,11 @@ def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
 
 def _scalar(text: str) -> Any:
     """One list element of a `--set` value: a YAML scalar (0.5, true, vqa), or the text itself when it
-    is not valid YAML (a regex such as `[ab]x` or `(`), so it fails later as what it is, in one line."""
+    is not valid YAML (a regex such as `[ab]x` or `(`) or not a YAML 1.2 number (`0x10`, `010`), so it
+    fails later as what it is, in one line."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, "value")
+    except ConfigError:
         return text
 
 

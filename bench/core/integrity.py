@@ -7,12 +7,13 @@ from pathlib import Path
 
 from bench.core.errors import CheckpointError
 from bench.core.io import file_hash
+from bench.core.layout import DONE
 
 
 def verify_theta0(theta0_dir: str | Path) -> str:
     """Check `<θ0>/model.safetensors` against the hash in `<θ0>/DONE`; return the hash."""
     d = Path(theta0_dir)
-    done, weights = d / "DONE", d / "model.safetensors"
+    done, weights = d / DONE, d / "model.safetensors"
     if not done.exists():  # not a pretrain-stage directory (e.g. a user's saved backbone): nothing recorded
         return file_hash(weights) if weights.exists() else ""
     expected = done.read_text().strip()

@@ -29,6 +29,9 @@ class TrainSettings:
     head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
     seed: int = hp(0, "seed of data order and head initialisation")
     bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
+    hard_negatives: int = hp(0, "retrieval's margin loss: rank the hardest of this many sampled in-batch negatives "
+                                "each way, mined by forward passes without gradients (0 = UNITER's released "
+                                "default: one sampled negative each way, no mining)")
     adv_steps: int = hp(0, "adversarial training: ascent steps K on embedding perturbations per step (0 = off; "
                            "FreeLB / VILLA, bench/training/adversarial.py)")
     adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation")

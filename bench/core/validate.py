@@ -56,7 +56,9 @@ def one_of(*choices: str):
 NON_NEGATIVE_INT = int_at_least(0)
 POSITIVE_INT = int_at_least(1)
 FRACTION = number_in(0.0, 1.0)[0], "a fraction in [0, 1]"
-SPARSITY = number_in(0.0, 1.0, hi_open=True)
+# Sparsities are keyed and reported at 4 decimals: 0.9999999 would become a 100 % ticket and 1e-9 a 0 % one.
+SPARSITY = ((lambda v: _is_num(v) and (v == 0 or 1e-4 <= v <= 0.9999)),
+            "a number in [0, 1): 0, or 0.0001 to 0.9999 (sparsities are kept to 4 decimals)")
 NAME = (lambda v: isinstance(v, str) and bool(v.strip())), "a non-empty name"
 TEXT = (lambda v: isinstance(v, str)), "a string"
 BOOL = (lambda v: isinstance(v, bool)), "true or false"
@@ -138,6 +140,7 @@ FIELDS: dict[str, tuple] = {
     "pretrain.head_lr_mult": number_at_least(0.0, open_=True),
     "pretrain.bf16": BOOL,
     "pretrain.adv_steps": NON_NEGATIVE_INT,
+    "pretrain.hard_negatives": NON_NEGATIVE_INT,
     "pretrain.adv_epsilon": number_at_least(0.0),
     "pretrain.adv_step_size": number_at_least(0.0),
     "find.sources": NAME,
@@ -154,6 +157,7 @@ FIELDS: dict[str, tuple] = {
     # N < M is the plan's check (tickets.patterns.parse_pattern), with the ladder it implies
     "find.pattern": ((lambda v: isinstance(v, str) and bool(re.fullmatch(r"unstructured|\d+:\d+", v.strip()))),
                      "unstructured or N:M (e.g. 2:4)"),
+    "find.seeds": POSITIVE_INT,
     "finetune.steps": POSITIVE_INT,
     "finetune.batch_size": POSITIVE_INT,
     "finetune.batch_tokens": POSITIVE_INT,
@@ -167,9 +171,11 @@ FIELDS: dict[str, tuple] = {
     "finetune.eval_batch_size": POSITIVE_INT,
     "finetune.max_text_len": int_at_least(3),
     "finetune.dev_limit": NON_NEGATIVE_INT,
+    "finetune.memory_gib": number_at_least(0.0),
     "finetune.loader_workers": NON_NEGATIVE_INT,
     "finetune.bf16": BOOL,
     "finetune.adv_steps": NON_NEGATIVE_INT,
+    "finetune.hard_negatives": NON_NEGATIVE_INT,
     "finetune.adv_epsilon": number_at_least(0.0),
     "finetune.adv_step_size": number_at_least(0.0),
     "matrix.tasks": NAME,
@@ -178,6 +184,11 @@ FIELDS: dict[str, tuple] = {
     "matrix.seeds": POSITIVE_INT,
     "matrix.dense_seeds": POSITIVE_INT,
     "matrix.convergence_check": BOOL,
+    "matrix.adaptive": BOOL,
+    "matrix.adaptive_max_seeds": POSITIVE_INT,
+    "matrix.adaptive_thresholds": number_at_least(0.0, open_=True),
+    "matrix.adaptive_sigma": number_at_least(0.0, open_=True),
+    "matrix.adaptive_alpha": number_in(0.0, 1.0, lo_open=True, hi_open=True),
     "matrix.baselines": NAME,
     "matrix.controls": NAME,
     "matrix.control_sparsities": SPARSITY,
@@ -243,14 +254,36 @@ def validate(cfg, where: str = "config"):
     return cfg
 
 
-# ---- stored records ---------------------------------------------------------------------------
+# ---- files read back from a store ---------------------------------------------------------------
+# Everything a store holds may have been damaged, edited by hand or written by another version: each
+# file is read bounded (bench.core.io) and checked here, field by field, so that a bad one is one line
+# naming the file, the field, what was expected and what to do — never a traceback further on.
 _RECORD_MAPPINGS = ("env", "timings", "metrics", "config")
+_RECORD_TEXT = ("metric", "reason", "method", "source_task", "split", "run_id")
+RECORD_HINT = "delete that run's folder and re-run `ticketbench matrix` to recompute it"
+MANIFEST_HINT = "re-run `ticketbench matrix` with the plan's config to rewrite it, or delete it"
+TIMINGS_HINT = "delete it (the next run writes a new one)"
+WORLD_HINT = "delete the world folder and re-run (toyland writes it again)"
+
+
+def _stored(path, key: str, value: Any, expected: str, hint: str) -> DataError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return DataError(f"{path}: field '{key}': expected {expected}, found {shown}; {hint}")
+
+
+def _int(v: Any) -> bool:
+    return _is_int(v) and abs(v) < 2**63
 
 
 def check_record(path, rec: dict) -> dict:
     """A run record read back from disk: fields that become file names (backbone, task) must stay
-    inside the output folder, and fields read as mappings must be mappings. One-line DataError naming
-    the file, the field and the value."""
+    inside the output folder, fields read as mappings must be mappings, text fields text, numbers
+    finite numbers of their range (the headline value is a score in [0, 100]). One-line DataError
+    naming the file, the field and the value."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(rec).__name__}; {RECORD_HINT}")
     for key in ("backbone", "task"):
         try:
             safe_name(str(rec.get(key)), f"{key}")
@@ -265,4 +298,105 @@ def check_record(path, rec: dict) -> dict:
     for key in _RECORD_MAPPINGS:
         if key in rec and rec[key] is not None and not isinstance(rec[key], dict):
             raise DataError(f"{path}: field '{key}' must be a JSON object, found {rec[key]!r}")
+    for key in _RECORD_TEXT:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise _stored(path, key, rec[key], "a string", RECORD_HINT)
+    if rec.get("steps_factor") is not None and not (_int(rec["steps_factor"]) and rec["steps_factor"] >= 1):
+        raise _stored(path, "steps_factor", rec["steps_factor"], "an integer ≥ 1", RECORD_HINT)
+    for key in ("seed", "eval_examples"):
+        if rec.get(key) is not None and not _int(rec[key]):
+            raise _stored(path, key, rec[key], "an integer", RECORD_HINT)
+    value = rec.get("value")
+    if _is_num(value) and not 0.0 <= value <= 100.0:
+        raise _stored(path, "value", value, "a score in [0, 100]", RECORD_HINT)
+    if _is_num(rec.get("sparsity")) and not 0.0 <= rec["sparsity"] < 1.0:
+        raise _stored(path, "sparsity", rec["sparsity"], "a number in [0, 1)", RECORD_HINT)
+    if _is_num(rec.get("chance")) and not 0.0 <= rec["chance"] <= 100.0:
+        raise _stored(path, "chance", rec["chance"], "a number in [0, 100]", RECORD_HINT)
+    metrics = rec.get("metrics")
+    if isinstance(metrics, dict):
+        for name, v in metrics.items():
+            if v is not None and not (_is_num(v) and abs(v) <= 1e6):
+                raise _stored(path, f"metrics.{name}", v, "a finite number", RECORD_HINT)
+    env = rec.get("env")
+    if isinstance(env, dict):
+        for name, v in env.items():
+            if v is not None and not isinstance(v, (str, int, float)):
+                raise _stored(path, f"env.{name}", v, "a string", RECORD_HINT)
     return rec
+
+
+def check_manifest(path, data: Any) -> dict:
+    """A plan manifest (`plans/<hash>.json`): its runs, config, searches and cells, typed."""
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a plan manifest (expected a JSON object, found {type(data).__name__}); "
+                        f"{MANIFEST_HINT}")
+    if not isinstance(data.get("runs"), list) or not isinstance(data.get("config"), dict):
+        raise DataError(f"{path}: not a plan manifest (expected fields 'runs' and 'config'); {MANIFEST_HINT}")
+    for i, run in enumerate(data["runs"]):
+        if not isinstance(run, str):
+            raise _stored(path, f"runs[{i}]", run, "a run id", MANIFEST_HINT)
+    if not isinstance(data.get("plan", ""), str):
+        raise _stored(path, "plan", data["plan"], "a plan hash", MANIFEST_HINT)
+    if data.get("plan"):
+        try:
+            safe_name(data["plan"], "plan hash")
+        except TicketbenchError:
+            raise _stored(path, "plan", data["plan"], "a plan hash (a plain name)", MANIFEST_HINT) from None
+    searches = data.get("searches", {})
+    if not isinstance(searches, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in searches.items()):
+        raise _stored(path, "searches", searches, "a mapping source -> ticket folder", MANIFEST_HINT)
+    cells = data.get("cells")
+    if cells is not None:
+        if not isinstance(cells, list):
+            raise _stored(path, "cells", cells, "a list of cells", MANIFEST_HINT)
+        for i, c in enumerate(cells):
+            where = f"cells[{i}]"
+            if not isinstance(c, dict):
+                raise _stored(path, where, c, "a JSON object", MANIFEST_HINT)
+            for key in ("run", "source", "task"):
+                if not isinstance(c.get(key), str):
+                    raise _stored(path, f"{where}.{key}", c.get(key), "a string", MANIFEST_HINT)
+            if not (_is_num(c.get("sparsity")) and 0.0 <= c["sparsity"] < 1.0):
+                raise _stored(path, f"{where}.sparsity", c.get("sparsity"), "a number in [0, 1)", MANIFEST_HINT)
+            if not _int(c.get("seed", 0)):
+                raise _stored(path, f"{where}.seed", c.get("seed"), "an integer", MANIFEST_HINT)
+            if not (_int(c.get("steps_factor", 1)) and c.get("steps_factor", 1) >= 1):
+                raise _stored(path, f"{where}.steps_factor", c.get("steps_factor"), "an integer ≥ 1", MANIFEST_HINT)
+            try:
+                Source.parse(c["source"])
+            except TicketbenchError as e:
+                raise DataError(f"{path}: field '{where}.source': {e}; {MANIFEST_HINT}") from None
+    return data
+
+
+def check_timings(path, data: Any) -> dict:
+    """`timings.json`: stage -> finite seconds, plus the device (text) and thread count."""
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object of stage timings, found {type(data).__name__}; "
+                        f"{TIMINGS_HINT}")
+    for key, v in data.items():
+        if key == "device":
+            ok, expected = isinstance(v, str), "a string"
+        else:
+            ok, expected = _is_num(v) and v >= 0, "a finite number ≥ 0"
+        if not ok:
+            raise _stored(path, key, v, expected, TIMINGS_HINT)
+    return data
+
+
+def check_world_manifest(path, data: Any) -> dict:
+    """A toyland world's `MANIFEST.json`: version, seed, scale, counts and chance levels, typed."""
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object (a toyland world's manifest), found "
+                        f"{type(data).__name__}; {WORLD_HINT}")
+    for key, ok, expected in (("version", _int, "an integer"), ("seed", _int, "an integer"),
+                              ("scale", lambda v: isinstance(v, str), "a string"),
+                              ("counts", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                               "a mapping task -> {split: count}"),
+                              ("chance", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                               "a mapping task -> {metric: value}")):
+        if key in data and not ok(data[key]):
+            raise _stored(path, key, data[key], expected, WORLD_HINT)
+    return data

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TicketbenchError
+from bench.core.layout import Layout
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS
 from bench.tasks.files import task_dir
@@ -51,7 +52,7 @@ def data_root(cfg: Any, out: str | Path | None = None) -> Path:
     if cfg.world.source == "toyland":
         if out is None:
             raise TicketbenchError("data check on toyland needs the output directory holding world/")
-        return Path(out) / "world"
+        return Layout(out).world
     if not cfg.world.data_root:
         raise TicketbenchError("world.source is 'real' but world.data_root is empty")
     return Path(cfg.world.data_root)
@@ -59,7 +60,8 @@ def data_root(cfg: Any, out: str | Path | None = None) -> Path:
 
 def check_data(cfg: Any, preset: Any, out: str | Path | None = None, sample: int = 200,
                tasks: list[str] | None = None) -> list[CheckRow]:
-    """One CheckRow per (task, split) of the config's tasks (train split and evaluation split).
+    """One CheckRow per (task, split) of the config's tasks (train split and evaluation split); `sample`
+    image ids per split are looked up (0 = every one).
 
     `preset` is the config's backbone preset (`PRESETS.get(cfg.backbone.preset)`: its image input,
     family and feature width), passed in because the backbones sit above this layer.
@@ -92,8 +94,8 @@ def _check_split(spec: Any, split: str, root: Path, sources: Any, sample: int) -
         row.error = str(e)
         return row
     row.examples = len(examples)
-    step = max(1, len(examples) // max(1, sample))
-    ids = list(dict.fromkeys(i for ex in examples[::step][:sample] for i in ex.image_ids))
+    chosen = examples if sample <= 0 else examples[::max(1, len(examples) // sample)][:sample]  # 0 = all
+    ids = list(dict.fromkeys(i for ex in chosen for i in ex.image_ids))
     row.images = len(ids)
     counts = []
     for image_id in ids:
@@ -129,4 +131,7 @@ def format_check(rows: list[CheckRow]) -> str:
             lines.append(f"FAIL {r.task} {r.split}: {r.error}")
         elif r.missing:
             lines.append(f"FAIL {r.task} {r.split}: {r.missing} of {r.images} images missing; first: {r.first_missing}")
+    checked = sum(r.images for r in rows)
+    lines.append(f"{checked} image id(s) looked up in {len(rows)} split(s): {sum(r.found for r in rows)} found, "
+                 f"{sum(r.missing for r in rows)} missing")
     return "\n".join(line.rstrip() for line in lines)

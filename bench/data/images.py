@@ -230,7 +230,9 @@ class UniterNpzStore(_CachedStore):
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return region_arrays(arrays, str(path), self.policy)
-        except (ValueError, OSError) as e:
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged zip raises BadZipFile, EOFError, KeyError, ...
             raise DataError(f"{path}: not a readable npz archive ({e})") from None
 
     @property
@@ -301,7 +303,7 @@ def decode_img_db_value(value: bytes, where: str) -> dict:
         try:
             with np.load(io.BytesIO(value), allow_pickle=False) as arrays:
                 return {k: arrays[k] for k in arrays.files}
-        except (ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - a damaged zip raises BadZipFile, EOFError, KeyError, ...
             raise DataError(f"{where}: malformed npz value ({e})") from None
     msgpack = _optional("msgpack", where)
     try:

@@ -55,7 +55,8 @@ LAYOUTS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "pixels": {
         "coco": [("train2014", "COCO_train2014_" + _COCO12), ("val2014", "COCO_val2014_" + _COCO12)],
         "vg": [("images", "{id}")],
-        "nlvr2": [("train", "{id}"), ("dev", "{id}"), ("test1", "{id}")],
+        # NLVR2's train.zip unpacks to images/train/<n>/ (as ViLT's write_nlvr2.py reads it); dev/, test1/ flat.
+        "nlvr2": [("images/train", "{id}"), ("train", "{id}"), ("dev", "{id}"), ("test1", "{id}")],
         "flickr30k": [("flickr30k-images", "{id}")],
         "vcr": [("vcr1images", "{id}")],
     },

@@ -7,7 +7,6 @@ calls.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +14,9 @@ import torch
 
 from bench.backbones import TaskModel
 from bench.core.errors import RunFailed, TicketbenchError
-from bench.plan import Plan, effective
+from bench.core.identity import dataclass_identity
+from bench.core.layout import Layout
+from bench.plan import Plan, key_settings
 from bench.runner import progress
 from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, cached_study, environment
@@ -23,8 +24,6 @@ from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
 from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
-
-CHECKPOINT_DIR = "checkpoint"  # in runs/<run id>/, removed when the run completes
 
 # Ticket metadata that decides the weights its kept entries start from besides θ0 (`Ticket.apply`:
 # the controls' transform and its seed); the masks and θk of late rewinding are in the content hash.
@@ -42,25 +41,26 @@ def pair_identity(plan: Plan, settings, theta0_rel: str) -> dict:
     """Everything a run's numbers depend on besides ticket and θ0 content (hashed into its run id)."""
     ft = plan.config.finetune
     return {
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclass_identity(settings),
         "eval": {"max_text_len": ft.max_text_len, "dev_limit": ft.dev_limit, "eval_batch_size": ft.eval_batch_size},
-        "world": effective(plan.config, "world"), "backbone": effective(plan.config, "backbone"),
-        "threads": plan.config.matrix.threads, "theta0_dir": theta0_rel,
+        "world": key_settings(plan.config, "world"), "backbone": key_settings(plan.config, "backbone"),
+        "theta0_dir": theta0_rel,  # not matrix.threads nor finetune.loader_workers: execution only
     }
 
 
-def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -> list[PairSpec]:
-    """One PairSpec per cell of the plan; `ticket_roots` maps each searched Source to its ticket folder.
+def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict, cells=None) -> list[PairSpec]:
+    """One PairSpec per cell of the plan (or of `cells`: adaptive seeds add cells wave by wave); `ticket_roots`
+    maps each search, (Source, search replicate), to its ticket folder.
     Cells whose tickets are identical get the same run id (the runner trains it once). Each run id covers its
     task's data digest, taken here once in the parent: workers receive it and check their copy against it."""
     out = study.out
-    theta0_hash = (theta0_dir / "DONE").read_text().strip()
+    theta0_hash = Layout.done(theta0_dir).read_text().strip()
     theta0_rel = str(theta0_dir.resolve().relative_to(out.resolve()))
     preset = plan.config.backbone.preset
     tickets: dict[Path, tuple] = {}
     settings_of: dict = {}
     pairs = []
-    for cell in plan.cells:
+    for cell in plan.cells if cells is None else cells:
         key = (cell.task, cell.seed, cell.steps_factor)
         if key not in settings_of:
             s = plan.finetune_settings(*key)
@@ -70,7 +70,7 @@ def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -
         path = ticket_hash = None
         weights: dict = {}
         if not cell.source.is_dense:
-            path = TicketStore(ticket_roots[cell.source]).path(cell.source, cell.sparsity)
+            path = TicketStore(ticket_roots[(cell.source, cell.search_seed)]).path(cell.source, cell.sparsity)
             if not path.exists():
                 raise TicketbenchError(f"no ticket for source {cell.source} at sparsity {cell.sparsity:.0%} "
                                        f"({path} is missing); run `ticketbench find` first")
@@ -82,7 +82,8 @@ def make_pairs(plan: Plan, study: Study, theta0_dir: Path, ticket_roots: dict) -
             preset, str(cell.source), cell.source.method, cell.source.task, cell.sparsity, cell.task, cell.seed,
             str(path.resolve()) if path else None, ticket_hash, theta0_hash, split,
             data_hash=study.data_digest(cell.task), config=identity, ticket_weights=weights, steps_factor=cell.steps_factor,
-            settings=settings, study=(plan.config, str(out), str(theta0_dir)),
+            search_seed=cell.search_seed, settings=settings, study=(plan.config, str(out), str(theta0_dir)),
+            task_version=TASKS.get(cell.task).version,
         ))
     return pairs
 
@@ -109,10 +110,10 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # The head is initialised from the global RNG: seed it, so a run does not depend on the runs before it
     # in this process (resume, worker processes and concurrent runners then give the same values).
     torch.manual_seed(pair.seed)
-    model = TaskModel(backbone, spec, study.labels(pair.task))
+    model = TaskModel(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
     store = study.store_for(pair.task)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
-    checkpoint = Checkpoint(Path(run_dir) / CHECKPOINT_DIR, cfg.matrix.checkpoint_minutes, key=pair.run_id)
+    checkpoint = Checkpoint(Layout.checkpoint(run_dir), cfg.matrix.checkpoint_minutes, key=pair.run_id)
     log = train(model, model.batch_loss(store), study.train_examples(pair.task), pair.settings,
                 device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint,
                 loader_workers=cfg.finetune.loader_workers)
@@ -123,7 +124,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     metrics, predictions, eval_s = evaluate_task(model, spec, examples, store, cfg.finetune.eval_batch_size,
                                                  bf16=pair.settings.bf16, workers=cfg.finetune.loader_workers)
     if pair.task == "vqa":
-        write_vqa_predictions(Path(run_dir) / "predictions.json", predictions)
+        write_vqa_predictions(Layout.predictions(run_dir), predictions)
     value = metrics[spec.headline]
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import TicketbenchError
+from bench.core.identity import KEY_SCHEMA
 from bench.core.io import safe_name, short_hash
 
 
@@ -41,6 +42,10 @@ class PairSpec:
     # weight transform (reinit with its initialiser, shuffle) and its seed.
     ticket_weights: dict = field(default_factory=dict, hash=False)
     steps_factor: int = 1  # > 1: the dense convergence reference (its steps are in `config`, hashed)
+    task_version: int = 1  # the task's loader + metric version (tasks.yaml; hashed, recorded)
+    # The search replicate the ticket came from (find.seeds). Not hashed: the ticket's content is, so
+    # replicates whose tickets differ are distinct runs, and identical ones (a deterministic method) one run.
+    search_seed: int = 0
     # What the worker needs, as typed values (not re-parsed from `config`): the effective TrainSettings
     # and the study (Config, output dir, θ0 dir) to load data and weights from.
     settings: Any = field(default=None, hash=False, compare=False)
@@ -70,6 +75,8 @@ class PairSpec:
             raise TicketbenchError(f"pair {self.label}: data_hash is empty (the run id must cover the task's data)")
         if not isinstance(self.config, dict):
             raise TicketbenchError(f"pair config: expected a dict, found {type(self.config).__name__}")
+        if not isinstance(self.search_seed, int) or isinstance(self.search_seed, bool) or self.search_seed < 0:
+            raise TicketbenchError(f"pair search_seed: expected an integer ≥ 0, found {self.search_seed!r}")
         if not isinstance(self.steps_factor, int) or isinstance(self.steps_factor, bool) or self.steps_factor < 1:
             raise TicketbenchError(f"pair steps_factor: expected an integer ≥ 1, found {self.steps_factor!r}")
 
@@ -78,6 +85,8 @@ class PairSpec:
         """Content hash naming `runs/<run_id>/`."""
         return short_hash(
             {
+                "schema": KEY_SCHEMA,
+                "task_version": self.task_version,
                 "config": self.config,
                 "ticket_hash": self.ticket_hash,
                 "ticket_weights": self.ticket_weights,
@@ -94,7 +103,8 @@ class PairSpec:
     def label(self) -> str:
         """Short human-readable name for progress bars and summaries."""
         steps = f" {self.steps_factor}×steps" if self.steps_factor != 1 else ""
-        return f"{self.source}→{self.task} s={self.sparsity:g} seed={self.seed}{steps}"
+        rep = f" search_seed={self.search_seed}" if self.search_seed else ""
+        return f"{self.source}→{self.task} s={self.sparsity:g} seed={self.seed}{rep}{steps}"
 
     def identity(self) -> dict[str, Any]:
         """The record fields that describe this pair (the run store writes them into every record)."""
@@ -106,7 +116,9 @@ class PairSpec:
             "source_task": self.source_task,
             "sparsity": float(self.sparsity),
             "task": self.task,
+            "task_version": self.task_version,
             "seed": self.seed,
+            "search_seed": self.search_seed,
             "split": self.split,
             "steps_factor": self.steps_factor,
             "ticket": {

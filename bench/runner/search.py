@@ -19,6 +19,7 @@ import torch
 from bench.backbones import PretrainModel, TaskModel
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
+from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
 from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, cached_study, environment
@@ -29,8 +30,6 @@ from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResul
 from tickets.activations import collect_input_stats
 from tickets.fingerprint import fingerprint_of
 from tickets.search import copy_weights
-
-SEARCH_RECORD = "search.json"
 
 
 @dataclass(frozen=True)
@@ -51,21 +50,23 @@ class SearchJob:
 
     @property
     def label(self) -> str:
-        return f"find {self.search.source}"
+        r = self.search.search_seed
+        return f"find {self.search.source}" + (f" search_seed={r}" if r else "")
 
     @property
     def root(self) -> Path:
-        return Path(self.out) / "tickets" / self.search_id
+        return Layout(self.out).search(self.search_id)
 
     def identity(self) -> dict[str, Any]:
         s = self.search
         return {"run_id": self.search_id, "source": str(s.source), "method": s.source.method,
                 "source_task": s.source.task, "sparsities": list(s.sparsities), "hparams": dict(s.hparams),
-                "base": str(s.base) if s.base else None, "tickets": str(self.root), "data_hash": self.data_hash}
+                "base": str(s.base) if s.base else None, "tickets": str(self.root), "data_hash": self.data_hash,
+                "search_seed": s.search_seed}
 
     def is_stored(self) -> bool:
         store = TicketStore(self.root)
-        return (self.root / SEARCH_RECORD).exists() and all(
+        return Layout.search_log(self.root).exists() and all(
             store.path(self.search.source, x).exists() for x in self.search.sparsities)
 
 
@@ -80,7 +81,8 @@ def source_objective(plan: Plan, study: Study, backbone, objective: str):
         model = PretrainModel(backbone, tagging=plan.tagging)
         return model, study.corpus(), pretrain_loss_fn(study, model, plan.imp_objectives), ("heads.",)
     backbone.set_max_text_len(plan.config.finetune.max_text_len)
-    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective))
+    model = TaskModel(backbone, TASKS.get(objective), study.labels(objective),
+                      hard_negatives=plan.finetune_settings(objective, 0).hard_negatives)
     return model, study.train_examples(objective), model.batch_loss(study.store_for(objective)), ("head.",)
 
 
@@ -96,12 +98,12 @@ def _prunable(backbone, plan: Plan) -> list:
     return select_prunable(backbone, include=f.include, exclude=f.exclude)
 
 
-def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
+def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str, search_seed: int = 0):
     """score_fn(weights, masks, batch=None) -> {name: gradient of the source loss} at weights ⊙ masks,
     on the next seeded batch per call, or on the `batch`-th again (GraSP differences two gradients on
     one batch)."""
     calls = [0]
-    seed = plan.search_seed
+    seed = plan.search_seed + search_seed
 
     def score(weights: dict, masks: dict, batch: int | None = None) -> dict:
         torch.manual_seed(seed)
@@ -188,7 +190,7 @@ def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
 def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
     start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
-    settings = plan.search_settings(search.source)
+    settings = plan.search_settings(search.source, search.search_seed)
     rewind_step = plan.config.find.rewind_step
 
     def run(start_weights: dict, masks: dict, on_grads=None) -> TrainResult:
@@ -239,7 +241,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     # The search's cost for the leaderboard: training steps and gradient / flow evaluations it asked for.
     cost = {"train_calls": 0, "train_steps": 0, "score_calls": 0, "flow_calls": 0, "calib_calls": 0,
             "calib_samples": 0}
-    score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective)
+    score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective, search.search_seed)
     flow_fn = make_flow_fn(plan, study, job.theta0_dir)
     calib_fn = make_calib_fn(plan, study, job.theta0_dir, search.source.objective)
 
@@ -268,14 +270,15 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         base = Ticket.load(TicketStore(job.base_dir).path(search.base, group[0])) if search.base else None
         ctx = SearchContext(
             backbone=cfg.backbone.preset, fingerprint=fingerprint_of(named), theta0=theta0,
-            train=counted_train, source=search.source.task, sparsities=group, seed=plan.search_seed,
+            train=counted_train, source=search.source.task, sparsities=group,
+            seed=plan.search_seed + search.search_seed,
             score_fn=counted(score_fn, "score_calls"), flow_fn=counted(flow_fn, "flow_calls"),
             calib_fn=counted_calib, pattern=getattr(cfg.find, "pattern", "unstructured"),
             rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
                   # steps of one `train` call (gradual pruning schedules are fractions of it)
-                  "train_steps": plan.search_settings(search.source).steps if search.trains else None,
+                  "train_steps": plan.search_settings(search.source, search.search_seed).steps if search.trains else None,
                   "num_heads": backbone.config.get("num_heads"),  # structured tickets (heads as units)
                   # The backbone's own initialiser, for controls that re-initialise (toy presets train
                   # from fan-in init, real ones from BERT's N(0, 0.02)).
@@ -292,7 +295,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
         "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
     }
-    atomic_write_json(job.root / SEARCH_RECORD, record)
+    atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
 
 
@@ -310,5 +313,5 @@ def peak_memory(device) -> dict:
 
 
 def _read_record(root: Path) -> dict:
-    rec = read_json(root / SEARCH_RECORD)
+    rec = read_json(Layout.search_log(root))
     return rec if isinstance(rec, dict) else {}

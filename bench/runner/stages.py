@@ -7,6 +7,7 @@ the results object (`bench.runner.results.load_results`) reads back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,16 +16,21 @@ import torch
 from bench.backbones import create_backbone
 from bench.config import to_dict
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text, file_hash, read_json
+from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.data.toyland import generate_world
 from bench.data.toyland import world as toyland
 from bench.plan import Plan
-from bench.runner.executors import run_pairs
+from bench.runner.adaptive import run_waves
+from bench.runner.executors import FailedRun, run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
+from bench.runner.progress import step_lines
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
+from bench.runner.store import RunStore
 from bench.runner.study import Study, environment
 from bench.training import train
 
@@ -42,10 +48,10 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
         if not study.data_root.exists():
             raise TicketbenchError(f"world.data_root {study.data_root} does not exist")
         return study.data_root
-    world = study.out / "world"
+    world = study.layout.inside(study.layout.world)
     manifest = world / "MANIFEST.json"
     if manifest.exists():
-        m = read_json(manifest)
+        m = check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES))
         if m.get("version") != toyland.VERSION:
             raise TicketbenchError(
                 f"{world} holds a toyland world of format version {m.get('version')}; this ticketbench "
@@ -68,8 +74,8 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     c = plan.config
     # Pre-trained here, θ0 is a function of its corpus too: a changed caption is a new θ0 (and so new
     # ticket and run ids downstream, which hash θ0's content).
-    d = study.out / "pretrain" / plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)
-    if (d / "DONE").exists():
+    d = study.layout.inside(study.layout.theta0(plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)))
+    if Layout.done(d).exists():
         _say(quiet, f"[pretrain] cached: {d}")
         return d
     t0 = time.perf_counter()
@@ -87,7 +93,8 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
         for k, phase in enumerate(plan.phases):
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
-                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers)
+                        device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers,
+                        on_step=None if quiet else step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps
@@ -103,13 +110,13 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     backbone.to("cpu").save(d)
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
                                            "config": to_dict(c)["pretrain"]})
-    atomic_write_text(d / "DONE", file_hash(d / "model.safetensors") + "\n")
+    atomic_write_text(Layout.done(d), file_hash(d / "model.safetensors") + "\n")
     _say(quiet, f"[pretrain] θ0 of {c.backbone.preset} written to {d} in {time.perf_counter() - t0:.1f}s")
     return d
 
 
 def theta0_hash(theta0_dir: Path) -> str:
-    return (theta0_dir / "DONE").read_text().strip()
+    return Layout.done(theta0_dir).read_text().strip()
 
 
 def workers(plan: Plan) -> int:
@@ -127,46 +134,116 @@ def check_inputs(study: Study, objectives) -> None:
 
 
 # ---- find -------------------------------------------------------------------------------------
+def search_key(search) -> tuple:
+    """A search's key among the plan's: (source, search replicate); `stage_find` returns roots by it."""
+    return (search.source, search.search_seed)
+
+
 def search_jobs(plan: Plan, study: Study, theta0_dir: Path) -> list[SearchJob]:
     """Every search of the plan as a job, bases before the searches derived from them. A search's id covers
-    the data of its source objective (so naming the stored tickets loads that data)."""
+    the data of its source objective (so naming the stored tickets loads that data); a derived search reads
+    its own replicate's base tickets."""
     h, out = theta0_hash(theta0_dir), study.out
     data = {s.source: study.data_digest(s.source.objective) for s in plan.searches}
-    ids = {s.source: plan.search_id(s, h, data[s.source]) for s in plan.searches}
-    return [SearchJob(s, ids[s.source], plan, str(out), str(theta0_dir),
-                      str(out / "tickets" / ids[s.base]) if s.base else None, data[s.source])
+    ids = {search_key(s): plan.search_id(s, h, data[s.source]) for s in plan.searches}
+    return [SearchJob(s, ids[search_key(s)], plan, str(out), str(theta0_dir),
+                      str(study.layout.search(ids[(s.base, s.search_seed)])) if s.base else None, data[s.source])
             for s in plan.searches]
 
 
+def _search_label(key: tuple) -> str:
+    """(Source, replicate) as the manifest names it: the source, '#r' for replicates after the first."""
+    source, replicate = key
+    return f"{source}#{replicate}" if replicate else str(source)
+
+
+class SearchesFailed(TicketbenchError):
+    """Some ticket searches failed (the others finished): `failed` {(Source, replicate): reason}, `roots`
+    {(Source, replicate): folder}.
+    The matrix stage fails only the cells of those sources and runs the rest."""
+
+    def __init__(self, failed: dict, roots: dict):
+        first = next(iter(failed.items()))
+        super().__init__(f"{len(failed)} ticket search(es) failed; find {_search_label(first[0])}: {first[1]}")
+        self.failed, self.roots = failed, roots
+
+
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
-    """Run every search the plan needs on the plan's executor; stored searches are skipped.
-    Returns {Source: ticket folder}."""
+    """Run every search the plan needs on the plan's executor; stored searches are skipped, and a search
+    whose record says done but whose tickets are gone (deleted) runs again. Returns {(Source, search
+    replicate): ticket folder}; when searches failed, the others still ran, and `SearchesFailed` says
+    which and why (a derived search whose base failed is not tried)."""
     jobs = search_jobs(plan, study, theta0_dir)  # loads (and so checks) every source's data
     m = plan.config.matrix
+    failed: dict = {}
     # Two waves: derived tickets (controls) read their base search's tickets.
     for wave in ([j for j in jobs if not j.search.base], [j for j in jobs if j.search.base]):
+        for j in wave:
+            if j.search.base and (j.search.base, j.search.search_seed) in failed:
+                failed[search_key(j.search)] = f"its base search {j.search.base} failed"
+        wave = [j for j in wave if search_key(j.search) not in failed]
         todo = [j for j in wave if not j.is_stored()]
         if wave:
             _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
+        records = RunStore(study.out, kind="tickets")
+        for j in todo:
+            record = records.record_path(j.run_id)
+            if record.exists():  # done once, tickets missing since: search again (a kept record would skip it)
+                _say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
+                record.unlink()
         if todo:
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
                                 workers=min(workers(plan), len(todo)), ray_address=m.ray_address, progress=not quiet,
                                 gpus_per_run=m.gpus_per_run)
-            if summary.failed:
-                first = summary.failed[0]
-                raise TicketbenchError(f"{len(summary.failed)} ticket search(es) failed; {first.label}: {first.reason}")
-    return {j.search.source: j.root for j in jobs}
+            by_id = {j.run_id: search_key(j.search) for j in todo}
+            failed.update({by_id[f.run_id]: f.reason for f in summary.failed})
+    roots = {search_key(j.search): j.root for j in jobs}
+    if failed:
+        raise SearchesFailed(failed, roots)
+    return roots
 
 
 # ---- matrix -----------------------------------------------------------------------------------
-def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False):
-    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest."""
+def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet: bool = False,
+                 failed_searches: dict | None = None):
+    """Fine-tune every cell of the plan; finished pairs are never recomputed. Writes the plan's manifest
+    (rewritten after every wave of adaptive seeds, with each cell's seeds and why it stopped). Cells of
+    `failed_searches` ({(Source, search replicate): reason}) are not run: each is a failed entry of the summary."""
     m = plan.config.matrix
+    failed_searches = failed_searches or {}
     check_inputs(study, plan.config.matrix.tasks)
-    pairs = make_pairs(plan, study, theta0_dir, roots)
-    write_manifest(study.out, plan, theta0_dir, roots, pairs)
-    runs = len({p.run_id for p in pairs})
-    shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
-    _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
-    return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
-                     ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+    lost = []
+    if failed_searches:
+        lost = [c for c in plan.cells if (c.source, c.search_seed) in failed_searches]
+        plan = dataclasses.replace(plan, cells=tuple(c for c in plan.cells
+                                                     if (c.source, c.search_seed) not in failed_searches))
+        roots = {k: r for k, r in roots.items() if k not in failed_searches}
+    store = RunStore(study.out)
+
+    def make(cells):
+        return make_pairs(plan, study, theta0_dir, roots, cells)
+
+    def run(pairs):
+        runs = len({p.run_id for p in pairs})
+        shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
+        _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
+        return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
+                         ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
+
+    def value_of(pair):
+        record = store.read_record(pair.run_id)
+        return float(record["value"]) if record and record["status"] == "done" else None
+
+    def on_wave(pairs, status):
+        write_manifest(study.out, plan, theta0_dir, roots, pairs, seeds=[s.row() for s in status])
+
+    summary, _ = run_waves(plan, make, run, value_of, on_wave, say=lambda msg: _say(quiet, msg))
+    if lost:
+        for c in lost:
+            reason = failed_searches[(c.source, c.search_seed)]
+            label = f"{c.source}→{c.task} s={c.sparsity:g} seed={c.seed}"
+            summary.failed.append(FailedRun("-", label, f"no ticket: search {c.source} failed: {reason}"))
+        summary.total += len(lost)
+        _say(False, f"[matrix] {len(lost)} cell(s) not run, their ticket search failed: "
+                    + "; ".join(f"{_search_label(k)}: {r}" for k, r in failed_searches.items()))
+    return summary

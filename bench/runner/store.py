@@ -7,14 +7,17 @@ Promises (docs/RELIABILITY.md lists the tests):
   retried by the next invocation; they never block other runs.
 - `claim` takes an atomic per-run lock (`runs/<run_id>/claim.lock`, created with O_CREAT|O_EXCL and
   holding pid, host and time), so concurrent runners on one output directory run each pair once.
-  A lock whose pid is dead on this host is stale and taken over; a lock from another host is stale
-  when its heartbeat (the lock's mtime, touched while the claim is held) is older than `stale_after_s`.
+  A lock is stale, and taken over with a warning naming its owner, when its pid on this host is dead or
+  is another process (a different start time: the pid was recycled), or when its heartbeat (the lock's
+  mtime, touched every `heartbeat_s` while the claim is held) is older than `stale_after_s` — on any host,
+  so a lock naming a live but unrelated process (or written by hand) cannot make runners wait forever.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -25,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TicketbenchError
-from bench.core.io import atomic_write_json, safe_name
+from bench.core.io import MAX_STORE_BYTES, atomic_write_json, parse_json, read_text_bounded
+from bench.core.layout import RECORD, Layout
 
-RECORD = "record.json"
+log = logging.getLogger(__name__)
+
 LOCK = "claim.lock"
 # Taking over a stale lock is itself serialised by this short-lived file, so two runners that both
 # judge a lock stale cannot both delete-and-recreate it.
@@ -109,8 +114,8 @@ class Claim:
 
 def _read_lock(path: Path) -> dict | None:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = parse_json(read_text_bounded(path, 1 << 16, "lock"), str(path))
+    except TicketbenchError:
         return None
     return info if isinstance(info, dict) else None
 
@@ -122,13 +127,14 @@ class RunStore:
     def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0,
                  kind: str = "runs"):
         self.out_dir = Path(out_dir)
-        self.runs_dir = self.out_dir / safe_name(kind, "store kind")
+        self.layout, self.kind = Layout(out_dir), kind
+        self.runs_dir = self.layout.units(kind)
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
         self.host = socket.gethostname()
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / safe_name(run_id, "run id")
+        return self.layout.unit(self.kind, run_id)
 
     def record_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / RECORD
@@ -136,8 +142,10 @@ class RunStore:
     def read_record(self, run_id: str) -> dict | None:
         """The run's record, or None when it is absent, unreadable or not a whole record for this run."""
         try:
-            record = json.loads(self.record_path(run_id).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            # Bounded: a record that is a FIFO or a symlink to /dev/zero counts as absent, never hangs.
+            record = parse_json(read_text_bounded(self.record_path(run_id), MAX_STORE_BYTES, "record"),
+                                str(self.record_path(run_id)))
+        except TicketbenchError:
             return None
         if (
             not isinstance(record, dict)
@@ -167,6 +175,7 @@ class RunStore:
 
     def check_writable(self) -> None:
         """Fail in one line, before any work, when the output directory cannot be written."""
+        self.layout.inside(self.runs_dir)  # a `runs/` symlinked out of the output directory is refused
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.runs_dir)
@@ -180,7 +189,7 @@ class RunStore:
     def claim(self, run_id: str) -> Claim | None:
         """Take the run's lock, or None when the run is done or another live runner holds it.
         An OSError (disk full) while taking it propagates and leaves no lock behind."""
-        run_dir = self.run_dir(run_id)
+        run_dir = self.layout.inside(self.run_dir(run_id))
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = run_dir / LOCK
         for _ in range(3):  # a takeover frees the lock; try the exclusive create again
@@ -222,9 +231,11 @@ class RunStore:
         if info is None:
             # Created but never written: its creator died between open and write (or is writing now).
             return age > 10.0
-        if info.get("host") == self.host and isinstance(info.get("pid"), int):
-            return not _pid_alive(info["pid"], info.get("start"))
-        return age > self.stale_after_s
+        if abs(age) > self.stale_after_s:
+            return True  # no heartbeat (or a time far in the future): a holder touches it every heartbeat_s
+        if info.get("host") == self.host and isinstance(info.get("pid"), int) and not isinstance(info["pid"], bool):
+            return not _pid_alive(info["pid"], info.get("start") if isinstance(info.get("start"), str) else None)
+        return False
 
     def _take_over_if_stale(self, lock: Path) -> bool:
         """Remove `lock` if it is stale; True when the caller should try to create it again."""
@@ -244,6 +255,10 @@ class RunStore:
             os.close(fd)
             # Re-check under the guard: another runner may have replaced the stale lock meanwhile.
             if self._is_stale(lock):
+                info = _read_lock(lock) or {}
+                log.warning("taking over the stale lock %s (pid %s on host %s, process start %s): its holder "
+                            "is gone or has not renewed it for %gs", lock, info.get("pid", "?"),
+                            info.get("host", "?"), info.get("start", "?"), self.stale_after_s)
                 lock.unlink(missing_ok=True)
             return True
         finally:

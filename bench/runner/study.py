@@ -15,8 +15,11 @@ from bench.config import Config
 from bench.core import __version__
 from bench.core.errors import DataError, RunFailed, TicketbenchError
 from bench.core.integrity import verify_theta0
-from bench.core.io import read_json, short_hash
+from bench.core.io import MAX_STORE_BYTES, read_json, short_hash
+from bench.core.layout import Layout
+from bench.core.provenance import git_commit
 from bench.core.source import PRETRAIN
+from bench.core.validate import check_world_manifest
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec, examples_digest
@@ -28,7 +31,7 @@ def environment(device: torch.device) -> dict:
 
     env = {"ticketbench": __version__, "torch": torch.__version__,
            "transformers": transformers.__version__, "python": platform.python_version(),
-           "device": str(device), "threads": torch.get_num_threads()}
+           "device": str(device), "threads": torch.get_num_threads(), "commit": git_commit()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -44,6 +47,7 @@ class Study:
     def __init__(self, cfg: Config, out: str | Path):
         self.cfg = cfg
         self.out = Path(out)
+        self.layout = Layout(out)
         self.device = resolve_device(cfg.backbone.device)
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
@@ -53,7 +57,7 @@ class Study:
     @property
     def data_root(self) -> Path:
         if self.cfg.world.source == "toyland":
-            return self.out / "world"
+            return self.layout.world
         if not self.cfg.world.data_root:
             raise TicketbenchError("world.source is 'real' but world.data_root is empty")
         return Path(self.cfg.world.data_root)
@@ -141,7 +145,8 @@ class Study:
         (toyland computes a majority-per-question-type baseline), else the registry's nominal one."""
         manifest = self.data_root / "MANIFEST.json"
         if manifest.exists():
-            value = (read_json(manifest).get("chance", {}).get(task) or {}).get(metric)
+            value = (check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES)).get("chance", {})
+                     .get(task) or {}).get(metric)
             if isinstance(value, (int, float)):
                 return float(value)
         return float(TASKS.get(task).chance)

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Callable
 
 from bench.tasks import gqa, nlvr2, pretrain, refcoco_plus, retrieval, snli_ve, vcr, vqa
-from bench.tasks.base import TASKS, Example, TaskSpec
+from bench.tasks.base import TASKS, Example, TaskSpec, declare
 from bench.tasks.metrics import METRICS, write_vqa_predictions
 
 # Largest VQA answer vocabulary (the 3,129 answers of the UNITER / LXMERT / ViLT heads) and the
@@ -74,6 +74,6 @@ def describe_tasks() -> str:
 
 
 __all__ = [
-    "TASKS", "METRICS", "RECORD_READERS", "Example", "TaskSpec",
+    "TASKS", "METRICS", "RECORD_READERS", "Example", "TaskSpec", "declare",
     "describe_tasks", "label_space", "write_vqa_predictions", "VQA_MAX_ANSWERS", "VQA_MIN_COUNT",
 ]

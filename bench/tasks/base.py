@@ -98,6 +98,8 @@ class TaskSpec:
                split; `sizes["source"]`: where the counts come from) — for the cost estimate
     sequences  (text, image) sequences the model encodes per example (NLVR2 2, VCR 8)
     mined      forward-only sequences per training example spent mining negatives (retrieval)
+    version    of the loader and metric together: bumped when a change to either changes a number
+               (it enters run ids and records)
     """
 
     name: str
@@ -119,6 +121,7 @@ class TaskSpec:
     sizes: dict[str, Any] = field(default_factory=dict)
     sequences: int = 1
     mined: int = 0
+    version: int = 1
 
     def load(self, data_dir: str | Path, split: str) -> list[Example]:
         return self.loader(self, Path(data_dir), split)
@@ -149,7 +152,9 @@ class RecipeNote:
     text_len: Optional[int] = None
 
 
-TASKS: Registry[TaskSpec] = Registry("task")
+# Tasks of other packages register on first lookup through the `ticketbench.tasks` entry-point group
+# (an entry point naming the module that calls `declare(..., declaration=...)`).
+TASKS: Registry[TaskSpec] = Registry("task", entry_point_group="ticketbench.tasks")
 
 # What each task is, declared as data (`tasks.yaml`); the task modules add their code.
 DECLARATIONS = Path(__file__).with_name("tasks.yaml")
@@ -160,9 +165,16 @@ def declarations() -> dict:
     return yaml.safe_load(DECLARATIONS.read_text(encoding="utf-8"))
 
 
-def declare(name: str, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]]) -> TaskSpec:
-    """Register task `name` from its declaration in `tasks.yaml` with its loader and evaluator."""
-    d = dict(declarations()[name])
+def declare(name: str, *, loader: Callable[..., list[Example]], evaluator: Callable[..., dict[str, float]],
+            declaration: dict | None = None) -> TaskSpec:
+    """Register task `name` with its loader and evaluator, declared in `tasks.yaml` — or, for a task of
+    another package, by `declaration`: the same fields as a mapping (title, head, loss, metrics, headline,
+    chance, files, splits, recipes with a `toy` one, ...), checked alike."""
+    if declaration is None:
+        declaration = declarations()[name]
+    if not isinstance(declaration, dict):
+        raise ConfigError(f"task '{name}': declaration: expected a mapping of fields, found {type(declaration).__name__}")
+    d = dict(declaration)
     recipes, notes = parse_recipes(name, d.pop("recipes"))
     check_sizes(name, d)
     spec = TaskSpec(
@@ -248,10 +260,10 @@ def _positive(v: Any) -> bool:
 
 
 def check_sizes(task: str, d: dict) -> None:
-    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences` and
-    `mined`: one ConfigError naming the file, task and field."""
+    """A task declaration's `sizes` (split -> examples, `images` per split, `source`), `sequences`,
+    `mined` and `version`: one ConfigError naming the file, task and field."""
     where = f"{DECLARATIONS.name}: task '{task}'"
-    for key in ("sequences", "mined"):
+    for key in ("sequences", "mined", "version"):
         if key in d and not (_positive(d[key]) or (key == "mined" and d[key] == 0)):
             raise ConfigError(f"{where}: {key}: expected a positive integer, found {d[key]!r}")
     sizes = d.get("sizes", {})

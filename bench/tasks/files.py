@@ -34,14 +34,18 @@ def task_dir(spec: TaskSpec, data_dir: str | Path) -> Path:
 
 
 def split_paths(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Path]:
-    """Paths of the files of `split`; an unknown split or a missing file is a DataError."""
+    """Paths of the files of `split`; an unknown split or a missing file is a DataError. A name
+    `a|b` accepts either file (the first present): a release's own name beside the layout's."""
     if split not in spec.files:
         raise DataError(f"task '{spec.name}': unknown split '{split}'; expected one of {', '.join(spec.files)}")
     root = task_dir(spec, data_dir)
-    paths = [root / name for name in spec.files[split]]
-    for p in paths:
-        if not p.is_file():
-            raise DataError(f"{p}: file not found (task '{spec.name}', split '{split}')")
+    paths = []
+    for name in spec.files[split]:
+        options = [root / n for n in name.split("|")]
+        found = next((p for p in options if p.is_file()), None)
+        if found is None:
+            raise DataError(f"{' or '.join(map(str, options))}: file not found (task '{spec.name}', split '{split}')")
+        paths.append(found)
     return paths
 
 

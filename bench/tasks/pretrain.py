@@ -23,7 +23,8 @@ def from_records(records: Iterable[tuple[str, dict]], split: str, source: str) -
 
 
 def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
-    """Read `captions_<split>.json` → `annotations[] {image_id, caption}`."""
+    """Read `captions_<split>.json` (or the release's `captions_<split>2014.json`) → `annotations[]
+    {image_id, caption}`."""
     (path,) = split_paths(spec, data_dir, split)
     anns = read_json_field(path, "annotations")
     return from_records([(f"{path}: annotations[{i}]", a) for i, a in enumerate(anns)], split, str(path))
@@ -48,7 +49,9 @@ for _name in OBJECTIVES:
             metrics=("accuracy",),
             headline="accuracy",
             chance=_CHANCE[_name],
-            files={"train": ("captions_train.json",), "val": ("captions_val.json",)},
+            # COCO's release names them captions_{train,val}2014.json (annotations_trainval2014.zip).
+            files={"train": ("captions_train.json|captions_train2014.json",),
+                   "val": ("captions_val.json|captions_val2014.json",)},
             splits=("train", "val"),
             loader=load,
             evaluator=METRICS.get("pretrain"),

@@ -69,11 +69,11 @@ def load(spec: TaskSpec, data_dir: Path, split: str) -> list[Example]:
     annotations = read_json_field(a_path, "annotations")
     by_qid = {}
     for j, ann in enumerate(annotations):
-        by_qid[field(ann, "question_id", f"{a_path}: annotations[{j}]")] = (j, ann)
+        by_qid[field(ann, "question_id", f"{a_path}: annotations[{j}]", (int, str))] = (j, ann)
     records = []
     for i, q in enumerate(questions):
         where = f"{q_path}: questions[{i}]"
-        qid = field(q, "question_id", where)
+        qid = field(q, "question_id", where, (int, str))
         if qid not in by_qid:
             raise DataError(f"{where}: question_id {qid} has no annotation in {a_path.name}")
         j, ann = by_qid[qid]

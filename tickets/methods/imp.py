@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bench.core.errors import ConfigError, TicketError
@@ -12,6 +13,7 @@ from tickets.search import SearchContext, copy_weights, ones_masks
 from tickets.ticket import Ticket
 
 MODES = ("ladder", "of_original", "of_remaining")
+MAX_ROUNDS = 1000
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,17 @@ def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
         raise ConfigError(f"method 'imp': prune_fraction must be in (0, 1), found {p}")
     if hparams.rounds < 0:
         raise ConfigError(f"method 'imp': rounds must be >= 0, found {hparams.rounds}")
+    # Count the rounds before making them: prune_fraction=1e-9 would otherwise plan a billion rounds.
+    if hparams.rounds:
+        n = hparams.rounds
+    elif hparams.mode == "of_original":
+        n = math.ceil(top / p)
+    else:
+        n = math.ceil(math.log1p(-top) / math.log1p(-p)) if top > 0 else 1
+    if n > MAX_ROUNDS:
+        raise ConfigError(f"method 'imp': prune_fraction={p} and rounds={hparams.rounds} would make {n} rounds "
+                          f"(one search each) to reach {top:g}, more than {MAX_ROUNDS}; prune a larger fraction "
+                          "per round or set rounds")
     targets, r = [], 0
     while True:
         r += 1

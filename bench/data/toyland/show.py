@@ -9,7 +9,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.core.errors import DataError
+from bench.core.io import MAX_STORE_BYTES, read_json
 from bench.core.safe_pickle import safe_load
+from bench.core.validate import check_world_manifest
 
 TILE = 192  # 64 px images drawn 3x
 TEXT_H = 64
@@ -133,6 +135,6 @@ def show_world(world_dir, png_path) -> str:
     man = root / "MANIFEST.json"
     if not man.is_file():
         raise DataError(f"{man}: file not found (not a finished toyland world)")
-    manifest = json.loads(man.read_text())
+    manifest = check_world_manifest(man, read_json(man, MAX_STORE_BYTES))
     contact_sheet(root, Path(png_path))
     return summary(root, manifest)

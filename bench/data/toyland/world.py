@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import DataError
+from bench.core.io import MAX_STORE_BYTES, read_json
 from bench.core.safe_pickle import safe_load
+from bench.core.validate import check_world_manifest
 from bench.data.toyland import captions, gqa, nlvr2, refcoco_plus, snli_ve, vcr, vqa
 from bench.data.toyland.features import FEAT_DIM, FEATURE_NAMES
 from bench.data.toyland.scene import IMAGE_SIZE, sample_scene
@@ -163,7 +165,7 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, scale: str = "defa
     if out.exists():
         man = out / "MANIFEST.json"
         if man.is_file():
-            found = json.loads(man.read_text())
+            found = check_world_manifest(man, read_json(man, MAX_STORE_BYTES))
             if (found.get("seed"), found.get("scale"), found.get("version")) == (seed, scale, VERSION):
                 return found
             raise DataError(f"{out}: holds a toyland world with seed {found.get('seed')} scale "

@@ -67,7 +67,8 @@ def run_pairs(
     todo = []
     for pair in unique:
         (summary.cached.append(pair.run_id) if store.is_done(pair.run_id) else todo.append(pair))
-    bar = MatrixProgress(summary.total, len(summary.cached), enabled=progress, file=file)
+    bar = MatrixProgress(summary.total, len(summary.cached), enabled=progress, file=file,
+                         label="find" if kind == "tickets" else "matrix")
     try:
         if todo:
             # The backend first: an unreachable cluster must leave the store untouched.

@@ -86,8 +86,9 @@ def _compute_in_worker(pair: Any, run_dir: str, pair_fn: PairFn) -> dict:
 class ProcessPoolBackend:
     """One spawned process per worker; CPU threads split between workers, one GPU each when present.
 
-    A worker that dies (killed, out of memory) fails only the pairs it was running; the pool is
-    rebuilt for the rest."""
+    A worker that dies (killed, out of memory) breaks the whole pool, and with it every pair in flight:
+    those pairs are run again, each alone in a one-worker pool, so the pair that kills its worker again
+    fails on its own and the others finish. The pool is rebuilt for the rest."""
 
     def __init__(self, pair_fn: PairFn, store: RunStore, workers: int):
         check_importable(pair_fn)
@@ -96,41 +97,78 @@ class ProcessPoolBackend:
         self.threads = max(1, cores // workers)
         self.gpus = visible_gpus()
         self._pool: ProcessPoolExecutor | None = None
+        self._alone: dict[_Job, ProcessPoolExecutor] = {}  # pairs re-run alone after their pool broke
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self, size: int | None = None) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
+        size = size or self.slots
         gpu_ids = None
         if self.gpus:
             gpu_ids = context.Queue()
-            for i in range(self.slots):
+            for i in range(size):
                 gpu_ids.put(self.gpus[i % len(self.gpus)])
         return ProcessPoolExecutor(
-            self.slots, mp_context=context, initializer=_init_worker, initargs=(self.threads, gpu_ids, os.getpid())
+            size, mp_context=context, initializer=_init_worker, initargs=(self.threads, gpu_ids, os.getpid())
         )
 
-    def submit(self, pair: Any) -> Future:
+    def _run(self, pool: ProcessPoolExecutor, pair: Any) -> Future:
+        return pool.submit(_compute_in_worker, pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)
+
+    def submit(self, pair: Any) -> _Job:
         if self._pool is None:
             self._pool = self._new_pool()
-        return self._pool.submit(_compute_in_worker, pair, str(self.store.run_dir(pair.run_id)), self.pair_fn)
+        return _Job(pair, self._run(self._pool, pair))
 
-    def wait_any(self, handles: list[Future]) -> list[tuple[Future, dict | BaseException]]:
-        finished, _ = wait(handles, return_when=FIRST_COMPLETED)
-        results: list[tuple[Future, dict | BaseException]] = []
+    def wait_any(self, handles: list[_Job]) -> list[tuple[_Job, dict | BaseException]]:
+        by_future = {job.future: job for job in handles}
+        finished, _ = wait(list(by_future), return_when=FIRST_COMPLETED)
+        results: list[tuple[_Job, dict | BaseException]] = []
+        broken = []
         for future in finished:
+            job = by_future[future]
             error = future.exception()
             if isinstance(error, BrokenProcessPool):
-                # Every pair in flight fails with it (they are retried next run); rebuild for the rest.
-                if self._pool is not None:
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = None
-                error = RuntimeError("a worker process ended abruptly (killed or out of memory)")
-            results.append((future, error if error is not None else future.result()))
+                if job in self._alone:  # it broke a pool of its own: this pair kills its worker
+                    self._alone.pop(job).shutdown(wait=False, cancel_futures=True)
+                    results.append((job, RuntimeError("a worker process ended abruptly (killed or out of "
+                                                      "memory), also when run alone")))
+                else:
+                    broken.append(job)
+                continue
+            if job in self._alone:
+                self._alone.pop(job).shutdown(wait=False)
+            results.append((job, error if error is not None else future.result()))
+        if broken:
+            # The shared pool is gone, and every pair in flight on it with it: rebuild it for new pairs, and
+            # run each of those again alone, so only the pair that kills its worker fails.
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            done = {r[0] for r in results}
+            shared = [j for j in handles if j not in self._alone and j not in done
+                      and not (j.future.done() and j.future.exception() is None)]  # finished: kept
+            for job in shared:
+                pool = self._new_pool(1)
+                self._alone[job] = pool
+                job.future = self._run(pool, job.pair)
         return results
 
     def close(self) -> None:
+        for pool in self._alone.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._alone.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+class _Job:
+    """A pair in flight on the process pool; its future is replaced when it is run again alone."""
+
+    __slots__ = ("pair", "future")
+
+    def __init__(self, pair: Any, future: Future):
+        self.pair, self.future = pair, future
 
 
 @EXECUTORS.register("local")
