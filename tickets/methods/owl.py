@@ -44,6 +44,7 @@ class OWLHparams(CalibrationHparams):
             raise ConfigError(f"method 'owl': lam must be in [0, 1), found {self.lam}")
         if isinstance(self.outlier_m, (int, float)) and not self.outlier_m > 0:
             raise ConfigError(f"method 'owl': outlier_m must be > 0, found {self.outlier_m}")
+        check_group("owl", self.group)
 
 
 def outlier_ratios(scores: dict, m: float) -> dict[str, float]:

@@ -32,6 +32,10 @@ class RIAHparams(CalibrationHparams):
     a: float = hp(0.5, "exponent of the activation norm ‖X_j‖₂^a (the paper's 0.5)")
     group: str = hp("layer", "comparison group: layer (one threshold per tensor, the reference's default) or row")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()  # checked when the plan is built
+        check_group("ria", self.group)
+
 
 def relative_importance(w):
     """|W_ij| / Σ_i |W_ij| + |W_ij| / Σ_j |W_ij| (an all-zero row or column contributes 0)."""

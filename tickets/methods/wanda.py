@@ -32,6 +32,10 @@ class WandaHparams(CalibrationHparams):
     group: str = hp("row", "comparison group: row (each output row prunes the same fraction, the reference's) "
                            "or layer (one threshold per tensor)")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()  # checked when the plan is built
+        check_group("wanda", self.group)
+
 
 def wanda_scores(ctx: SearchContext, hparams: CalibrationHparams) -> tuple[dict, dict]:
     """({name: |W| · ‖X_j‖₂}, calibration record) at θ0."""
