@@ -104,6 +104,8 @@ class FindConfig:
     steps: Optional[int] = hp(None, "fine-tuning steps per IMP round (None = the task's fine-tuning steps)")
     adv_steps: Optional[int] = hp(None, "adversarial ascent steps while searching (None = as in fine-tuning, "
                                         "finetune.adv_steps; 0 = standard training)")
+    pattern: str = hp("unstructured", "sparsity pattern of every ticket: unstructured, or N:M along the input "
+                                      "dimension (e.g. 2:4: N kept of every M; the ladder must then be 1 - N/M)")
     include: tuple = hp((), "extra prunable-parameter regex patterns (added to the backbone's default set)")
     exclude: tuple = hp((), "regex patterns removed from the prunable set")
     plugins: tuple = hp((), "Python modules to import first; they register new pruning methods")

@@ -2,12 +2,13 @@
 and the wall-clock days on a given number of GPUs.
 
 `estimate(plan, mfu=, peak_tflops=, regions=, world=, seeds=)` counts, per task and in total, the training
-calls of every ticket search (a method that declares its schedule, IMP, trains once per ticket; other
-training methods once; training-free methods not at all) and every fine-tuning run of the matrix, each with
-its effective `TrainSettings` from the plan, and the evaluation of every run on its task's evaluation
-split, counted apart. `seeds` (a mapping (source, sparsity, task, steps_factor) -> seeds, fractional
-allowed: an expected count under adaptive seeding) replaces the plan's own seeds per cell; cells it leaves
-out do not run, and a search runs only when a cell (or a search derived from it) needs its tickets.
+calls of every ticket search (a method that declares its schedule, IMP, or one fine-tuning per sparsity,
+GMP and soft movement, trains once per ticket; other training methods once; training-free methods not at
+all) and every fine-tuning run of the matrix, each with its effective `TrainSettings` from the plan, and
+the evaluation of every run on its task's evaluation split, counted apart. `seeds` (a mapping (source,
+sparsity, task, steps_factor) -> seeds, fractional allowed: an expected count under adaptive seeding)
+replaces the plan's own seeds per cell; cells it leaves out do not run, and a search runs only when a cell
+(or a search derived from it) needs its tickets.
 
 FLOPs of one sequence (`FlopModel`): 2 × the matmul weights each token goes through (embedding tables do no
 matmul and are left out; LXMERT's language layers see text tokens only, its vision layers image tokens only;
@@ -468,7 +469,8 @@ def estimate(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS, reg
         row.searches += 1
         if settings is None:
             continue
-        calls = len(search.sparsities) if get_method(search.source.method).yields else 1
+        method = get_method(search.source.method)
+        calls = len(search.sparsities) if method.yields or method.trains_per_sparsity else 1
         if objective == PRETRAIN:  # captions: one sequence, the preset's text cap
             one = _training(settings, (_text_tokens(plan, None), img), 1, 0, model)
         else:

@@ -38,6 +38,7 @@ from bench.data.toyland import world as toyland
 from bench.tasks import TASKS
 from tickets import get_method
 from tickets.magnitude import check_sparsity
+from tickets.patterns import UNSTRUCTURED, parse_pattern, pattern_sparsity
 
 # Settings that change where or how fast a plan runs, never its numbers: left out of the plan's hash and of
 # every run id. `threads` too: on a GPU it changes nothing, and on CPU the last bits of a reduction at most.
@@ -229,6 +230,8 @@ class Plan:
             "seed": self.search_seed + search.search_seed, "rewind_step": f.rewind_step,
             "include": list(f.include), "exclude": list(f.exclude),
             "world": key_settings(self.config, "world"), "max_text_len": self.config.finetune.max_text_len,
+            # only when N:M: unstructured searches keep the ids they had before patterns existed
+            **({"pattern": f.pattern} if f.pattern != UNSTRUCTURED else {}),
         })
 
     # ---- display ----------------------------------------------------------------------------
@@ -304,6 +307,21 @@ def _search(cfg: Config, source: Source, sparsities: tuple) -> Search:
     base = Source(method.base, source.objective) if method.base else None
     return Search(source, method.target_sparsities(hparams, sparsities),
                   tuple((f.name, getattr(hparams, f.name)) for f in dataclasses.fields(hparams)), method.trains, base)
+
+
+def _check_pattern(cfg: Config, ladder, chosen, controls_at, sources) -> None:
+    """An N:M `find.pattern` has one sparsity (1 − N/M) and needs methods whose tickets can follow it."""
+    if parse_pattern(cfg.find.pattern) is None:
+        return
+    s = pattern_sparsity(cfg.find.pattern)
+    off = [x for x in (*ladder, *chosen, *controls_at) if abs(x - s) > 1e-9]
+    if off:
+        raise ConfigError(f"find.pattern={cfg.find.pattern} has sparsity {s:g}, but find.sparsities / "
+                          f"matrix.control_sparsities hold {off[0]:g}: set --set find.sparsities={s:g}")
+    for src in sources:
+        if not src.is_dense and not get_method(src.method).patterns:
+            raise ConfigError(f"find.pattern={cfg.find.pattern}: method '{src.method}' ({src}) cannot make N:M "
+                              "tickets (`ticketbench methods` lists the ones that can); drop it from the sources")
 
 
 def load_plugins(cfg: Config) -> None:
@@ -389,6 +407,7 @@ def build_plan(cfg: Config) -> Plan:
         name = str(item).partition(".")[0]
         get_method(name).make_hparams(cfg.find.method_hparams(name))
 
+    _check_pattern(cfg, ladder, chosen, controls_at, every)
     searches: dict[Source, Search] = {}
 
     def add(source: Source, sparsities: tuple) -> None:

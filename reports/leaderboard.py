@@ -105,14 +105,13 @@ def auc(curve: dict[float, float], dense: float | None = None) -> float:
 
 
 # ---- the search's cost ----------------------------------------------------------------------------
-COST_FIELDS = ("search_s", "train_steps", "score_calls", "flow_calls")
+COST_FIELDS = ("search_s", "train_steps", "score_calls", "flow_calls", "calib_samples")
 
 
-def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
-    """Per source: wall seconds, training steps and gradient / flow evaluations of its search, from the
-    `search.json` of the searches its runs' tickets came from (`tickets/<search id>/search.json`, or
-    beside the tickets in stores written before per-search ids), else every stored one of that source."""
-
+def _search_logs(out_dir: str | Path, sources) -> dict[str, set]:
+    """Per source: the `search.json` of the searches its runs' tickets came from
+    (`tickets/<search id>/search.json`, or beside the tickets in stores written before per-search
+    ids), else every stored one of that source."""
     out = Path(out_dir)
     used: dict[str, set] = {}
     for rec in read_records(out)[0]:
@@ -121,11 +120,18 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
             parts = Path(path).parts  # …/tickets/<hash>/<method>__<task>/sparsity-….safetensors
             if len(parts) >= 4 and parts[-4] == Layout(out).tickets.name:
                 used.setdefault(str(rec["source"]), set()).add(Layout(out).search(parts[-3]) / parts[-2])
-    costs = {}
+    logs = {}
     for source in sources:
-        key = Source.parse(source).key
-        dirs = used.get(source) or set(Layout(out).tickets.glob(f"*/{key}"))
-        logs = {f for d in dirs for f in (Layout.search_log(d), Layout.search_log(d.parent)) if f.exists()}
+        dirs = used.get(source) or set(Layout(out).tickets.glob(f"*/{Source.parse(source).key}"))
+        logs[source] = {f for d in dirs for f in (Layout.search_log(d), Layout.search_log(d.parent)) if f.exists()}
+    return logs
+
+
+def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
+    """Per source: wall seconds, training steps, gradient / flow evaluations and calibration samples of
+    its search (`_search_logs`)."""
+    costs = {}
+    for source, logs in _search_logs(out_dir, sources).items():
         total = {f: 0.0 for f in COST_FIELDS}
         found = False
         for f in sorted(logs):
@@ -140,6 +146,27 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
                                             for t in log.get("tickets", []))
         costs[source] = total if found else {f: float("nan") for f in COST_FIELDS}
     return costs
+
+
+def search_facts(out_dir: str | Path, sources) -> dict[str, dict]:
+    """Per source: its tickets' pattern and its search's peak memory (MB, the process's resident set;
+    NaN for searches recorded before either was)."""
+    facts = {}
+    for source, logs in _search_logs(out_dir, sources).items():
+        recs = [read_json(f) for f in sorted(logs)]
+        peaks = [float((r.get("cost") or {}).get("peak_rss_mb", "nan")) for r in recs]
+        facts[source] = {"pattern": "/".join(sorted({str(r.get("pattern") or "unstructured") for r in recs})),
+                         "peak_rss_mb": max(peaks) if peaks else float("nan")}
+    return facts
+
+
+def with_search_facts(summary: pd.DataFrame, facts: dict[str, dict]) -> pd.DataFrame:
+    """The leaderboard's summary with per-method `pattern` and `peak_rss_mb` (the largest over its sources)."""
+    out = summary.copy()
+    srcs = [[s for s in str(v).split(", ") if s in facts] for v in out["sources"]]
+    out["pattern"] = ["/".join(sorted({facts[s]["pattern"] for s in ss})) or "–" for ss in srcs]
+    out["peak_rss_mb"] = [max((facts[s]["peak_rss_mb"] for s in ss), default=float("nan")) for ss in srcs]
+    return out
 
 
 # ---- the leaderboard ------------------------------------------------------------------------------
@@ -364,6 +391,7 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
     lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
                      costs=search_costs(ctx.out, sources))
+    lb.summary = with_search_facts(lb.summary, search_facts(ctx.out, sources))  # pattern, peak memory
     rd.mkdir(parents=True, exist_ok=True)
     sp = ("strict_sparsity", "relaxed_sparsity")
     ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp),

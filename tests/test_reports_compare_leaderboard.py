@@ -177,7 +177,8 @@ def test_cli_compare_and_methods(store, capsys):
     text = capsys.readouterr().out
     for name in ("snip", "grasp", "synflow", "movement", "layerwise_magnitude", "lr_rewind", "early_bird", "imp"):
         assert f"\n{name}  (built-in; " in "\n" + text
-    assert "snip  (built-in; no training)" in text and "reinit  (built-in; no training, transforms imp's ticket)" in text
+    assert "snip  (built-in; calibration; no training; N:M tickets)" in text
+    assert "reinit  (built-in; data-free; no training, transforms imp's ticket; N:M tickets)" in text
     assert "Tanaka" in text and "iterations = 100" in text
     assert main(["methods", "--plugins", "no_such_plugin_module"]) != 0
     assert "cannot import 'no_such_plugin_module'" in capsys.readouterr().err

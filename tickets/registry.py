@@ -32,6 +32,18 @@ class PruningMethod:
     citation: str = ""
     # (hparams, ladder) -> the target sparsities its tickets will have; None: exactly the ladder.
     yields: Callable | None = None
+    # Whether its tickets can follow an N:M `find.pattern` (else the plan refuses the pattern for it).
+    patterns: bool = False
+    # "data-free", "calibration" (reads source data, never trains) or "training-based"; None: from `trains`.
+    family_name: str | None = None
+    # (ctx, hparams) -> {name: score}, higher = keep: a score-based method's scores, for allocators (OWL).
+    scores: Callable | None = None
+    # It fine-tunes once per ladder sparsity (GMP, soft movement), for `bench.cost`'s estimate.
+    trains_per_sparsity: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.family_name or ("training-based" if self.trains else "data-free")
 
     def target_sparsities(self, hparams: Any, ladder) -> tuple:
         """The sparsities this method's tickets will carry for `ladder` (checked before any search)."""
@@ -79,8 +91,13 @@ def _check_types(method: str, hp) -> None:
             )
 
 
+FAMILIES = ("data-free", "calibration", "training-based")
+
+
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
-                    citation: str = "", yields: Callable | None = None, override: bool = False):
+                    citation: str = "", yields: Callable | None = None, override: bool = False,
+                    patterns: bool = False, family: str | None = None, scores: Callable | None = None,
+                    trains_per_sparsity: bool = False):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
@@ -88,12 +105,20 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
     and runs once per sparsity; citation: the paper, shown by `ticketbench methods`; yields:
     `(hparams, ladder) -> sparsities` when its tickets' sparsities are not the ladder's (IMP's
     fraction modes), so a plan asking for a sparsity no ticket will have fails before it starts;
-    override: replace a method already registered under `name` (a built-in) — never done silently."""
+    override: replace a method already registered under `name` (a built-in) — never done silently;
+    patterns: its tickets follow an N:M `find.pattern` (`ctx.pattern`); family: data-free, calibration or
+    training-based (default: from `trains`); scores: `(ctx, hparams) -> {name: score}` when it ranks
+    weights by a score (allocators such as OWL use it); trains_per_sparsity: it fine-tunes once per
+    ladder sparsity (cost estimates)."""
+    if family is not None and family not in FAMILIES:
+        raise TypeError(f"method '{name}': family must be one of {', '.join(FAMILIES)}, found {family!r}")
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
         raise TypeError(f"method '{name}': hparams_cls must be a frozen dataclass")
 
     def wrap(fn: Callable) -> PruningMethod:
-        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields)
+        method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields,
+                               patterns=patterns, family_name=family, scores=scores,
+                               trains_per_sparsity=trains_per_sparsity)
         METHODS.register(name, method, override=override)
         return method
 

@@ -54,11 +54,33 @@ FlowFn = Callable[[dict, dict], dict]
 
 
 @dataclass
+class InputStats:
+    """What calibration methods read of the inputs X (tokens × in_features) reaching one nn.Linear:
+    `sq_sum[j]` = Σ_tokens x_j² (‖X_j‖₂², Wanda / RIA), `hessian` = Σ_tokens x xᵀ (float64, only when
+    asked for: SparseGPT), over `tokens` token positions of `samples` calibration examples."""
+
+    sq_sum: Tensor
+    tokens: int
+    samples: int
+    hessian: Optional[Tensor] = None
+
+
+# calib_fn(weights, masks, names, *, samples, seed, hessian=False) -> {name: InputStats}: a forward
+# pass without gradients (eval mode) over `samples` examples of the search's source (its task's train
+# split, or the pre-training corpus) drawn with `seed`, with the prunable weights set to
+# weights ⊙ masks, collecting the inputs of the nn.Linear owning each weight in `names`. Calling it
+# again with already-pruned weights gives the inputs a layer sees after the layers before it were
+# pruned (SparseGPT's sequential pass).
+CalibFn = Callable[..., dict]
+
+
+@dataclass
 class SearchContext:
     """Everything a method needs; the runner builds it, tests build it around a toy model.
 
     meta: include/exclude patterns ('include', 'exclude'), 'model_numel' (whole-model parameter
-    count, for the whole-model sparsity) and anything else to record in the tickets.
+    count, for the whole-model sparsity), 'train_steps' (optimizer steps of one `train` call, for
+    gradual pruning schedules) and anything else to record in the tickets.
     """
 
     backbone: str
@@ -76,6 +98,9 @@ class SearchContext:
     # from the stored ones (IMP stores each round when it ends).
     store: Optional[Any] = None
     flow_fn: Optional[FlowFn] = None
+    calib_fn: Optional[CalibFn] = None
+    # find.pattern: "unstructured" or "N:M" (N kept of every M consecutive inputs of each output row)
+    pattern: str = "unstructured"
 
     def make_ticket(self, masks: dict, *, method: str, hparams: Any, target_sparsity: float,
                     source: str | None = None, **kw) -> Ticket:
@@ -96,5 +121,6 @@ class SearchContext:
             include=self.meta.get("include", ()),
             exclude=self.meta.get("exclude", ()),
             model_numel=self.meta.get("model_numel"),
+            pattern=kw.pop("pattern", self.pattern),
             **kw,
         )

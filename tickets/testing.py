@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tickets.activations import collect_input_stats
 from tickets.enforce import MaskEnforcer
 from tickets.fingerprint import fingerprint_of
 from tickets.search import SearchContext, TrainResult
@@ -130,7 +131,8 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
                 rewind_step: int = 0, include=(), exclude=(), **kw) -> SearchContext:
     """A SearchContext whose `train` does `steps` real SGD steps on the toy regression with the
     masks enforced (calling `on_grads` before each step), whose `score_fn` returns gradients of the
-    loss (for SNIP-like methods) and whose `flow_fn` is SynFlow's data-free flow gradient."""
+    loss (for SNIP-like methods), whose `flow_fn` is SynFlow's data-free flow gradient and whose
+    `calib_fn` collects the linear layers' input statistics over toy sequences (Wanda, SparseGPT)."""
     model = model or ToyTransformer()
     named = select_prunable(model, include, exclude)
     theta0 = {n: p.detach().clone() for n, p in named}
@@ -171,11 +173,21 @@ def toy_context(model: ToyTransformer | None = None, *, steps: int = 5, lr: floa
         nn.functional.mse_loss(model(tokens), target).backward()
         return {n: p.grad.detach().clone() for n, p in named}
 
+    def calib_fn(weights, masks, names, *, samples, seed, hessian=False) -> dict:
+        """Input statistics over `samples` toy sequences drawn with `seed` (a forward pass, no gradients)."""
+        reset(weights, masks)
+        pick = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))[:samples]
+        model.eval()
+        try:
+            return collect_input_stats(model, names, lambda: (model(tokens[pick]), len(pick))[1], hessian)
+        finally:
+            model.train()
+
     kw.setdefault("sparsities", (0.3, 0.5, 0.7, 0.9))
     kw.setdefault("source", "toy")
     flow_fn = flow_fn_for(model, named, lambda m: m.forward_embeddings(
         torch.ones(1, 6, m.embed.embedding_dim, dtype=torch.float64)))
     return SearchContext(backbone=model.preset, fingerprint=fingerprint_of(named), theta0=theta0, train=train,
-                         rewind_step=rewind_step, score_fn=score_fn, flow_fn=flow_fn,
-                         meta={"include": list(include), "exclude": list(exclude),
+                         rewind_step=rewind_step, score_fn=score_fn, flow_fn=flow_fn, calib_fn=calib_fn,
+                         meta={"include": list(include), "exclude": list(exclude), "train_steps": steps,
                                "model_numel": sum(p.numel() for p in model.parameters())}, **kw)

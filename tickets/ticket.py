@@ -11,6 +11,15 @@ start from, θk of the prunable tensors, stored beside it as `rewind-<hash>.safe
 per search: every round rewinds to the same θk) and recorded in the metadata as
 `rewind: {file, hash, step}`. The content hash then covers that hash too, so a run's id changes
 with the starting weights; `Ticket.apply` loads and verifies the file and starts from m ⊙ θk.
+
+Pattern: `pattern` in the metadata ("unstructured", or N:M such as "2:4"; tickets written before it
+existed are unstructured); saving and loading an N:M ticket check that every group of M consecutive
+inputs of every row keeps exactly N.
+
+Reconstructed weights (SparseGPT): a method that changes the kept weights as well as the mask stores
+them beside the ticket as `reconstructed-<hash>.safetensors`, named in the metadata as
+`reconstructed: {file, hash}`. They are *not* covered by the content hash and `apply` never uses
+them: the ticket rewinds to θ0 like any other; they are the "without fine-tuning" model.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from bench.core.errors import TicketError
 from bench.core.io import atomic_write_bytes, read_bounded
 from tickets.fingerprint import fingerprint_of
 from tickets.magnitude import check_sparsity
+from tickets.patterns import UNSTRUCTURED, check_pattern
 from tickets.select import select_prunable
 
 FORMAT = "ticketbench-ticket"
@@ -123,11 +133,15 @@ class Ticket:
     # Late rewinding: θk of the prunable tensors, in memory until saved beside the ticket file.
     rewind_weights: dict[str, Tensor] | None = field(default=None, repr=False, compare=False)
     path: Path | None = field(default=None, repr=False, compare=False)  # the file it was loaded from
+    # SparseGPT's reconstructed prunable weights, in memory until saved beside the ticket file.
+    reconstructed_weights: dict[str, Tensor] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         self.masks = _check_masks(self.masks)
         if self.rewind_weights is not None:
             self.rewind_weights = self._check_rewind(self.rewind_weights)
+        if self.reconstructed_weights is not None:
+            self.reconstructed_weights = self._check_rewind(self.reconstructed_weights, "reconstructed weights")
         self._refresh()
 
     # -- construction -------------------------------------------------------------------------
@@ -155,6 +169,8 @@ class Ticket:
         extra: dict | None = None,
         rewind_weights: dict[str, Tensor] | None = None,
         rewind_step: int = 0,
+        pattern: str = UNSTRUCTURED,
+        reconstructed_weights: dict[str, Tensor] | None = None,
     ) -> "Ticket":
         """A ticket with complete metadata (the derived fields are computed from the masks).
 
@@ -176,6 +192,7 @@ class Ticket:
             "exclude": list(exclude),
             "model_numel": model_numel,
             "extra": dict(extra or {}),
+            "pattern": str(pattern),
         }
         if weights_std is not None:
             meta["weights_std"] = float(weights_std)
@@ -183,13 +200,13 @@ class Ticket:
             meta["weights_init"] = str(weights_init)
         if rewind_weights is not None:
             meta["rewind"] = {"step": int(rewind_step)}
-        return cls(masks, meta, rewind_weights=rewind_weights)
+        return cls(masks, meta, rewind_weights=rewind_weights, reconstructed_weights=reconstructed_weights)
 
-    def _check_rewind(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _check_rewind(self, weights: dict[str, Tensor], what: str = "rewind weights") -> dict[str, Tensor]:
         bad = [n for n, m in self.masks.items() if n not in weights or tuple(weights[n].shape) != tuple(m.shape)]
         if bad or set(weights) != set(self.masks):
             name = bad[0] if bad else sorted(set(weights) - set(self.masks))[0]
-            raise TicketError(f"rewind weights: '{name}' does not match the ticket's masks (names and shapes)")
+            raise TicketError(f"{what}: '{name}' does not match the ticket's masks (names and shapes)")
         return {n: weights[n].detach().to("cpu").clone() for n in self.masks}
 
     def _refresh(self) -> None:
@@ -212,7 +229,11 @@ class Ticket:
         if self.rewind_weights is not None:
             h = weights_hash(self.rewind_weights)
             meta["rewind"] = {**(meta.get("rewind") or {}), "hash": h, "file": f"rewind-{h}.safetensors"}
+        if self.reconstructed_weights is not None:
+            h = weights_hash(self.reconstructed_weights)
+            meta["reconstructed"] = {"hash": h, "file": f"reconstructed-{h}.safetensors"}
         meta["content_hash"] = masks_content_hash(self.masks, _rewind_hash(meta))
+        meta.setdefault("pattern", UNSTRUCTURED)
         meta.setdefault("ticketbench", __version__)  # the version that found it, kept on load
         meta.setdefault("weights", "pretrained")
         meta.setdefault("include", [])
@@ -266,6 +287,7 @@ class Ticket:
 
         self._refresh()
         self.check_consistent()
+        check_pattern(self.masks, self.metadata["pattern"], f"ticket {self.metadata.get('source', '')}")
         tensors = {n: torch.from_numpy(_pack(m)) for n, m in self.masks.items()}
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                   "ticket": json.dumps(self.metadata, sort_keys=True, default=_json_default)}
@@ -276,12 +298,13 @@ class Ticket:
         beside it first (content-addressed: rounds sharing θk share one file)."""
         path = Path(path)
         data = self.to_bytes()
-        if self.rewind_weights is not None:
-            from safetensors.torch import save
+        for weights, key in ((self.rewind_weights, "rewind"), (self.reconstructed_weights, "reconstructed")):
+            if weights is not None:
+                from safetensors.torch import save
 
-            target = path.parent / self.metadata["rewind"]["file"]
-            if not target.exists():
-                atomic_write_bytes(target, save({n: t.contiguous() for n, t in self.rewind_weights.items()}))
+                target = path.parent / self.metadata[key]["file"]
+                if not target.exists():
+                    atomic_write_bytes(target, save({n: t.contiguous() for n, t in weights.items()}))
         out = atomic_write_bytes(path, data)
         self.path = out
         return out
@@ -289,28 +312,41 @@ class Ticket:
     def starting_weights(self) -> dict[str, Tensor] | None:
         """The weights the kept entries start from when they are not θ0's: the late-rewinding θk
         (read from beside the ticket file and checked against the recorded hash), else None."""
-        ref = self.metadata.get("rewind")
-        if not isinstance(ref, dict):
+        if not isinstance(self.metadata.get("rewind"), dict):
             return None
         if self.rewind_weights is None:
-            if self.path is None:
-                raise TicketError("ticket names rewind weights but was not loaded from a file (no rewind file to read)")
-            h = str(ref.get("hash", ""))
-            if not re.fullmatch(r"[0-9a-f]{16}", h):  # the file name is derived from it: no paths from metadata
-                raise TicketError(f"{self.path}: invalid rewind hash {h!r}")
-            file = Path(self.path).parent / f"rewind-{h}.safetensors"
-            if not file.is_file():
-                raise TicketError(f"{self.path}: rewind weights {file.name} not found beside the ticket")
-            from safetensors.torch import load_file
-
-            try:
-                weights = load_file(str(file))
-            except Exception as e:  # safetensors raises its own error types
-                raise TicketError(f"{file}: corrupt rewind weights ({type(e).__name__})") from None
-            if weights_hash(weights) != ref.get("hash"):
-                raise TicketError(f"{file}: rewind weights do not match the hash {ref.get('hash')} the ticket records")
-            self.rewind_weights = self._check_rewind(weights)
+            self.rewind_weights = self._read_beside("rewind")
         return self.rewind_weights
+
+    def reconstructed(self) -> dict[str, Tensor] | None:
+        """The method's own pruned weights (SparseGPT's reconstruction, pruned entries exactly 0),
+        read from beside the ticket file and checked against the recorded hash; None when it has none."""
+        if not isinstance(self.metadata.get("reconstructed"), dict):
+            return None
+        if self.reconstructed_weights is None:
+            self.reconstructed_weights = self._read_beside("reconstructed")
+        return self.reconstructed_weights
+
+    def _read_beside(self, key: str) -> dict[str, Tensor]:
+        what = f"{key} weights"
+        ref = self.metadata[key]
+        if self.path is None:
+            raise TicketError(f"ticket names {what} but was not loaded from a file (no {key} file to read)")
+        h = str(ref.get("hash", ""))
+        if not re.fullmatch(r"[0-9a-f]{16}", h):  # the file name is derived from it: no paths from metadata
+            raise TicketError(f"{self.path}: invalid {key} hash {h!r}")
+        file = Path(self.path).parent / f"{key}-{h}.safetensors"
+        if not file.is_file():
+            raise TicketError(f"{self.path}: {what} {file.name} not found beside the ticket")
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(str(file))
+        except Exception as e:  # safetensors raises its own error types
+            raise TicketError(f"{file}: corrupt {what} ({type(e).__name__})") from None
+        if weights_hash(weights) != h:
+            raise TicketError(f"{file}: {what} do not match the hash {h} the ticket records")
+        return self._check_rewind(weights, what)
 
     @classmethod
     def load(cls, path) -> "Ticket":
@@ -482,6 +518,7 @@ def _validate(masks: dict[str, Tensor], meta: dict, where: str) -> None:
         raise TicketError(f"{where}: weights {meta['weights']!r} must be one of {', '.join(WEIGHT_TRANSFORMS)}")
     if meta["weights"] != "pretrained" and not isinstance(meta.get("weights_seed"), int):
         raise TicketError(f"{where}: weights '{meta['weights']}' needs an integer weights_seed")
+    check_pattern(masks, meta.get("pattern", UNSTRUCTURED), where)
     if meta.get("weights_init", "normal") not in REINIT_INITS:
         raise TicketError(f"{where}: weights_init {meta['weights_init']!r} must be one of {', '.join(REINIT_INITS)}")
 

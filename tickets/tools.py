@@ -43,7 +43,7 @@ def show(path) -> str:
         f"hparams       {json.dumps(m['hparams'], sort_keys=True)}",
         f"sparsity      target {_pct(m['target_sparsity'])}, achieved {_pct(t.sparsity)} of the prunable set"
         f" ({m['pruned']}/{m['total']}), {_pct(m['sparsity'].get('model'))} of the whole model",
-        f"patterns      include {m['include']}  exclude {m['exclude']}",
+        f"patterns      include {m['include']}  exclude {m['exclude']}  pattern {m.get('pattern', 'unstructured')}",
         f"content hash  {t.content_hash}   ticketbench {m['ticketbench']}   format {m['format_version']}",
         "",
     ]
@@ -119,10 +119,31 @@ def _citation(doc: str) -> tuple[str, str]:
     return title, cited
 
 
+def _family(m) -> str:
+    return getattr(m, "family", None) or ("training-based" if getattr(m, "trains", True) else "data-free")
+
+
+def methods_table() -> str:
+    """One line per registered method: family (data-free, calibration, training-based), whether it can
+    make N:M tickets (`find.pattern`) and its citation."""
+    rows = []
+    for name in sorted(METHODS.names()):
+        try:
+            m = get_method(name)
+        except TicketError:
+            rows.append([name, "(unusable)", "-", "-"])
+            continue
+        cited = getattr(m, "citation", "") or _citation(getattr(sys.modules.get(m.fn.__module__ or ""), "__doc__",
+                                                                "") or "")[1]
+        rows.append([name, _family(m), "unstructured, N:M" if getattr(m, "patterns", False) else "unstructured",
+                     cited])
+    return _table(["method", "family", "patterns", "citation"], rows)
+
+
 def describe_methods() -> str:
-    """Every registered pruning method (built-in and plugin) with its hyperparameters and citation,
-    for `ticketbench methods`."""
-    blocks = []
+    """The table of every registered pruning method (built-in and plugin), then each with its
+    hyperparameters and citation, for `ticketbench methods`."""
+    blocks = [methods_table()]
     for name in sorted(METHODS.names()):
         try:
             m = get_method(name)
@@ -133,8 +154,9 @@ def describe_methods() -> str:
         title, cited = _citation(getattr(sys.modules.get(modname), "__doc__", "") or "")
         cited = getattr(m, "citation", "") or cited  # the registered citation first, else the docstring's
         where = "built-in" if modname.startswith("tickets.methods.") else f"plugin {modname or '(no module)'}"
-        needs = ("trains on its source" if getattr(m, "trains", True) else "no training") + (
-            f", transforms {m.base}'s ticket" if getattr(m, "base", None) else "")
+        needs = f"{_family(m)}; " + ("trains on its source" if getattr(m, "trains", True) else "no training") + (
+            f", transforms {m.base}'s ticket" if getattr(m, "base", None) else "") + (
+            "; N:M tickets" if getattr(m, "patterns", False) else "")
         lines = [f"{name}  ({where}; {needs})"]
         what = (inspect.getdoc(m.fn) or "").split("\n\n")[0].replace("\n", " ")
         lines += [f"  {x}" for x in (title, cited if cited != title else "", what) if x]

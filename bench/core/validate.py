@@ -154,6 +154,9 @@ FIELDS: dict[str, tuple] = {
     "find.plugins": NAME,
     "find.seed": NON_NEGATIVE_INT,
     "find.adv_steps": NON_NEGATIVE_INT,
+    # N < M is the plan's check (tickets.patterns.parse_pattern), with the ladder it implies
+    "find.pattern": ((lambda v: isinstance(v, str) and bool(re.fullmatch(r"unstructured|\d+:\d+", v.strip()))),
+                     "unstructured or N:M (e.g. 2:4)"),
     "find.seeds": POSITIVE_INT,
     "finetune.steps": POSITIVE_INT,
     "finetune.batch_size": POSITIVE_INT,

@@ -8,6 +8,7 @@ registered method and stores one ticket per sparsity under `<out>/tickets/<searc
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from bench.tasks import TASKS
 from bench.training import train
 from bench.training.batching import bucketed_batches
 from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResult, get_method, select_prunable
+from tickets.activations import collect_input_stats
 from tickets.fingerprint import fingerprint_of
 from tickets.search import copy_weights
 
@@ -126,6 +128,34 @@ def make_score_fn(plan: Plan, study: Study, theta0_dir: str, objective: str, sea
     return score
 
 
+def make_calib_fn(plan: Plan, study: Study, theta0_dir: str, objective: str):
+    """calib_fn(weights, masks, names, *, samples, seed, hessian=False) -> {name: InputStats}: one
+    forward pass without gradients (eval mode: no dropout) over `samples` training examples of the
+    source objective (a task's train split, or the pre-training corpus) drawn with `seed`, in batches of
+    the source's batch size, with the prunable weights set to weights ⊙ masks, collecting the inputs of
+    the nn.Linear of each weight in `names` (every token position the backbone computes)."""
+
+    def calib(weights: dict, masks: dict, names, *, samples: int, seed: int, hessian: bool = False) -> dict:
+        torch.manual_seed(seed)  # the pre-training objectives' masking draws
+        backbone = study.theta0(theta0_dir)
+        model, examples, loss_fn, _ = source_objective(plan, study, backbone, objective)
+        _set_weights(_prunable(backbone, plan), weights, masks)
+        model.to(study.device).eval()
+        pick = sorted(random.Random(seed).sample(range(len(examples)), min(int(samples), len(examples))))
+        chosen = [examples[i] for i in pick]
+        batch_size = (plan.config.pretrain.batch_size if objective == PRETRAIN
+                      else plan.finetune_settings(objective, plan.search_seed).batch_size)
+
+        def run() -> int:
+            for j in range(0, len(chosen), batch_size):
+                loss_fn(loss_fn.prepare(chosen[j:j + batch_size]))
+            return len(chosen)
+
+        return collect_input_stats(backbone, names, run, hessian)
+
+    return calib
+
+
 def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
     """flow_fn(weights, masks) -> dR/dw for SynFlow, data-free: every parameter replaced by its
     absolute value (float64, eval mode), every embedding lookup and the image input replaced by ones,
@@ -212,9 +242,17 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         raise TicketbenchError(f"method {method.name} asked to train but is registered with trains=False")
 
     # The search's cost for the leaderboard: training steps and gradient / flow evaluations it asked for.
-    cost = {"train_calls": 0, "train_steps": 0, "score_calls": 0, "flow_calls": 0}
+    cost = {"train_calls": 0, "train_steps": 0, "score_calls": 0, "flow_calls": 0, "calib_calls": 0,
+            "calib_samples": 0}
     score_fn = make_score_fn(plan, study, job.theta0_dir, search.source.objective, search.search_seed)
     flow_fn = make_flow_fn(plan, study, job.theta0_dir)
+    calib_fn = make_calib_fn(plan, study, job.theta0_dir, search.source.objective)
+
+    def counted_calib(*a, **kw):
+        stats = calib_fn(*a, **kw)
+        cost["calib_calls"] += 1  # distinct calibration examples: the largest draw (every call redraws the same)
+        cost["calib_samples"] = max([cost["calib_samples"]] + [s.samples for s in stats.values()])
+        return stats
 
     def counted_train(start, masks, **kw):
         result = (train_fn or no_training)(start, masks, **kw)
@@ -238,9 +276,13 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
             train=counted_train, source=search.source.task, sparsities=group,
             seed=plan.search_seed + search.search_seed,
             score_fn=counted(score_fn, "score_calls"), flow_fn=counted(flow_fn, "flow_calls"),
+            calib_fn=counted_calib, pattern=getattr(cfg.find, "pattern", "unstructured"),
             rewind_step=cfg.find.rewind_step, base_ticket=base, store=store,
             meta={"include": tuple(cfg.find.include), "exclude": tuple(cfg.find.exclude),
                   "model_numel": sum(p.numel() for p in backbone.parameters()),
+                  # steps of one `train` call (gradual pruning schedules are fractions of it)
+                  "train_steps": plan.search_settings(search.source, search.search_seed).steps if search.trains else None,
+                  "num_heads": backbone.config.get("num_heads"),  # structured tickets (heads as units)
                   # The backbone's own initialiser, for controls that re-initialise (toy presets train
                   # from fan-in init, real ones from BERT's N(0, 0.02)).
                   "init": "fan_in_uniform" if plan.family == "toy" else "normal"},
@@ -254,10 +296,23 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
-        "cost": cost, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+        "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
     }
     atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
+
+
+def peak_memory(device) -> dict:
+    """The search process's peak memory so far (a worker that ran several jobs reports the largest):
+    resident set size in MB, and the GPU's peak allocation when it ran on one."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"peak_rss_mb": round(rss / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)}
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / (1 << 20), 1)
+    return out
 
 
 def _read_record(root: Path) -> dict:

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from bench.core.errors import ConfigError, TicketError
 from tickets.magnitude import check_sparsity, global_magnitude_masks, layerwise_magnitude_masks
+from tickets.patterns import UNSTRUCTURED, nm_masks, parse_pattern, pattern_sparsity
 
 SCOPES = {"global": global_magnitude_masks, "layerwise": layerwise_magnitude_masks}
 
 
-def magnitude_fn(method: str, scope: str):
-    """global_magnitude_masks or layerwise_magnitude_masks by name."""
+def magnitude_fn(method: str, scope: str, pattern: str = UNSTRUCTURED):
+    """global_magnitude_masks or layerwise_magnitude_masks by name; under an N:M `pattern` (find.pattern)
+    N of every M inputs of each row by |w| instead, at the pattern's one sparsity."""
     if scope not in SCOPES:
         raise ConfigError(f"method '{method}': scope must be one of {', '.join(SCOPES)}, found {scope!r}")
-    return SCOPES[scope]
+    if parse_pattern(pattern) is None:
+        return SCOPES[scope]
+
+    def by_pattern(weights: dict, sparsity: float, current: dict | None = None) -> dict:
+        if abs(sparsity - pattern_sparsity(pattern)) > 1e-9:
+            raise TicketError(f"method '{method}': pattern {pattern} has sparsity {pattern_sparsity(pattern):g}, "
+                              f"asked for {sparsity:g}")
+        return nm_masks({n: w.detach().abs() for n, w in weights.items()}, pattern, current, f"method '{method}'")
+
+    return by_pattern
 
 
 def ladder(ctx, method: str) -> list[float]:
@@ -37,18 +48,19 @@ def need_base(ctx, method: str):
 
 
 def keep_highest(scores: dict, sparsity: float, scope: str = "global", current: dict | None = None,
-                 method: str = "method") -> dict:
+                 method: str = "method", pattern: str = UNSTRUCTURED) -> dict:
     """Masks keeping the highest *signed* scores (magnitude pruning ranks |x|, so the scores are
     shifted by their global minimum first: an order-preserving map onto non-negative numbers)."""
     low = min(float(s.min()) for s in scores.values())
     # float32, as magnitude pruning ranks in float32 anyway (half the memory of float64 on 85M weights)
     shifted = {n: s.detach().float() - low for n, s in scores.items()}
-    return magnitude_fn(method, scope)(shifted, sparsity, current)
+    return magnitude_fn(method, scope, pattern)(shifted, sparsity, current)
 
 
 def score_tickets(ctx, method: str, hparams, scores: dict, scope: str = "global", extra: dict | None = None) -> list:
     """One ticket per ladder sparsity keeping the highest scores."""
-    return [ctx.make_ticket(keep_highest(scores, s, scope, method=method), method=method, hparams=hparams,
+    return [ctx.make_ticket(keep_highest(scores, s, scope, method=method, pattern=ctx.pattern), method=method,
+                            hparams=hparams,
                             target_sparsity=s, extra=extra)
             for s in ladder(ctx, method)]
 

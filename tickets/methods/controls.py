@@ -49,12 +49,12 @@ def _control(ctx: SearchContext, hparams, method: str, **weights) -> list:
     return [ctx.make_ticket(
         {n: m.clone() for n, m in base.masks.items()}, method=method, hparams=hparams,
         target_sparsity=base.metadata["target_sparsity"], source=f"{method}:{ctx.source}",
-        round=base.metadata.get("round"), weights=method, weights_seed=ctx.seed,
+        round=base.metadata.get("round"), weights=method, pattern=base.metadata.get("pattern", "unstructured"), weights_seed=ctx.seed,
         extra={"base_source": base.metadata.get("source"), "base_content_hash": base.content_hash}, **weights,
     )]
 
 
-@register_method("reinit", ReinitHparams, trains=False, base="imp",
+@register_method("reinit", ReinitHparams, trains=False, base="imp", patterns=True,
                  citation="Frankle & Carbin 2019 (random re-initialisation control)")
 def reinit(ctx: SearchContext, hparams: ReinitHparams) -> list:
     """The base ticket's mask on freshly initialised weights (the backbone's own initialiser)."""
@@ -65,7 +65,7 @@ def reinit(ctx: SearchContext, hparams: ReinitHparams) -> list:
     return _control(ctx, hparams, "reinit", weights_init=init, **std)
 
 
-@register_method("shuffle", ShuffleHparams, trains=False, base="imp",
+@register_method("shuffle", ShuffleHparams, trains=False, base="imp", patterns=True,
                  citation="Frankle et al. 2021 (layer-wise weight shuffling control)")
 def shuffle(ctx: SearchContext, hparams: ShuffleHparams) -> list:
     """The base ticket's mask with the weights permuted within each tensor."""

@@ -35,13 +35,13 @@ def mask_distance(a: dict, b: dict) -> float:
     return differ / sum(m.numel() for m in a.values())
 
 
-@register_method("early_bird", EarlyBirdHparams, citation="You et al., ICLR 2020 (early-bird tickets)")
+@register_method("early_bird", EarlyBirdHparams, patterns=True, citation="You et al., ICLR 2020 (early-bird tickets)")
 def early_bird(ctx: SearchContext, hparams: EarlyBirdHparams) -> list:
     """One fine-tuning, stopped when every sparsity's mask has converged; tickets from the weights then
     (or from the final weights when it never converges: `extra.drawn_at_step` is then null)."""
     if hparams.interval < 1 or hparams.patience < 1 or not 0.0 <= hparams.threshold < 1.0:
         raise ConfigError("method 'early_bird': interval and patience must be >= 1, threshold in [0, 1)")
-    prune = magnitude_fn("early_bird", hparams.scope)
+    prune = magnitude_fn("early_bird", hparams.scope, ctx.pattern)
     sparsities = ladder(ctx, "early_bird")
     state = {"step": 0, "drawn_at": None, "prev": None, "calm": 0, "masks": None, "distances": []}
 

@@ -44,7 +44,7 @@ def hessian_gradient(ctx: SearchContext, hparams: GraspHparams) -> tuple[dict, d
     return g, hg
 
 
-@register_method("grasp", GraspHparams, trains=False, citation="Wang, Zhang & Grosse, ICLR 2020 (GraSP)")
+@register_method("grasp", GraspHparams, trains=False, patterns=True, family="calibration", citation="Wang, Zhang & Grosse, ICLR 2020 (GraSP)")
 def grasp(ctx: SearchContext, hparams: GraspHparams) -> list:
     """Remove the highest −θ0 ⊙ Hg, i.e. keep the lowest; one ticket per ladder sparsity."""
     _, hg = hessian_gradient(ctx, hparams)

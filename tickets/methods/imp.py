@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from bench.core.errors import ConfigError, TicketError
 from bench.core.hparams import hp
-from tickets.magnitude import global_magnitude_masks
-from tickets.methods.common import ladder
+from tickets.methods.common import ladder, magnitude_fn
 from tickets.registry import register_method
 from tickets.search import SearchContext, copy_weights, ones_masks
 from tickets.ticket import Ticket
@@ -72,7 +71,7 @@ def imp_schedule(hparams: IMPHparams, sparsities) -> list[float]:
     return targets
 
 
-@register_method("imp", IMPHparams, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)), citation="Frankle & Carbin 2019; Chen et al. 2020 (IMP, rewinding to θ0)")
+@register_method("imp", IMPHparams, patterns=True, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)), citation="Frankle & Carbin 2019; Chen et al. 2020 (IMP, rewinding to θ0)")
 def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
     """Fine-tune → prune globally → rewind the survivors → repeat; one ticket per round.
 
@@ -88,6 +87,7 @@ def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
     theta0 = copy_weights(ctx.theta0)
     rewind_point = theta0
     masks = ones_masks(theta0)
+    prune = magnitude_fn("imp", "global", ctx.pattern)
     tickets = []
     for r, target in enumerate(targets, 1):
         stored = _stored_round(ctx, hparams, r, target) if len(tickets) == r - 1 else None
@@ -103,7 +103,7 @@ def imp(ctx: SearchContext, hparams: IMPHparams) -> list:
             if result.rewind is None:
                 raise TicketError(f"late rewinding to step {ctx.rewind_step} needs train() to return the step's weights")
             rewind_point = copy_weights(_check_weights(result.rewind, theta0))
-        masks = global_magnitude_masks(trained, target, current=masks)
+        masks = prune(trained, target, current=masks)
         ticket = ctx.make_ticket(
             masks, method="imp", hparams=hparams, target_sparsity=target, round=r,
             extra={"rewind_step": ctx.rewind_step, "train_metrics": dict(result.metrics)},

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tickets.magnitude import global_magnitude_masks
-from tickets.methods.common import ladder
+from tickets.methods.common import ladder, magnitude_fn
 from tickets.methods.imp import IMPHparams, imp_schedule
 from tickets.registry import register_method
 from tickets.search import SearchContext, copy_weights, ones_masks
@@ -22,17 +21,17 @@ class LRRewindHparams(IMPHparams):
     """IMP's schedule (mode, prune_fraction, rounds); only the restart point differs."""
 
 
-@register_method("lr_rewind", LRRewindHparams, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)),
+@register_method("lr_rewind", LRRewindHparams, patterns=True, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)),
                  citation="Renda, Frankle & Carbin, ICLR 2020 (learning-rate rewinding)")
 def lr_rewind(ctx: SearchContext, hparams: LRRewindHparams) -> list:
     """Train → prune → retrain the survivors from their trained values with the full schedule → …"""
     weights = copy_weights(ctx.theta0)
     masks = ones_masks(weights)
-    tickets = []
+    tickets, prune = [], magnitude_fn("lr_rewind", "global", ctx.pattern)
     for r, target in enumerate(imp_schedule(hparams, ladder(ctx, "lr_rewind")), 1):
         result = ctx.train({n: w * masks[n] for n, w in weights.items()}, {n: m.clone() for n, m in masks.items()})
         weights = copy_weights(result.weights)
-        masks = global_magnitude_masks(weights, target, current=masks)
+        masks = prune(weights, target, current=masks)
         tickets.append(ctx.make_ticket(masks, method="lr_rewind", hparams=hparams, target_sparsity=target, round=r,
                                        extra={"train_metrics": dict(result.metrics)}))
     return tickets

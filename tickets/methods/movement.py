@@ -42,7 +42,7 @@ def movement_scores(ctx: SearchContext, start: dict, masks: dict, scores: dict |
     return {n: s.cpu() for n, s in scores.items()}, result
 
 
-@register_method("movement", MovementHparams, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)")
+@register_method("movement", MovementHparams, patterns=True, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)")
 def movement(ctx: SearchContext, hparams: MovementHparams) -> list:
     """One dense fine-tuning accumulating S = −Σ w·g; prune the lowest S. With `gradual`,
     one fine-tuning per ladder sparsity, each continuing from the previous one's pruned weights with
@@ -53,14 +53,15 @@ def movement(ctx: SearchContext, hparams: MovementHparams) -> list:
     if not hparams.gradual:
         scores, result = movement_scores(ctx, weights, masks)
         metrics = dict(result.metrics)
-        return [ctx.make_ticket(keep_highest(scores, s, hparams.scope, method="movement"), method="movement",
+        return [ctx.make_ticket(keep_highest(scores, s, hparams.scope, method="movement", pattern=ctx.pattern),
+                                method="movement",
                                 hparams=hparams, target_sparsity=s, extra={"train_metrics": metrics})
                 for s in sparsities]
     tickets, scores = [], None
     for r, s in enumerate(sparsities, 1):
         scores, result = movement_scores(ctx, {n: w * masks[n] for n, w in weights.items()}, masks, scores)
         weights = copy_weights(result.weights)
-        masks = keep_highest(scores, s, hparams.scope, current=masks, method="movement")
+        masks = keep_highest(scores, s, hparams.scope, current=masks, method="movement", pattern=ctx.pattern)
         tickets.append(ctx.make_ticket(masks, method="movement", hparams=hparams, target_sparsity=s, round=r,
                                        extra={"train_metrics": dict(result.metrics)}))
     return tickets

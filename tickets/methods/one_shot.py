@@ -16,7 +16,7 @@ class OneShotHparams:
 
 
 def _tickets(ctx, hparams, method, weights, source, extra=None) -> list:
-    prune = magnitude_fn(method, hparams.scope)
+    prune = magnitude_fn(method, hparams.scope, ctx.pattern)
     return [
         ctx.make_ticket(prune(weights, s), method=method, hparams=hparams, target_sparsity=s, source=source,
                         extra=extra)
@@ -24,7 +24,7 @@ def _tickets(ctx, hparams, method, weights, source, extra=None) -> list:
     ]
 
 
-@register_method("omp", OneShotHparams, citation="Chen et al. 2020 (one-shot magnitude pruning after fine-tuning)")
+@register_method("omp", OneShotHparams, patterns=True, citation="Chen et al. 2020 (one-shot magnitude pruning after fine-tuning)")
 def omp(ctx: SearchContext, hparams: OneShotHparams) -> list:
     """Fine-tune θ0 once on the source, then prune the trained weights at each ladder sparsity."""
     theta0 = copy_weights(ctx.theta0)
@@ -32,7 +32,8 @@ def omp(ctx: SearchContext, hparams: OneShotHparams) -> list:
     return _tickets(ctx, hparams, "omp", result.weights, None, {"train_metrics": dict(result.metrics)})
 
 
-@register_method("pretrained_magnitude", OneShotHparams, trains=False,
+@register_method("pretrained_magnitude", OneShotHparams, trains=False, patterns=True,
+                 scores=lambda ctx, hparams: {n: w.detach().abs() for n, w in ctx.theta0.items()},
                  citation="Chen et al. 2020 (magnitude pruning of the pre-trained weights)")
 def pretrained_magnitude(ctx: SearchContext, hparams: OneShotHparams) -> list:
     """Prune θ0 by magnitude at each ladder sparsity, without training."""

@@ -17,8 +17,8 @@ import torch
 
 from bench.core.errors import ConfigError
 from bench.core.hparams import hp
-from tickets.magnitude import global_magnitude_masks, masks_with_counts
-from tickets.methods.common import ladder, need_base
+from tickets.magnitude import masks_with_counts
+from tickets.methods.common import ladder, magnitude_fn, need_base
 from tickets.registry import register_method
 from tickets.search import SearchContext, derived_seed
 
@@ -39,7 +39,7 @@ def _random_scores(shapes: dict, seed: int) -> dict:
     return {n: torch.rand(shape, generator=gen) for n, shape in shapes.items()}
 
 
-@register_method("random", RandomHparams, trains=False,
+@register_method("random", RandomHparams, trains=False, patterns=True,
                  citation="Frankle & Carbin 2019; Chen et al. 2020 (global random pruning baseline)")
 def random_pruning(ctx: SearchContext, hparams: RandomHparams) -> list:
     """Random masks at every ladder sparsity: global (default) or the same sparsity per tensor."""
@@ -51,10 +51,10 @@ def random_pruning(ctx: SearchContext, hparams: RandomHparams) -> list:
     for s in ladder(ctx, "random"):
         seed = derived_seed(ctx.seed, "random", s)
         scores = _random_scores(shapes, seed)
-        if hparams.scope == "layerwise":
+        if hparams.scope == "layerwise" and ctx.pattern == "unstructured":
             masks = masks_with_counts(scores, {n: round(s * t.numel()) for n, t in scores.items()})
-        else:
-            masks = global_magnitude_masks(scores, s)  # the top-k of uniform scores: a uniform draw
+        else:  # the top-k of uniform scores (per N:M group under a pattern): a uniform draw
+            masks = magnitude_fn("random", "global", ctx.pattern)(scores, s)
         tickets.append(ctx.make_ticket(masks, method="random", hparams=hparams, target_sparsity=s, source="random",
                                        extra={"mask_seed": seed}))
     return tickets

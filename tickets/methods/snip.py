@@ -20,9 +20,14 @@ class SnipHparams:
     scope: str = hp("global", "global: one threshold over all prunable weights; layerwise: per tensor")
 
 
-@register_method("snip", SnipHparams, trains=False, citation="Lee, Ajanthan & Torr, ICLR 2019 (SNIP)")
+@register_method("snip", SnipHparams, trains=False, patterns=True, family="calibration",
+                 scores=lambda ctx, hparams: snip_scores(ctx, hparams), citation="Lee, Ajanthan & Torr, ICLR 2019 (SNIP)")
 def snip(ctx: SearchContext, hparams: SnipHparams) -> list:
     """Keep the largest |g ⊙ θ0| (g: source-loss gradient at θ0), one ticket per ladder sparsity."""
+    return score_tickets(ctx, "snip", hparams, snip_scores(ctx, hparams), hparams.scope)
+
+
+def snip_scores(ctx: SearchContext, hparams: SnipHparams) -> dict:
+    """|g ⊙ θ0| with g the source-loss gradient at θ0 averaged over `score_batches` batches."""
     g = mean_grads(ctx, "snip", ctx.theta0, ones_masks(ctx.theta0), hparams.score_batches)
-    scores = {n: (g[n] * w).abs() for n, w in ctx.theta0.items()}
-    return score_tickets(ctx, "snip", hparams, scores, hparams.scope)
+    return {n: (g[n] * w).abs() for n, w in ctx.theta0.items()}

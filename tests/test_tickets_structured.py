@@ -1,0 +1,79 @@
+"""Structured tickets (issue 29): heads and FFN neurons as units, and the physically smaller model
+that computes the masked model's outputs."""
+
+import copy
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+import tickets
+from bench.backbones.structured import shrink_bert
+from bench.core.errors import TicketError
+from tickets import SearchContext
+from tickets.structured import bert_layers, pruned_units
+
+
+def _bert(seed=0):
+    torch.manual_seed(seed)
+    cfg = BertConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64, vocab_size=60,
+                     max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertModel(cfg).eval()
+
+
+def _context(model, sparsities=(0.5,)):
+    named = [(n, p) for n, p in model.named_parameters() if n.startswith("encoder.layer.") and n.endswith(".weight")
+             and p.dim() == 2]
+    return SearchContext(backbone="bert-test", fingerprint="x", theta0={n: p.detach().clone() for n, p in named},
+                         train=None, source="", sparsities=sparsities, meta={"num_heads": 4})
+
+
+def test_structured_magnitude_removes_the_lowest_norm_heads_and_neurons_per_layer():
+    model = _bert()
+    ctx = _context(model, (0.25, 0.5, 0.75))
+    ts = tickets.get_method("structured_magnitude")(ctx)
+    for t in ts:
+        s = t.metadata["target_sparsity"]
+        heads, neurons = pruned_units(t.masks, 4)
+        assert all(len(h) == round(s * 4) for h in heads.values()) and all(len(n) == round(s * 64) for n in neurons.values())
+        assert abs(t.sparsity - s) < 1e-9
+    # the pruned heads are the ones with the smallest weight norm
+    layer = bert_layers(ctx.theta0)[0]
+    w = ctx.theta0
+    norms = [sum(w[getattr(layer, k)][h * 8:(h + 1) * 8].pow(2).sum() for k in "qkv") + w[layer.o][:, h * 8:(h + 1) * 8].pow(2).sum()
+             for h in range(4)]
+    order = sorted(range(4), key=lambda h: float(norms[h]))
+    assert pruned_units(ts[1].masks, 4)[0][layer.prefix] == sorted(order[:2])
+
+
+def test_the_shrunk_model_is_smaller_and_computes_the_masked_models_outputs():
+    model = _bert()
+    t = tickets.get_method("structured_magnitude")(_context(model))[0]
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in masked.named_parameters():
+            if n in t.masks:
+                p.mul_(t.masks[n])
+    small = shrink_bert(copy.deepcopy(masked), t.masks, 4)
+    n_small, n_dense = (sum(p.numel() for p in m.parameters()) for m in (small, model))
+    assert n_small < n_dense and small.encoder.layer[0].attention.self.query.out_features == 16
+    assert small.encoder.layer[1].intermediate.dense.out_features == 32
+    ids = torch.randint(0, 60, (3, 10), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[0, 7:] = 0
+    with torch.no_grad():
+        a = masked(input_ids=ids, attention_mask=mask).last_hidden_state
+        b = small(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_unstructured_masks_are_refused_for_export():
+    model = _bert()
+    t = tickets.get_method("structured_magnitude")(_context(model))[0]
+    bad = {n: m.clone() for n, m in t.masks.items()}
+    name = next(iter(bad))
+    bad[name][0, 0] = ~bad[name][0, 0]
+    with pytest.raises(TicketError, match="is not structured"):
+        shrink_bert(copy.deepcopy(model), bad, 4)
+    with pytest.raises(TicketError, match="num_heads"):
+        tickets.get_method("structured_magnitude")(SearchContext("b", "x", {}, None, "", (0.5,)))
