@@ -247,7 +247,7 @@ def generate_text_world(out_dir: str | Path, seed: int = 0, scale: str = "defaul
             rows = [make(r) for _ in range(n)]
             _tsv(out / folder / f"{split}.tsv", header,
                  [_row(task, i, texts, label) for i, (texts, label) in enumerate(rows)], bom=task == "mrpc")
-            counts[f"{task}/{split}"] = n
+            counts.setdefault(task, {})[split] = n
             if split == devs[0]:
                 labels = Counter(label for _, label in rows)
                 chance[task] = ({"pearson": 0.0, "spearman": 0.0} if task == "stsb" else
@@ -259,7 +259,7 @@ def generate_text_world(out_dir: str | Path, seed: int = 0, scale: str = "defaul
         articles = [_squad_article(r, k, 3) for k in range(max(1, n // 3))]
         (out / "squad").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "squad" / f"{split}-v1.1.json", json.dumps({"data": articles, "version": "1.1"}))
-        counts[f"squad/{split}"] = 3 * len(articles)
+        counts.setdefault("squad", {})[split] = 3 * len(articles)
         if split == "dev":
             em = 100.0 * sum(_squad_baseline(a) for a in articles) / len(articles)
             chance["squad"] = {"exact_match": round(em, 2), "f1": round(em, 2)}
@@ -267,7 +267,7 @@ def generate_text_world(out_dir: str | Path, seed: int = 0, scale: str = "defaul
     for split, n in (("train", s.corpus_train), ("dev", s.corpus_dev)):
         (out / "corpus").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "corpus" / f"{split}.txt", "\n\n".join(_document(r) for _ in range(n)) + "\n")
-        counts[f"corpus/{split}"] = n
+        counts.setdefault("corpus", {})[split] = n
     atomic_write_text(out / "vocab.txt", "\n".join(sorted(vocab)) + "\n")
     manifest = {"kind": "textworld", "version": VERSION, "seed": seed, "scale": scale, "scale_params": asdict(s),
                 "counts": counts, "chance": chance,
