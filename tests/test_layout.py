@@ -180,3 +180,21 @@ def test_an_unchanged_store_reuses_its_figures_and_a_change_redraws_them(tmp_pat
     build_report(out, config=config())
     assert (rd / "accuracy_vs_sparsity.png").stat().st_mtime_ns != before  # the results changed: redrawn
     assert json.loads((rd / ".report-files.json").read_text())["figures"]["key"] != book["figures"]["key"]
+
+
+def test_the_run_store_writes_only_inside_the_output_directory(tmp_path):
+    from bench.runner.store import RunStore
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "runs").symlink_to(elsewhere)
+    store = RunStore(out)
+    with pytest.raises(DataError, match="outside the output directory"):
+        store.check_writable()
+    with pytest.raises(DataError, match="outside the output directory"):
+        store.claim("abc123")
+    assert list(elsewhere.iterdir()) == []
+    claim = RunStore(out, kind="tickets").claim("s1")  # tickets/ is a plain folder: fine
+    assert claim is not None
+    claim.release()
