@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.config import Config
-from bench.core.io import safe_name
+from bench.config import Config, to_dict
+from bench.core.io import file_hash, safe_name, short_hash
 from bench.core.layout import REPORT_FILES, file_name
+from bench.tasks.base import DECLARATIONS
 from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
-from reports.context import ReportContext, load_context, prune_stale
+from reports.context import ReportContext, load_context, prune_stale, reused_figures
 from reports.readme import write_readme
 from reports.seeds import replicate_spread, seeds_display, seeds_table, sigma_check
 from reports.tables import (
@@ -114,6 +115,16 @@ def build_tables(ctx: ReportContext) -> dict:
     return out
 
 
+def figures_key(ctx: ReportContext) -> str:
+    """Everything `build_figures` draws from: the results, the config, the tickets (by size and mtime),
+    the task declarations and the code drawing them (every module of `reports`, matplotlib's version).
+    The same key means the same figures, so a rebuild of an unchanged store reuses them."""
+    tickets = [(str(v.path), v.path.stat().st_size, v.path.stat().st_mtime_ns) for v in ctx.tickets]
+    code = [file_hash(p) for p in sorted(Path(__file__).parent.glob("*.py"))] + [file_hash(DECLARATIONS)]
+    return short_hash([ctx.df.to_csv(), ctx.convergence.to_csv(), to_dict(ctx.config), ctx.tasks, ctx.backbones,
+                       ctx.sparsities, tickets, code, plots.matplotlib.__version__], n=16)
+
+
 def build_figures(ctx: ReportContext, t: dict) -> None:
     rd = ctx.report_dir
     for bb in ctx.backbones:
@@ -162,9 +173,16 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
         safe_name(compare, "method")
     ctx = load_context(out_dir, config, plan=plan, plans=plans)
     tables = build_tables(ctx)
-    build_figures(ctx, tables)
+    key = figures_key(ctx)
+    figures = reused_figures(ctx, REPORT_FILES, key)
+    if figures is None:
+        start = len(ctx.written)
+        build_figures(ctx, tables)
+        figures = ctx.written[start:]
+    else:
+        ctx.add(figures)
     cmp = build_compare(ctx, compare) if compare else None
     ctx.add([ctx.report_dir / "matrix.csv"])
     write_readme(ctx, tables, cmp, compare)
-    prune_stale(ctx, REPORT_FILES)
+    prune_stale(ctx, REPORT_FILES, (key, figures))
     return ctx.report_dir

@@ -132,11 +132,31 @@ def _written_before(manifest: Path) -> dict[str, str]:
     return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def prune_stale(ctx: ReportContext, manifest_name: str) -> None:
+def reused_figures(ctx: ReportContext, manifest_name: str, key: str) -> list[Path] | None:
+    """The figures the previous build drew from the same inputs (`key`), when every one is still the
+    very file it wrote (content hash); else None (draw them). Drawing is most of a report's cost."""
+    rd = ctx.report_dir
+    try:
+        figures = read_json(rd / manifest_name).get("figures") if (rd / manifest_name).exists() else None
+    except (DataError, AttributeError):
+        return None
+    if not isinstance(figures, dict) or figures.get("key") != key or not isinstance(figures.get("files"), list):
+        return None
+    hashes, paths = _written_before(rd / manifest_name), []
+    for rel in figures["files"]:
+        p = rd / rel if isinstance(rel, str) else None
+        if p is None or rel not in hashes or p.is_symlink() or not p.is_file() or file_hash(p) != hashes[rel]:
+            return None
+        paths.append(p)
+    return paths
+
+
+def prune_stale(ctx: ReportContext, manifest_name: str, figures: tuple[str, list[Path]] | None = None) -> None:
     """Delete files a previous build wrote that this build did not (keeps the report idempotent
     when the store changes), then record this build's files with their content hashes. A file is
     deleted only while it is the very file a build wrote (same content hash), inside the report
-    folder (resolved, symlinks included) and not a symlink: bookkeeping naming anything else deletes nothing."""
+    folder (resolved, symlinks included) and not a symlink: bookkeeping naming anything else deletes nothing.
+    `figures`: (key of their inputs, the figure files), for `reused_figures` next time."""
     rd = ctx.report_dir
     manifest = inside(rd, rd / manifest_name, "report folder")
     now = {str(p.relative_to(rd)): file_hash(p) for p in dict.fromkeys(map(Path, ctx.written))}
@@ -150,4 +170,7 @@ def prune_stale(ctx: ReportContext, manifest_name: str) -> None:
             continue  # never ours: a rebuild deletes only inside report/
         if file_hash(p) == digest:
             p.unlink()
-    atomic_write_json(manifest, {"files": dict(sorted(now.items()))})
+    book: dict = {"files": dict(sorted(now.items()))}
+    if figures is not None:
+        book["figures"] = {"key": figures[0], "files": sorted(str(p.relative_to(rd)) for p in figures[1])}
+    atomic_write_json(manifest, book)

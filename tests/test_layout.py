@@ -158,3 +158,48 @@ def test_plan_field_of_a_manifest_cannot_escape(tmp_path):
     except DataError as e:
         assert "field 'plan'" in str(e)
     assert notes.read_text() == "mine" and sorted(p.name for p in notes.parent.iterdir()) == ["notes.md", "out"]
+
+
+def test_an_unchanged_store_reuses_its_figures_and_a_change_redraws_them(tmp_path):
+    """Drawing is most of a rebuild's cost (issue 30 item 10): the figures of an unchanged store are the
+    files of the last build, checked by content hash; a changed record, or a figure touched by hand, redraws."""
+    from reports import build_report
+
+    out = make_store(tmp_path / "out", tickets=False)
+    rd = build_report(out, config=config())
+    book = json.loads((rd / ".report-files.json").read_text())
+    assert "accuracy_vs_sparsity.png" in book["figures"]["files"]
+    stamps = {p: p.stat().st_mtime_ns for p in rd.glob("*.png")}
+    assert build_report(out, config=config()) == rd
+    assert {p: p.stat().st_mtime_ns for p in rd.glob("*.png")} == stamps  # reused, not redrawn
+    assert json.loads((rd / ".report-files.json").read_text()) == book
+
+    (rd / "transfer_heatmap_s50.png").write_bytes(b"not ours")  # edited by hand: drawn again
+    build_report(out, config=config())
+    assert (rd / "transfer_heatmap_s50.png").read_bytes()[:4] == b"\x89PNG"
+
+    record = next(out.glob("runs/imp-vqa_gqa_0.5_0/record.json"))
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "value": data["value"] - 5.0}))
+    before = (rd / "accuracy_vs_sparsity.png").stat().st_mtime_ns
+    build_report(out, config=config())
+    assert (rd / "accuracy_vs_sparsity.png").stat().st_mtime_ns != before  # the results changed: redrawn
+    assert json.loads((rd / ".report-files.json").read_text())["figures"]["key"] != book["figures"]["key"]
+
+
+def test_the_run_store_writes_only_inside_the_output_directory(tmp_path):
+    from bench.runner.store import RunStore
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "runs").symlink_to(elsewhere)
+    store = RunStore(out)
+    with pytest.raises(DataError, match="outside the output directory"):
+        store.check_writable()
+    with pytest.raises(DataError, match="outside the output directory"):
+        store.claim("abc123")
+    assert list(elsewhere.iterdir()) == []
+    claim = RunStore(out, kind="tickets").claim("s1")  # tickets/ is a plain folder: fine
+    assert claim is not None
+    claim.release()

@@ -122,7 +122,7 @@ def _read_lock(path: Path) -> dict | None:
 
 class RunStore:
     """Records of units of work under `<out>/<kind>/<run_id>/`: fine-tuning runs (`runs`) and ticket
-    searches (`searches`) share the same claims and atomic records."""
+    searches (`tickets`) share the same claims and atomic records."""
 
     def __init__(self, out_dir: str | os.PathLike, stale_after_s: float = 600.0, heartbeat_s: float = 30.0,
                  kind: str = "runs"):
