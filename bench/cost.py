@@ -216,7 +216,7 @@ class Job:
 
     label: str
     row: str
-    hours: float
+    flops: float  # its GPU time is flops at its row's MFU
 
 
 @dataclass
@@ -287,7 +287,7 @@ class Estimate:
         of rounds), then the matrix's runs spread over every GPU."""
         if gpus < 1:
             raise ConfigError(f"--gpus: expected a positive number of GPUs, found {gpus}")
-        searches = sorted(((self.gpu_hours(j.hours, j.row), j.label) for stage, j, _ in self.jobs
+        searches = sorted(((self.gpu_hours(j.flops, j.row), j.label) for stage, j, _ in self.jobs
                            if stage == "find"), reverse=True)
         loads = [(0.0, g) for g in range(gpus)]
         longest = searches[0] if searches else (0.0, "none")
@@ -295,7 +295,7 @@ class Estimate:
             load, g = heapq.heappop(loads)
             heapq.heappush(loads, (load + hours, g))
         find = max(load for load, _ in loads)
-        runs = [(self.gpu_hours(j.hours, j.row), times) for stage, j, times in self.jobs if stage == "matrix"]
+        runs = [(self.gpu_hours(j.flops, j.row), times) for stage, j, times in self.jobs if stage == "matrix"]
         total = sum(h * t for h, t in runs)
         matrix = max(total / gpus, max((h for h, t in runs if t > 0), default=0.0))
         return Schedule(gpus, find, matrix, sum(h for h, _ in searches), f"{longest[1]} {longest[0]:,.1f} GPU-h")
