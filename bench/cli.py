@@ -17,7 +17,7 @@ import yaml
 # Only light modules here: `--help`, a bad argument or config and `tasks` answer without importing
 # torch (seconds); each command imports what it runs.
 from bench.config import MFU, PEAK_TFLOPS, STAGES, Config, FindConfig, describe_config, load_config, to_dict
-from bench.core.errors import DataError, TicketbenchError
+from bench.core.errors import ConfigError, DataError, TicketbenchError
 from bench.core.layout import Layout
 from bench.core.pipes import refuse_distributed_launch, stdout_closed
 
@@ -124,6 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=3.0, help="with --budget: wall-clock limit in days (default 3)")
     p.add_argument("--full", action="store_true", help="with --budget: also print the configured design")
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("gpu-check", formatter_class=fmt, help="one full-size step of every paper recipe on a GPU",
+                       description=_fmt("""
+            Run one training step of every paper recipe (paper-uniter, paper-lxmert, paper-vilt; each task)
+            at full size on the GPU: bf16, fused AdamW, the memory-efficient attention kernel where the
+            backbone can use it, pinned host copies; random weights, no data or checkpoint needed. Prints
+            peak memory, step time, host time and MFU per recipe against the plan's memory and time models
+            and fails on a mismatch. --out OUT writes OUT/gpu-check.json, whose measured MFUs
+            `ticketbench plan --out OUT` then uses. --dry-run runs everything but CUDA on the CPU (one
+            example a recipe, float32), checking the saved activations against the memory model.
+        """), epilog="examples:\n  ticketbench gpu-check --out runs/paper-uniter\n"
+                     "  ticketbench gpu-check --dry-run --families uniter --tasks nlvr2\n")
+    p.add_argument("--families", default="uniter,lxmert,vilt", help="paper configs to check (comma-separated)")
+    p.add_argument("--tasks", default="", help="only these tasks (comma-separated; default every task)")
+    p.add_argument("--out", default=None, help="write OUT/gpu-check.json (the measured MFU for `plan --out OUT`)")
+    p.add_argument("--dry-run", action="store_true", help="no GPU: everything but CUDA, on the CPU")
+    p.add_argument("--mfu", type=float, default=MFU, help=f"the MFU the plan assumes (default {MFU})")
+    p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
+                   help=f"peak dense TFLOP/s of the GPU (default {PEAK_TFLOPS:g}: H100 SXM, bf16)")
+    p.set_defaults(func=_cmd_gpu_check)
 
     p = sub.add_parser("recipes", formatter_class=fmt, help="the fine-tuning recipes per task and backbone family",
                        description=_fmt("""
@@ -356,6 +376,18 @@ def _store_noise(out: Path) -> dict:
         return measured_noise(load_results(out).frame)
     except TicketbenchError:  # an empty or partial store: nothing measured
         return {}
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    families = [f for f in args.families.split(",") if f]
+    unknown = [f for f in families if f not in ("uniter", "lxmert", "vilt")]
+    if unknown:
+        raise ConfigError(f"--families: expected uniter, lxmert or vilt, found '{unknown[0]}'")
+    from bench.runner.gpu_check import gpu_check
+
+    gpu_check(families, tasks=[t for t in args.tasks.split(",") if t], out=args.out, dry_run=args.dry_run,
+              mfu=args.mfu, peak_tflops=args.peak_tflops)
+    return 0
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ from bench.backbones.memory import (
     VILT_SHORTER,
     gpu_precision,
     micro_batch_bytes,
+    text_cap,
     vilt_image_tokens,
     widest_image_tokens,
 )
@@ -171,8 +172,10 @@ def image_tokens(plan: Plan, regions: int | None) -> tuple[int, str]:
 
 
 def _text_tokens(plan: Plan, cap: int | None) -> int:
-    preset_cap = PRESETS.get(plan.config.backbone.preset).config["max_text_len"]
-    return min(c for c in (cap, plan.config.finetune.max_text_len, preset_cap) if c)
+    """A text's tokens at most: the recipe's cap (None: the preset's own, for captions), finetune.max_text_len
+    and the position table, as `Backbone.set_max_text_len` cuts them."""
+    preset = plan.config.backbone.preset
+    return text_cap(preset, cap or PRESETS.get(preset).config["max_text_len"], plan.config.finetune.max_text_len)
 
 
 def mined_sequences(spec, settings: TrainSettings, family: str) -> int:
@@ -218,7 +221,7 @@ class Job:
 
     label: str
     row: str
-    hours: float
+    flops: float  # its GPU time is flops at its row's MFU
 
 
 @dataclass
@@ -289,7 +292,7 @@ class Estimate:
         of rounds), then the matrix's runs spread over every GPU."""
         if gpus < 1:
             raise ConfigError(f"--gpus: expected a positive number of GPUs, found {gpus}")
-        searches = sorted(((self.gpu_hours(j.hours, j.row), j.label) for stage, j, _ in self.jobs
+        searches = sorted(((self.gpu_hours(j.flops, j.row), j.label) for stage, j, _ in self.jobs
                            if stage == "find"), reverse=True)
         loads = [(0.0, g) for g in range(gpus)]
         longest = searches[0] if searches else (0.0, "none")
@@ -297,7 +300,7 @@ class Estimate:
             load, g = heapq.heappop(loads)
             heapq.heappush(loads, (load + hours, g))
         find = max(load for load, _ in loads)
-        runs = [(self.gpu_hours(j.hours, j.row), times) for stage, j, times in self.jobs if stage == "matrix"]
+        runs = [(self.gpu_hours(j.flops, j.row), times) for stage, j, times in self.jobs if stage == "matrix"]
         total = sum(h * t for h, t in runs)
         matrix = max(total / gpus, max((h for h, t in runs if t > 0), default=0.0))
         return Schedule(gpus, find, matrix, sum(h for h, _ in searches), f"{longest[1]} {longest[0]:,.1f} GPU-h")
@@ -531,7 +534,7 @@ class Design:
 
     def describe(self) -> str:
         e = self.estimate
-        lines = [f"design: {self.name}: {e.total_hours:,.1f} GPU-hours, {_count(e.total.runs)} runs, "
+        lines = [f"design: {self.name}: {e.total_hours:,.2f} GPU-hours, {_count(e.total.runs)} runs, "
                  f"{e.total.searches} searches", self.schedule.describe()]
         per_task: dict = {}  # (source, task, seeds) -> sparsities
         for (source, sparsity, task, factor), n in self.seeds.items():
@@ -673,7 +676,7 @@ def host_ratio_model(plan: Plan, est: Estimate) -> str:
     """How the host-time ratio is formed, with this plan's estimated GPU time per step per task."""
     workers = max(plan.config.finetune.loader_workers, 1)
     per = ", ".join(f"{t} {step_seconds(est, plan, t):.3g} s" for t in plan.config.matrix.tasks)
-    return (f"host-time ratio = host seconds to prepare one step's batches (one core; benchmarks/bench_host_prep.py "
+    return (f"host-time ratio = host seconds to prepare one step's batches (one core; benchmarks/test_bench_host_prep.py "
             f"measures it) / ({workers} loader worker(s) × estimated GPU seconds of that step); the GPU waits when "
             f"it exceeds 1, the suite asks ≤ {HOST_RATIO_LIMIT}. Estimated GPU seconds a step: {per}")
 

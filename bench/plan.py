@@ -25,7 +25,7 @@ import importlib
 from dataclasses import dataclass
 
 from bench.backbones import PRESETS, tokenizer_identity
-from bench.backbones.memory import fit_recipe
+from bench.backbones.memory import fit_recipe, text_cap
 from bench.config import Config, to_dict
 from bench.core.errors import ConfigError, TicketbenchError
 from bench.core.identity import KEY_SCHEMA, dataclass_identity, non_default
@@ -154,8 +154,7 @@ class Plan:
         spec, preset, ft = TASKS.get(task), self.config.backbone.preset, self.config.finetune
         s = spec.recipe(self.family, preset).override(ft, seed=seed)
         if ft.memory_gib:  # the micro-batch split to fit a GPU, the step's examples kept (bench/backbones/memory.py)
-            text = min(c for c in (spec.recipe_notes[spec.recipe_key(self.family, preset)].text_len,
-                                   ft.max_text_len, PRESETS.get(preset).config["max_text_len"]) if c)
+            text = text_cap(preset, spec.recipe_notes[spec.recipe_key(self.family, preset)].text_len, ft.max_text_len)
             s = fit_recipe(s, preset, spec, text, self.config.world.max_bb, ft.memory_gib)
         return s if steps_factor == 1 else s.override(steps=s.steps * steps_factor)
 

@@ -13,6 +13,7 @@ from bench.backbones.memory import (
     gpu_precision,
     micro_batch_bytes,
     state_bytes,
+    text_cap,
     widest_image_tokens,
 )
 from bench.backbones.presets import ARCHS, PRESETS
@@ -71,8 +72,7 @@ def test_every_paper_recipe_micro_batch_fits_80_gb_keeping_the_step(family):
         spec = TASKS.get(task)
         recipe = spec.recipe(family)
         fitted = plan.finetune_settings(task, 0)
-        text = min(spec.recipe_notes[family].text_len, plan.config.finetune.max_text_len,
-                   PRESETS.get(preset).config["max_text_len"])
+        text = text_cap(preset, spec.recipe_notes[family].text_len, plan.config.finetune.max_text_len)
         size = micro_batch_bytes(preset, fitted, text, image, spec.sequences, gpu_precision(preset))
         assert size <= plan.config.finetune.memory_gib * GIB < 80e9, (task, size / GIB)
         if recipe.batch_tokens:

@@ -147,6 +147,12 @@ def vilt_image_tokens(height: int, width: int, patch: int = 32) -> int:
     return int(height * scale) // patch * (int(width * scale) // patch) + 1
 
 
+def text_cap(preset: str, *caps: int | None) -> int:
+    """Text tokens a sequence holds at most: the smallest of `caps` (the recipe's text_len,
+    finetune.max_text_len) and the preset's position table (`Backbone.set_max_text_len`)."""
+    return min(c for c in (*caps, PRESETS.get(preset).config["max_position"]) if c)
+
+
 def widest_image_tokens(preset: str, max_bb: int) -> int:
     """The most tokens an image of `preset` takes in a batch: ViLT's widest picture (a batch pads to it),
     LXMERT's 36 boxes, or UNITER's `max_bb`."""
