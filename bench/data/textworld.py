@@ -4,7 +4,7 @@ A small world of animals with a colour and a home (`the red fox lives in paris .
 a question about it that a small transformer can learn from a few hundred examples, in the task's own
 form — so the study's shape (dense above chance, sparse tickets, transfer) can be run on 2 CPU cores:
 
-  sst2  a review with one sentiment word (good / awful ...): its polarity
+  sst2  a review with one sentiment word (good / awful ...), negated by "not" half the time: its polarity
   cola  a fact in its word order (acceptable) or with two words swapped (not)
   mrpc  a fact and a reordered paraphrase (equivalent) or one with a slot changed
   qqp   two questions about an animal: the same animal and colour (duplicate) or not
@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.core.errors import ConfigError
 from bench.core.io import atomic_write_json, atomic_write_text
 
-VERSION = 1
+VERSION = 2  # 2: SST-2 negates half its sentiment words (version 1's one-word polarity saturated: 100 % for every ticket)
 
 NOUNS = ("fox", "dog", "cat", "bird", "horse", "lion", "bear", "wolf", "fish", "frog", "owl", "deer")
 COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "gray")
@@ -43,7 +43,7 @@ POSITIVE = ("good", "great", "fine", "lovely", "nice")
 NEGATIVE = ("bad", "awful", "poor", "dull", "ugly")
 FILLER = ("small", "big", "old", "young", "quiet", "loud")
 FUNCTION = ("the", "lives", "in", "is", "and", "was", "where", "does", "live", "what", "color", "place", "home",
-            "to", "chased", "because", "it", "hungry", "scared", "film", "about", "a", "story", "of", ".", "?")
+            "to", "chased", "because", "it", "hungry", "scared", "film", "about", "a", "story", "of", "not", ".", "?")
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,10 @@ def _other(r: random.Random, pool: tuple, not_this: str) -> str:
 
 # ---- one generator per task: (rows of text fields, label) -------------------------------------------
 def sst2(r):
-    pos = r.random() < 0.5
-    return (f"a {r.choice(FILLER)} film about the {r.choice(NOUNS)} , {r.choice(POSITIVE if pos else NEGATIVE)} story .",), \
-        "1" if pos else "0"
+    pos, negated = r.random() < 0.5, r.random() < 0.5
+    word = r.choice(POSITIVE if pos else NEGATIVE)
+    return (f"a {r.choice(FILLER)} film about the {r.choice(NOUNS)} , {'not ' if negated else ''}{word} story .",), \
+        "1" if pos != negated else "0"
 
 
 def cola(r):
