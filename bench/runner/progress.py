@@ -110,7 +110,8 @@ class MatrixProgress:
         ran, elapsed = self.finished - self.cached, now - self._start
         left = self.total - self.finished
         eta = f", ~{_clock(elapsed / ran * left)} left" if ran and left else ""
-        print(f"[{self.label}] {self.finished}/{self.total} pairs (cached {self.cached}, failed {self.failed}), "
+        unit = "searches" if self.label == "find" else "pairs"
+        print(f"[{self.label}] {self.finished}/{self.total} {unit} (cached {self.cached}, failed {self.failed}), "
               f"{_clock(elapsed)} elapsed{eta}", file=self.file, flush=True)
 
     @contextmanager
