@@ -9,6 +9,7 @@ device. `loss(examples, store)` and `predict(examples, store)` are the two compo
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -22,6 +23,8 @@ from bench.backbones.checkpoint import load_state_into
 from bench.backbones.heads import ClassifyHead, RegionHead, ScoreHead
 from bench.core.device import place
 from bench.core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 # soft_bce: VQA's soft targets (0.3/0.6/0.9/1 per answer); cross_entropy: the top label.
 CLASSIFY_LOSSES = ("soft_bce", "cross_entropy")
@@ -208,6 +211,9 @@ class TaskModel(nn.Module):
                     if k.startswith("rank.")}
             if rank and self.itm_loss == "margin":
                 load_state_into(self.head, rank, what=f"rank head of {backbone.preset} (its ITM head's match row)")
+            elif self.itm_loss == "margin" and "itm.proj.weight" in getattr(backbone, "pretrained_heads", {}):
+                log.warning("%s: θ0's heads.safetensors predates the rank head (rank.*): the retrieval head starts "
+                            "fresh; write θ0 again (a new --out) for UNITER's ITM-initialised one", backbone.preset)
         elif self.kind == "choice":
             self.head = ScoreHead(h, mlp=True)
         else:
