@@ -136,8 +136,11 @@ class PretrainModel(nn.Module):
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """The heads' weights as `backbone.pretrained_heads` holds them (the MLM decoder's tied word
-        table is not among them: it is the backbone's), detached on the CPU."""
-        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.heads.state_dict().items()}
+        table is not among them: it is the backbone's), detached on the CPU; with an ITM head also `rank.*`,
+        its copy, from which retrieval's margin head starts (UNITER initialises it from the ITM head)."""
+        state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.heads.state_dict().items()}
+        state.update({"rank." + k.removeprefix("itm."): v.clone() for k, v in state.items() if k.startswith("itm.proj.")})
+        return state
 
     def available(self) -> tuple[str, ...]:
         """Objectives this backbone supports (MRM needs region features, MRC a region classifier)."""
