@@ -57,3 +57,15 @@ def test_paper_bert_plan_prints_its_gpu_hours():
     assert total.runs == 3100 and total.searches == 13  # 10 tasks x 5 seeds x (11 IMP x 5 + random x 5 + re-init + dense)
     assert 10 < est.gpu_hours(est.flops(total)) < 1000
     assert "GPU-hours" in est.describe()
+
+
+def test_a_toyland_world_is_refused_for_a_text_backbone(tmp_path):
+    from bench.core.errors import TicketbenchError
+    from bench.runner.stages import stage_world
+    from bench.runner.study import Study
+
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "MANIFEST.json").write_text(json.dumps({"seed": 0, "scale": "default", "version": 2}))
+    cfg = load_config("bert-toy")
+    with pytest.raises(TicketbenchError, match="holds a toyland world .* of the textworld world this backbone reads"):
+        stage_world(build_plan(cfg), Study(cfg, tmp_path), quiet=True)

@@ -56,16 +56,17 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
     version = textworld.VERSION if text else toyland.VERSION
     if manifest.exists():
         m = check_world_manifest(manifest, read_json(manifest, MAX_STORE_BYTES))
-        if m.get("version") != version or (m.get("kind") == "textworld") != text:
+        found, needed = m.get("kind", "toyland"), ("textworld" if text else "toyland")
+        if m.get("version") != version or found != needed:
             raise TicketbenchError(
-                f"{world} holds a {m.get('kind', 'toyland')} world of format version {m.get('version')}; this run "
-                f"needs a {'textworld' if text else 'toyland'} world of version {version}; use another --out "
+                f"{world} holds a {found} world of format version {m.get('version')}; this ticketbench writes version "
+                f"{version}{'' if found == needed else f' of the {needed} world this backbone reads'}; use another --out "
                 f"(or delete {world} and what was built on it)")
         if m.get("seed") == w.seed and m.get("scale") == w.scale:
             _say(quiet, f"[world] cached: {world}")
             return world
         raise TicketbenchError(
-            f"{world} holds a toyland world of scale {m.get('scale')} seed {m.get('seed')}, not "
+            f"{world} holds a {found} world of scale {m.get('scale')} seed {m.get('seed')}, not "
             f"{w.scale} seed {w.seed}; use another --out")
     t0 = time.perf_counter()
     (generate_text_world if text else generate_world)(world, seed=w.seed, scale=w.scale)
