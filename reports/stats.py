@@ -204,15 +204,16 @@ def _boot_var(m: np.ndarray, sizes: np.ndarray, w: np.ndarray, rng: np.random.Ge
 
 
 def estimate(rows: pd.DataFrame, cell: str | None = None, weights: dict | None = None, floor_sd: float = math.nan,
-             n_boot: int = N_BOOT) -> Estimate:
+             n_boot: int = N_BOOT, value: str = "value") -> Estimate:
     """Σ_c w_c · (mean of the runs in cell c) over the runs of ONE task (`rows`: `value`, `seed`,
     optionally `search_seed` and the `cell` column, e.g. sparsity), with the two-stage cluster
     bootstrap's standard error floored at `floor_sd` / √(runs per cell) (module docstring).
-    `weights`: {cell: w}; default equal weights summing to 1 (the mean over cells). One run per
+    `weights`: {cell: w}; default equal weights summing to 1 (the mean over cells); `value`: the
+    column estimated (e.g. `diff` of `paired`). One run per
     cell (one search, one seed): no interval."""
     if rows.empty:
         return NO_RUNS
-    v = rows["value"].to_numpy(dtype=float)
+    v = rows[value].to_numpy(dtype=float)
     search = rows[SEARCH].fillna(0).to_numpy() if SEARCH in rows.columns else np.zeros(len(rows))
     unit_keys = np.stack([search.astype(float), rows["seed"].to_numpy(dtype=float)], axis=1)
     units, uinv = np.unique(unit_keys, axis=0, return_inverse=True)  # sorted: search, then seed
@@ -380,7 +381,7 @@ def paired_estimate(diffs: pd.DataFrame, noise: pd.DataFrame) -> tuple[Estimate,
     for (bb, task), g in diffs.groupby(["backbone", "task"], sort=False):
         s = noise_of(noise, bb, task)
         sig.append(s)
-        per.append(estimate(g.rename(columns={"diff": "value"}), cell="sparsity", floor_sd=s))
+        per.append(estimate(g, cell="sparsity", floor_sd=s, value="diff"))
     rms = math.sqrt(float(np.mean(np.square(sig)))) if sig and not any(map(math.isnan, sig)) else math.nan
     return over_tasks(per), rms
 

@@ -102,8 +102,12 @@ def test_mean_paired_difference_ci_and_verdict(lb):
     assert s.loc["mine", "cells"] == 12 and s.loc["mine", "seeds"] == 3 and s.loc["mine", "mean_diff"] == pytest.approx(0.25)
     assert s.loc["mine", "ci_low"] < 0 < s.loc["mine", "ci_high"]  # 12 cells: bootstrapped
     assert s.loc["mine", "outcome"] == "inconclusive" and s.loc["mine", "verdict"].startswith("inconclusive against imp")
-    assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5.0, 5.0])
-    assert s.loc["flow", "verdict"].startswith("better than imp")
+    # +5 in every cell, seeds shared: the interval is the noise floor's, per task sqrt((1/4 + 1/4) / 3)
+    # over two sparsities, halved over two tasks, t with 4 Welch–Satterthwaite degrees of freedom
+    half = 2.776 * math.sqrt(0.25 * (1 / 6) * 2)
+    assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5 - half, 5 + half], abs=1e-3)
+    assert s.loc["flow", "verdict"].startswith("better than imp") and "Holm p" in s.loc["flow", "verdict"]
+    assert s.loc["flow", "holm_p"] < 0.05 and s.loc["flow", "outcome"] == "win"
     assert lb.summary["method"].tolist() == ["flow", "mine", "imp"] and lb.summary["rank"].tolist() == ["1", "2", "3"]
 
 
@@ -128,7 +132,8 @@ def test_one_seed_says_not_testable_and_ranks_nothing(tmp_path):
     df = collect_matrix(_store(tmp_path, seeds=(1,)))
     lb1 = leaderboard(df, ["mine", "flow"], "imp")
     assert not lb1.testable and (lb1.summary["rank"] == NOT_TESTABLE).all()
-    assert set(lb1.outcomes["outcome"]) == {NOT_TESTABLE}
+    # one dense seed: no interval of dense against chance, so no task is eligible to be ranked on
+    assert lb1.outcomes.empty and "gqa: one seed, no std; vqa: one seed, no std" in lb1.excluded
     rows = lb1.summary[lb1.summary["method"] != "imp"]
     assert rows["ci_low"].isna().all() and rows["wins"].isna().all()
     assert all(v.startswith(NOT_TESTABLE) for v in rows["verdict"])
@@ -196,10 +201,33 @@ def test_report_compare_with_one_seed_is_not_testable(tmp_path):
     from reports.compare import compare_frame, compare_summary, verdict
 
     df = collect_matrix(_store(tmp_path, seeds=(1,)))
-    cmp = compare_frame(df, "mine")
-    assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["margin"].isna().all()
+    cmp = compare_frame(df, "mine")  # one dense seed: no task is clearly above chance
+    assert cmp.empty and verdict(compare_summary(cmp), "mine").startswith(
+        f"'mine' is {NOT_TESTABLE}: no task to compare on — not clearly above chance — gqa: one seed, no std")
+    # dense with three seeds, the method with one: every cell and statement is not testable, and a
+    # stated margin does not make one run an interval
+    three = collect_matrix(_store(tmp_path / "three"))
+    one = three[(three["method"] != "mine") | (three["seed"] == 1)]
+    for margin in (0.0, 2.0):
+        cmp = compare_frame(one, "mine", tie_margin=margin)
+        assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["ci_low"].isna().all()
     s = compare_summary(cmp)
     assert (s[["wins", "ties", "losses"]].to_numpy() == 0).all() and (s["not_testable"] > 0).all()
-    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp with one seed")
-    stated = compare_frame(df, "mine", tie_margin=2.0)  # a stated margin still decides
-    assert NOT_TESTABLE not in set(stated["outcome"])
+    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp: one seed: no interval")
+
+
+def test_report_compare_and_leaderboard_agree(store):
+    """One rule: `report --compare mine` against imp and `ticketbench compare --methods mine` give the
+    same per-cell outcomes and the same overall difference with the same interval."""
+    from reports.compare import compare_frame, compare_summary
+
+    df = collect_matrix(store)
+    cmp = compare_frame(df, "mine")
+    imp = cmp[cmp["reference"] == "imp"].set_index(["source", "task", "sparsity"])
+    lbm = leaderboard(df, ["mine"], "imp")
+    cells = lbm.outcomes.set_index(["source", "task", "sparsity"])
+    assert imp["outcome"].to_dict() == cells["outcome"].to_dict()
+    assert imp["ci_low"].to_dict() == pytest.approx(cells["ci_low"].to_dict())
+    s = compare_summary(cmp).set_index("reference").loc["imp"]
+    row = lbm.summary.set_index("method").loc["mine"]
+    assert (s["mean_diff"], s["ci_low"], s["ci_high"]) == pytest.approx((row["mean_diff"], row["ci_low"], row["ci_high"]))

@@ -159,7 +159,7 @@ def test_dense_relative_claims_need_converged_dense_and_costly_random_pruning(tm
 
     rel = claim(build(tmp_path, free, name="free"), "Relaxed")
     assert rel.verdict == "not testable"
-    assert rel.reason.startswith("vqa (random pruning at ≥ 50% is not clearly below dense: 100.0% [95% CI")
+    assert rel.reason == "vqa, gqa (random pruning at ≥ 50% is not clearly below dense: 100.0% [95% CI 99.4, 100.6])"
 
 
 def test_retention_needs_a_sparsity_that_costs_something(tmp_path):
