@@ -38,7 +38,7 @@ import pandas as pd
 
 from reports import stats
 from reports.store import DENSE, task_facts
-from reports.tables import summarize
+from reports.tables import chance_levels
 from reports.writers import fmt_num, fmt_sparsity, write_table
 
 HOLDS, FAILS, NOT_TESTABLE = "holds", "fails", "not testable"
@@ -372,7 +372,7 @@ def check_strict(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame | None 
     matches dense strictly (CI lower bound ≥ dense − one dense std, in % of dense, minus the
     tolerance), holds when every one in range clearly does not; needs `STRICT_MIN_SEARCHES` ticket
     searches per cell (the claim is about tickets, not one mask's fine-tuning seeds)."""
-    noise = stats.seed_noise(df) if noise is None else noise
+    noise = stats.seed_noise(df, pooled=False) if noise is None else noise
     claim = "No IMP ticket strictly matches the dense model (mean within one dense std over seeds)."
     paper = "no strict match on any task"
     c = strict_cells(df, tasks, noise)
@@ -421,18 +421,22 @@ def pretrain_transfer(df: pd.DataFrame, tasks: list[str], backbone: str) -> list
     return out
 
 
-def _retention(df: pd.DataFrame, source: str, sparsity: float, noise: pd.DataFrame) -> stats.Estimate:
-    """The mean over tasks of one source's % of dense at one sparsity, each task's dense error propagated."""
+def _retention(df: pd.DataFrame, source: str, sparsity: float, noise: pd.DataFrame) -> tuple[stats.Estimate, float]:
+    """(the mean over tasks of one source's % of dense at one sparsity, each task's dense error
+    propagated; the mean over tasks of the chance-normalised retention 100 (mean − chance) /
+    (dense − chance), a point estimate: near chance, % of dense flatters any ticket)."""
     at = df[(df["source"] == source) & ((df["sparsity"] - sparsity).abs() < 1e-6)]
-    return stats.over_tasks([stats.retention(df, source, bb, t, sparsity, noise)
-                             for bb, t in at[["backbone", "task"]].drop_duplicates().itertuples(index=False)])
-
-
-def _above_chance(df: pd.DataFrame, source: str, sparsity: float) -> float:
-    """Mean over tasks of the chance-normalised retention (value − chance) / (dense − chance), %."""
-    s = summarize(df[(df["source"] == source) & ((df["sparsity"] - sparsity).abs() < 1e-6) | (df["source"] == DENSE)])
-    at = s[s["source"] == source]["pct_above_chance"]
-    return float(at.mean()) if at.notna().any() else math.nan
+    dense = {k: g for k, g in df[df["source"] == DENSE].groupby(["backbone", "task"], sort=False)}
+    chance = chance_levels(df) if len(at) else {}
+    per, normalised = [], []
+    for (bb, t), g in at.groupby(["backbone", "task"], sort=False):
+        floor = stats.noise_of(noise, bb, t)
+        d = stats.estimate(dense[(bb, t)], floor_sd=floor) if (bb, t) in dense else stats.NO_RUNS
+        per.append(stats.ratio(stats.estimate(g, floor_sd=floor), d))
+        c = chance.get(t, math.nan)
+        if d.mean - c > 0:
+            normalised.append(100 * (g["value"].mean() - c) / (d.mean - c))
+    return stats.over_tasks(per), (sum(normalised) / len(normalised) if normalised else math.nan)
 
 
 def check_pretrain_transfer(df: pd.DataFrame, tasks: list[str], sparsity: float, noise: pd.DataFrame) -> Claim:
@@ -444,15 +448,15 @@ def check_pretrain_transfer(df: pd.DataFrame, tasks: list[str], sparsity: float,
         lad = sorted(s for s in set(df["sparsity"]) if s > 0)
         return _untestable(claim, paper, f"{fmt_sparsity(sparsity)} is not on this run's ladder "
                            f"({', '.join(fmt_sparsity(s) for s in lad)})")
-    est = _retention(d, "imp:pretrain", sparsity, noise)
+    est, normalised = _retention(d, "imp:pretrain", sparsity, noise)
     if math.isnan(est.mean):
         return _untestable(claim, paper, f"no imp:pretrain runs at {fmt_sparsity(sparsity)} on a task that counts")
     n = d[(d["source"] == "imp:pretrain") & ((d["sparsity"] - sparsity).abs() < 1e-6)]["task"].nunique()
     run = f"{est.text(unit='% of dense')} over {n} task(s)"
-    run += f" (chance-normalised {fmt_num(_above_chance(d, 'imp:pretrain', sparsity))}%)"
+    run += f" (chance-normalised {fmt_num(normalised)}%)"
     if not est.has_ci:
         return _untestable(claim, paper, f"{stats.ONE_SEED}", run)
-    rnd = _retention(d, "random", sparsity, noise)
+    rnd, _ = _retention(d, "random", sparsity, noise)
     if not math.isnan(rnd.mean):
         run += f"; random pruning {rnd.text(unit='%')}"
     bar = paper_pct - TOLERANCE_PTS
@@ -478,8 +482,9 @@ def check_pretrain_transfer(df: pd.DataFrame, tasks: list[str], sparsity: float,
 
 def _cells(df: pd.DataFrame, source_of_task) -> pd.DataFrame:
     """Rows (backbone, task, sparsity, seed, value) of the source `source_of_task(task)` per task."""
-    mask = pd.Series([s == source_of_task(t) for s, t in zip(df["source"], df["task"])], index=df.index, dtype=bool)
-    return stats.with_search(df[mask & (df["source"] != DENSE)])[stats.PAIR_KEYS + ["value"]]
+    want = {t: source_of_task(t) for t in df["task"].unique()}
+    mask = df["source"].to_numpy() == df["task"].map(want).to_numpy()
+    return stats.with_search(df[mask & (df["source"] != DENSE).to_numpy()])[stats.PAIR_KEYS + ["value"]]
 
 
 def _transferred(df: pd.DataFrame) -> pd.DataFrame:
@@ -512,8 +517,8 @@ def check_imp_vs_random(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame)
     diffs = stats.paired(_cells(d, lambda t: "imp:" + t), _cells(d, lambda t: "random"))
     p = stats.compare_paired(diffs, noise)
     run = "IMP − random: " + p.text()
-    per_task = "per task: " + ", ".join(
-        f"{t} {stats.compare_paired(diffs[diffs['task'] == t], noise).outcome}" for t in tasks if (diffs["task"] == t).any())
+    by_task = {t: o for (_, t), o in p.per_task.items()}
+    per_task = "per task: " + ", ".join(f"{t} {by_task[t]}" for t in tasks if t in by_task)
     if p.outcome == "win":
         return Claim(claim, BERT_IMP_VS_RANDOM, run, HOLDS, "the whole CI is above the tie margin", per_task)
     if p.outcome in ("loss", "tie"):

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -275,30 +275,43 @@ def over_tasks(per_task: list[Estimate]) -> Estimate:
 # ---------------------------------------------------------------------------------------------
 # Seed noise
 
-def seed_noise(df: pd.DataFrame) -> pd.DataFrame:
+def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
     """Per (backbone, task): `dense_std` over dense's own seeds (NaN with one) — the task's `noise`,
-    the yardstick of every floor and tie margin — and, descriptively, `pooled_std` over every
-    (source, sparsity, search) cell with ≥ 2 seeds (`pooled_dof` = Σ (seeds − 1))."""
+    the yardstick of every floor and tie margin — and, descriptively (`pooled`), `pooled_std` over
+    every (source, sparsity, search) cell with ≥ 2 seeds (`pooled_dof` = Σ (seeds − 1))."""
+    cols = ["backbone", "task", "dense_seeds", "dense_std", "pooled_std", "pooled_dof", "noise"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    ss = dof = pd.Series(dtype=float)
+    if pooled:
+        df = with_search(df)
+        cells = df.groupby(["backbone", "task", "source", "sparsity", SEARCH], sort=False)["value"].agg(["count", "var"])
+        cells = cells[cells["count"] >= 2]
+        ss = ((cells["count"] - 1) * cells["var"]).groupby(level=[0, 1], sort=False).sum()
+        dof = (cells["count"] - 1).groupby(level=[0, 1], sort=False).sum()
+    dense: dict = {}
+    for bb, task, src, v in zip(df["backbone"].tolist(), df["task"].tolist(), df["source"].tolist(),
+                                df["value"].tolist()):
+        vals = dense.setdefault((bb, task), [])
+        if src == DENSE:
+            vals.append(v)
     rows = []
-    df = with_search(df)
-    for (bb, task), g in df.groupby(["backbone", "task"], sort=False):
-        cells = g.groupby(["source", "sparsity", SEARCH])["value"]
-        n, var = cells.count(), cells.var(ddof=1)
-        ok = n >= 2
-        dof = int((n[ok] - 1).sum())
-        pooled = math.sqrt(float(((n[ok] - 1) * var[ok]).sum()) / dof) if dof else math.nan
-        dense = g[g["source"] == DENSE]["value"]
-        dense_std = float(dense.std(ddof=1)) if len(dense) >= 2 else math.nan
-        rows.append({"backbone": bb, "task": task, "dense_seeds": int(dense.size), "dense_std": dense_std,
-                     "pooled_std": pooled, "pooled_dof": dof, "noise": dense_std})
-    return pd.DataFrame(rows, columns=["backbone", "task", "dense_seeds", "dense_std", "pooled_std", "pooled_dof",
-                                       "noise"])
+    for (bb, task), vals in dense.items():
+        n = len(vals)
+        sd = float(np.std(vals, ddof=1)) if n >= 2 else math.nan
+        k = int(dof.get((bb, task), 0)) if pooled else 0
+        spread = math.sqrt(float(ss.get((bb, task))) / k) if k else math.nan
+        rows.append({"backbone": bb, "task": task, "dense_seeds": n, "dense_std": sd, "pooled_std": spread,
+                     "pooled_dof": k, "noise": sd})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def noise_of(noise: pd.DataFrame, backbone: str, task: str) -> float:
     """`noise` of one (backbone, task) from a `seed_noise` frame (NaN when absent)."""
-    row = noise[(noise["backbone"] == backbone) & (noise["task"] == task)]
-    return float(row["noise"].iloc[0]) if len(row) else math.nan
+    for bb, t, v in zip(noise["backbone"], noise["task"], noise["noise"]):
+        if bb == backbone and t == task:
+            return float(v)
+    return math.nan
 
 
 def dense_estimate(df: pd.DataFrame, backbone: str, task: str, noise: pd.DataFrame | None = None) -> Estimate:
@@ -326,10 +339,16 @@ def paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = PAIR_KEYS) -> pd.
     """Paired differences: rows of `a` and `b` (each with `keys` + `value`, one row per key; a frame
     without `search_seed` is one search) joined on `keys`; columns keys + value_a, value_b, diff."""
     a, b = with_search(a), with_search(b)
-    for side, f in (("a", a), ("b", b)):
-        if f.duplicated(keys).any():  # e.g. a method with several sources: pick one per cell first
+    ka, kb = (list(zip(*(f[k].tolist() for k in keys))) if len(f) else [] for f in (a, b))
+    for side, k in (("a", ka), ("b", kb)):
+        if len(set(k)) < len(k):  # e.g. a method with several sources: pick one per cell first
             raise ValueError(f"paired(): side {side} has several rows for one ({', '.join(keys)}) cell")
-    m = a[keys + ["value"]].merge(b[keys + ["value"]], on=keys, suffixes=("_a", "_b"))
+    where_b = {k: i for i, k in enumerate(kb)}
+    ia = [i for i, k in enumerate(ka) if k in where_b]
+    ib = [where_b[ka[i]] for i in ia]
+    m = a.iloc[ia][keys].reset_index(drop=True)
+    m["value_a"] = a["value"].to_numpy(dtype=float)[ia]
+    m["value_b"] = b["value"].to_numpy(dtype=float)[ib]
     m["diff"] = m["value_a"] - m["value_b"]
     return m
 
@@ -348,6 +367,7 @@ class Paired:
     reason: str = ""
     p: float = math.nan  # two-sided p-value of a win or loss beyond the margin (for Holm)
     searches: int = 0
+    per_task: dict = field(default_factory=dict)  # (backbone, task) → outcome on that task alone
 
     def text(self, digits: int = 1) -> str:
         if self.cells == 0:
@@ -374,16 +394,17 @@ def classify(lo: float, hi: float, margin: float) -> str:
     return "inconclusive"
 
 
-def paired_estimate(diffs: pd.DataFrame, noise: pd.DataFrame) -> tuple[Estimate, float]:
+def paired_estimate(diffs: pd.DataFrame, noise: pd.DataFrame) -> tuple[Estimate, float, dict]:
     """(the mean paired difference over tasks — each task the mean over its sparsities — with its
-    interval, the tie-margin noise: root mean square of the tasks' seed noise)."""
-    per, sig = [], []
+    interval; the tie-margin noise: root mean square of the tasks' seed noise; {(backbone, task):
+    (that task's estimate, its noise)})."""
+    per, sig = {}, []
     for (bb, task), g in diffs.groupby(["backbone", "task"], sort=False):
         s = noise_of(noise, bb, task)
         sig.append(s)
-        per.append(estimate(g, cell="sparsity", floor_sd=s, value="diff"))
+        per[(bb, task)] = (estimate(g, cell="sparsity", floor_sd=s, value="diff"), s)
     rms = math.sqrt(float(np.mean(np.square(sig)))) if sig and not any(map(math.isnan, sig)) else math.nan
-    return over_tasks(per), rms
+    return over_tasks([e for e, _ in per.values()]), rms, per
 
 
 def compare_paired(diffs: pd.DataFrame, noise: pd.DataFrame, tie_fraction: float = TIE_FRACTION,
@@ -395,7 +416,7 @@ def compare_paired(diffs: pd.DataFrame, noise: pd.DataFrame, tie_fraction: float
     n = len(diffs)
     if n == 0:
         return Paired(0, 0, math.nan, math.nan, math.nan, math.nan, "not testable", "no paired cells")
-    est, rms = paired_estimate(with_search(diffs), noise)
+    est, rms, per = paired_estimate(with_search(diffs), noise)
     seeds = int(diffs["seed"].nunique())
     if not est.has_ci:
         return Paired(n, seeds, est.mean, math.nan, math.nan, math.nan, "not testable",
@@ -404,8 +425,9 @@ def compare_paired(diffs: pd.DataFrame, noise: pd.DataFrame, tie_fraction: float
     if math.isnan(margin):
         return Paired(n, seeds, est.mean, est.lo, est.hi, math.nan, "not testable",
                       "one dense seed: no seed-noise estimate for the tie margin", searches=est.searches)
+    per_task = {k: classify(e.lo, e.hi, tie_margin if tie_margin > 0 else tie_fraction * s) for k, (e, s) in per.items()}
     return Paired(n, seeds, est.mean, est.lo, est.hi, margin, classify(est.lo, est.hi, margin), "",
-                  est.p_outside(margin), est.searches)
+                  est.p_outside(margin), est.searches, per_task)
 
 
 def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
