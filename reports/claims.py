@@ -4,7 +4,7 @@ Every check gives a verdict — holds / fails / not testable — and the reason,
 are fixed here before any run is read (pre-registered) and printed with the report (`RULES`):
 
 - **Intervals**: one family for everything (`reports.stats`): a stratified two-stage cluster
-  bootstrap within task (ticket search replicates, then fine-tuning seeds), floored at dense's own
+  bootstrap within task (ticket search replicates, then fine-tuning seeds), floored at the task's
   seed noise, 95 % t-interval; "% of dense" carries the dense mean's own error. Nothing rests on
   one seed: with one run per cell there is no interval and the check is not testable.
 - **Both directions**: a threshold claim ("keeps ≥ θ % of dense") *holds* iff its CI's lower bound
@@ -23,7 +23,8 @@ are fixed here before any run is read (pre-registered) and printed with the repo
   % of dense); reported as the highest clearly matching sparsity with its interval.
 - A sparsity the paper names must be on the ladder (no nearest-neighbour stand-in).
 - **A versus B** (IMP vs random) uses paired differences over (task, sparsity, search, seed) and
-  `reports.stats.classify`: win → holds, loss or tie → fails, inconclusive → not testable.
+  `reports.stats.classify` (tie margin: half the task's seed noise): win → holds, loss or tie →
+  fails, inconclusive → not testable.
 
 Toyland numbers are not comparable with the papers' in absolute terms; the checks compare the
 shape of the claims. The sparsities come from the data (the ladder of the runs in the store).
@@ -58,13 +59,13 @@ VL_WORKABLE = {"vilt": 0.3, "other": 0.7}
 # VL-LTH uses the same baseline but its per-task numbers are not available: BERT tickets' are quoted.
 BERT_IMP_VS_RANDOM = "IMP > random on all 11 tasks (BERT tickets, Table 2; MNLI at 70%: 82.6 vs 67.5)"
 CLAIM_COLUMNS = ["claim", "paper", "this_run", "verdict", "reason", "detail"]
-CHANCE_RULE = ("dense's 95% CI above chance (dense's own seed noise and the dev set's sampling error at chance)")
+CHANCE_RULE = "dense's 95% CI lies above chance (dense's own seed noise and the dev set's sampling error at chance)"
 RULES = (f"Pre-registered rules (`reports/claims.py`): a task counts when {CHANCE_RULE}; a claim against dense "
          f"also needs dense converged on the task and random pruning at ≥ {100 * SANITY_SPARSITY:g}% clearly below "
          f"dense; a threshold claim (≥ θ% of dense) holds iff its 95% CI's lower bound ≥ θ − {TOLERANCE_PTS:g}, fails "
          f"iff its upper bound < θ − {TOLERANCE_PTS:g}, else not testable; strict matching is judged per task over "
          f"{100 * VL_STRICT_RANGE[0]:g}–{100 * VL_STRICT_RANGE[1]:g}% with ≥ {STRICT_MIN_SEARCHES} ticket searches; "
-         "A-vs-B uses paired differences with a tie margin of half a dense seed std. Intervals: stratified "
+         "A-vs-B uses paired differences with a tie margin of half the task's seed noise. Intervals: stratified "
          "cluster bootstrap within task (searches, then seeds), floored at the seed noise, dense's error "
          "propagated into % of dense (`reports/stats.py`); one seed gives no interval.")
 
@@ -138,8 +139,9 @@ def dense_vs_chance(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
         n_eval = g["eval_examples"].dropna() if "eval_examples" in g else pd.Series(dtype=float)
         dev_se = dev_set_error(chance, float(n_eval.min())) if len(n_eval) else math.nan
         est = stats.estimate(g)  # dense is one search: resampled over its seeds
-        if est.has_ci and not math.isnan(dev_se):
-            est = stats.combine([(1.0, est), (1.0, stats.Estimate(0.0, dev_se, 1e9))])
+        if not math.isnan(dev_se) and len(g) >= 2:  # the dev set's error is shared by every seed
+            seeds = est if est.has_ci else stats.Estimate(est.mean, 0.0, 1e9)  # seeds that agree exactly
+            est = stats.combine([(1.0, seeds), (1.0, stats.Estimate(0.0, dev_se, 1e9))])
         above = est.mean - chance if chance is not None else math.nan
         if math.isnan(above) or not est.has_ci:
             learns = "unknown"  # no chance level, or one seed: no interval to judge "clearly" by
@@ -203,7 +205,7 @@ def eligible_tasks(dvc: pd.DataFrame, backbone: str, tasks: list[str]) -> tuple[
         if r["learns"] == "yes":
             ok.append(t)
         elif r["learns"] == "unknown":
-            why.append(f"{t}: {'chance unknown' if pd.isna(r['above_chance']) else 'one seed, no std'}")
+            why.append(f"{t}: {'chance unknown' if pd.isna(r['above_chance']) else 'one seed, no std' if r['seeds'] < 2 else 'seeds agree exactly, no interval'}")
         else:
             why.append(f"{t}: dense − chance {r['above_chance']:+.1f}, 95% lower bound {fmt_num(r['lo'] - r['chance'])} "
                        f"(SE {fmt_num(r['noise'])}: seed noise and dev-set SE)")

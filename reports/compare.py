@@ -14,7 +14,7 @@ dense_vs_chance`: dense's 95 % interval above chance) are compared (`eligible`);
 
 **Judging.** Per (source, task, sparsity) and per reference overall, `reports.stats.compare_paired`:
 the mean paired difference with the suite's one interval (stratified cluster bootstrap within task,
-floored at dense's seed noise), a tie margin of half the seed noise (or `report.tie_margin` points
+floored at the task's seed noise), a tie margin of half the seed noise (or `report.tie_margin` points
 when set) and win / tie / loss / inconclusive; one run per cell: not testable. Several statements in
 one table are corrected together (Holm 1979, `reports.stats.holm`): a win or loss stands only when
 its Holm-adjusted p-value is below 5 %.

@@ -14,7 +14,7 @@ difference against the baseline with its 95 % CI and outcome, Holm-corrected acr
 (Holm 1979: a win or loss stands only when its adjusted p-value is below 5 %), the outcome per
 (source, task, sparsity) cell, and the search's cost from its `search.json`. The intervals are the
 suite's one family (`reports.stats`: stratified cluster bootstrap within task over search
-replicates and seeds, floored at dense's seed noise; tie margin half that noise). With one run per
+replicates and seeds, floored at the task's seed noise; tie margin half that noise). With one run per
 cell there is no interval: the statistics say "not testable" and nothing is ranked.
 
 `paired_cells(df, method, baseline)` pairs like with like, `leaderboard(df, methods, ...)` builds the
@@ -399,8 +399,8 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
                         "Per (source, task, sparsity): mean paired difference over searches and seeds, its 95 % CI "
                         "(floored at the seed noise), the tie margin and the outcome."))
     ctx.add(write_table(rd, "seed_noise", lb.noise, _display(lb.noise),
-                        "Seed noise per task (points): dense's own std (the noise the statistics use) and, for "
-                        "comparison, the pooled std over every cell with two seeds or more."))
+                        "Seed noise per task (points): dense's own std, the std pooled over every cell with two "
+                        "seeds or more, and the larger of the two, the noise the statistics use."))
     ctx.add({"csv": atomic_write_text(rd / "cells.csv", lb.cells.to_csv(index=False))})
     ctx.add(plot_leaderboard(lb, rd / "leaderboard"))
     ctx.add(plot_curves(lb, ctx.df, rd / "curves"))

@@ -23,9 +23,10 @@ dense mean's error propagated by the delta method, dense and ticket runs resampl
 An estimate resting on one run per cell has no interval: `Estimate.text` says "one seed: no
 interval", and every rule built on it says "not testable".
 
-**Noise.** A task's seed noise is dense's own seed std (`seed_noise`): the yardstick of the tie
-margin and of the floor. It is not pooled over sources, so adding a noisy control changes no
-other statement.
+**Noise.** A task's seed noise (`seed_noise`) is the larger of dense's own seed std and the std
+pooled over every cell with two seeds or more: the floor of the intervals and the yardstick of the
+tie margin (a floor only widens). Which tasks count at all is decided from dense's own seeds
+(`reports.claims.dense_vs_chance`), so a noisy control cannot drop a task from the verdicts.
 
 **A-versus-B** (`paired`, `compare`): paired differences over (backbone, task, sparsity,
 search_seed, seed) — search replicate r of A with replicate r of B — estimated as above, and
@@ -54,6 +55,7 @@ TIE_FRACTION = 0.5
 SEARCH = "search_seed"
 PAIR_KEYS = ["backbone", "task", "sparsity", SEARCH, "seed"]
 ONE_SEED = "one seed: no interval"
+NO_SPREAD = "no spread between seeds and no noise floor: no interval"
 
 
 def with_search(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +143,7 @@ class Estimate:
     runs: int = 0
     seeds: int = 0
     searches: int = 0
+    note: str = ONE_SEED  # why there is no interval (when there is none)
 
     @property
     def has_ci(self) -> bool:
@@ -176,7 +179,7 @@ class Estimate:
         if math.isnan(self.mean):
             return "no runs"
         if not self.has_ci:
-            return f"{self.mean:.{digits}f}{unit} ({ONE_SEED})"
+            return f"{self.mean:.{digits}f}{unit} ({self.note})"
         return (f"{self.mean:.{digits}f}{unit} [95% CI {self.lo:.{digits}f}, {self.hi:.{digits}f}]")
 
 
@@ -234,6 +237,8 @@ def estimate(rows: pd.DataFrame, cell: str | None = None, weights: dict | None =
     if not math.isnan(floor_sd):
         per_cell = (~np.isnan(m)).sum(axis=0)
         var = max(var, floor_sd ** 2 * float(np.sum(w ** 2 / np.maximum(per_cell, 1))))
+    if not var > 0:  # every run agrees exactly and no floor: a handful of seeds cannot show zero noise
+        return Estimate(point, runs=len(rows), seeds=seeds, searches=searches, note=NO_SPREAD)
     return Estimate(point, math.sqrt(var), float(n - 1), len(rows), seeds, searches)
 
 
@@ -246,7 +251,8 @@ def combine(terms: list[tuple[float, Estimate]]) -> Estimate:
     runs, seeds = sum(e.runs for _, e in terms), max(e.seeds for _, e in terms)
     searches = min(e.searches for _, e in terms)
     if not all(e.has_ci for _, e in terms):
-        return Estimate(mean, runs=runs, seeds=seeds, searches=searches)
+        note = next(e.note for _, e in terms if not e.has_ci)
+        return Estimate(mean, runs=runs, seeds=seeds, searches=searches, note=note)
     parts = [(a * e.se) ** 2 for a, e in terms]
     var = sum(parts)
     denom = sum(p * p / e.dof for p, (_, e) in zip(parts, terms))
@@ -260,7 +266,8 @@ def ratio(num: Estimate, den: Estimate, scale: float = 100.0) -> Estimate:
         return NO_RUNS
     r = num.mean / den.mean
     if not (num.has_ci and den.has_ci):
-        return Estimate(scale * r, runs=num.runs, seeds=num.seeds, searches=num.searches)
+        note = num.note if not num.has_ci else den.note
+        return Estimate(scale * r, runs=num.runs, seeds=num.seeds, searches=num.searches, note=note)
     est = combine([(scale / den.mean, Estimate(0.0, num.se, num.dof)),
                    (scale * r / den.mean, Estimate(0.0, den.se, den.dof))])
     return Estimate(scale * r, est.se, est.dof, num.runs, num.seeds, num.searches)
@@ -276,9 +283,12 @@ def over_tasks(per_task: list[Estimate]) -> Estimate:
 # Seed noise
 
 def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
-    """Per (backbone, task): `dense_std` over dense's own seeds (NaN with one) — the task's `noise`,
-    the yardstick of every floor and tie margin — and, descriptively (`pooled`), `pooled_std` over
-    every (source, sparsity, search) cell with ≥ 2 seeds (`pooled_dof` = Σ (seeds − 1))."""
+    """Per (backbone, task): `dense_std` over dense's own seeds (NaN with one), `pooled_std` over every
+    (source, sparsity, search) cell with ≥ 2 seeds (`pooled_dof` = Σ (seeds − 1); skipped with
+    `pooled=False`), and `noise` = the larger: the floor of every interval and the yardstick of the tie
+    margin. A floor can only widen an interval, so dense seeds that agree by luck (or a collapsed
+    dense model, std 0) leave no interval without one. Which tasks count is decided by dense's own
+    seeds alone (`reports.claims.dense_vs_chance`), so a noisy control cannot drop a task."""
     cols = ["backbone", "task", "dense_seeds", "dense_std", "pooled_std", "pooled_dof", "noise"]
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -301,8 +311,9 @@ def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
         sd = float(np.std(vals, ddof=1)) if n >= 2 else math.nan
         k = int(dof.get((bb, task), 0)) if pooled else 0
         spread = math.sqrt(float(ss.get((bb, task))) / k) if k else math.nan
+        both = [x for x in (sd, spread) if not math.isnan(x)]
         rows.append({"backbone": bb, "task": task, "dense_seeds": n, "dense_std": sd, "pooled_std": spread,
-                     "pooled_dof": k, "noise": sd})
+                     "pooled_dof": k, "noise": max(both) if both else math.nan})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -373,7 +384,7 @@ class Paired:
         if self.cells == 0:
             return "no paired cells"
         if math.isnan(self.lo):
-            return f"{self.mean:+.{digits}f} points over {self.cells} cells ({ONE_SEED})"
+            return f"{self.mean:+.{digits}f} points over {self.cells} cells ({self.reason or ONE_SEED})"
         return (f"{self.mean:+.{digits}f} points [95% CI {self.lo:+.{digits}f}, {self.hi:+.{digits}f}] over "
                 f"{self.cells} cells, {self.seeds} seeds, {self.searches} search(es); tie margin ±{self.margin:.{digits}f}")
 
@@ -420,7 +431,7 @@ def compare_paired(diffs: pd.DataFrame, noise: pd.DataFrame, tie_fraction: float
     seeds = int(diffs["seed"].nunique())
     if not est.has_ci:
         return Paired(n, seeds, est.mean, math.nan, math.nan, math.nan, "not testable",
-                      f"{ONE_SEED} (one run per cell)", searches=est.searches)
+                      est.note, searches=est.searches)
     margin = tie_margin if tie_margin > 0 else tie_fraction * rms
     if math.isnan(margin):
         return Paired(n, seeds, est.mean, est.lo, est.hi, math.nan, "not testable",

@@ -143,7 +143,7 @@ def test_pretrain_ticket_truly_at_97_does_not_hold_a_98_claim(searches):
     "holds" in 37 % of 3-seed stores. The claim holds iff the CI's lower bound ≥ 98 − 0.5: at 97 %
     truly, "holds" in at most 5 % of stores."""
     df = simulate(_pretrain(97.0), ("imp:pretrain", "random"), (0.6,), seed=6 + searches, searches=searches)
-    v = verdicts(df, lambda g, t: check_pretrain_transfer(g, t, 0.6, stats.seed_noise(g, pooled=False)))
+    v = verdicts(df, lambda g, t: check_pretrain_transfer(g, t, 0.6, stats.seed_noise(g)))
     assert share(v, HOLDS) <= allowance(), v.value_counts()
 
 
@@ -151,12 +151,12 @@ def test_pretrain_ticket_truly_at_100_does_not_fail_and_is_found():
     """A pre-training ticket truly at 100 % of dense: "fails" in at most 5 % of stores; and with a
     powered design (5 dense seeds, 5 seeds, 4 tasks, σ = 1) "holds" in at least 80 % of them."""
     df = simulate(_pretrain(100.0), ("imp:pretrain", "random"), (0.6,), seed=9)
-    v = verdicts(df, lambda g, t: check_pretrain_transfer(g, t, 0.6, stats.seed_noise(g, pooled=False)))
+    v = verdicts(df, lambda g, t: check_pretrain_transfer(g, t, 0.6, stats.seed_noise(g)))
     assert share(v, FAILS) <= allowance(), v.value_counts()
     tasks = ("gqa", "snli_ve", "nlvr2", "vqa")
     big = simulate(_pretrain(100.0), ("imp:pretrain", "random"), (0.6,), n=60, seed=10, dense_seeds=5, seeds=5,
                    sigma=1.0, tasks=tasks)
-    hv = pd.Series([check_pretrain_transfer(g, list(tasks), 0.6, stats.seed_noise(g, pooled=False)).verdict
+    hv = pd.Series([check_pretrain_transfer(g, list(tasks), 0.6, stats.seed_noise(g)).verdict
                     for _, g in big.groupby("backbone", sort=False)])
     assert share(hv, HOLDS) >= 0.8 * 60, hv.value_counts()
 
@@ -170,14 +170,14 @@ def test_imp_equal_to_random_does_not_beat_it_and_a_real_gap_is_found():
         return DENSE_MEAN if src == "dense" else DENSE_MEAN - 10
 
     df = simulate(equal, [f"imp:{t}" for t in TASKS] + ["random"], ladder, seed=11)
-    v = verdicts(df, lambda g, t: check_imp_vs_random(g, t, stats.seed_noise(g, pooled=False)))
+    v = verdicts(df, lambda g, t: check_imp_vs_random(g, t, stats.seed_noise(g)))
     assert share(v, HOLDS) <= allowance(), v.value_counts()
 
     def gap(src, task, sp):
         return DENSE_MEAN if src == "dense" else DENSE_MEAN - (15 if src == "random" else 10)
 
     df = simulate(gap, [f"imp:{t}" for t in TASKS] + ["random"], ladder, seed=12)
-    v = verdicts(df, lambda g, t: check_imp_vs_random(g, t, stats.seed_noise(g, pooled=False)))
+    v = verdicts(df, lambda g, t: check_imp_vs_random(g, t, stats.seed_noise(g)))
     assert share(v, HOLDS) >= 0.9 * N, v.value_counts()
 
 
