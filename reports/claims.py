@@ -264,11 +264,13 @@ def retention_cells(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame, sou
     """Per (backbone, task, sparsity) of `source_of(task)`: % of dense with its 95 % CI (dense's own
     error propagated), seeds and searches behind it."""
     rows = []
-    part = df[df["task"].isin(tasks) & (df["source"] != DENSE)]
-    part = part[part["source"] == part["task"].map(source_of)]
+    d = df[df["task"].isin(tasks)]
+    want = {t: source_of(t) for t in tasks}
+    part = d[d["source"].to_numpy() == d["task"].map(want).to_numpy()]
+    dense = {k: g for k, g in d[d["source"] == DENSE].groupby(["backbone", "task"], sort=False)}
     for (bb, task), g in part.groupby(["backbone", "task"], sort=True):
-        den = stats.dense_estimate(df, bb, task, noise)
         floor = stats.noise_of(noise, bb, task)
+        den = stats.estimate(dense[(bb, task)], floor_sd=floor) if (bb, task) in dense else stats.NO_RUNS
         for sp, h in g.groupby("sparsity", sort=True):
             est = stats.ratio(stats.estimate(h, floor_sd=floor), den)
             rows.append({"backbone": bb, "task": task, "sparsity": sp, "seeds": int(h["seed"].nunique()),
@@ -374,7 +376,7 @@ def check_strict(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame | None 
     matches dense strictly (CI lower bound ≥ dense − one dense std, in % of dense, minus the
     tolerance), holds when every one in range clearly does not; needs `STRICT_MIN_SEARCHES` ticket
     searches per cell (the claim is about tickets, not one mask's fine-tuning seeds)."""
-    noise = stats.seed_noise(df, pooled=False) if noise is None else noise
+    noise = stats.seed_noise(df) if noise is None else noise
     claim = "No IMP ticket strictly matches the dense model (mean within one dense std over seeds)."
     paper = "no strict match on any task"
     c = strict_cells(df, tasks, noise)

@@ -114,7 +114,7 @@ def t_quantile(p: float, dof: float) -> float:
     if math.isnan(dof) or dof <= 0:
         return math.nan
     lo, hi = 0.0, 1e3
-    for _ in range(100):
+    for _ in range(48):  # 1e3 / 2^48: far below any printed digit
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if t_sf(mid, dof) > 1 - p else (lo, mid)
     return (lo + hi) / 2
@@ -127,7 +127,7 @@ def _t975(dof: float) -> float:
 
 def t975(dof: float) -> float:
     """The 97.5 % quantile of Student's t (the 95 % two-sided interval's multiplier)."""
-    return math.nan if math.isnan(dof) else _t975(round(float(dof), 6))
+    return math.nan if math.isnan(dof) else _t975(round(float(dof), 3))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,13 +292,25 @@ def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
     cols = ["backbone", "task", "dense_seeds", "dense_std", "pooled_std", "pooled_dof", "noise"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    ss = dof = pd.Series(dtype=float)
-    if pooled:
+    bt = pd.Series(list(zip(df["backbone"].tolist(), df["task"].tolist())), index=df.index)
+    ss: dict = {}
+    dof: dict = {}
+    if pooled:  # Σ (n − 1) s² and Σ (n − 1) over cells of ≥ 2 runs, per (backbone, task), by integer codes
         df = with_search(df)
-        cells = df.groupby(["backbone", "task", "source", "sparsity", SEARCH], sort=False)["value"].agg(["count", "var"])
-        cells = cells[cells["count"] >= 2]
-        ss = ((cells["count"] - 1) * cells["var"]).groupby(level=[0, 1], sort=False).sum()
-        dof = (cells["count"] - 1).groupby(level=[0, 1], sort=False).sum()
+        code = np.zeros(len(df), dtype=np.int64)
+        for col in ("backbone", "task", "source", "sparsity", SEARCH):
+            c, uniq = pd.factorize(df[col])
+            code = code * (len(uniq) + 1) + c
+        _, inv = np.unique(code, return_inverse=True)
+        v = df["value"].to_numpy(dtype=float)
+        n = np.bincount(inv)
+        mean = np.bincount(inv, weights=v) / n
+        dev2 = np.bincount(inv, weights=(v - mean[inv]) ** 2)  # (n − 1) s² per cell
+        owner = bt.to_numpy()[np.unique(inv, return_index=True)[1]]
+        for key, k, d2 in zip(owner, n, dev2):
+            if k >= 2:
+                ss[key] = ss.get(key, 0.0) + float(d2)
+                dof[key] = dof.get(key, 0) + int(k - 1)
     dense: dict = {}
     for bb, task, src, v in zip(df["backbone"].tolist(), df["task"].tolist(), df["source"].tolist(),
                                 df["value"].tolist()):
@@ -309,8 +321,8 @@ def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
     for (bb, task), vals in dense.items():
         n = len(vals)
         sd = float(np.std(vals, ddof=1)) if n >= 2 else math.nan
-        k = int(dof.get((bb, task), 0)) if pooled else 0
-        spread = math.sqrt(float(ss.get((bb, task))) / k) if k else math.nan
+        k = dof.get((bb, task), 0)
+        spread = math.sqrt(ss[(bb, task)] / k) if k else math.nan
         both = [x for x in (sd, spread) if not math.isnan(x)]
         rows.append({"backbone": bb, "task": task, "dense_seeds": n, "dense_std": sd, "pooled_std": spread,
                      "pooled_dof": k, "noise": max(both) if both else math.nan})
