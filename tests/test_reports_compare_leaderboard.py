@@ -231,3 +231,42 @@ def test_report_compare_and_leaderboard_agree(store):
     s = compare_summary(cmp).set_index("reference").loc["imp"]
     row = lbm.summary.set_index("method").loc["mine"]
     assert (s["mean_diff"], s["ci_low"], s["ci_high"]) == pytest.approx((row["mean_diff"], row["ci_low"], row["ci_high"]))
+
+
+def test_only_tasks_clearly_above_chance_are_ranked(store):
+    """GQA's dense model at chance: its cells are left out of the leaderboard and named in it."""
+    df = collect_matrix(store)
+    df.loc[df["task"] == "gqa", "chance"] = 50.0  # dense GQA is 50 ± 1 over three seeds
+    lb2 = leaderboard(df, ["mine", "flow"], "imp")
+    assert set(lb2.cells["task"]) == {"vqa"} and set(lb2.per_task["task"]) == {"vqa"}
+    assert lb2.excluded.startswith("not clearly above chance — gqa: dense − chance +0.0")
+    assert lb2.summary.set_index("method").loc["mine", "cells"] == 6  # vqa only: 2 sparsities × 3 seeds
+
+
+def test_every_auc_has_an_interval(lb):
+    from reports.leaderboard import auc_weights
+
+    w = auc_weights([0.5, 0.7])
+    assert sum(w.values()) == pytest.approx(1.0) and w[0.0] == pytest.approx(0.25 / 0.7)
+    pt = lb.per_task
+    assert (pt["auc_low"] < pt["auc"]).all() and (pt["auc"] < pt["auc_high"]).all()
+    assert (pt["auc_diff_low"] < pt["auc_diff"]).all() and (pt["auc_diff"] < pt["auc_diff_high"]).all()
+    # flow is +5 at every sparsity: its AUC difference excludes 0; the summary's AUC has its CI too
+    flow = pt.set_index(["source", "task"]).loc[("flow", "vqa")]
+    assert flow["auc_diff_low"] > 0
+    s = lb.summary.set_index("method")
+    assert (s["auc_low"] < s["auc"]).all() and (s["auc"] < s["auc_high"]).all()
+
+
+def test_holm_corrects_wins_across_methods():
+    """Two methods each 'winning' at p 0.03 and 0.04 alone: with Holm's correction over the two
+    (0.03 × 2 = 0.06 ≥ 0.05) neither win stands."""
+    from reports import stats
+    from reports.compare import holm_outcomes
+
+    def win(p):
+        return stats.Paired(6, 3, 1.0, 0.1, 1.9, 0.05, "win", p=p)
+
+    assert holm_outcomes([win(0.03), win(0.04)]) == [("inconclusive", pytest.approx(0.06)),
+                                                       ("inconclusive", pytest.approx(0.06))]
+    assert [o for o, _ in holm_outcomes([win(0.01), win(0.04)])] == ["win", "win"]  # 0.02, then 0.04
