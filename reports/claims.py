@@ -364,7 +364,7 @@ def strict_cells(df: pd.DataFrame, tasks: list[str], noise: pd.DataFrame) -> pd.
     dense): `clear_match` / `clear_miss` as in `relaxed_cells`."""
     c = retention_cells(df, tasks, noise)
     c = c[(c["sparsity"] >= VL_STRICT_RANGE[0] - 1e-9) & (c["sparsity"] <= VL_STRICT_RANGE[1] + 1e-9)].copy()
-    sd = [stats.noise_of(noise, bb, t) for bb, t in zip(c["backbone"], c["task"])]
+    sd = [stats.noise_of(noise, bb, t, "dense_std") for bb, t in zip(c["backbone"], c["task"])]
     c["threshold"] = 100 * (1 - pd.Series(sd, index=c.index, dtype=float) / c["dense_mean"])
     c["clear_match"] = c["lo"] >= c["threshold"] - TOLERANCE_PTS
     c["clear_miss"] = c["hi"] < c["threshold"] - TOLERANCE_PTS

@@ -329,9 +329,9 @@ def seed_noise(df: pd.DataFrame, pooled: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def noise_of(noise: pd.DataFrame, backbone: str, task: str) -> float:
-    """`noise` of one (backbone, task) from a `seed_noise` frame (NaN when absent)."""
-    for bb, t, v in zip(noise["backbone"], noise["task"], noise["noise"]):
+def noise_of(noise: pd.DataFrame, backbone: str, task: str, column: str = "noise") -> float:
+    """`noise` (or another column) of one (backbone, task) from a `seed_noise` frame (NaN when absent)."""
+    for bb, t, v in zip(noise["backbone"], noise["task"], noise[column]):
         if bb == backbone and t == task:
             return float(v)
     return math.nan

@@ -184,3 +184,19 @@ def test_imp_equal_to_random_does_not_beat_it_and_a_real_gap_is_found():
 def test_allowance_is_the_binomial_quantile():
     # P(X ≤ 13) ≥ 0.999 > P(X ≤ 12) for X ~ Binomial(100, 0.05)
     assert allowance(100) == 13 and allowance(200) == 21
+
+
+def test_strict_matching_reports_the_highest_clear_match_with_its_interval():
+    """Tickets equal to dense up to 50 % and far below at 70 %, three searches: claim (i) fails, and the
+    report names each task's highest clearly matching sparsity with its interval (seeded draw); with one search
+    the same numbers are not testable (the claim is about tickets, not one mask's seeds)."""
+    def truth(src, task, sp):
+        return 60.0 if src != "dense" and sp == 0.7 else DENSE_MEAN
+
+    df = simulate(truth, [f"imp:{t}" for t in TASKS], (0.3, 0.5, 0.7), n=1, seed=13, searches=3, sigma=0.3, tau=0.1)
+    c = check_strict(df, list(TASKS))
+    assert c.verdict == FAILS and "gqa: up to 50% (100.2% [95% CI 99.4, 101.1] vs 99.2)" in c.this_run
+    assert "snli_ve: " in c.this_run  # this draw: no clear match on snli_ve (its CI reaches below 99.2)
+    assert "% [95% CI " in c.this_run and "(3 ticket search(es) per cell)" in c.this_run
+    one = check_strict(df[df["search_seed"] == 0], list(TASKS))
+    assert one.verdict == "not testable" and "1 ticket search(es) per cell: strict matching needs ≥ 3" in one.reason
