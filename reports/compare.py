@@ -106,47 +106,55 @@ def holm_outcomes(results: list[stats.Paired]) -> list[tuple[str, float]]:
 
 
 def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
-    """`report --compare`: one row per (reference, source, backbone, task, sparsity) on the eligible
-    tasks: the method's value, the like reference ticket's, the mean paired difference (points) with
-    its 95 % CI, the tie margin and the outcome (module docstring)."""
+    """`report --compare`: one row per (reference, source, backbone, task, sparsity): the method's
+    value, the like reference ticket's, the mean paired difference (points) with its 95 % CI, the tie
+    margin and the outcome (module docstring). Cells on a task whose dense model is not clearly above
+    chance are listed for the record, "not testable", and count in no overall statement."""
     methods = sorted(set(df["method"]) - {DENSE})
     if method not in methods:
         raise TicketbenchError(
             f"no finished runs of method '{method}' in the store; methods present: {', '.join(methods) or 'none'}")
     noise = stats.seed_noise(df)
     d, excluded = eligible(df)
+    ok = set(zip(d["backbone"], d["task"]))
     rows, overall = [], {}
     for ref in REFERENCES:
         if ref == method or ref not in methods:
             continue
-        cells, _ = paired_cells(d, method, ref)
+        cells, _ = paired_cells(df, method, ref)
         if cells.empty:
             continue
-        overall[ref] = stats.compare_paired(cells, noise, tie_margin=tie_margin)
+        on = pd.Series([(b, t) in ok for b, t in zip(cells["backbone"], cells["task"])], index=cells.index, dtype=bool)
+        overall[ref] = stats.compare_paired(cells[on], noise, tie_margin=tie_margin)
+        if not on.any():
+            overall[ref].reason = f"no task clearly above chance ({excluded})"
         out = cell_outcomes(cells, noise, tie_margin)
         means = cells.groupby(["source", "backbone", "task", "sparsity"], sort=False)[["value", "baseline_value"]].mean()
         for r in out.itertuples(index=False):
             v = means.loc[(r.source, r.backbone, r.task, r.sparsity)]
+            counted = (r.backbone, r.task) in ok
             rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "reference": ref,
                          "source": r.source, "reference_source": r.baseline_source, "value": v["value"],
-                         "reference_value": v["baseline_value"], "diff": r.diff, "ci_low": r.ci_low,
-                         "ci_high": r.ci_high, "seeds": r.n_seeds, "margin": r.margin,
+                         "reference_value": v["baseline_value"], "diff": r.diff,
+                         "ci_low": r.ci_low if counted else math.nan, "ci_high": r.ci_high if counted else math.nan,
+                         "seeds": r.n_seeds, "margin": r.margin,
                          "margin_kind": "stated tolerance" if tie_margin > 0 else "half the seed noise",
-                         "outcome": r.outcome})
+                         "outcome": r.outcome if counted else NOT_TESTABLE,
+                         "note": "" if counted else "dense not clearly above chance on this task"})
     cols = ["backbone", "task", "sparsity", "reference", "source", "reference_source", "value", "reference_value",
-            "diff", "ci_low", "ci_high", "seeds", "margin", "margin_kind", "outcome"]
+            "diff", "ci_low", "ci_high", "seeds", "margin", "margin_kind", "outcome", "note"]
     out = pd.DataFrame(rows, columns=cols)
-    out.attrs["overall"] = overall  # per reference: the paired difference over all its cells (a `stats.Paired`)
+    out.attrs["overall"] = overall  # per reference: the paired difference over its counted cells (a `stats.Paired`)
     out.attrs["excluded"] = excluded  # the tasks left out (dense not clearly above chance) and why
     return out
 
 
 def compare_summary(cmp: pd.DataFrame) -> pd.DataFrame:
     """Per reference: wins / ties / losses / inconclusive / not testable over the cells, and the
-    mean paired difference over every paired cell with its 95 % CI and outcome (`compare_frame`'s
+    mean paired difference over the counted cells with its 95 % CI and outcome (`compare_frame`'s
     `attrs["overall"]`), Holm-corrected across the references."""
     cols = ["reference", "wins", "ties", "losses", "inconclusive", "not_testable", "cells", "mean_diff", "ci_low",
-            "ci_high", "outcome", "holm_p"]
+            "ci_high", "outcome", "holm_p", "reason"]
     if cmp.empty:
         out = pd.DataFrame(columns=cols)
         out.attrs["excluded"] = cmp.attrs.get("excluded", "")
@@ -160,7 +168,7 @@ def compare_summary(cmp: pd.DataFrame) -> pd.DataFrame:
         rows.append({"reference": ref, "wins": int((o == "win").sum()), "ties": int((o == "tie").sum()),
                      "losses": int((o == "loss").sum()), "inconclusive": int((o == "inconclusive").sum()),
                      "not_testable": int((o == NOT_TESTABLE).sum()), "cells": int(len(o)), "mean_diff": p.mean,
-                     "ci_low": p.lo, "ci_high": p.hi, "outcome": outcome, "holm_p": adj})
+                     "ci_low": p.lo, "ci_high": p.hi, "outcome": outcome, "holm_p": adj, "reason": p.reason})
     out = pd.DataFrame(rows, columns=cols)
     out.attrs["excluded"] = cmp.attrs.get("excluded", "")
     return out
@@ -176,8 +184,8 @@ def verdict(summary: pd.DataFrame, method: str) -> str:
     parts = []
     for r in summary.itertuples(index=False):
         if r.outcome == NOT_TESTABLE:
-            parts.append(f"{NOT_TESTABLE} against {r.reference}: {stats.ONE_SEED} (mean {r.mean_diff:+.2f} points, "
-                         "descriptive only)")
+            mean = "" if math.isnan(r.mean_diff) else f" (mean {r.mean_diff:+.2f} points, descriptive only)"
+            parts.append(f"{NOT_TESTABLE} against {r.reference}: {r.reason or stats.ONE_SEED}{mean}")
             continue
         word = {"win": "better than", "loss": "worse than", "tie": "level with",
                 "inconclusive": "inconclusive against"}[r.outcome]

@@ -229,6 +229,7 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     if not methods:
         raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
     noise = stats.seed_noise(df)
+    full = df
     df, excluded = eligible(df, tasks)
     parts, unpaired = [], {}
     for m in methods:
@@ -243,14 +244,20 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     overall = {m: stats.compare_paired(cells[cells["method"] == m], noise) for m in methods}
     judged = dict(zip(methods, holm_outcomes([overall[m] for m in methods])))
     rows = []
-    base_sources = sorted(set(cells["baseline_source"])) or sorted(set(df.loc[df["method"] == baseline, "source"]))
+    # a method's sources (and their search cost) whether or not their tasks are ranked; the baseline's: those
+    # like them
+    own = {m: sorted(set(full.loc[(full["method"] == m) & (full["source"] != DENSE), "source"]) - set(unpaired.get(m, [])))
+           for m in methods}
+    base_all = set(full.loc[full["method"] == baseline, "source"])
+    base_sources = sorted({like_source(base_all, src, baseline) for m in methods for src in own[m]} - {None}) or sorted(
+        base_all)
     ests = per_task.attrs.get("estimates", [])
     for m in [baseline] + methods:
         is_base = m == baseline
         mine = cells[cells["method"] == m]
         sel = (per_task["method"] == m).to_numpy()
         oc = outcomes[outcomes["method"] == m]
-        srcs = base_sources if is_base else sorted(set(mine["source"]))
+        srcs = base_sources if is_base else own[m]
         p = overall.get(m) or stats.compare_paired(mine, noise)
         outcome, holm_p = ("baseline", math.nan) if is_base else judged[m]
         testable = not is_base and outcome != NOT_TESTABLE

@@ -202,8 +202,10 @@ def test_report_compare_with_one_seed_is_not_testable(tmp_path):
 
     df = collect_matrix(_store(tmp_path, seeds=(1,)))
     cmp = compare_frame(df, "mine")  # one dense seed: no task is clearly above chance
-    assert cmp.empty and verdict(compare_summary(cmp), "mine").startswith(
-        f"'mine' is {NOT_TESTABLE}: no task to compare on — not clearly above chance — gqa: one seed, no std")
+    assert set(cmp["outcome"]) == {NOT_TESTABLE} and (cmp["note"] == "dense not clearly above chance on this task").all()
+    assert verdict(compare_summary(cmp), "mine").startswith(
+        f"'mine' is {NOT_TESTABLE} against imp: no task clearly above chance (not clearly above chance — gqa: one "
+        "seed, no std")
     # dense with three seeds, the method with one: every cell and statement is not testable, and a
     # stated margin does not make one run an interval
     three = collect_matrix(_store(tmp_path / "three"))
@@ -213,7 +215,7 @@ def test_report_compare_with_one_seed_is_not_testable(tmp_path):
         assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["ci_low"].isna().all()
     s = compare_summary(cmp)
     assert (s[["wins", "ties", "losses"]].to_numpy() == 0).all() and (s["not_testable"] > 0).all()
-    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp: one seed: no interval")
+    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp: one seed: no interval (mean")
 
 
 def test_report_compare_and_leaderboard_agree(store):
