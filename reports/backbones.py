@@ -5,7 +5,7 @@ Claim (iii): "LXMERT and ViLT can also play lottery tickets, but ViLT's highest 
 `report/matrix.csv`, e.g. `load_results(out, plans=[h_uniter, h_lxmert, h_vilt]).frame`):
 
 - `dense_clearance`: each backbone's dense score per task against chance (`reports.claims.
-  dense_vs_chance`), and whether it clears chance by more than `CLEAR_SDS` × its noise (seed std or dev-set SE, the larger; the
+  dense_vs_chance`), and whether it clears chance (`CHANCE_RULE`: dense's 95 % CI above chance; the
   verdict rule: below that, a backbone's tickets on the task say nothing — a "ticket" of a model at
   chance matches a model at chance);
 - `backbone_matching`: per backbone and task, the highest sparsity at which the task's own IMP
@@ -34,7 +34,7 @@ from bench.core.io import atomic_write_text
 from bench.core.layout import Layout
 from reports import stats
 from reports.claims import (
-    CLEAR_SDS,
+    CHANCE_RULE,
     FAILS,
     HOLDS,
     NOT_TESTABLE,
@@ -96,7 +96,7 @@ def _ordered(frame: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 
 def dense_clearance(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
     """`reports.claims.dense_vs_chance` in backbone order, with `clears` = dense mean − chance is
-    more than CLEAR_SDS × the task's noise (seed std or dev-set SE) (False with one seed: no noise to measure against)."""
+    clear of chance by `CHANCE_RULE` (False with one seed: no interval)."""
     tasks = task_order(df, tasks or ())
     out = dense_vs_chance(df, tasks)
     out["clears"] = out["learns"] == "yes"
@@ -157,7 +157,7 @@ def usable_tasks(clearance: pd.DataFrame, backbones: list[str], tasks: list[str]
             elif not bool(row["clears"].iloc[0]):
                 r = row.iloc[0]
                 how = ("one seed, no noise" if r["learns"] == "unknown" else
-                       f"dense − chance {r['above_chance']:+.1f} ≤ {CLEAR_SDS:g} × noise {fmt_num(r['noise'])}")
+                       f"dense − chance {r['above_chance']:+.1f}, SE {fmt_num(r['noise'])}: 95% CI not above chance")
                 reasons.append(f"{bb}: dense {mean_std(r['dense_mean'], r['dense_std'])} vs chance "
                                f"{fmt_num(r['chance'])} ({how})")
         if reasons:
@@ -169,7 +169,7 @@ def usable_tasks(clearance: pd.DataFrame, backbones: list[str], tasks: list[str]
 
 def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float = 0.99) -> list[Claim]:
     """Claim (iii) in two parts, each holds / fails / not testable, judged only on the tasks where
-    *every* backbone's dense model clears chance by more than CLEAR_SDS × its noise (seed std or dev-set SE):
+    *every* backbone's dense model clears chance (`CHANCE_RULE`):
 
     (a) every non-UNITER backbone plays lottery tickets: on each such task its own IMP ticket clearly
         reaches `relaxed` × dense at some ladder sparsity (holds), or is clearly below it at every
@@ -186,8 +186,8 @@ def claim_iii(df: pd.DataFrame, tasks: list[str] | None = None, relaxed: float =
         ((cells["backbone"] == bb) & (cells["task"] == t)).any() for bb in backbones)]
     usable, why = usable_tasks(clearance, backbones, compared)
     excluded = "; ".join(f"{t} left out ({w})" for t, w in why.items())
-    rule = (f"tasks counted: those where every backbone's dense model clears chance by > {CLEAR_SDS:g} "
-            f"× noise: {', '.join(usable) or 'none'}")
+    rule = (f"tasks counted: those where every backbone's dense model clears chance ({CHANCE_RULE}): "
+            f"{', '.join(usable) or 'none'}")
     detail = "; ".join(x for x in (rule, excluded) if x)
     claims = []
 
@@ -312,10 +312,10 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
         "dense": [mean_std(m, s) for m, s in zip(clearance["dense_mean"], clearance["dense_std"])],
         "seeds": clearance["seeds"], "chance": clearance["chance"].map(fmt_num),
         "dense − chance": clearance["above_chance"].map(lambda c: f"{c:+.1f}" if pd.notna(c) else "–"),
-        "noise": clearance["noise"].map(fmt_num), "clears": clearance["clears"].map({True: "yes", False: "no"}),
+        "SE vs chance": clearance["noise"].map(fmt_num), "clears": clearance["clears"].map({True: "yes", False: "no"}),
     })
     paths = list(write_table(report_dir, "backbones_dense", clearance, dense_disp,
-                             f"Dense model vs chance per backbone (clears: dense − chance > {CLEAR_SDS:g} × noise: seed std or dev-set SE)"
+                             f"Dense model vs chance per backbone (clears: {CHANCE_RULE})"
                              ).values())
     paths += write_table(report_dir, "backbones_matching", matching, None,
                          "Highest matching sparsity of each task's own IMP ticket, per backbone").values()
@@ -326,7 +326,7 @@ def write_backbone_section(df: pd.DataFrame, report_dir: str | Path, tasks: list
     strict = matching_square(matching, "imp_strict", tasks)
     L = ["## Backbones: claim (iii)", "",
          f"{len(backbones)} backbones in one results frame: {', '.join(backbones)}. A backbone's tickets on a task "
-         f"count only where its dense model clears chance by more than {CLEAR_SDS:g} × its noise (the larger of seed std and dev-set sampling error).", "",
+         f"count only where its dense model clears chance: {CHANCE_RULE}.", "",
          "### Dense model vs chance", "", to_markdown(dense_disp, index=False),
          f"### Highest relaxed-matching sparsity (own-task IMP, mean ≥ {100 * relaxed:g}% of dense)", "",
          to_markdown(rel) if len(rel) else "no own-task IMP runs\n",

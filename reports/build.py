@@ -153,7 +153,8 @@ def build_compare(ctx: ReportContext, method: str) -> tuple[pd.DataFrame, pd.Dat
     rd = ctx.report_dir
     disp = cmp.assign(sparsity=cmp["sparsity"].map(fmt_sparsity))
     ctx.add(write_table(rd, f"compare_{method}", cmp, _fmt_frame(disp.drop(columns=["reference_source"]), 2),
-                        f"'{method}' minus reference, in points; tie when |diff| ≤ margin."))
+                        f"'{method}' minus the like reference ticket (points) with its 95% CI; win / loss when the CI "
+                        "clears ± the margin, tie when inside it (reports/compare.py, the rule `ticketbench compare` uses)."))
     ctx.add(write_table(rd, f"compare_{method}_summary", summary, _fmt_frame(summary, 2)))
     if not cmp.empty:
         ctx.add(plots.compare_plot(cmp, method, rd / f"compare_{method}", ctx.tasks))

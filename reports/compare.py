@@ -1,11 +1,23 @@
-"""`--compare METHOD`: is a new pruning method better than IMP, OMP, pre-trained magnitude and random?
+"""The one comparison rule of the suite: `report --compare METHOD` (a method against imp, omp,
+pretrained_magnitude and random) and `ticketbench compare` (the leaderboard, `reports.leaderboard`)
+both pair, estimate and judge through the functions here.
 
-A method can have several sources (one ticket per source task). For a target task the method is
-represented by its ticket found on that task, else its pre-training ticket, else its only source;
-when none of these applies (several other-task tickets and none of its own) the cell is skipped.
-Like is compared against like: a reference is represented by its ticket from the *same source task*
-as the method's when it has one (a transferred snip:vqa ticket on GQA meets imp:vqa, not imp:gqa),
-else by its own representative. `ticketbench compare` (reports/leaderboard.py) adds the statistics.
+**Pairing, like against like.** A method's ticket found on task S meets the reference's ticket found
+on S (a method that needs no source task, or found on the pre-training objectives, meets the
+reference's `pretrain` ticket; a task-free reference — random, synflow — is like every source), on
+the same target task, sparsity, ticket search replicate (`search_seed`) and fine-tuning seed —
+transferred and in-task tickets alike (`like_source`, `paired_cells`). A source the reference has
+no like ticket for is listed as unpaired, never compared with something else.
+
+**Which tasks.** Only tasks whose dense model is clearly above chance (`reports.claims.
+dense_vs_chance`: dense's 95 % interval above chance) are compared (`eligible`); the others are named.
+
+**Judging.** Per (source, task, sparsity) and per reference overall, `reports.stats.compare_paired`:
+the mean paired difference with the suite's one interval (stratified cluster bootstrap within task,
+floored at the task's seed noise), a tie margin of half the seed noise (or `report.tie_margin` points
+when set) and win / tie / loss / inconclusive; one run per cell: not testable. Several statements in
+one table are corrected together (Holm 1979, `reports.stats.holm`): a win or loss stands only when
+its Holm-adjusted p-value is below 5 %.
 """
 
 from __future__ import annotations
@@ -16,114 +28,171 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import TicketbenchError
+from bench.core.source import PRETRAIN, Source
+from reports import stats
+from reports.claims import dense_vs_chance, eligible_tasks
 from reports.context import load_context
 from reports.store import DENSE
 
 REFERENCES = ("imp", "omp", "pretrained_magnitude", "random")
-# With one seed there is no std: without a stated report.tie_margin the cell is not testable (no
-# fixed margin pretends to know the seed noise; `ticketbench compare` pools it over the store).
 NOT_TESTABLE = "not testable"
+CELL_KEYS = stats.PAIR_KEYS  # backbone, task, sparsity, search_seed, seed
+OUTCOMES = ("win", "tie", "loss", "inconclusive")
 
 
-def method_values(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Per (backbone, task, sparsity): the representative source of `method`, mean, std, seeds."""
-    part = df[(df["method"] == method) & (df["source"] != DENSE)]
-    rows = []
-    for (bb, task, sp), g in part.groupby(["backbone", "task", "sparsity"], sort=True):
-        sources = sorted(set(g["source"]))
-        own = [s for s in sources if s.partition(":")[2] == task]
-        pre = [s for s in sources if s.partition(":")[2] == "pretrain"]
-        pick = own or pre or (sources if len(sources) == 1 else [])
-        if not pick:
+def like_source(sources: set[str], method_source: str, reference: str) -> str | None:
+    """The reference's ticket that is like `method_source`: same source task; a task-free or
+    pre-training source pairs with the reference's pre-training ticket. A task-free reference
+    (random, synflow, …) needs no source task, so it is like every source."""
+    task = Source.parse(method_source).task
+    for cand in ([f"{reference}:{task}", reference] if task and task != PRETRAIN else
+                 [f"{reference}:{PRETRAIN}", reference]):
+        if cand in sources:
+            return cand
+    return None
+
+
+def paired_cells(df: pd.DataFrame, method: str, reference: str) -> tuple[pd.DataFrame, list[str]]:
+    """(one row per paired (source, task, sparsity, search, seed) cell: value, reference value, diff;
+    the method's sources with no like reference ticket)."""
+    ref_sources = set(df.loc[df["method"] == reference, "source"])
+    rows, unpaired = [], []
+    for source in sorted(set(df.loc[(df["method"] == method) & (df["source"] != DENSE), "source"])):
+        ref = like_source(ref_sources, source, reference)
+        if ref is None:
+            unpaired.append(source)
             continue
-        v = g[g["source"] == pick[0]]["value"]
-        rows.append({"backbone": bb, "task": task, "sparsity": sp, "source": pick[0],
-                     "mean": v.mean(), "std": v.std(), "n_seeds": v.size})
-    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "source", "mean", "std", "n_seeds"])
+        both = stats.paired(df[df["source"] == source], df[df["source"] == ref])
+        rows.append(both.rename(columns={"value_a": "value", "value_b": "baseline_value"})
+                    .assign(method=method, source=source, baseline_source=ref))
+    cols = ["method", "source", "baseline_source"] + CELL_KEYS + ["value", "baseline_value", "diff"]
+    if not rows:
+        return pd.DataFrame(columns=cols), unpaired
+    return pd.concat(rows, ignore_index=True)[cols], unpaired
 
 
-def _like_reference(df: pd.DataFrame, ref: str, cand: pd.DataFrame) -> pd.DataFrame:
-    """The reference's values per candidate cell, from its ticket of the candidate's source task when
-    it has one, else from its representative source (`method_values`)."""
-    rep = method_values(df, ref).set_index(["backbone", "task", "sparsity"])
-    part = df[(df["method"] == ref) & (df["source"] != DENSE)]
+def eligible(df: pd.DataFrame, tasks: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """(the rows of tasks whose dense model is clearly above chance, per backbone; a sentence naming
+    the tasks left out and why)."""
+    tasks = list(tasks) if tasks else list(dict.fromkeys(df["task"]))
+    dvc = dense_vs_chance(df, tasks)
+    keep, why = [], []
+    for bb in sorted(set(df["backbone"])):
+        ok, excluded = eligible_tasks(dvc, bb, tasks)
+        keep += [(bb, t) for t in ok]
+        if excluded:
+            why.append((f"{bb}: " if df["backbone"].nunique() > 1 else "") + excluded)
+    mask = pd.Series([(b, t) in set(keep) for b, t in zip(df["backbone"], df["task"])], index=df.index, dtype=bool)
+    return df[mask], "; ".join(why)
+
+
+def cell_outcomes(cells: pd.DataFrame, noise: pd.DataFrame, tie_margin: float = 0.0) -> pd.DataFrame:
+    """The outcome per (source, task, sparsity) over its paired searches and seeds (`stats.compare_paired`)."""
+    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsity", "n_seeds", "diff", "ci_low",
+            "ci_high", "margin", "outcome"]
     rows = []
-    for r in cand.itertuples(index=False):
-        like = f"{ref}:{r.source.partition(':')[2]}" if ":" in r.source else None
-        v = part[(part["source"] == like) & (part["backbone"] == r.backbone) & (part["task"] == r.task)
-                 & (part["sparsity"] == r.sparsity)]["value"] if like else pd.Series(dtype=float)
-        if len(v):
-            rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "source": like,
-                         "mean": v.mean(), "std": v.std(), "n_seeds": v.size})
-        elif (r.backbone, r.task, r.sparsity) in rep.index:
-            rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity,
-                         **rep.loc[(r.backbone, r.task, r.sparsity)].to_dict()})
-    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "source", "mean", "std", "n_seeds"])
+    keys = ["method", "source", "baseline_source", "backbone", "task", "sparsity"]
+    for key, g in cells.groupby(keys, sort=False):
+        p = stats.compare_paired(g, noise, tie_margin=tie_margin)
+        rows.append({**dict(zip(keys, key)), "n_seeds": p.seeds, "diff": p.mean, "ci_low": p.lo, "ci_high": p.hi,
+                     "margin": p.margin, "outcome": p.outcome})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def holm_outcomes(results: list[stats.Paired]) -> list[tuple[str, float]]:
+    """(outcome, Holm-adjusted p) per statement: a win or loss whose adjusted p is not below 5 % is
+    inconclusive once the family is accounted for."""
+    adj, rejected = stats.holm([p.p if p.outcome in ("win", "loss") else math.nan for p in results])
+    return [(("inconclusive" if p.outcome in ("win", "loss") and not r else p.outcome), a)
+            for p, r, a in zip(results, rejected, adj)]
 
 
 def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
-    """One row per (backbone, task, sparsity, reference): difference in points (method − reference)
-    and the outcome win / tie / loss. Tie margin: `tie_margin` points when > 0, else one std over
-    seeds (the larger of the two sides' stds); with one seed and no stated margin, 'not testable'."""
+    """`report --compare`: one row per (reference, source, backbone, task, sparsity): the method's
+    value, the like reference ticket's, the mean paired difference (points) with its 95 % CI, the tie
+    margin and the outcome (module docstring). Cells on a task whose dense model is not clearly above
+    chance are listed for the record, "not testable", and count in no overall statement."""
     methods = sorted(set(df["method"]) - {DENSE})
     if method not in methods:
         raise TicketbenchError(
             f"no finished runs of method '{method}' in the store; methods present: {', '.join(methods) or 'none'}")
-    cand = method_values(df, method)
-    rows = []
+    noise = stats.seed_noise(df)
+    d, excluded = eligible(df)
+    ok = set(zip(d["backbone"], d["task"]))
+    rows, overall = [], {}
     for ref in REFERENCES:
-        if ref == method:
+        if ref == method or ref not in methods:
             continue
-        refv = _like_reference(df, ref, cand)
-        both = cand.merge(refv, on=["backbone", "task", "sparsity"], suffixes=("", "_ref"))
-        for r in both.itertuples(index=False):
-            if tie_margin > 0:
-                margin, kind = tie_margin, "stated tolerance"
-            else:
-                stds = [x for x in (r.std, r.std_ref) if not (x is None or math.isnan(x))]
-                if stds:
-                    margin, kind = max(stds), "1 std over seeds"
-                else:
-                    margin, kind = float("nan"), "1 seed: not testable"
-            diff = r.mean - r.mean_ref
-            outcome = (NOT_TESTABLE if margin != margin else
-                       "tie" if abs(diff) <= margin + 1e-9 else ("win" if diff > 0 else "loss"))
+        cells, _ = paired_cells(df, method, ref)
+        if cells.empty:
+            continue
+        on = pd.Series([(b, t) in ok for b, t in zip(cells["backbone"], cells["task"])], index=cells.index, dtype=bool)
+        overall[ref] = stats.compare_paired(cells[on], noise, tie_margin=tie_margin)
+        if not on.any():
+            overall[ref].reason = f"no task clearly above chance ({excluded})"
+        out = cell_outcomes(cells, noise, tie_margin)
+        means = cells.groupby(["source", "backbone", "task", "sparsity"], sort=False)[["value", "baseline_value"]].mean()
+        for r in out.itertuples(index=False):
+            v = means.loc[(r.source, r.backbone, r.task, r.sparsity)]
+            counted = (r.backbone, r.task) in ok
             rows.append({"backbone": r.backbone, "task": r.task, "sparsity": r.sparsity, "reference": ref,
-                         "source": r.source, "reference_source": r.source_ref,
-                         "value": r.mean, "reference_value": r.mean_ref, "diff": diff,
-                         "margin": margin, "margin_kind": kind, "outcome": outcome})
-    return pd.DataFrame(rows, columns=["backbone", "task", "sparsity", "reference", "source", "reference_source",
-                                       "value", "reference_value", "diff", "margin", "margin_kind", "outcome"])
+                         "source": r.source, "reference_source": r.baseline_source, "value": v["value"],
+                         "reference_value": v["baseline_value"], "diff": r.diff,
+                         "ci_low": r.ci_low if counted else math.nan, "ci_high": r.ci_high if counted else math.nan,
+                         "seeds": r.n_seeds, "margin": r.margin,
+                         "margin_kind": "stated tolerance" if tie_margin > 0 else "half the seed noise",
+                         "outcome": r.outcome if counted else NOT_TESTABLE,
+                         "note": "" if counted else "dense not clearly above chance on this task"})
+    cols = ["backbone", "task", "sparsity", "reference", "source", "reference_source", "value", "reference_value",
+            "diff", "ci_low", "ci_high", "seeds", "margin", "margin_kind", "outcome", "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["overall"] = overall  # per reference: the paired difference over its counted cells (a `stats.Paired`)
+    out.attrs["excluded"] = excluded  # the tasks left out (dense not clearly above chance) and why
+    return out
 
 
 def compare_summary(cmp: pd.DataFrame) -> pd.DataFrame:
-    """Wins / ties / losses and the mean difference per reference method."""
+    """Per reference: wins / ties / losses / inconclusive / not testable over the cells, and the
+    mean paired difference over the counted cells with its 95 % CI and outcome (`compare_frame`'s
+    `attrs["overall"]`), Holm-corrected across the references."""
+    cols = ["reference", "wins", "ties", "losses", "inconclusive", "not_testable", "cells", "mean_diff", "ci_low",
+            "ci_high", "outcome", "holm_p", "reason"]
     if cmp.empty:
-        return pd.DataFrame(columns=["reference", "wins", "ties", "losses", "not_testable", "mean_diff", "cells"])
-    g = cmp.groupby("reference", sort=False)
-    out = pd.DataFrame({
-        "wins": g["outcome"].apply(lambda o: int((o == "win").sum())),
-        "ties": g["outcome"].apply(lambda o: int((o == "tie").sum())),
-        "losses": g["outcome"].apply(lambda o: int((o == "loss").sum())),
-        "not_testable": g["outcome"].apply(lambda o: int((o == NOT_TESTABLE).sum())),
-        "mean_diff": g["diff"].mean(),
-        "cells": g.size(),
-    }).reset_index()
+        out = pd.DataFrame(columns=cols)
+        out.attrs["excluded"] = cmp.attrs.get("excluded", "")
+        return out
+    refs = list(dict.fromkeys(cmp["reference"]))
+    none = stats.Paired(0, 0, math.nan, math.nan, math.nan, math.nan, NOT_TESTABLE)
+    overall = [cmp.attrs.get("overall", {}).get(r, none) for r in refs]
+    rows = []
+    for ref, p, (outcome, adj) in zip(refs, overall, holm_outcomes(overall)):
+        o = cmp[cmp["reference"] == ref]["outcome"]
+        rows.append({"reference": ref, "wins": int((o == "win").sum()), "ties": int((o == "tie").sum()),
+                     "losses": int((o == "loss").sum()), "inconclusive": int((o == "inconclusive").sum()),
+                     "not_testable": int((o == NOT_TESTABLE).sum()), "cells": int(len(o)), "mean_diff": p.mean,
+                     "ci_low": p.lo, "ci_high": p.hi, "outcome": outcome, "holm_p": adj, "reason": p.reason})
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["excluded"] = cmp.attrs.get("excluded", "")
     return out
 
 
 def verdict(summary: pd.DataFrame, method: str) -> str:
-    """One sentence per reference, from the counts."""
+    """One sentence per reference, from the overall paired difference (Holm-corrected)."""
+    if summary.empty and summary.attrs.get("excluded"):
+        return f"'{method}' is {NOT_TESTABLE}: no task to compare on — {summary.attrs['excluded']}."
     if summary.empty:
-        return f"'{method}' shares no (task, sparsity) cell with imp, omp, pretrained_magnitude or random."
+        return (f"'{method}' shares no (task, sparsity) cell with imp, omp, pretrained_magnitude or random on a task "
+                "whose dense model is clearly above chance.")
     parts = []
     for r in summary.itertuples(index=False):
-        if r.wins + r.ties + r.losses == 0:
-            parts.append(f"{NOT_TESTABLE} against {r.reference} with one seed (mean {r.mean_diff:+.2f} points, "
-                         "descriptive only)")
+        if r.outcome == NOT_TESTABLE:
+            mean = "" if math.isnan(r.mean_diff) else f" (mean {r.mean_diff:+.2f} points, descriptive only)"
+            parts.append(f"{NOT_TESTABLE} against {r.reference}: {r.reason or stats.ONE_SEED}{mean}")
             continue
-        word = "better than" if r.wins > r.losses else ("worse than" if r.losses > r.wins else "level with")
-        parts.append(f"{word} {r.reference} ({r.wins}W/{r.ties}T/{r.losses}L, mean {r.mean_diff:+.2f} points)")
+        word = {"win": "better than", "loss": "worse than", "tie": "level with",
+                "inconclusive": "inconclusive against"}[r.outcome]
+        parts.append(f"{word} {r.reference} ({r.mean_diff:+.2f} points, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}]; "
+                     f"{r.wins}W/{r.ties}T/{r.losses}L/{r.inconclusive}I cells)")
     return f"'{method}' is " + "; ".join(parts) + "."
 
 

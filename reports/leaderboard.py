@@ -1,18 +1,21 @@
 """`ticketbench compare OUT --methods a,b --baseline imp`: a leaderboard of pruning methods.
 
-Like is compared against like. A method's ticket found on task S is paired with the baseline's ticket
-found on S (a method that needs no source task, or found on the pre-training objectives, with the
-baseline's `pretrain` ticket), on the same target task, sparsity and fine-tuning seed — transferred
-and in-task tickets alike. A source the baseline has no ticket for is listed as unpaired, not ranked.
+It compares by the suite's one rule (`reports.compare`, shared with `report --compare`): like against
+like — a method's ticket found on task S meets the baseline's ticket found on S (a task-free or
+pre-training source meets the baseline's `pretrain` ticket) on the same target task, sparsity, search
+replicate and fine-tuning seed; a source the baseline has no like ticket for is listed as unpaired,
+not ranked. Only tasks whose dense model is clearly above chance (dense's 95 % interval above
+chance) are ranked; the others are named.
 
 Per method: the area under the accuracy–sparsity curve per task (trapezoids from the dense model at
-sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points), the
-highest strict and relaxed matching sparsity, the mean paired difference against the baseline over
-the paired (task, sparsity, seed) cells with its 95 % CI and outcome, the outcome per (source, task,
-sparsity) cell, and the search's cost from its `search.json`. The statistics are the report's own
-(`reports.stats`: seed noise per task, percentile bootstrap from ten cells, else a t-interval floored
-at the seed noise, tie margin half the seed noise; win / tie / loss / inconclusive). With one seed per
-cell the seed noise is unmeasured: the statistics then say "not testable" and nothing is ranked.
+sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points) with its
+95 % CI, the highest strict and relaxed matching sparsity (point estimates), the mean paired
+difference against the baseline with its 95 % CI and outcome, Holm-corrected across the methods
+(Holm 1979: a win or loss stands only when its adjusted p-value is below 5 %), the outcome per
+(source, task, sparsity) cell, and the search's cost from its `search.json`. The intervals are the
+suite's one family (`reports.stats`: stratified cluster bootstrap within task over search
+replicates and seeds, floored at the task's seed noise; tie margin half that noise). With one run per
+cell there is no interval: the statistics say "not testable" and nothing is ranked.
 
 `paired_cells(df, method, baseline)` pairs like with like, `leaderboard(df, methods, ...)` builds the
 tables and `write_leaderboard(out, methods, ...)` writes CSV / MD / TeX, figures and a README into
@@ -21,6 +24,7 @@ tables and `write_leaderboard(out, methods, ...)` writes CSV / MD / TeX, figures
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,66 +34,24 @@ import pandas as pd
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_text, read_json, safe_name, short_hash
 from bench.core.layout import Layout
-from bench.core.source import PRETRAIN, Source
+from bench.core.source import Source
 from reports import plots, stats
+from reports.compare import (
+    NOT_TESTABLE,
+    OUTCOMES,
+    cell_outcomes,
+    eligible,
+    holm_outcomes,
+    like_source,
+    paired_cells,
+)
 from reports.context import load_context, prune_stale
 from reports.store import DENSE, read_records
 from reports.tables import matching_sparsity
 from reports.writers import fmt_num, write_table
 
-NOT_TESTABLE = "not testable"
-CELL_KEYS = stats.PAIR_KEYS  # backbone, task, sparsity, seed
-OUTCOMES = ("win", "tie", "loss", "inconclusive")
-
-
-# ---- pairing ------------------------------------------------------------------------------------
-def _source_task(source: str) -> str:
-    return Source.parse(source).task
-
-
-def baseline_source(sources: set[str], method_source: str, baseline: str) -> str | None:
-    """The baseline's ticket that is like `method_source`: same source task; a task-free or
-    pre-training source pairs with the baseline's pre-training ticket. A task-free baseline
-    (random, synflow, …) needs no source task, so it is like every source."""
-    task = _source_task(method_source)
-    for cand in ([f"{baseline}:{task}", baseline] if task and task != PRETRAIN else
-                 [f"{baseline}:{PRETRAIN}", baseline]):
-        if cand in sources:
-            return cand
-    return None
-
-
-def paired_cells(df: pd.DataFrame, method: str, baseline: str) -> tuple[pd.DataFrame, list[str]]:
-    """(one row per paired (source, task, sparsity, seed) cell: value, baseline value, diff;
-    the method's sources with no like baseline ticket)."""
-    base_sources = set(df.loc[df["method"] == baseline, "source"])
-    rows, unpaired = [], []
-    for source in sorted(set(df.loc[(df["method"] == method) & (df["source"] != DENSE), "source"])):
-        ref = baseline_source(base_sources, source, baseline)
-        if ref is None:
-            unpaired.append(source)
-            continue
-        both = stats.paired(df[df["source"] == source], df[df["source"] == ref])
-        rows.append(both.rename(columns={"value_a": "value", "value_b": "baseline_value"})
-                    .assign(method=method, source=source, baseline_source=ref))
-    cols = ["method", "source", "baseline_source"] + CELL_KEYS + ["value", "baseline_value", "diff"]
-    if not rows:
-        return pd.DataFrame(columns=cols), unpaired
-    return pd.concat(rows, ignore_index=True)[cols], unpaired
-
-
-def cell_outcomes(cells: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
-    """The outcome per (source, task, sparsity) over its paired seeds (`stats.compare_paired`: a CI
-    floored at the task's seed noise against a tie margin of half that noise)."""
-    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsity", "n_seeds", "diff", "ci_low",
-            "ci_high", "margin", "outcome"]
-    rows = []
-    keys = ["method", "source", "baseline_source", "backbone", "task", "sparsity"]
-    for key, g in cells.groupby(keys, sort=False):
-        p = stats.compare_paired(g, noise)
-        rows.append({**dict(zip(keys, key)), "n_seeds": p.seeds, "diff": p.mean, "ci_low": p.lo, "ci_high": p.hi,
-                     "margin": p.margin, "outcome": p.outcome})
-    return pd.DataFrame(rows, columns=cols)
+# ---- pairing: the suite's one rule (reports.compare) -------------------------------------------
+baseline_source = like_source  # the leaderboard's name for it
 
 
 def auc(curve: dict[float, float], dense: float | None = None) -> float:
@@ -102,6 +64,36 @@ def auc(curve: dict[float, float], dense: float | None = None) -> float:
         return float("nan")
     xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / (xs[-1] - xs[0]))
+
+
+def auc_weights(sparsities, with_dense: bool = True) -> dict[float, float]:
+    """The weight of each point's score in `auc` (trapezoids / span); key 0.0 is dense's when
+    `with_dense`. Linear, so the AUC's interval follows from the cells' (`auc_estimate`)."""
+    xs = sorted(float(s) for s in sparsities)
+    if with_dense and (not xs or xs[0] > 0):
+        xs = [0.0] + xs
+    if len(xs) < 2:
+        return {}
+    span = xs[-1] - xs[0]
+    w = {x: 0.0 for x in xs}
+    for x0, x1 in zip(xs[:-1], xs[1:]):
+        w[x0] += (x1 - x0) / 2 / span
+        w[x1] += (x1 - x0) / 2 / span
+    return w
+
+
+def auc_estimate(rows: pd.DataFrame, sparsities, dense: stats.Estimate | None, floor_sd: float) -> stats.Estimate:
+    """`auc` of one source's runs on one task over `sparsities` (from dense's score at 0 when given)
+    with its 95 % CI: the suite's interval of a weighted sum of cell means, dense's error added."""
+    w = auc_weights(sparsities, with_dense=dense is not None)
+    if not w:
+        return stats.NO_RUNS
+    part = rows[rows["sparsity"].round(6).isin([round(x, 6) for x in w if x > 0 or dense is None])]
+    est = stats.estimate(part, cell="sparsity", weights={k: v for k, v in w.items() if k > 0 or dense is None},
+                         floor_sd=floor_sd)
+    if dense is None or 0.0 not in w:
+        return est
+    return stats.combine([(1.0, est), (w[0.0], dense)])
 
 
 # ---- the search's cost ----------------------------------------------------------------------------
@@ -185,6 +177,7 @@ class Leaderboard:
     noise: pd.DataFrame
     unpaired: dict = field(default_factory=dict)
     testable: bool = False
+    excluded: str = ""  # the tasks not ranked (dense not clearly above chance) and why
 
     def verdicts(self) -> list[str]:
         return [f"{r.method}: {r.verdict}" for r in self.summary.itertuples(index=False) if r.method != self.baseline]
@@ -195,48 +188,66 @@ def _curves(df: pd.DataFrame, source: str, bb: str, task: str) -> dict[float, fl
     return part.groupby("sparsity")["value"].mean().to_dict()
 
 
-def _per_task(df: pd.DataFrame, cells: pd.DataFrame, relaxed: float) -> pd.DataFrame:
-
+def _per_task(df: pd.DataFrame, cells: pd.DataFrame, relaxed: float, noise: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, source, task): AUC of the method's and of the like baseline ticket's curves over
+    the sparsities both have (from dense at 0), their paired difference, each with its 95 % CI, and
+    the matching sparsities."""
     match = matching_sparsity(df, sorted(set(df["task"])), relaxed)
     match = match.set_index(["backbone", "task", "source"]) if not match.empty else match
-    dense = df[df["source"] == DENSE].groupby(["backbone", "task"])["value"].mean()
-    rows = []
+    rows, ests = [], []
     pairs = cells[["method", "source", "baseline_source", "backbone", "task"]].drop_duplicates()
     for r in pairs.itertuples(index=False):
         mine, base = _curves(df, r.source, r.backbone, r.task), _curves(df, r.baseline_source, r.backbone, r.task)
         common = sorted(set(mine) & set(base))
-        d = dense.get((r.backbone, r.task), float("nan"))
+        floor = stats.noise_of(noise, r.backbone, r.task)
+        dense = stats.dense_estimate(df, r.backbone, r.task, noise)
+        dense = None if math.isnan(dense.mean) else dense
+        on = (df["backbone"] == r.backbone) & (df["task"] == r.task)
+        a = auc_estimate(df[on & (df["source"] == r.source)], common, dense, floor)
+        b = auc_estimate(df[on & (df["source"] == r.baseline_source)], common, dense, floor)
+        mine_cells = cells[(cells["source"] == r.source) & (cells["backbone"] == r.backbone) & (cells["task"] == r.task)]
+        w = auc_weights(common, with_dense=dense is not None)
+        diff = stats.estimate(mine_cells, cell="sparsity", weights={k: v for k, v in w.items() if k > 0},
+                              floor_sd=floor, value="diff") if w else stats.NO_RUNS
         row = {"method": r.method, "source": r.source, "baseline_source": r.baseline_source,
                "backbone": r.backbone, "task": r.task, "sparsities": ", ".join(f"{100 * s:g}%" for s in common),
-               "auc": auc({s: mine[s] for s in common}, d), "baseline_auc": auc({s: base[s] for s in common}, d)}
+               "auc": a.mean, "auc_low": a.lo, "auc_high": a.hi,
+               "baseline_auc": b.mean, "baseline_auc_low": b.lo, "baseline_auc_high": b.hi,
+               "auc_diff": diff.mean, "auc_diff_low": diff.lo, "auc_diff_high": diff.hi}
         for side, src in (("", r.source), ("baseline_", r.baseline_source)):
             key = (r.backbone, r.task, src)
             has = not match.empty and key in match.index
             row[f"{side}strict_sparsity"] = match.loc[key, "strict_sparsity"] if has else float("nan")
             row[f"{side}relaxed_sparsity"] = match.loc[key, "relaxed_sparsity"] if has else float("nan")
         rows.append(row)
-    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsities", "auc", "baseline_auc",
+        ests.append((a, b))
+    cols = ["method", "source", "baseline_source", "backbone", "task", "sparsities", "auc", "auc_low", "auc_high",
+            "baseline_auc", "baseline_auc_low", "baseline_auc_high", "auc_diff", "auc_diff_low", "auc_diff_high",
             "strict_sparsity", "baseline_strict_sparsity", "relaxed_sparsity", "baseline_relaxed_sparsity"]
     out = pd.DataFrame(rows, columns=cols)
-    out["auc_diff"] = out["auc"] - out["baseline_auc"]
+    out.attrs["estimates"] = ests
     return out
 
 
-def _verdict(p: stats.Paired, baseline: str) -> str:
+def _verdict(p: stats.Paired, outcome: str, holm_p: float, baseline: str) -> str:
     if p.cells == 0:
         return f"{NOT_TESTABLE}: no cell paired with {baseline}"
-    if p.outcome == NOT_TESTABLE:
-        return (f"{NOT_TESTABLE}: one seed per cell, seed noise unmeasured (mean difference {p.mean:+.2f} "
-                "points, descriptive only); run two seeds or more")
+    if outcome == NOT_TESTABLE:
+        return (f"{NOT_TESTABLE}: {p.reason or stats.ONE_SEED} (mean difference {p.mean:+.2f} points, "
+                "descriptive only); run two seeds or more")
     word = {"win": f"better than {baseline}", "loss": f"worse than {baseline}",
             "tie": f"level with {baseline} (within ±{p.margin:.2f}, half the seed noise)",
-            "inconclusive": f"inconclusive against {baseline}"}[p.outcome]
-    return f"{word}: {p.mean:+.2f} points, 95 % CI [{p.lo:+.2f}, {p.hi:+.2f}]"
+            "inconclusive": f"inconclusive against {baseline}"}[outcome]
+    held = " (not significant after Holm's correction)" if outcome == "inconclusive" and p.outcome in ("win", "loss") else ""
+    return f"{word}{held}: {p.mean:+.2f} points, 95 % CI [{p.lo:+.2f}, {p.hi:+.2f}], Holm p {holm_p:.3g}" if not math.isnan(
+        holm_p) else f"{word}{held}: {p.mean:+.2f} points, 95 % CI [{p.lo:+.2f}, {p.hi:+.2f}]"
 
 
 def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, relaxed: float = 0.99,
-                costs: dict | None = None, seed: int = 0) -> Leaderboard:
-    """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`)."""
+                costs: dict | None = None, tasks: list[str] | None = None) -> Leaderboard:
+    """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`):
+    only tasks whose dense model is clearly above chance are ranked (`reports.compare.eligible`),
+    each method's overall outcome is Holm-corrected across the methods, every AUC has its 95 % CI."""
     present = sorted(set(df["method"]) - {DENSE})
     for m in [baseline, *methods]:
         if m not in present:
@@ -246,45 +257,58 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     if not methods:
         raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
     noise = stats.seed_noise(df)
+    full = df
+    df, excluded = eligible(df, tasks)
     parts, unpaired = [], {}
     for m in methods:
         c, u = paired_cells(df, m, baseline)
         parts.append(c)
         if u:
             unpaired[m] = u
-    cells = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    cells = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     outcomes = cell_outcomes(cells, noise)
-    per_task = _per_task(df, cells, relaxed)
+    per_task = _per_task(df, cells, relaxed, noise)
     costs = costs or {}
+    overall = {m: stats.compare_paired(cells[cells["method"] == m], noise) for m in methods}
+    judged = dict(zip(methods, holm_outcomes([overall[m] for m in methods])))
     rows = []
-    base_sources = sorted(set(cells["baseline_source"])) or sorted(set(df.loc[df["method"] == baseline, "source"]))
+    # a method's sources (and their search cost) whether or not their tasks are ranked; the baseline's: those
+    # like them
+    own = {m: sorted(set(full.loc[(full["method"] == m) & (full["source"] != DENSE), "source"]) - set(unpaired.get(m, [])))
+           for m in methods}
+    base_all = set(full.loc[full["method"] == baseline, "source"])
+    base_sources = sorted({like_source(base_all, src, baseline) for m in methods for src in own[m]} - {None}) or sorted(
+        base_all)
+    ests = per_task.attrs.get("estimates", [])
     for m in [baseline] + methods:
         is_base = m == baseline
         mine = cells[cells["method"] == m]
-        pt = per_task[per_task["method"] == m]
+        sel = (per_task["method"] == m).to_numpy()
         oc = outcomes[outcomes["method"] == m]
-        srcs = base_sources if is_base else sorted(set(mine["source"]))
-        p = stats.compare_paired(mine, noise, seed=seed)
-        testable = not is_base and p.outcome != NOT_TESTABLE
+        srcs = base_sources if is_base else own[m]
+        p = overall.get(m) or stats.compare_paired(mine, noise)
+        outcome, holm_p = ("baseline", math.nan) if is_base else judged[m]
+        testable = not is_base and outcome != NOT_TESTABLE
         if is_base:
-            base_pt = per_task.drop_duplicates(["baseline_source", "backbone", "task"])
-            auc_v, strict, rel = (base_pt["baseline_auc"].mean(), base_pt["baseline_strict_sparsity"],
-                                  base_pt["baseline_relaxed_sparsity"])
+            keep = ~per_task.duplicated(["baseline_source", "backbone", "task"]).to_numpy()
+            auc_e = stats.over_tasks([e[1] for e, k in zip(ests, keep) if k])
+            strict, rel = per_task["baseline_strict_sparsity"][keep], per_task["baseline_relaxed_sparsity"][keep]
         else:
-            auc_v, strict, rel = pt["auc"].mean(), pt["strict_sparsity"], pt["relaxed_sparsity"]
+            auc_e = stats.over_tasks([e[0] for e, k in zip(ests, sel) if k])
+            strict, rel = per_task["strict_sparsity"][sel], per_task["relaxed_sparsity"][sel]
         cost = {f: sum(costs.get(s, {}).get(f, float("nan")) for s in srcs) for f in COST_FIELDS}
         counts = {o: int((oc["outcome"] == o).sum()) if testable else float("nan") for o in OUTCOMES}
         rows.append({
             "method": m, "sources": ", ".join(srcs), "cells": p.cells, "seeds": p.seeds,
-            "auc": float(auc_v) if len(strict) else float("nan"),
+            "auc": auc_e.mean, "auc_low": auc_e.lo, "auc_high": auc_e.hi,
             # no sparsity matches → 0, so a method that never matches is not dropped from the mean
             "strict_sparsity": float(strict.fillna(0).mean()) if len(strict) and strict.notna().any() else float("nan"),
             "relaxed_sparsity": float(rel.fillna(0).mean()) if len(rel) else float("nan"),
             "mean_diff": 0.0 if is_base else p.mean, "ci_low": p.lo if testable else float("nan"),
-            "ci_high": p.hi if testable else float("nan"), "outcome": "baseline" if is_base else p.outcome,
+            "ci_high": p.hi if testable else float("nan"), "outcome": outcome, "holm_p": holm_p,
             "wins": counts["win"], "ties": counts["tie"], "losses": counts["loss"],
             "inconclusive": counts["inconclusive"], **cost,
-            "verdict": "baseline" if is_base else _verdict(p, baseline),
+            "verdict": "baseline" if is_base else _verdict(p, outcome, holm_p, baseline),
         })
     summary = pd.DataFrame(rows)
     ranked = (summary["method"] == baseline) | summary["ci_low"].notna()
@@ -294,7 +318,10 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     order = summary["mean_diff"].where(ranked).rank(ascending=False, method="min")
     summary.insert(0, "rank", [str(int(r)) if any_testable and r == r else NOT_TESTABLE for r in order])
     summary = summary.iloc[order.fillna(len(summary) + 1).argsort(kind="stable")].reset_index(drop=True)
-    return Leaderboard(methods, baseline, summary, per_task, outcomes, cells, noise, unpaired, any_testable)
+    per_task.attrs.pop("estimates", None)
+    lb = Leaderboard(methods, baseline, summary, per_task, outcomes, cells, noise, unpaired, any_testable)
+    lb.excluded = excluded
+    return lb
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -396,18 +423,20 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     sp = ("strict_sparsity", "relaxed_sparsity")
     ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp),
                         f"{', '.join(lb.methods)} vs {baseline}: mean paired difference (points) over the paired "
-                        "(task, sparsity, seed) cells with its 95 % CI and outcome (tie margin: half the seed "
-                        "noise); win/tie/loss/inconclusive per (source, task, sparsity); AUC = mean score over "
-                        "the sparsity range; matching sparsity averaged over tasks (0 = none matches); search cost."))
+                        "(task, sparsity, search, seed) cells with its 95 % CI and outcome (tie margin: half the seed "
+                        "noise; Holm-corrected across methods); win/tie/loss/inconclusive per (source, task, "
+                        "sparsity); AUC = mean score over the sparsity range, with its 95 % CI; matching sparsity "
+                        "averaged over tasks (0 = none matches); search cost. Only tasks whose dense model is "
+                        "clearly above chance are ranked."))
     pt_sp = sp + ("baseline_strict_sparsity", "baseline_relaxed_sparsity")
     ctx.add(write_table(rd, "per_task", lb.per_task, _display(lb.per_task, pt_sp),
                         "Per method, source and target task, beside the like baseline ticket."))
     ctx.add(write_table(rd, "outcomes", lb.outcomes, _display(lb.outcomes),
-                        "Per (source, task, sparsity): mean paired difference over seeds, its 95 % CI (floored "
-                        "at the seed noise), the tie margin and the outcome."))
+                        "Per (source, task, sparsity): mean paired difference over searches and seeds, its 95 % CI "
+                        "(floored at the seed noise), the tie margin and the outcome."))
     ctx.add(write_table(rd, "seed_noise", lb.noise, _display(lb.noise),
-                        "Seed noise per task (points): dense std, pooled std over every cell with two seeds or "
-                        "more, and their maximum, the noise the statistics use."))
+                        "Seed noise per task (points): dense's own std, the std pooled over every cell with two "
+                        "seeds or more, and the larger of the two, the noise the statistics use."))
     ctx.add({"csv": atomic_write_text(rd / "cells.csv", lb.cells.to_csv(index=False))})
     ctx.add(plot_leaderboard(lb, rd / "leaderboard"))
     ctx.add(plot_curves(lb, ctx.df, rd / "curves"))
@@ -416,11 +445,13 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
              "![leaderboard](leaderboard.png)", "", "![accuracy against sparsity](curves.png)", "",
              "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
              "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
+    if lb.excluded:
+        lines += [f"Tasks not ranked (dense model not clearly above chance): {lb.excluded}", ""]
     if lb.unpaired:
         lines += ["Not ranked (no like baseline ticket): " +
                   "; ".join(f"{m}: {', '.join(u)}" for m, u in lb.unpaired.items()), ""]
     if not lb.testable:
-        lines += [f"With one seed per cell the seed noise is unmeasured: win/tie/loss and the CI are "
+        lines += [f"With one run per cell there is no interval: win/tie/loss and the CI are "
                   f"'{NOT_TESTABLE}' and nothing is ranked.", ""]
     ctx.add([atomic_write_text(rd / "README.md", "\n".join(lines))])
     prune_stale(ctx, ".compare-files.json")

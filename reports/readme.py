@@ -10,7 +10,7 @@ from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
 from bench.core.layout import Layout, file_name
 from bench.core.validate import check_timings
 from reports.backbones import write_backbone_section
-from reports.claims import claims_frame
+from reports.claims import RULES, claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
 from reports.store import DENSE, run_facts
@@ -43,8 +43,9 @@ def gaps(ctx: ReportContext) -> list[str]:
         out.append("one seed per run: no seed noise, so every claim is not testable and strict matching is "
                    "not assessed")
     elif df[df["source"] != DENSE]["seed"].nunique() < 2 <= dense_seeds:
-        out.append(f"tickets have one seed (dense {dense_seeds}): strict matching and the chance rule use the dense "
-                   "spread, but claims that need a ticket's own spread (relaxed matching, A-vs-B) are not testable")
+        out.append(f"tickets have one seed (dense {dense_seeds}): the chance rule uses dense's seeds, but every claim "
+                   "on tickets needs an interval from two runs per cell or more (one seed: no interval), and strict "
+                   "matching three ticket searches (`find.seeds`)")
     if not ctx.tickets:
         out.append("no ticket files under tickets/: ticket overlap and per-layer sparsity are not reported")
     failed = df.attrs.get("failed", 0)
@@ -168,13 +169,11 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
               "numbers in absolute terms; the claims below compare their *shape*.", ""]
     L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
-          "holds / fails / **not testable** unless the numbers can carry the claim: only tasks whose dense model "
-          "beats chance by more than 3 × its noise (the larger of the seed std and the dev set's sampling error at chance) count; claims need ≥ 2 seeds; a sparsity the paper names must be "
-          "on the ladder; A-vs-B statements use paired differences with a 95 % CI and a tie margin of half a seed "
-          "std (`reports/stats.py`).", "", _verdicts(t["claims"])]
+          "holds / fails / **not testable** unless the numbers can carry the claim. " + RULES, "",
+          _verdicts(t["claims"])]
     cmp_t = t.get("comparisons")
     if cmp_t is not None and not cmp_t.empty:
-        L += ["### Paired comparisons (over task, sparsity, seed; tasks that learn)", ""]
+        L += ["### Paired comparisons (over task, sparsity, search, seed; tasks clearly above chance)", ""]
         if (cmp_t["outcome"] == "not testable").all() and cmp_t["reason"].nunique() == 1:
             L += [f"Not testable: {cmp_t['reason'].iloc[0]}.", ""]  # one line, not a table of dashes
         else:

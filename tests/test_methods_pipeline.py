@@ -25,14 +25,28 @@ def test_methods_config_produces_the_leaderboard(tmp_path):
     summary = pd.read_csv(board / "leaderboard.csv").set_index("method")
     assert set(summary.index) == {"imp", *RIVALS}
     rivals = summary.loc[RIVALS]
-    assert (rivals["cells"] == 2 * 2 * 2).all() and (rivals["seeds"] == 2).all()  # 2 tasks x 2 sparsities x 2 seeds
-    assert rivals["ci_low"].notna().all() and (rivals["rank"] != NOT_TESTABLE).all()
     assert summary.loc["synflow", "flow_calls"] == 2 * 10 and summary.loc["grasp", "score_calls"] == 3
     assert summary.loc["movement", "train_steps"] == 6 and summary.loc["imp", "train_steps"] == 4 * 6
-    # Like against like: the VQA tickets meet imp:vqa on GQA too; the task-free ones meet imp:pretrain.
-    cells = pd.read_csv(board / "cells.csv")
-    pairs = dict(cells.drop_duplicates("source")[["source", "baseline_source"]].itertuples(index=False))
-    assert pairs["snip:vqa"] == "imp:vqa" and pairs["synflow"] == "imp:pretrain" and pairs["random"] == "imp:pretrain"
+    # Only tasks whose dense model is clearly above chance are ranked; at smoke size that depends on
+    # the toy training, so each task is either ranked or named with its numbers in the README.
+    readme = (board / "README.md").read_text()
+    ranked = set(pd.read_csv(board / "cells.csv")["task"])
+    for task in ("vqa", "gqa"):
+        assert task in ranked or f"{task}: dense − chance" in readme or f"{task}: seeds agree" in readme, task
+    assert (rivals["cells"] == len(ranked) * 2 * 2).all()  # ranked tasks x 2 sparsities x 2 seeds
+    if ranked:
+        assert (rivals["seeds"] == 2).all() and rivals["ci_low"].notna().all()
+        assert (rivals["rank"] != NOT_TESTABLE).all()
+    # Like against like, whatever is ranked: the VQA tickets meet imp:vqa on GQA too; the task-free
+    # ones meet imp:pretrain.
+    from reports.compare import paired_cells
+    from reports.store import load_results
+
+    df = load_results(out).frame
+    pairs = {m: dict(paired_cells(df, m, "imp")[0].drop_duplicates("source")[["source", "baseline_source"]]
+                     .itertuples(index=False)) for m in ("snip", "synflow", "random")}
+    assert pairs["snip"]["snip:vqa"] == "imp:vqa" and pairs["synflow"]["synflow"] == "imp:pretrain"
+    assert pairs["random"]["random"] == "imp:pretrain"
     # One seed: a plan of its own over the same (stored) runs; its statistics are not testable.
     one = run_pipeline(build_plan(apply_overrides(cfg, ["matrix.seeds=1"])), out=out, stages=["matrix"], quiet=True)
     plan = (one / "plans" / "LAST").read_text().strip()

@@ -102,8 +102,12 @@ def test_mean_paired_difference_ci_and_verdict(lb):
     assert s.loc["mine", "cells"] == 12 and s.loc["mine", "seeds"] == 3 and s.loc["mine", "mean_diff"] == pytest.approx(0.25)
     assert s.loc["mine", "ci_low"] < 0 < s.loc["mine", "ci_high"]  # 12 cells: bootstrapped
     assert s.loc["mine", "outcome"] == "inconclusive" and s.loc["mine", "verdict"].startswith("inconclusive against imp")
-    assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5.0, 5.0])
-    assert s.loc["flow", "verdict"].startswith("better than imp")
+    # +5 in every cell, seeds shared: the interval is the noise floor's, per task sqrt((1/4 + 1/4) / 3)
+    # over two sparsities, halved over two tasks, t with 4 Welch–Satterthwaite degrees of freedom
+    half = 2.776 * math.sqrt(0.25 * (1 / 6) * 2)
+    assert s.loc["flow", ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([5.0, 5 - half, 5 + half], abs=1e-3)
+    assert s.loc["flow", "verdict"].startswith("better than imp") and "Holm p" in s.loc["flow", "verdict"]
+    assert s.loc["flow", "holm_p"] < 0.05 and s.loc["flow", "outcome"] == "win"
     assert lb.summary["method"].tolist() == ["flow", "mine", "imp"] and lb.summary["rank"].tolist() == ["1", "2", "3"]
 
 
@@ -128,7 +132,8 @@ def test_one_seed_says_not_testable_and_ranks_nothing(tmp_path):
     df = collect_matrix(_store(tmp_path, seeds=(1,)))
     lb1 = leaderboard(df, ["mine", "flow"], "imp")
     assert not lb1.testable and (lb1.summary["rank"] == NOT_TESTABLE).all()
-    assert set(lb1.outcomes["outcome"]) == {NOT_TESTABLE}
+    # one dense seed: no interval of dense against chance, so no task is eligible to be ranked on
+    assert lb1.outcomes.empty and "gqa: one seed, no std; vqa: one seed, no std" in lb1.excluded
     rows = lb1.summary[lb1.summary["method"] != "imp"]
     assert rows["ci_low"].isna().all() and rows["wins"].isna().all()
     assert all(v.startswith(NOT_TESTABLE) for v in rows["verdict"])
@@ -197,10 +202,74 @@ def test_report_compare_with_one_seed_is_not_testable(tmp_path):
     from reports.compare import compare_frame, compare_summary, verdict
 
     df = collect_matrix(_store(tmp_path, seeds=(1,)))
-    cmp = compare_frame(df, "mine")
-    assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["margin"].isna().all()
+    cmp = compare_frame(df, "mine")  # one dense seed: no task is clearly above chance
+    assert set(cmp["outcome"]) == {NOT_TESTABLE} and (cmp["note"] == "dense not clearly above chance on this task").all()
+    assert verdict(compare_summary(cmp), "mine").startswith(
+        f"'mine' is {NOT_TESTABLE} against imp: no task clearly above chance (not clearly above chance — gqa: one "
+        "seed, no std")
+    # dense with three seeds, the method with one: every cell and statement is not testable, and a
+    # stated margin does not make one run an interval
+    three = collect_matrix(_store(tmp_path / "three"))
+    one = three[(three["method"] != "mine") | (three["seed"] == 1)]
+    for margin in (0.0, 2.0):
+        cmp = compare_frame(one, "mine", tie_margin=margin)
+        assert set(cmp["outcome"]) == {NOT_TESTABLE} and cmp["ci_low"].isna().all()
     s = compare_summary(cmp)
     assert (s[["wins", "ties", "losses"]].to_numpy() == 0).all() and (s["not_testable"] > 0).all()
-    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp with one seed")
-    stated = compare_frame(df, "mine", tie_margin=2.0)  # a stated margin still decides
-    assert NOT_TESTABLE not in set(stated["outcome"])
+    assert verdict(s, "mine").startswith(f"'mine' is {NOT_TESTABLE} against imp: one seed: no interval (mean")
+
+
+def test_report_compare_and_leaderboard_agree(store):
+    """One rule: `report --compare mine` against imp and `ticketbench compare --methods mine` give the
+    same per-cell outcomes and the same overall difference with the same interval."""
+    from reports.compare import compare_frame, compare_summary
+
+    df = collect_matrix(store)
+    cmp = compare_frame(df, "mine")
+    imp = cmp[cmp["reference"] == "imp"].set_index(["source", "task", "sparsity"])
+    lbm = leaderboard(df, ["mine"], "imp")
+    cells = lbm.outcomes.set_index(["source", "task", "sparsity"])
+    assert imp["outcome"].to_dict() == cells["outcome"].to_dict()
+    assert imp["ci_low"].to_dict() == pytest.approx(cells["ci_low"].to_dict())
+    s = compare_summary(cmp).set_index("reference").loc["imp"]
+    row = lbm.summary.set_index("method").loc["mine"]
+    assert (s["mean_diff"], s["ci_low"], s["ci_high"]) == pytest.approx((row["mean_diff"], row["ci_low"], row["ci_high"]))
+
+
+def test_only_tasks_clearly_above_chance_are_ranked(store):
+    """GQA's dense model at chance: its cells are left out of the leaderboard and named in it."""
+    df = collect_matrix(store)
+    df.loc[df["task"] == "gqa", "chance"] = 50.0  # dense GQA is 50 ± 1 over three seeds
+    lb2 = leaderboard(df, ["mine", "flow"], "imp")
+    assert set(lb2.cells["task"]) == {"vqa"} and set(lb2.per_task["task"]) == {"vqa"}
+    assert lb2.excluded.startswith("not clearly above chance — gqa: dense − chance +0.0")
+    assert lb2.summary.set_index("method").loc["mine", "cells"] == 6  # vqa only: 2 sparsities × 3 seeds
+
+
+def test_every_auc_has_an_interval(lb):
+    from reports.leaderboard import auc_weights
+
+    w = auc_weights([0.5, 0.7])
+    assert sum(w.values()) == pytest.approx(1.0) and w[0.0] == pytest.approx(0.25 / 0.7)
+    pt = lb.per_task
+    assert (pt["auc_low"] < pt["auc"]).all() and (pt["auc"] < pt["auc_high"]).all()
+    assert (pt["auc_diff_low"] < pt["auc_diff"]).all() and (pt["auc_diff"] < pt["auc_diff_high"]).all()
+    # flow is +5 at every sparsity: its AUC difference excludes 0; the summary's AUC has its CI too
+    flow = pt.set_index(["source", "task"]).loc[("flow", "vqa")]
+    assert flow["auc_diff_low"] > 0
+    s = lb.summary.set_index("method")
+    assert (s["auc_low"] < s["auc"]).all() and (s["auc"] < s["auc_high"]).all()
+
+
+def test_holm_corrects_wins_across_methods():
+    """Two methods each 'winning' at p 0.03 and 0.04 alone: with Holm's correction over the two
+    (0.03 × 2 = 0.06 ≥ 0.05) neither win stands."""
+    from reports import stats
+    from reports.compare import holm_outcomes
+
+    def win(p):
+        return stats.Paired(6, 3, 1.0, 0.1, 1.9, 0.05, "win", p=p)
+
+    assert holm_outcomes([win(0.03), win(0.04)]) == [("inconclusive", pytest.approx(0.06)),
+                                                       ("inconclusive", pytest.approx(0.06))]
+    assert [o for o, _ in holm_outcomes([win(0.01), win(0.04)])] == ["win", "win"]  # 0.02, then 0.04
