@@ -148,8 +148,8 @@ def dense_reference(dvc: pd.DataFrame, conv: pd.DataFrame) -> list[str]:
 def _verdicts(claims) -> str:
     f = claims_frame(claims)
     return to_markdown(pd.DataFrame({"claim": f["claim"], "paper": f["paper"], "this run": f["this_run"],
-                                     "verdict": f["verdict"].map(lambda v: f"**{v}**"), "reason": f["reason"]}),
-                       index=False)
+                                     "verdict": f["verdict"].map(lambda v: f"**{md_text(v)}**"), "reason": f["reason"]}),
+                       index=False, markup=("verdict",))
 
 
 def _comparisons(cmp: pd.DataFrame) -> str:

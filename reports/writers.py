@@ -52,17 +52,19 @@ def md_text(s) -> str:
     return "".join(_MD.get(c, c) for c in str(s)).replace("](", "]\\(")
 
 
-def to_markdown(df: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-flavoured Markdown table (no `tabulate` dependency); every cell escaped (`md_text`)."""
+def to_markdown(df: pd.DataFrame, index: bool = True, markup: tuple = ()) -> str:
+    """A GitHub-flavoured Markdown table (no `tabulate` dependency); every cell escaped (`md_text`) but
+    those of the `markup` columns, which hold the report's own Markdown (never text from a store)."""
     d = df.reset_index() if index and not isinstance(df.index, pd.RangeIndex) else df
     cols = [md_text(c) for c in d.columns]
+    own = {i for i, c in enumerate(d.columns) if c in markup}
 
-    def cell(v) -> str:
-        return md_text(fmt_num(v, 2) if isinstance(v, float) else v)
+    def cell(i: int, v) -> str:
+        return str(v) if i in own else md_text(fmt_num(v, 2) if isinstance(v, float) else v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in d.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(cell(i, v) for i, v in enumerate(row)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,5 +56,5 @@ def test_any_class_refused():
 def test_garbage_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="not a valid data pickle"):
         safe_loads(b"\x80\x04garbage", "x.p")
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(DataError, match="nope.p: pickle not found"):
         safe_load(tmp_path / "nope.p")

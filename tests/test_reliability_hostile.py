@@ -327,7 +327,14 @@ def _foreign_lock(store, run_id: str, **info) -> Path:
     return lock
 
 
-def test_a_lock_naming_a_live_unrelated_process_is_taken_over_with_a_message(tmp_path, caplog):
+def _listening(monkeypatch, name: str) -> None:
+    """A library's logging.config.dictConfig (run by an earlier test in the session) disables loggers
+    that already exist; the warnings under test must still reach caplog."""
+    monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+
+
+def test_a_lock_naming_a_live_unrelated_process_is_taken_over_with_a_message(tmp_path, caplog, monkeypatch):
+    _listening(monkeypatch, "bench.runner.store")
     from bench.runner.store import RunStore
 
     store = RunStore(tmp_path, stale_after_s=600)
@@ -410,6 +417,7 @@ def _install_plugin(tmp_path, monkeypatch, name: str, entry: str, source: str) -
 
 
 def test_plugins_cannot_replace_a_builtin_or_break_other_commands(tmp_path, monkeypatch, caplog):
+    _listening(monkeypatch, "bench.core.registry")
     import tickets
     from tickets.registry import METHODS
 
