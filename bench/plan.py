@@ -382,6 +382,17 @@ def build_plan(cfg: Config) -> Plan:
             TASKS.get(t)
     listed = ([Source("imp", t) for t in cfg.find.sources] + [Source.parse(s) for s in cfg.find.one_shot]
               + [Source.parse(s) for s in cfg.matrix.baselines])
+    for s in cfg.find.one_shot:
+        # IMP's sources are find.sources; `imp` here would search the pre-training mix a second time, unnamed.
+        if Source.parse(s).method == "imp":
+            raise ConfigError(f"find.one_shot: '{s}' is IMP, which find.sources lists (e.g. pretrain, vqa); "
+                              "one-shot sources are other methods (omp:vqa, pretrained_magnitude, …)")
+    seen: set = set()
+    for s in listed:
+        if s in seen:
+            raise ConfigError(f"source '{s}' is listed twice (find.sources, find.one_shot, matrix.baselines); "
+                              "list each source once")
+        seen.add(s)
     controls = [Source.parse(s) for s in cfg.matrix.controls]
     every = list(dict.fromkeys(listed + controls + [DENSE]))
     if cfg.matrix.sources:

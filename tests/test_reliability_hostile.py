@@ -548,3 +548,15 @@ def test_a_failed_search_fails_only_its_own_cells_and_deleted_tickets_are_found_
     assert proc.returncode == 0, proc.stderr
     assert ticket.is_file()
     assert "tickets missing" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["find.one_shot=imp"], "find.one_shot: 'imp' is IMP"),
+    (["find.one_shot=random", "matrix.baselines=random"], "source 'random' is listed twice"),
+])
+def test_a_source_named_twice_is_refused_not_searched_twice(overrides, needle):
+    from bench.config import load_config
+    from bench.plan import build_plan
+
+    with pytest.raises(ConfigError, match=needle):
+        build_plan(load_config("smoke", overrides=overrides))
