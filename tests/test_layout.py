@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from test_reports_synth import BACKBONE, PARAMS, _keep, config, make_store, save_ticket
 
 from bench.core.errors import DataError
 from bench.core.layout import Layout, file_name, inside
-from tests.test_reports_synth import BACKBONE, PARAMS, _keep, config, make_store, save_ticket
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "reports", "tickets", "ticketbench")

@@ -54,7 +54,7 @@ def test_load_results_imports_neither_torch_nor_matplotlib(tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.test_reports_synth import make_store
+    from test_reports_synth import make_store
 
     out = make_store(tmp_path / "out", tickets=False)
     root = Path(__file__).resolve().parents[1]

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reliability_support import prepare
 
 from bench.config import load_config
 from bench.core.source import Source
 from bench.plan import build_plan, key_settings
-from tests.reliability_support import prepare
 
 
 def plan_of(*sets: str):
@@ -54,13 +54,14 @@ def test_replicates_end_to_end_tickets_runs_and_results(tmp_path: Path):
     """Training-free searches, two replicates: random draws differ (distinct tickets, distinct run ids);
     pretrained magnitude is deterministic (one ticket content, one shared run reported once per replicate).
     Fine-tuning is the fake executor's (runner_fakes.counting_pair): the keys are what is tested here."""
+    from runner_fakes import counting_pair
+
     from bench.runner.executors import run_pairs
     from bench.runner.finetune import make_pairs
     from bench.runner.results import write_manifest
     from bench.runner.stages import search_jobs
     from bench.runner.study import Study
     from reports.store import load_results
-    from tests.runner_fakes import counting_pair
 
     out = tmp_path / "out"
     sources = ["random", "pretrained_magnitude", "dense"]
@@ -96,10 +97,11 @@ def test_replicates_end_to_end_tickets_runs_and_results(tmp_path: Path):
 def test_old_stores_read_as_search_seed_zero(tmp_path: Path):
     import json
 
+    from runner_fakes import counting_pair
+    from runner_fakes import make_pairs as fake_pairs
+
     from bench.runner.executors import run_pairs
     from reports.store import collect_matrix
-    from tests.runner_fakes import counting_pair
-    from tests.runner_fakes import make_pairs as fake_pairs
 
     run_pairs(fake_pairs(2), tmp_path, counting_pair, progress=False)
     for rec in tmp_path.glob("runs/*/record.json"):  # as written before replicates existed

@@ -60,9 +60,10 @@ def test_measured_noise_pools_within_cells():
 
 
 def test_plan_prints_power_from_a_store(tmp_path: Path, capsys):
+    from reliability_support import cli_here
+    from runner_fakes import counting_pair, make_pairs
+
     from bench.runner import run_pairs
-    from tests.reliability_support import cli_here
-    from tests.runner_fakes import counting_pair, make_pairs
 
     proc = cli_here("plan", "smoke", "--out", str(tmp_path / "empty"), capsys=capsys)
     assert proc.returncode == 0 and "power before compute" in proc.stdout and "assumed seed noise" in proc.stdout

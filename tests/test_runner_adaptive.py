@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner_fakes import calls, valued_pair
+
 from bench.config import load_config
 from bench.plan import build_plan
 from bench.runner import PairSpec, run_pairs
 from bench.runner.adaptive import CAP, DECIDED, FIXED, REFERENCE, run_waves
 from bench.runner.results import write_manifest
 from bench.runner.store import RunStore
-from tests.runner_fakes import calls, valued_pair
 
 # Planted means (dense 60): clearly above, clearly below, at 99 % of dense (the threshold), below.
 MEANS = {("dense", "snli_ve"): 60.0, ("dense", "gqa"): 60.0,
@@ -111,9 +112,9 @@ def test_seeds_reach_the_manifest_and_the_report(tmp_path: Path):
 def test_the_pipeline_runs_waves_and_reports_each_cells_seeds(tmp_path: Path):
     """The real matrix stage on the tiny config: waves, the manifest's seeds, report/seeds.csv."""
     import pandas as pd
+    from reliability_support import prepare
 
     from bench.runner.results import read_manifest
-    from tests.reliability_support import prepare
 
     out = tmp_path / "out"
     prepare(out, "matrix.adaptive=true", "matrix.adaptive_max_seeds=2", "find.sparsities=0.5",
