@@ -100,7 +100,7 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
     from bench.backbones import TaskModel
     from bench.plan import build_plan
     from bench.runner.finetune import finetune_pair, make_pairs
-    from bench.runner.stages import search_jobs, stage_pretrain
+    from bench.runner.stages import search_jobs, search_key, stage_pretrain
     from bench.runner.study import Study
     from bench.tasks import TASKS
     from tickets import Ticket
@@ -109,7 +109,7 @@ def test_runner_throughput_vs_hf_trainer(benchmark, record_ratio, smoke, tmp_pat
     plan = build_plan(cfg)
     study = Study(cfg, out)
     theta0_dir = stage_pretrain(plan, study, quiet=True)
-    roots = {j.search.source: j.root for j in search_jobs(plan, study, theta0_dir)}
+    roots = {search_key(j.search): j.root for j in search_jobs(plan, study, theta0_dir)}
     pairs = make_pairs(plan, study, theta0_dir, roots)
     pair = next(p for p in pairs if p.task == "gqa" and p.sparsity == 0.5 and p.source == "pretrained_magnitude")
     steps = sized(40, 3)
