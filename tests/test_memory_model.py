@@ -21,23 +21,8 @@ from bench.config import load_config
 from bench.core.errors import ConfigError
 from bench.core.settings import TrainSettings
 from bench.plan import build_plan
+from bench.runner.gpu_check import saved_activation_bytes
 from bench.tasks import TASKS
-
-
-def saved_activation_bytes(model, fn) -> int:
-    """Bytes of the distinct storages autograd saves during `fn()`, the model's parameters left out."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
 
 
 @pytest.mark.parametrize("preset", ["uniter-base", "lxmert-base", "vilt-b32"])
@@ -57,7 +42,7 @@ def test_the_model_agrees_with_a_cpu_measurement_at_two_sizes(preset):
             pos = 7 if spec.arch == "uniter" else 4
             images = RegionBatch(torch.randn(1, image, spec.config["feat_dim"]), torch.rand(1, image, pos),
                                  torch.ones(1, image, dtype=torch.bool))
-        measured = saved_activation_bytes(model, lambda i=ids, m=mask, im=images: model.encode_tokens(i, m, im).pooled.sum())
+        measured = saved_activation_bytes({p.untyped_storage().data_ptr() for p in model.parameters()}, lambda i=ids, m=mask, im=images: model.encode_tokens(i, m, im).pooled.sum())
         predicted = activation_bytes(preset, text, image, CPU)
         assert abs(predicted / measured - 1) < 0.15, (preset, text, image, predicted, measured)
 

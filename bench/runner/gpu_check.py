@@ -122,7 +122,9 @@ def _attention_kernel(preset: str, device: torch.device):
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])
 
 
-def _saved_bytes(params: set, fn) -> int:
+def saved_activation_bytes(params: set, fn) -> int:
+    """Bytes of the distinct storages autograd saves during `fn()`, storages in `params` (the model's
+    parameters' data pointers) left out: the activation memory the memory model predicts."""
     seen = {}
 
     def pack(t):
@@ -169,7 +171,7 @@ def check_recipe(plan: Plan, backbone: nn.Module, head: nn.Module, task: str, de
     if dry_run:  # saved activations of one example, float32, against the model at CPU precision
         ids, mask, images = _to(batch, device)
         pids = {p.untyped_storage().data_ptr() for p in params}
-        measured = _saved_bytes(pids, lambda: head(backbone.encode_tokens(ids, mask, images).pooled).float()
+        measured = saved_activation_bytes(pids, lambda: head(backbone.encode_tokens(ids, mask, images).pooled).float()
                                 .pow(2).mean().backward())
         opt.step()
         opt.zero_grad(set_to_none=True)
