@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         """))
     p.add_argument("--out", default=None, help="directory to write the world into")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
-    p.add_argument("--scale", choices=("smoke", "default", "large"), default="default", help="world size")
+    p.add_argument("--scale", choices=("smoke", "default", "study", "large"), default="default", help="world size")
     p.add_argument("--show", metavar="DIR", default=None,
                    help="print counts and chance levels of a world and write DIR/contact_sheet.png")
     p.set_defaults(func=_cmd_world)

@@ -38,7 +38,7 @@ class WorldConfig:
     """Where the data comes from: toyland (generated) or a real data root."""
 
     source: str = hp("toyland", "'toyland' generates the miniature world; 'real' reads data_root")
-    scale: str = hp("default", "toyland scale: smoke, default or large")
+    scale: str = hp("default", "toyland scale: smoke, default, study (dev splits of thousands) or large")
     seed: int = hp(0, "toyland generator seed")
     data_root: str = hp("", "root of real datasets (used when source is 'real')")
     features: str = hp("", "root of the image releases for real data: UNITER's img_db/, LXMERT's data/ (the "
@@ -174,6 +174,12 @@ class MatrixConfig:
     adaptive_alpha: float = hp(0.05, "adaptive seeds: error level of each cell's confidence sequence, at any stopping time")
     convergence_check: bool = hp(False, "also fine-tune dense at twice each task's steps (dense seeds alike): "
                                         "the report says which tasks the recipe leaves under-trained")
+    claim_tasks: tuple = hp((), "tasks that decide the papers' claims (empty = every target task). When set, the "
+                                "claims' sources on them — each task's own IMP ticket, imp:pretrain and the baselines — "
+                                "get every search replicate (find.seeds) at claim_sparsities, while the rest of the "
+                                "matrix fine-tunes replicate 0 only (a broad transfer matrix beside a powered core)")
+    claim_sparsities: tuple = hp((), "sparsities fine-tuned on the claim tasks (a subset of find.sparsities; empty = "
+                                     "matrix.sparsities)")
     baselines: tuple = hp(("random",), "baselines at every sparsity")
     controls: tuple = hp(("reinit:pretrain", "shuffle:pretrain"), "controls of an existing ticket")
     control_sparsities: tuple = hp((0.5,), "sparsities at which controls run (on the ladder)")

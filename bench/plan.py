@@ -236,13 +236,15 @@ class Plan:
     # ---- display ----------------------------------------------------------------------------
     def describe(self) -> str:
         c = self.config
+        claims = c.matrix.claim_tasks
         lines = [f"plan {self.hash}  ({c.name}: {c.backbone.preset}, {c.world.source} data)",
                  f"ladder: {', '.join(f'{s:.0%}' for s in self.ladder)}",
                  f"θ0 (key {self.theta0_key}{' + corpus digest' if self.phases else ''}): " + (" → ".join(
                      f"{'+'.join(f'{n}:{w:g}' for n, w in p.objectives)} × {p.steps} steps" for p in self.phases)
                      or "the preset's checkpoint"),
                  f"searches ({len(self.searches)}"
-                 f"{f': {c.find.seeds} search replicates each' if c.find.seeds > 1 else ''}):"]
+                 f"{f': {c.find.seeds} search replicates each' if c.find.seeds > 1 and not claims else ''}"
+                 f"{f': {c.find.seeds} search replicates of the sources the claims read' if c.find.seeds > 1 and claims else ''}):"]
         for s in self.searches:
             if s.search_seed:
                 continue  # replicates repeat replicate 0's line
@@ -255,10 +257,16 @@ class Plan:
             key = str(cell.source) + (f" ({cell.steps_factor}× steps)" if cell.steps_factor != 1 else "")
             by_source[key] = by_source.get(key, 0) + 1
         dense = f", dense {self.dense_seeds}" if self.dense_seeds != c.matrix.seeds else ""
-        reps = f" × {c.find.seeds} search replicates" if c.find.seeds > 1 else ""
+        reps = f" × {c.find.seeds} search replicates" if c.find.seeds > 1 and not claims else ""
         lines.append(f"fine-tuning runs: {len(self.cells)} ({len(c.matrix.tasks)} tasks × {c.matrix.seeds} seed(s){reps}"
                      f"{dense}{'; dense also at ' + str(CONVERGENCE_FACTOR) + '× steps: convergence check' if c.matrix.convergence_check else ''})")
         lines += [f"  {k:<24} {v}" for k, v in by_source.items()]
+        if claims:
+            at = c.matrix.claim_sparsities or c.matrix.sparsities or self.ladder
+            lines.append(f"claims decided on {', '.join(claims)} (matrix.claim_tasks): own-task IMP, imp:pretrain and "
+                         f"{', '.join(c.matrix.baselines) or 'no baseline'} at {', '.join(f'{x:.0%}' for x in sorted(at))} "
+                         f"× {c.find.seeds} search replicate(s) × {c.matrix.seeds} seed(s); the rest of the matrix "
+                         "reads replicate 0")
         m = c.matrix
         if m.adaptive:
             lines.append(f"adaptive seeds: the runs above are the first wave; a cell gets another seed while its "
@@ -341,12 +349,12 @@ MAX_SEARCH_TICKETS = 1_000
 
 
 def _refuse_unrunnable(cfg: Config, every: list, controls: list, chosen: tuple, controls_at: tuple,
-                       dense_seeds: int) -> None:
+                       dense_seeds: int, claim_runs: int = 0) -> None:
     per_task = sum(dense_seeds if src.is_dense else cfg.matrix.seeds * len(controls_at if src in controls else chosen)
                    for src in every)
     if cfg.matrix.convergence_check and DENSE in every:
         per_task += dense_seeds
-    n = per_task * len(cfg.matrix.tasks)
+    n = per_task * len(cfg.matrix.tasks) + claim_runs * cfg.matrix.seeds
     if n > MAX_CELLS:
         raise ConfigError(f"matrix: this plan would make {n} fine-tuning runs ({len(cfg.matrix.tasks)} task(s), "
                           f"matrix.seeds={cfg.matrix.seeds}, matrix.dense_seeds={cfg.matrix.dense_seeds}), more than "
@@ -365,11 +373,18 @@ def build_plan(cfg: Config) -> Plan:
         raise ConfigError("find.sparsities: the ladder is empty")
     chosen = _sparsities(cfg.matrix.sparsities, "matrix.sparsities") or ladder
     controls_at = _sparsities(cfg.matrix.control_sparsities, "matrix.control_sparsities")
-    for where, values in (("matrix.sparsities", chosen), ("matrix.control_sparsities", controls_at)):
+    claim_at = _sparsities(cfg.matrix.claim_sparsities, "matrix.claim_sparsities") or chosen
+    for where, values in (("matrix.sparsities", chosen), ("matrix.control_sparsities", controls_at),
+                          ("matrix.claim_sparsities", claim_at)):
         off = [s for s in values if s not in ladder]
         if off:
             raise ConfigError(f"{where}: {off[0]} is not on the ticket ladder find.sparsities={list(ladder)}; add it "
                               f"there (--set find.sparsities=...) and `ticketbench find` finds its tickets")
+    claim_tasks = tuple(cfg.matrix.claim_tasks)
+    off = [t for t in claim_tasks if t not in cfg.matrix.tasks]
+    if off:
+        raise ConfigError(f"matrix.claim_tasks: '{off[0]}' is not a target task (matrix.tasks: "
+                          f"{', '.join(cfg.matrix.tasks)}); the claims are decided on target tasks")
     if cfg.matrix.seeds < 1:
         raise ConfigError(f"matrix.seeds: expected at least 1, found {cfg.matrix.seeds}")
     if cfg.matrix.adaptive and cfg.matrix.adaptive_max_seeds < cfg.matrix.seeds:
@@ -394,6 +409,7 @@ def build_plan(cfg: Config) -> Plan:
                               "list each source once")
         seen.add(s)
     controls = [Source.parse(s) for s in cfg.matrix.controls]
+    baselines = [Source.parse(s) for s in cfg.matrix.baselines]
     every = list(dict.fromkeys(listed + controls + [DENSE]))
     if cfg.matrix.sources:
         wanted = [Source.parse(s) for s in cfg.matrix.sources]
@@ -431,15 +447,31 @@ def build_plan(cfg: Config) -> Plan:
             add(search.base, ladder)  # a base ticket exists at every ladder sparsity
         searches[source] = search
 
+    def claim_sources(task: str) -> list[Source]:
+        """The sources a claim compares on `task`: its own IMP ticket, the pre-training ticket, the baselines."""
+        return [s for s in every if s in (Source("imp", task), Source("imp", PRETRAIN)) or s in baselines]
+
+    claim_read = {s for t in claim_tasks for s in claim_sources(t)}
     for src in every:
-        add(src, controls_at if src in controls else ladder)
+        reach = ladder
+        if claim_tasks and src not in claim_read and src not in controls:
+            # Read by the broad matrix only: the search goes as far as the sparsities it fine-tunes.
+            reach = tuple(x for x in ladder if x <= max(chosen) + 1e-9)
+        add(src, controls_at if src in controls else reach)
+
+    # With claim tasks, only the searches their claims read are repeated (and the bases those branch from).
+    replicated = claim_read if claim_tasks else set(searches)
+    replicated |= {searches[s].base for s in replicated if s in searches and searches[s].base}
     # Each search once per replicate (find.seeds), replicate 0 first: bases before derived searches.
     ordered = tuple(sorted((dataclasses.replace(s, search_seed=r) for r in range(cfg.find.seeds)
-                            for s in searches.values()), key=lambda s: s.base is not None))
+                            for s in searches.values() if r == 0 or s.source in replicated),
+                           key=lambda s: s.base is not None))
 
     for src in every:
         search = searches.get(src)
         wanted = controls_at if src in controls else chosen
+        if claim_tasks and any(src in claim_sources(t) for t in claim_tasks):
+            wanted = tuple(sorted(set(wanted) | set(claim_at)))
         missing = [x for x in wanted if search and x not in search.sparsities]
         if missing:
             raise ConfigError(
@@ -449,15 +481,23 @@ def build_plan(cfg: Config) -> Plan:
 
     cells = []
     dense_seeds = max(cfg.matrix.seeds, cfg.matrix.dense_seeds)
-    _refuse_unrunnable(cfg, every, controls, chosen, controls_at, dense_seeds)
+    _refuse_unrunnable(cfg, every, controls, chosen, controls_at, dense_seeds,
+                       len(claim_tasks) * (2 + len(baselines)) * len(claim_at) * cfg.find.seeds)
     for task in cfg.matrix.tasks:
+        first = len(cells)
         for seed in range(dense_seeds):
             for src in every:
                 if seed >= cfg.matrix.seeds and not src.is_dense:
                     continue  # the dense model's extra seeds: its spread is every verdict's yardstick
                 sparsities = (0.0,) if src.is_dense else (controls_at if src in controls else chosen)
-                for r in range(1 if src.is_dense else cfg.find.seeds):  # dense has no search to repeat
+                # dense has no search to repeat; with claim tasks, the broad matrix reads replicate 0 only
+                for r in range(1 if src.is_dense or claim_tasks else cfg.find.seeds):
                     cells += [Cell(src, s, task, seed, search_seed=r) for s in sparsities]
+        if task in claim_tasks:  # the powered core: every replicate of the claims' sources at claim_sparsities
+            have = set(cells[first:])
+            cells += [c for seed in range(cfg.matrix.seeds) for src in claim_sources(task)
+                      for r in range(cfg.find.seeds) for s in claim_at
+                      if (c := Cell(src, s, task, seed, search_seed=r)) not in have]
         if cfg.matrix.convergence_check and DENSE in every:
             # As many seeds as dense: the check compares two means, and a noisier 2× mean would flag
             # seed noise as under-training.

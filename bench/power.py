@@ -65,7 +65,7 @@ def claim_power(plan: Plan, noise: dict | None = None) -> tuple[list[ClaimPower]
     (tasks missing from it take the assumed values). Returns the rows and where the noise came from."""
     c = plan.config
     noise = noise or {}
-    tasks = list(c.matrix.tasks)
+    tasks = list(c.matrix.claim_tasks or c.matrix.tasks)  # the tasks that decide the claims
     measured = [t for t in tasks if t in noise]
     sig = [noise[t][0] if t in noise else ASSUMED_NOISE for t in tasks]
     den = [noise[t][1] if t in noise and math.isfinite(noise[t][1]) else ASSUMED_DENSE for t in tasks]
@@ -78,7 +78,7 @@ def claim_power(plan: Plan, noise: dict | None = None) -> tuple[list[ClaimPower]
         arms += f"; adaptive up to {cap} seeds"
         n_t, n_d = max(n_t, cap * c.find.seeds), max(n_d, cap)  # the best the cap allows
     sources = {str(s.source) for s in plan.searches}
-    chosen = sorted({cell.sparsity for cell in plan.cells if not cell.source.is_dense})
+    chosen = sorted({cell.sparsity for cell in plan.cells if not cell.source.is_dense and cell.task in tasks})
     rows = []
 
     def row(claim: str, design: str, resolves: float, needs: float, extra: str = "", prerequisite: str = ""):

@@ -668,10 +668,17 @@ def all_comparisons(df: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     return out[["backbone"] + [c for c in out.columns if c != "backbone"]]
 
 
+def claim_tasks(ctx) -> list[str]:
+    """The tasks that decide the claims: the config's `matrix.claim_tasks` (pre-registered with the plan,
+    chosen before any ticket runs), else every target task of the report."""
+    chosen = set(ctx.config.matrix.claim_tasks)
+    return [t for t in ctx.tasks if t in chosen] or list(ctx.tasks)
+
+
 def verdict_tables(ctx) -> dict:
     """The report's hook: write `claims` and `comparisons` (csv, md, tex) for a `ReportContext`
     and return {"claims": [Claim], "comparisons": DataFrame} for the README."""
-    claims = vl_claims(ctx.df, ctx.tasks, ctx.config.report.relaxed, ctx.regimes, ctx.convergence)
+    claims = vl_claims(ctx.df, claim_tasks(ctx), ctx.config.report.relaxed, ctx.regimes, ctx.convergence)
     cmp = all_comparisons(ctx.df, ctx.tasks)
     ctx.add(write_table(ctx.report_dir, "claims", claims_frame(claims),
                         caption="The papers' claims: verdict (holds / fails / not testable) and reason."))

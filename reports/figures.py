@@ -15,7 +15,7 @@ from bench.config import Config
 from bench.core.errors import ConfigError
 from bench.core.io import atomic_write_text
 from reports import plots
-from reports.claims import VL_PRETRAIN_TRANSFER, VL_RELAXED_RANGE, claims_frame, pretrain_transfer, vl_claims
+from reports.claims import VL_PRETRAIN_TRANSFER, VL_RELAXED_RANGE, claim_tasks, claims_frame, pretrain_transfer, vl_claims
 from reports.context import ReportContext, load_context, prune_stale
 from reports.tables import matching_sparsity, nearest, summarize, transfer_matrix
 from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, to_markdown, write_table
@@ -150,7 +150,7 @@ def bert_paper(ctx: ReportContext) -> list[str]:
 def vl_paper(ctx: ReportContext) -> list[str]:
     rd, relaxed = ctx.report_dir, ctx.config.report.relaxed
     md = ["# Vision-and-language ticket figures for this run", "", f"> {CAVEAT}", ""]
-    claims = vl_claims(ctx.df, ctx.tasks, relaxed)
+    claims = vl_claims(ctx.df, claim_tasks(ctx), relaxed)
     ctx.add(write_table(rd, "vl_claims", claims_frame(claims), caption="The VL-LTH claims: paper vs this run."))
     md += ["## Claims", "", to_markdown(claims_frame(claims))]
     summary = summarize(ctx.df)

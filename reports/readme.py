@@ -10,7 +10,7 @@ from bench.core.io import MAX_STORE_BYTES, atomic_write_text, read_json
 from bench.core.layout import Layout, file_name
 from bench.core.validate import check_timings
 from reports.backbones import write_backbone_section
-from reports.claims import RULES, claims_frame
+from reports.claims import RULES, claim_tasks, claims_frame
 from reports.compare import verdict
 from reports.context import ReportContext
 from reports.store import DENSE, run_facts
@@ -169,8 +169,12 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
               "numbers in absolute terms; the claims below compare their *shape*.", ""]
     L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
-          "holds / fails / **not testable** unless the numbers can carry the claim. " + RULES, "",
-          _verdicts(t["claims"])]
+          "holds / fails / **not testable** unless the numbers can carry the claim. " + RULES, ""]
+    if ctx.config.matrix.claim_tasks:  # the pre-registered core; the transfer matrix below covers every task
+        L += [f"The claims are decided on {', '.join(claim_tasks(ctx))} (`matrix.claim_tasks`, fixed in the config "
+              "before any run), where the claims' sources have every search replicate; the transfer tables cover "
+              f"all {len(ctx.tasks)} target tasks.", ""]
+    L += [_verdicts(t["claims"])]
     cmp_t = t.get("comparisons")
     if cmp_t is not None and not cmp_t.empty:
         L += ["### Paired comparisons (over task, sparsity, search, seed; tasks clearly above chance)", ""]

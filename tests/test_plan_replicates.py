@@ -136,3 +136,35 @@ def test_mask_to_mask_beside_fine_tuning_spread():
     assert row["mask_std"] == pytest.approx(pd.Series([60.0, 64.0]).std())
     assert row["finetune_std"] == pytest.approx(2 ** 0.5)
     assert replicate_spread(df[df["search_seed"] == 0]).empty  # one search: nothing to show
+
+
+def test_claim_tasks_power_a_core_and_keep_the_broad_matrix_at_replicate_0():
+    """`matrix.claim_tasks`: the claims' sources (own-task IMP, imp:pretrain, baselines) on the claim tasks get
+    every search replicate at claim_sparsities; everything else reads replicate 0, and searches only the
+    broad matrix reads stop at its highest sparsity. Empty (the default) keeps every key of today."""
+    assert plan_of("matrix.claim_tasks=").hash == plan_of().hash
+    plan = plan_of("find.seeds=3", "find.sources=snli_ve,gqa,pretrain", "find.sparsities=0.3,0.5,0.7",
+                   "matrix.sparsities=0.5", "matrix.claim_tasks=snli_ve", "matrix.claim_sparsities=0.5,0.7")
+    reps = {}
+    for s in plan.searches:
+        reps.setdefault(str(s.source), set()).add(s.search_seed)
+    assert reps["imp:snli_ve"] == reps["imp:pretrain"] == reps["random"] == {0, 1, 2}
+    assert reps["imp:gqa"] == {0}  # read by the broad matrix only
+    assert plan.search("imp:gqa").sparsities == (0.3, 0.5)  # no rounds past the sparsity the matrix reads
+    assert plan.search("imp:snli_ve").sparsities == (0.3, 0.5, 0.7)
+    core = {(str(c.source), c.sparsity, c.search_seed) for c in plan.cells if c.task == "snli_ve" and not c.source.is_dense}
+    for src in ("imp:snli_ve", "imp:pretrain", "random"):
+        assert {(src, s, r) for s in (0.5, 0.7) for r in range(3)} <= core
+    assert ("imp:gqa", 0.5, 0) in core and not any(src == "imp:gqa" and r for src, _, r in core)
+    other = [c for c in plan.cells if c.task == "gqa"]
+    assert all(c.search_seed == 0 and c.sparsity in (0.0, 0.5) for c in other)
+    assert len(set(plan.cells)) == len(plan.cells)  # the core does not repeat a broad cell
+    assert "claims decided on snli_ve" in plan.describe()
+
+
+def test_claim_tasks_must_be_target_tasks():
+    from bench.core.errors import ConfigError
+    with pytest.raises(ConfigError, match="matrix.claim_tasks: 'vqa' is not a target task"):
+        plan_of("matrix.claim_tasks=vqa")
+    with pytest.raises(ConfigError, match="matrix.claim_sparsities: 0.6 is not on the ticket ladder"):
+        plan_of("matrix.claim_tasks=gqa", "matrix.claim_sparsities=0.6")

@@ -106,7 +106,7 @@ MIX_OR_EMPTY = (lambda v: _mix(v, True)), MIX[1] + " (or empty)"
 # must hold at least one element.
 FIELDS: dict[str, tuple] = {
     "world.source": one_of("toyland", "real"),
-    "world.scale": one_of("smoke", "default", "large"),
+    "world.scale": one_of("smoke", "default", "study", "large"),
     "world.seed": NON_NEGATIVE_INT,
     "world.data_root": TEXT,
     "world.features": TEXT,
@@ -184,6 +184,8 @@ FIELDS: dict[str, tuple] = {
     "matrix.seeds": POSITIVE_INT,
     "matrix.dense_seeds": POSITIVE_INT,
     "matrix.convergence_check": BOOL,
+    "matrix.claim_tasks": NAME,
+    "matrix.claim_sparsities": SPARSITY,
     "matrix.adaptive": BOOL,
     "matrix.adaptive_max_seeds": POSITIVE_INT,
     "matrix.adaptive_thresholds": number_at_least(0.0, open_=True),
