@@ -25,7 +25,7 @@ class StructuredHparams:
     """No hyperparameters: heads and neurons are each removed at the ladder's sparsity per layer."""
 
 
-@register_method("structured_magnitude", StructuredHparams, trains=False, family="data-free",
+@register_method("structured_magnitude", StructuredHparams, trains=False, family="data-free", structured=True,
                  citation="Michel, Levy & Neubig, NeurIPS 2019; Li et al., ICLR 2017 (heads and neurons by weight norm)")
 def structured_magnitude(ctx: SearchContext, hparams: StructuredHparams) -> list:
     """Per ladder sparsity: in every layer remove the lowest-norm fraction s of heads and of neurons."""
