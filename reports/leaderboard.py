@@ -5,7 +5,7 @@ like — a method's ticket found on task S meets the baseline's ticket found on 
 pre-training source meets the baseline's `pretrain` ticket) on the same target task, sparsity, search
 replicate and fine-tuning seed; a source the baseline has no like ticket for is listed as unpaired,
 not ranked. Only tasks whose dense model is clearly above chance (dense's 95 % interval above
-chance) are ranked; the others are named.
+chance) and converged (where the plan ran the convergence check) are ranked; the others are named.
 
 Per method: the area under the accuracy–sparsity curve per task (trapezoids from the dense model at
 sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points) with its
@@ -347,9 +347,10 @@ def _verdict(p: stats.Paired, outcome: str, holm_p: float, baseline: str) -> str
 
 def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, relaxed: float = 0.99,
                 costs: dict | None = None, tasks: list[str] | None = None,
-                no_finetune: pd.DataFrame | None = None) -> Leaderboard:
+                no_finetune: pd.DataFrame | None = None, reference: pd.DataFrame | None = None) -> Leaderboard:
     """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`):
-    only tasks whose dense model is clearly above chance are ranked (`reports.compare.eligible`),
+    only tasks whose dense model is clearly above chance and converged (where `reference`, the dense
+    runs at more steps, checks it) are ranked (`reports.compare.eligible`),
     each method's overall outcome is Holm-corrected across the methods, every AUC has its 95 % CI."""
     present = sorted(set(df["method"]) - {DENSE})
     for m in [baseline, *methods]:
@@ -361,7 +362,7 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
         raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
     noise = stats.seed_noise(df)
     full = df
-    df, excluded = eligible(df, tasks)
+    df, excluded = eligible(df, tasks, reference)
     parts, unpaired = [], {}
     for m in methods:
         c, u = paired_cells(df, m, baseline)
@@ -531,7 +532,8 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     rd = ctx.report_dir
     sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
     lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
-                     costs=search_costs(ctx.out, sources), no_finetune=no_finetune_frame(ctx.out))
+                     costs=search_costs(ctx.out, sources), no_finetune=no_finetune_frame(ctx.out),
+                     reference=ctx.convergence)
     lb.summary = with_search_facts(lb.summary, search_facts(ctx.out, sources))  # pattern, FLOPs, calibration, …
     rd.mkdir(parents=True, exist_ok=True)
     sp = ("strict_sparsity", "relaxed_sparsity")
@@ -566,7 +568,7 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
              "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
              "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
     if lb.excluded:
-        lines += [f"Tasks not ranked (dense model not clearly above chance): {lb.excluded}", ""]
+        lines += [f"Tasks not ranked (dense model not clearly above chance, or not converged): {lb.excluded}", ""]
     if lb.unpaired:
         lines += ["Not ranked (no like baseline ticket): " +
                   "; ".join(f"{m}: {', '.join(u)}" for m, u in lb.unpaired.items()), ""]

@@ -97,3 +97,26 @@ def test_without_finetuning_auc_from_the_records(tmp_path):
     assert math.isclose(pt["auc_no_finetune"], auc(curve, 50.0))
     s = lb.summary.set_index("method")
     assert math.isnan(s.loc["flow", "auc_no_finetune"]) and not math.isnan(s.loc["mine", "auc_no_finetune"])
+
+
+def test_a_task_whose_dense_is_not_converged_is_not_ranked(tmp_path):
+    """The one comparison rule ranks only tasks whose dense model is converged: dense runs at twice the
+    steps that gain more than a seed std take the task out of the leaderboard and of `report --compare`."""
+    from test_reports_compare_leaderboard import BACKBONE, METRIC
+    from test_reports_synth import write_record
+
+    from reports.compare import compare_frame
+    from reports.store import split_convergence
+
+    store = _store(tmp_path)
+    for seed in (0, 1):
+        write_record(store, f"long_gqa_{seed}", status="done", backbone=BACKBONE, source="dense", method="dense",
+                     source_task="", sparsity=0.0, task="gqa", seed=seed, metric=METRIC["gqa"], value=70.0 + seed,
+                     steps_factor=2)
+    df, ref = split_convergence(collect_matrix(store))
+    lb = leaderboard(df, ["mine", "flow"], "imp", reference=ref)
+    assert set(lb.cells["task"]) == {"vqa"} and "gqa" in lb.excluded and "not converged" in lb.excluded
+    assert set(leaderboard(df, ["mine", "flow"], "imp").cells["task"]) == {"vqa", "gqa"}  # unchecked: both
+    cmp = compare_frame(df, "mine", reference=ref)
+    assert "not converged" in cmp.attrs["excluded"]
+    assert set(cmp[cmp["outcome"] != "not testable"]["task"]) <= {"vqa"}
