@@ -77,3 +77,41 @@ def test_unstructured_masks_are_refused_for_export():
         shrink_bert(copy.deepcopy(model), bad, 4)
     with pytest.raises(TicketError, match="num_heads"):
         tickets.get_method("structured_magnitude")(SearchContext("b", "x", {}, None, "", (0.5,)))
+
+
+def test_tickets_export_writes_a_structured_ticket_as_the_smaller_model(tmp_path):
+    """`ticketbench tickets export` of a structured ticket (50 % of heads and FFN neurons) writes the
+    physically smaller BertModel; `load_exported` rebuilds it with the masked model's outputs."""
+    from bench.backbones import create_backbone
+    from bench.backbones.export import export_ticket
+    from bench.backbones.structured import load_exported
+    from bench.backbones.uniter import bert_config
+    from bench.core.io import file_hash
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["a", "red", "cube", "is", "left", "of", "the"]) + "\n")
+    torch.manual_seed(0)
+    backbone = create_backbone("toy-uniter", vocab_path=vocab, feat_dim=8)
+    theta0 = backbone.save(tmp_path / "out" / "pretrain" / "h0")
+    (theta0 / "DONE").write_text(file_hash(theta0 / "model.safetensors") + "\n")
+    named = dict(backbone.prunable_parameters())
+    heads = backbone.config["num_heads"]
+    ctx = SearchContext(backbone=backbone.preset, fingerprint=backbone.fingerprint(),
+                        theta0={n: p.detach().clone() for n, p in named.items()}, train=None, source="",
+                        sparsities=(0.5,), meta={"num_heads": heads})
+    t = tickets.get_method("structured_magnitude")(ctx)[0]
+    path = tmp_path / "out" / "tickets" / "h1" / "structured_magnitude__none" / "sparsity-0.50.safetensors"
+    t.save(path)
+    dest = export_ticket(path, tmp_path / "small")
+    small = load_exported(dest)
+    masked = BertModel(bert_config(backbone.config)).eval()
+    state = {k: v * t.masks[k] if k in t.masks else v for k, v in backbone.state_dict().items()
+             if k.split(".")[0] in ("embeddings", "encoder", "pooler")}
+    masked.load_state_dict(state, strict=False)
+    assert sum(p.numel() for p in small.encoder.parameters()) < 0.6 * sum(p.numel() for p in masked.encoder.parameters())
+    ids = torch.randint(0, 7, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(small(input_ids=ids).last_hidden_state, masked(input_ids=ids).last_hidden_state,
+                              atol=1e-5)
+    with pytest.raises(TicketError, match="not a structured export"):
+        load_exported(tmp_path)

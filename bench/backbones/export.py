@@ -15,6 +15,7 @@ from pathlib import Path
 from transformers import BertModel, PreTrainedModel
 
 from bench.backbones.presets import load_backbone
+from bench.backbones.structured import removed_units, shrink_bert
 from bench.backbones.uniter import bert_config
 from bench.core.errors import TicketError
 from bench.core.io import atomic_write_json, file_hash
@@ -47,7 +48,9 @@ def export_ticket(ticket_path, out, theta0=None) -> Path:
     """Write θ0 ⊙ m as a transformers model folder (`save_pretrained`, loadable with
     `AutoModel.from_pretrained`) plus the tokenizer and `ticketbench.json` (the ticket's provenance).
     UNITER-style backbones export their BERT (text embeddings, encoder, pooler) as a `BertModel`; the
-    image embedder is not a transformers module and stays in θ0. LXMERT / ViLT export the whole model."""
+    image embedder is not a transformers module and stays in θ0. LXMERT / ViLT export the whole model.
+    A structured ticket (heads and FFN neurons removed) exports as the physically smaller BertModel
+    (`shrink_bert`; load it with `bench.backbones.structured.load_exported`)."""
     ticket_path, out = Path(ticket_path), Path(out)
     ticket = Ticket.load(ticket_path)
     theta0 = Path(theta0) if theta0 else _theta0_for(ticket, ticket_path)
@@ -67,6 +70,15 @@ def export_ticket(ticket_path, out, theta0=None) -> Path:
             raise TicketError(f"{theta0}: cannot export as a BertModel, missing {missing[0]}")
     else:
         raise TicketError(f"backbone arch '{backbone.arch}' has no transformers export")
+    units = None
+    structured = (ticket.metadata.get("extra") or {}).get("structured")
+    if isinstance(structured, dict):  # heads and neurons removed: a physically smaller model
+        if not isinstance(model, BertModel):
+            raise TicketError(f"{ticket_path}: a structured ticket exports as a smaller BertModel only; "
+                              f"backbone arch '{backbone.arch}' exports as {type(model).__name__}")
+        masks = {n: m for n, m in ticket.masks.items() if n in dict(model.named_parameters())}
+        units = removed_units(masks, int(structured["num_heads"]))
+        shrink_bert(model, masks, units["num_heads"])
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written into a sibling temp folder and renamed: an interrupted export leaves no half folder.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -77,7 +89,9 @@ def export_ticket(ticket_path, out, theta0=None) -> Path:
             "ticket": str(ticket_path), "content_hash": ticket.content_hash, "source": ticket.metadata["source"],
             "backbone": ticket.backbone, "sparsity": ticket.sparsity, "weights": ticket.metadata.get("weights"),
             "theta0": str(theta0), "theta0_hash": file_hash(theta0 / "model.safetensors"),
-            "model_class": type(model).__name__})
+            "model_class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            # a structured ticket's removed units: `bench.backbones.structured.load_exported` rebuilds the model
+            **({"structured": units} if units else {})})
         for p in tmp.rglob("*"):  # mkdtemp makes 0700; an exported model is for others to read
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         os.chmod(tmp, 0o755)
