@@ -3,6 +3,7 @@
 from tickets.methods import (  # noqa: F401 - each module registers its method
     controls,
     early_bird,
+    fisher_mask,
     gmp,
     grasp,
     imp,
