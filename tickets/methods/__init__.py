@@ -17,6 +17,7 @@ from tickets.methods import (  # noqa: F401 - each module registers its method
     snip,
     soft_movement,
     sparsegpt,
+    structured_imp,
     structured_magnitude,
     synflow,
     wanda,

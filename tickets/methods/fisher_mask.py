@@ -28,7 +28,7 @@ from bench.core.hparams import hp
 from tickets.methods.common import ladder, need
 from tickets.registry import register_method
 from tickets.search import SearchContext, ones_masks
-from tickets.structured import Layer, bert_layers, unit_masks
+from tickets.structured import Layer, bert_layers, structured_ticket
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,6 @@ def fisher_mask(ctx: SearchContext, hparams: FisherMaskHparams) -> list:
     tickets = []
     for s in ladder(ctx, "fisher_mask"):
         gone_h, gone_n = search_mask(fisher, head_cost, neuron_cost, (1.0 - s) * total)
-        tickets.append(ctx.make_ticket(
-            unit_masks(shapes, layers, heads, gone_h, gone_n), method="fisher_mask", hparams=hparams,
-            target_sparsity=s, extra={"structured": {"num_heads": heads, "pruned_heads": gone_h,
-                                                     "pruned_neurons": {k: len(v) for k, v in gone_n.items()}}}))
+        tickets.append(structured_ticket(ctx, shapes, layers, heads, gone_h, gone_n, method="fisher_mask",
+                                         hparams=hparams, sparsity=s))
     return tickets
