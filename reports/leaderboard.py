@@ -144,18 +144,24 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
 
 
 def calibration_of(log: dict) -> str:
-    """'vqa train split, 128 samples, seed 0' for a search that read calibration data; '' otherwise."""
-    n = int((log.get("cost") or {}).get("calib_samples") or 0)
-    if not n:
+    """'vqa train split, 128 samples, seed 0' for a search that read calibration data ('…, 8 gradient
+    batches' for one that read source-loss gradients); '' otherwise."""
+    cost = log.get("cost") or {}
+    n, batches = int(cost.get("calib_samples") or 0), int(cost.get("score_calls") or 0)
+    if not n and not batches:
         return ""
     task = log.get("source_task")
     data = "pre-training corpus" if task in (None, "", PRETRAIN) else f"{task} train split"
+    if not n:  # gradient-based (SNIP, GraSP, the Fisher mask): seeded batches of the source
+        return f"{data}, {batches} gradient batches"
     seed = (log.get("hparams") or {}).get("calib_seed")
     return f"{data}, {n} samples" + (f", seed {seed}" if seed is not None else "")
 
 
 def _ticket_files(log_file: Path) -> list[Path]:
-    return sorted(p for p in log_file.parent.glob("sparsity-*.safetensors"))
+    """The ticket files of one search: beside its `search.json`, or (per-search-id layout) one folder down."""
+    d = log_file.parent
+    return sorted([*d.glob("sparsity-*.safetensors"), *d.glob("*/sparsity-*.safetensors")])
 
 
 def search_facts(out_dir: str | Path, sources) -> dict[str, dict]:
@@ -543,7 +549,7 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
                         "noise; Holm-corrected across methods); win/tie/loss/inconclusive per (source, task, "
                         "sparsity); AUC = mean score over the sparsity range, with its 95 % CI; matching sparsity "
                         "averaged over tasks (0 = none matches); search cost. Only tasks whose dense model is "
-                        "clearly above chance are ranked. 'AUC after fine-tuning' is the matrix's score (θ0 ⊙ m "
+                        "clearly above chance and converged (where checked) are ranked. 'AUC after fine-tuning' is the matrix's score (θ0 ⊙ m "
                         "fine-tuned with the mask fixed); 'AUC without fine-tuning' scores the pruned model "
                         "before any training (θ0 ⊙ m, or the method's reconstructed weights), only where the "
                         "task's head starts from θ0's ('–' elsewhere). FLOPs: theoretical forward FLOPs per "

@@ -40,6 +40,7 @@ def test_calibration_flops_and_evaluated_as_columns(tmp_path):
         "vqa train split, 64 samples, seed 3"
     assert calibration_of({"source_task": "pretrain", "cost": {"calib_samples": 8}}) == "pre-training corpus, 8 samples"
     assert calibration_of({"cost": {"train_steps": 5}}) == ""
+    assert calibration_of({"source_task": "nlvr2", "cost": {"score_calls": 8}}) == "nlvr2 train split, 8 gradient batches"
     assert evaluated_as("movement").startswith("mask of movement, rewound to θ0")
     assert evaluated_as("lr_rewind").startswith("mask of lr_rewind") and evaluated_as("wanda") == "its ticket on θ0"
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from bench.backbones import MLMModel, PretrainModel, task_model
+from bench.backbones.export import structured_latency
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.layout import Layout
@@ -290,6 +291,8 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         tickets += method(ctx, search.hparams_dict)
     for t in tickets:
         store.put(t)
+    # Structured tickets: the exported smaller model's latency against dense, on this device (leaderboard).
+    latency = structured_latency(backbone, tickets) if method.structured and backbone.arch == "uniter" else None
     record = {
         "source": str(search.source), "method": method.name, "source_task": search.source.task,
         "sparsities": list(search.sparsities), "seconds": round(time.perf_counter() - t0, 2),
@@ -297,6 +300,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
                      "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
         "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+        **({"latency": latency} if latency else {}),
     }
     atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
