@@ -573,6 +573,10 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
              "![leaderboard](leaderboard.png)", "", "![accuracy against sparsity](curves.png)", "",
              "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
              "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
+    rewound = [m for m in lb.methods if evaluated_as(m).startswith("mask of")]
+    if rewound:
+        lines += ["Evaluated as their masks rewound to θ0, not as the trained network or reconstructed weights their "
+                  f"papers publish: {', '.join(rewound)} (column `evaluated_as`).", ""]
     if lb.excluded:
         lines += [f"Tasks not ranked (dense model not clearly above chance, or not converged): {lb.excluded}", ""]
     if lb.unpaired:
