@@ -179,8 +179,11 @@ def search_facts(out_dir: str | Path, sources) -> dict[str, dict]:
             pattern = {"structured"}
         flops: dict[float, list] = {}
         latency = [r["latency"] for _, r in recs if isinstance(r.get("latency"), dict)]
-        for f, _ in recs:
-            for path in _ticket_files(f):
+        for f, r in recs:
+            recorded = [t for t in r.get("tickets") or [] if isinstance(t.get("flops_kept"), (int, float))]
+            for t in recorded:  # recorded by the search; else read from the ticket files (older stores)
+                flops.setdefault(round(float(t["target"]), 6), []).append(float(t["flops_kept"]))
+            for path in [] if recorded else _ticket_files(f):
                 t = Ticket.load(path)
                 flops.setdefault(round(float(t.metadata.get("target_sparsity", t.sparsity)), 6), []).append(
                     kept_flops(t.backbone, t.masks))
@@ -239,14 +242,18 @@ def no_finetune_frame(out_dir: str | Path) -> pd.DataFrame:
     for rec in read_records(out_dir)[0]:
         nf = rec.get("no_finetune")
         if isinstance(nf, dict) and isinstance(nf.get("value"), (int, float)):
-            rows.append({"source": str(rec["source"]), "backbone": str(rec["backbone"]), "task": str(rec["task"]),
+            rows.append({"run_id": str(rec.get("run_id") or rec["_path"].parent.name), "source": str(rec["source"]),
+                         "backbone": str(rec["backbone"]), "task": str(rec["task"]),
                          "sparsity": round(float(rec["sparsity"]), 6), "value": float(nf["value"]),
                          "weights": str(nf.get("weights", ""))})
-    return pd.DataFrame(rows, columns=["source", "backbone", "task", "sparsity", "value", "weights"])
+    return pd.DataFrame(rows, columns=NO_FINETUNE_COLUMNS)
+
+
+NO_FINETUNE_COLUMNS = ["run_id", "source", "backbone", "task", "sparsity", "value", "weights"]
 
 
 def no_finetune_frame_empty() -> pd.DataFrame:
-    return pd.DataFrame(columns=["source", "backbone", "task", "sparsity", "value", "weights"])
+    return pd.DataFrame(columns=NO_FINETUNE_COLUMNS)
 
 
 def with_no_finetune(per_task: pd.DataFrame, nf: pd.DataFrame) -> pd.DataFrame:
@@ -537,8 +544,9 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     ctx = load_context(out_dir, config, subdir=name, plan=plan)
     rd = ctx.report_dir
     sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
+    nf = no_finetune_frame(ctx.out)  # this plan's runs only
     lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
-                     costs=search_costs(ctx.out, sources), no_finetune=no_finetune_frame(ctx.out),
+                     costs=search_costs(ctx.out, sources), no_finetune=nf[nf["run_id"].isin(set(ctx.df["run_id"]))],
                      reference=ctx.convergence)
     lb.summary = with_search_facts(lb.summary, search_facts(ctx.out, sources))  # pattern, FLOPs, calibration, …
     rd.mkdir(parents=True, exist_ok=True)

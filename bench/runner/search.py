@@ -22,6 +22,7 @@ from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
+from bench.cost import kept_flops
 from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS
@@ -298,12 +299,22 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         "sparsities": list(search.sparsities), "seconds": round(time.perf_counter() - t0, 2),
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
-                     "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
+                     "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics"),
+                     "flops_kept": _flops_kept(t)} for t in tickets],
         "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
         **({"latency": latency} if latency else {}),
     }
     atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
+
+
+def _flops_kept(ticket) -> float | None:
+    """The ticket's theoretical FLOPs kept (`bench.cost.kept_flops`); None for a backbone the cost model
+    cannot read (a plugin's): the leaderboard then shows '–', the search does not fail."""
+    try:
+        return round(kept_flops(ticket.backbone, ticket.masks), 6)
+    except TicketbenchError:
+        return None
 
 
 def peak_memory(device) -> dict:
