@@ -39,3 +39,22 @@ def test_reconstructed_weights_are_scored_then_restored(monkeypatch):
     assert ft.without_finetuning(lin, none, [("w", lin.weight)], spec, study, cfg, pair) == {"value": 1.0,
                                                                                           "weights": "θ0 ⊙ m"}
     assert ft.without_finetuning(lin, None, [], spec, study, cfg, pair)["value"] == 1.0
+
+
+def test_a_retrieval_head_loaded_from_theta0_asks_for_the_score_without_fine_tuning(tmp_path):
+    """The flag `finetune_pair` reads: set only when the task head starts from θ0's own weights (a
+    margin-loss retrieval head from the pre-trained ITM head's match row), not for a fresh head."""
+    from bench.backbones import create_backbone
+    from bench.backbones.task_model import TaskModel
+    from bench.tasks import TASKS
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["a", "red", "cube"]) + "\n")
+    backbone = create_backbone("toy-uniter", vocab_path=vocab, feat_dim=8)
+    h = backbone.config["hidden_size"]
+    spec = TASKS.get("retrieval")
+    assert not TaskModel(backbone, spec, None).head_from_theta0  # toy: BCE, a fresh head
+    backbone.pretrained_heads = {"rank.proj.weight": torch.full((1, h), 0.5), "rank.proj.bias": torch.zeros(1)}
+    model = TaskModel(backbone, spec, None, itm_loss="margin")
+    assert model.head_from_theta0 and torch.equal(model.head.proj.weight.detach(), torch.full((1, h), 0.5))
+    assert not TaskModel(backbone, TASKS.get("vqa"), ["yes", "no"]).head_from_theta0
