@@ -185,8 +185,11 @@ def search_facts(out_dir: str | Path, sources) -> dict[str, dict]:
                 flops.setdefault(round(float(t["target"]), 6), []).append(float(t["flops_kept"]))
             for path in [] if recorded else _ticket_files(f):
                 t = Ticket.load(path)
-                flops.setdefault(round(float(t.metadata.get("target_sparsity", t.sparsity)), 6), []).append(
-                    kept_flops(t.backbone, t.masks))
+                try:
+                    kept = kept_flops(t.backbone, t.masks)
+                except TicketbenchError:  # a backbone the cost model cannot read (a plugin's): no FLOPs column
+                    continue
+                flops.setdefault(round(float(t.metadata.get("target_sparsity", t.sparsity)), 6), []).append(kept)
         facts[source] = {"pattern": "/".join(sorted(pattern)), "peak_rss_mb": max(peaks) if peaks else float("nan"),
                          "calibration": "; ".join(sorted({c for c in (calibration_of(r) for _, r in recs) if c})),
                          "flops": {s: float(np.mean(v)) for s, v in sorted(flops.items())},
