@@ -110,10 +110,10 @@ def lowest_units(scores: dict, heads: int, sparsity: float) -> tuple[dict, dict]
     return gone_h, gone_n
 
 
-def structured_ticket(ctx, masks_shapes: dict, layers: list, heads: int, gone_h: dict, gone_n: dict, *, method: str,
+def structured_ticket(ctx, shapes: dict, layers: list, heads: int, gone_h: dict, gone_n: dict, *, method: str,
                       hparams, sparsity: float, **kw):
     """A structured ticket removing the given units, recording them (`extra.structured`)."""
     extra = {**kw.pop("extra", {}), "structured": {"num_heads": heads, "pruned_heads": gone_h,
                                                   "pruned_neurons": {k: len(v) for k, v in gone_n.items()}}}
-    return ctx.make_ticket(unit_masks(masks_shapes, layers, heads, gone_h, gone_n), method=method, hparams=hparams,
+    return ctx.make_ticket(unit_masks(shapes, layers, heads, gone_h, gone_n), method=method, hparams=hparams,
                            target_sparsity=sparsity, extra=extra, **kw)
