@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("diff", help="overlap of kept weights of two tickets of one backbone")
     t.add_argument("a")
     t.add_argument("b")
-    t = tsub.add_parser("export", help="write θ0 ⊙ m as a transformers model folder (save_pretrained)")
+    t = tsub.add_parser("export", help="write θ0 ⊙ m as a transformers model folder (save_pretrained; a structured "
+                                       "ticket as the physically smaller model)")
     t.add_argument("path")
     t.add_argument("--out", required=True, help="new folder for the model (AutoModel.from_pretrained(OUT))")
     t.add_argument("--theta0", default=None, help="θ0 directory (default: found in the ticket's run)")

@@ -149,6 +149,25 @@ def flop_model(preset: str) -> FlopModel:
                      attention, _distinct=sum(per.values()))
 
 
+@lru_cache(maxsize=8)
+def _token_weights(preset: str) -> dict[str, int]:
+    """{weight name: entries} of the preset's matmuls every token goes through (not the pooler's)."""
+    spec = PRESETS.get(preset)
+    with torch.device("meta"):
+        model = ARCHS[spec.arch](spec.name, spec.family, spec.config, None)
+    return {f"{name}.weight": m.weight.numel() for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and _kind(spec.arch, name) != "sequence"}
+
+
+def kept_flops(preset: str, masks: Mapping) -> float:
+    """A ticket's theoretical forward FLOPs per token as a fraction of dense's: the matmul weights a
+    token goes through, each pruned weight's multiply-add skipped (what a sparse kernel could save at
+    best; attention scores, norms and the pooler not counted). Masks on non-matmul weights save nothing."""
+    weights = _token_weights(preset)
+    pruned = sum(int((~m.bool()).sum()) for n, m in masks.items() if n in weights)
+    return 1.0 - pruned / max(sum(weights.values()), 1)
+
+
 def image_tokens(plan: Plan, regions: int | None) -> tuple[int, str]:
     """Tokens one image adds to a sequence, and how that number was chosen."""
     config = PRESETS.get(plan.config.backbone.preset).config

@@ -2,13 +2,16 @@
 
 BERT-base-wide layers (hidden 768, 12 heads, FFN 3072; 4 layers to keep the run short), batch 8 ×
 128 tokens, one thread. `structured_magnitude` removes the fraction s of heads and FFN neurons of every
-layer; `shrink_bert` cuts them out. Dense and shrunk models are timed round-robin in the same run (best
-of the rounds), and the shrunk model's outputs are checked against the masked model's first.
+layer; `shrink_bert` cuts them out, and the smaller model is saved and read back as `ticketbench
+tickets export` writes it (`load_exported`). Dense and shrunk models are timed round-robin in the
+same run (best of the rounds), and the shrunk model's outputs are checked against the masked model's
+first.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -16,7 +19,7 @@ from conftest import best_times, quick, sized
 from transformers import BertConfig, BertModel
 
 import tickets
-from bench.backbones.structured import shrink_bert
+from bench.backbones.structured import STRUCTURED_FILE, load_exported, removed_units, shrink_bert
 from tickets import SearchContext
 
 SPARSITIES = (0.25, 0.5, 0.75)
@@ -40,7 +43,7 @@ def _tickets(model, heads):
     return tickets.get_method("structured_magnitude")(ctx)
 
 
-def test_structured_ticket_latency_vs_dense(dense, record_ratio):
+def test_structured_ticket_latency_vs_dense(dense, record_ratio, tmp_path):
     model, heads = dense
     batch, seq = sized((8, 128), (2, 8))
     ids = torch.randint(0, 1000, (batch, seq), generator=torch.Generator().manual_seed(0))
@@ -50,7 +53,13 @@ def test_structured_ticket_latency_vs_dense(dense, record_ratio):
             for n, p in masked.named_parameters():
                 if n in t.masks:
                     p.mul_(t.masks[n])
-        small = shrink_bert(copy.deepcopy(masked), t.masks, heads)
+        # Through the export's files: save_pretrained of the smaller model + its removed units, read back
+        # by load_exported (what `ticketbench tickets export` writes and a user loads).
+        shrunk = shrink_bert(copy.deepcopy(masked), t.masks, heads)
+        folder = tmp_path / f"s{round(100 * t.metadata['target_sparsity'])}"
+        shrunk.save_pretrained(str(folder))
+        (folder / STRUCTURED_FILE).write_text(json.dumps({"structured": removed_units(t.masks, heads)}))
+        small = load_exported(folder)
         with torch.inference_mode():
             assert torch.allclose(masked(input_ids=ids).last_hidden_state, small(input_ids=ids).last_hidden_state,
                                   atol=1e-4)

@@ -148,7 +148,7 @@ def build_figures(ctx: ReportContext, t: dict) -> None:
 
 def build_compare(ctx: ReportContext, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The `--compare METHOD` table (per cell and summary) and figure."""
-    cmp = compare_frame(ctx.df, method, ctx.config.report.tie_margin)
+    cmp = compare_frame(ctx.df, method, ctx.config.report.tie_margin, ctx.convergence)
     summary = compare_summary(cmp)
     rd = ctx.report_dir
     disp = cmp.assign(sparsity=cmp["sparsity"].map(fmt_sparsity))

@@ -10,7 +10,9 @@ transferred and in-task tickets alike (`like_source`, `paired_cells`). A source 
 no like ticket for is listed as unpaired, never compared with something else.
 
 **Which tasks.** Only tasks whose dense model is clearly above chance (`reports.claims.
-dense_vs_chance`: dense's 95 % interval above chance) are compared (`eligible`); the others are named.
+dense_vs_chance`: dense's 95 % interval above chance) and, where the plan checked it
+(`matrix.convergence_check`), converged (`reports.claims.convergence`) are compared (`eligible`);
+the others are named.
 
 **Judging.** Per (source, task, sparsity) and per reference overall, `reports.stats.compare_paired`:
 the mean paired difference with the suite's one interval (stratified cluster bootstrap within task,
@@ -30,7 +32,7 @@ import pandas as pd
 from bench.core.errors import TicketbenchError
 from bench.core.source import PRETRAIN, Source
 from reports import stats
-from reports.claims import dense_vs_chance, eligible_tasks
+from reports.claims import convergence, dense_vs_chance, eligible_tasks, unconverged
 from reports.context import load_context
 from reports.store import DENSE
 
@@ -71,14 +73,22 @@ def paired_cells(df: pd.DataFrame, method: str, reference: str) -> tuple[pd.Data
     return pd.concat(rows, ignore_index=True)[cols], unpaired
 
 
-def eligible(df: pd.DataFrame, tasks: list[str] | None = None) -> tuple[pd.DataFrame, str]:
-    """(the rows of tasks whose dense model is clearly above chance, per backbone; a sentence naming
-    the tasks left out and why)."""
+def eligible(df: pd.DataFrame, tasks: list[str] | None = None,
+             reference: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    """(the rows of tasks whose dense model is clearly above chance and, where the plan checked it
+    (`reference`: the dense runs at a multiple of the recipe's steps), converged, per backbone; a
+    sentence naming the tasks left out and why)."""
     tasks = list(tasks) if tasks else list(dict.fromkeys(df["task"]))
     dvc = dense_vs_chance(df, tasks)
+    conv = convergence(df, reference, tasks) if reference is not None and len(reference) else None
     keep, why = [], []
     for bb in sorted(set(df["backbone"])):
         ok, excluded = eligible_tasks(dvc, bb, tasks)
+        if conv is not None:
+            late = unconverged(conv, bb, ok)
+            gone = set(conv[(conv["backbone"] == bb) & (conv["converged"] == "no")]["task"])
+            ok = [t for t in ok if t not in gone]
+            excluded = "; ".join(x for x in (excluded, f"dense not converged: {late}" if late else "") if x)
         keep += [(bb, t) for t in ok]
         if excluded:
             why.append((f"{bb}: " if df["backbone"].nunique() > 1 else "") + excluded)
@@ -107,7 +117,8 @@ def holm_outcomes(results: list[stats.Paired]) -> list[tuple[str, float]]:
             for p, r, a in zip(results, rejected, adj)]
 
 
-def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.DataFrame:
+def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0,
+                  reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """`report --compare`: one row per (reference, source, backbone, task, sparsity): the method's
     value, the like reference ticket's, the mean paired difference (points) with its 95 % CI, the tie
     margin and the outcome (module docstring). Cells on a task whose dense model is not clearly above
@@ -117,7 +128,7 @@ def compare_frame(df: pd.DataFrame, method: str, tie_margin: float = 0.0) -> pd.
         raise TicketbenchError(
             f"no finished runs of method '{method}' in the store; methods present: {', '.join(methods) or 'none'}")
     noise = stats.seed_noise(df)
-    d, excluded = eligible(df)
+    d, excluded = eligible(df, reference=reference)
     ok = set(zip(d["backbone"], d["task"]))
     rows, overall = [], {}
     for ref in REFERENCES:
@@ -200,4 +211,4 @@ def compare_method(out_dir: str | Path, method: str, config=None) -> pd.DataFram
     """Rank `method` against imp, omp, pretrained_magnitude and random for every task and
     sparsity (difference in points, win / tie / loss); reads the store and writes only report/matrix.csv."""
     ctx = load_context(out_dir, config)
-    return compare_frame(ctx.df, method, ctx.config.report.tie_margin)
+    return compare_frame(ctx.df, method, ctx.config.report.tie_margin, ctx.convergence)

@@ -5,7 +5,7 @@ like — a method's ticket found on task S meets the baseline's ticket found on 
 pre-training source meets the baseline's `pretrain` ticket) on the same target task, sparsity, search
 replicate and fine-tuning seed; a source the baseline has no like ticket for is listed as unpaired,
 not ranked. Only tasks whose dense model is clearly above chance (dense's 95 % interval above
-chance) are ranked; the others are named.
+chance) and converged (where the plan ran the convergence check) are ranked; the others are named.
 
 Per method: the area under the accuracy–sparsity curve per task (trapezoids from the dense model at
 sparsity 0 over the sparsities both sides have, divided by the span: a mean score in points) with its
@@ -34,7 +34,8 @@ import pandas as pd
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_text, read_json, safe_name, short_hash
 from bench.core.layout import Layout
-from bench.core.source import Source
+from bench.core.source import PRETRAIN, Source
+from bench.cost import kept_flops
 from reports import plots, stats
 from reports.compare import (
     NOT_TESTABLE,
@@ -49,6 +50,8 @@ from reports.context import load_context, prune_stale
 from reports.store import DENSE, read_records
 from reports.tables import matching_sparsity
 from reports.writers import fmt_num, write_table
+from tickets import Ticket
+from tickets.registry import METHODS, get_method
 
 # ---- pairing: the suite's one rule (reports.compare) -------------------------------------------
 baseline_source = like_source  # the leaderboard's name for it
@@ -140,24 +143,139 @@ def search_costs(out_dir: str | Path, sources) -> dict[str, dict]:
     return costs
 
 
+def calibration_of(log: dict) -> str:
+    """'vqa train split, 128 samples, seed 0' for a search that read calibration data ('…, 8 gradient
+    batches' for one that read source-loss gradients); '' otherwise."""
+    cost = log.get("cost") or {}
+    n, batches = int(cost.get("calib_samples") or 0), int(cost.get("score_calls") or 0)
+    if not n and not batches:
+        return ""
+    task = log.get("source_task")
+    data = "pre-training corpus" if task in (None, "", PRETRAIN) else f"{task} train split"
+    if not n:  # gradient-based (SNIP, GraSP, the Fisher mask): seeded batches of the source
+        return f"{data}, {batches} gradient batches"
+    seed = (log.get("hparams") or {}).get("calib_seed")
+    return f"{data}, {n} samples" + (f", seed {seed}" if seed is not None else "")
+
+
+def _ticket_files(log_file: Path) -> list[Path]:
+    """The ticket files of one search: beside its `search.json`, or (per-search-id layout) one folder down."""
+    d = log_file.parent
+    return sorted([*d.glob("sparsity-*.safetensors"), *d.glob("*/sparsity-*.safetensors")])
+
+
 def search_facts(out_dir: str | Path, sources) -> dict[str, dict]:
-    """Per source: its tickets' pattern and its search's peak memory (MB, the process's resident set;
-    NaN for searches recorded before either was)."""
+    """Per source: its tickets' pattern (structured when they remove whole heads and neurons), its
+    search's peak memory (MB, the process's resident set; NaN for searches recorded before either
+    was), its calibration data, and per ticket sparsity the theoretical FLOPs kept (`bench.cost.
+    kept_flops`, read from the ticket files) and the structured latency the search measured."""
     facts = {}
     for source, logs in _search_logs(out_dir, sources).items():
-        recs = [read_json(f) for f in sorted(logs)]
-        peaks = [float((r.get("cost") or {}).get("peak_rss_mb", "nan")) for r in recs]
-        facts[source] = {"pattern": "/".join(sorted({str(r.get("pattern") or "unstructured") for r in recs})),
-                         "peak_rss_mb": max(peaks) if peaks else float("nan")}
+        recs = [(f, read_json(f)) for f in sorted(logs)]
+        peaks = [float((r.get("cost") or {}).get("peak_rss_mb", "nan")) for _, r in recs]
+        pattern = {str(r.get("pattern") or "unstructured") for _, r in recs}
+        method = Source.parse(source).method
+        if method in METHODS.names() and getattr(get_method(method), "structured", False):
+            pattern = {"structured"}
+        flops: dict[float, list] = {}
+        latency = [r["latency"] for _, r in recs if isinstance(r.get("latency"), dict)]
+        for f, r in recs:
+            recorded = [t for t in r.get("tickets") or [] if isinstance(t.get("flops_kept"), (int, float))]
+            for t in recorded:  # recorded by the search; else read from the ticket files (older stores)
+                flops.setdefault(round(float(t["target"]), 6), []).append(float(t["flops_kept"]))
+            for path in [] if recorded else _ticket_files(f):
+                t = Ticket.load(path)
+                try:
+                    kept = kept_flops(t.backbone, t.masks)
+                except TicketbenchError:  # a backbone the cost model cannot read (a plugin's): no FLOPs column
+                    continue
+                flops.setdefault(round(float(t.metadata.get("target_sparsity", t.sparsity)), 6), []).append(kept)
+        facts[source] = {"pattern": "/".join(sorted(pattern)), "peak_rss_mb": max(peaks) if peaks else float("nan"),
+                         "calibration": "; ".join(sorted({c for c in (calibration_of(r) for _, r in recs) if c})),
+                         "flops": {s: float(np.mean(v)) for s, v in sorted(flops.items())},
+                         "latency": latency[0] if latency else None}
     return facts
 
 
+def evaluated_as(method: str) -> str:
+    """How the matrix evaluates `method`'s tickets: its own output, or — for methods whose paper
+    publishes a trained network or reconstructed weights — "mask of X, rewound to θ0"."""
+    m = get_method(method) if method in METHODS.names() else None
+    what = getattr(m, "publishes", None)
+    return f"mask of {method}, rewound to θ0 (its paper publishes {what})" if what else "its ticket on θ0"
+
+
+def _flops_text(ss: list, facts: dict) -> str:
+    per: dict[float, list] = {}
+    for s in ss:
+        for sp, v in facts[s]["flops"].items():
+            per.setdefault(sp, []).append(v)
+    return ", ".join(f"{100 * sp:g}%: {100 * np.mean(v):.0f}%" for sp, v in sorted(per.items())) or "–"
+
+
+def _latency_text(ss: list, facts: dict) -> str:
+    lat = next((facts[s]["latency"] for s in ss if facts[s].get("latency")), None)
+    if not lat:
+        return "–"
+    return "; ".join(f"{100 * float(r['sparsity']):g}%: ×{float(r['dense_ms']) / float(r['ticket_ms']):.2f}"
+                     for r in lat.get("tickets", [])) + f" ({lat.get('device', 'device not recorded')})"
+
+
 def with_search_facts(summary: pd.DataFrame, facts: dict[str, dict]) -> pd.DataFrame:
-    """The leaderboard's summary with per-method `pattern` and `peak_rss_mb` (the largest over its sources)."""
+    """The leaderboard's summary with per method: `evaluated_as`, `pattern`, `calibration`, `flops`
+    (theoretical FLOPs kept per sparsity), `latency` (structured tickets: speed-up over dense on the
+    named device) and `peak_rss_mb` (the largest over its sources)."""
     out = summary.copy()
     srcs = [[s for s in str(v).split(", ") if s in facts] for v in out["sources"]]
+    out["evaluated_as"] = [evaluated_as(m) for m in out["method"]]
     out["pattern"] = ["/".join(sorted({facts[s]["pattern"] for s in ss})) or "–" for ss in srcs]
+    out["calibration"] = ["; ".join(sorted({facts[s]["calibration"] for s in ss} - {""})) or "none" for ss in srcs]
+    out["flops"] = [_flops_text(ss, facts) for ss in srcs]
+    out["latency"] = [_latency_text(ss, facts) for ss in srcs]
     out["peak_rss_mb"] = [max((facts[s]["peak_rss_mb"] for s in ss), default=float("nan")) for ss in srcs]
+    return out
+
+
+# ---- without fine-tuning ---------------------------------------------------------------------------
+def no_finetune_frame(out_dir: str | Path) -> pd.DataFrame:
+    """One row per done run that recorded its model scored before fine-tuning (`no_finetune`: tasks
+    whose head starts from θ0's): source, backbone, task, sparsity, value, weights (θ0 ⊙ m or the
+    method's reconstructed weights)."""
+    rows = []
+    for rec in read_records(out_dir)[0]:
+        nf = rec.get("no_finetune")
+        if isinstance(nf, dict) and isinstance(nf.get("value"), (int, float)):
+            rows.append({"run_id": str(rec.get("run_id") or rec["_path"].parent.name), "source": str(rec["source"]),
+                         "backbone": str(rec["backbone"]), "task": str(rec["task"]),
+                         "sparsity": round(float(rec["sparsity"]), 6), "value": float(nf["value"]),
+                         "weights": str(nf.get("weights", ""))})
+    return pd.DataFrame(rows, columns=NO_FINETUNE_COLUMNS)
+
+
+NO_FINETUNE_COLUMNS = ["run_id", "source", "backbone", "task", "sparsity", "value", "weights"]
+
+
+def no_finetune_frame_empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=NO_FINETUNE_COLUMNS)
+
+
+def with_no_finetune(per_task: pd.DataFrame, nf: pd.DataFrame) -> pd.DataFrame:
+    """`auc_no_finetune` per (method, source, task): the AUC over the same sparsities of the pruned
+    model scored without fine-tuning (from dense θ0's own score at 0 when recorded); NaN where the
+    task's head does not start from θ0 (nothing to score without training). A point estimate: the
+    score depends on no fine-tuning seed."""
+    out = per_task.copy()
+
+    def one(source: str, r) -> float:
+        part = nf[(nf["source"] == source) & (nf["backbone"] == r.backbone) & (nf["task"] == r.task)]
+        dense = nf[(nf["source"] == DENSE) & (nf["backbone"] == r.backbone) & (nf["task"] == r.task)]["value"]
+        wanted = {round(float(x.rstrip("%")) / 100, 6) for x in str(r.sparsities).split(", ") if x}
+        curve = part[part["sparsity"].isin(wanted)].groupby("sparsity")["value"].mean().to_dict()
+        return auc(curve, float(dense.mean()) if len(dense) else None) if curve else float("nan")
+
+    rows = list(out.itertuples(index=False))
+    out["auc_no_finetune"] = [one(r.source, r) for r in rows]
+    out["baseline_auc_no_finetune"] = [one(r.baseline_source, r) for r in rows]
     return out
 
 
@@ -244,9 +362,11 @@ def _verdict(p: stats.Paired, outcome: str, holm_p: float, baseline: str) -> str
 
 
 def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, relaxed: float = 0.99,
-                costs: dict | None = None, tasks: list[str] | None = None) -> Leaderboard:
+                costs: dict | None = None, tasks: list[str] | None = None,
+                no_finetune: pd.DataFrame | None = None, reference: pd.DataFrame | None = None) -> Leaderboard:
     """The leaderboard of `methods` against `baseline` from the matrix DataFrame (`collect_matrix`):
-    only tasks whose dense model is clearly above chance are ranked (`reports.compare.eligible`),
+    only tasks whose dense model is clearly above chance and converged (where `reference`, the dense
+    runs at more steps, checks it) are ranked (`reports.compare.eligible`),
     each method's overall outcome is Holm-corrected across the methods, every AUC has its 95 % CI."""
     present = sorted(set(df["method"]) - {DENSE})
     for m in [baseline, *methods]:
@@ -258,7 +378,7 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
         raise TicketbenchError(f"compare: give at least one method other than the baseline '{baseline}'")
     noise = stats.seed_noise(df)
     full = df
-    df, excluded = eligible(df, tasks)
+    df, excluded = eligible(df, tasks, reference)
     parts, unpaired = [], {}
     for m in methods:
         c, u = paired_cells(df, m, baseline)
@@ -268,6 +388,9 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
     cells = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     outcomes = cell_outcomes(cells, noise)
     per_task = _per_task(df, cells, relaxed, noise)
+    ests = per_task.attrs.get("estimates", [])
+    per_task = with_no_finetune(per_task, no_finetune if no_finetune is not None else no_finetune_frame_empty())
+    per_task.attrs["estimates"] = ests
     costs = costs or {}
     overall = {m: stats.compare_paired(cells[cells["method"] == m], noise) for m in methods}
     judged = dict(zip(methods, holm_outcomes([overall[m] for m in methods])))
@@ -297,10 +420,12 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
             auc_e = stats.over_tasks([e[0] for e, k in zip(ests, sel) if k])
             strict, rel = per_task["strict_sparsity"][sel], per_task["relaxed_sparsity"][sel]
         cost = {f: sum(costs.get(s, {}).get(f, float("nan")) for s in srcs) for f in COST_FIELDS}
+        nf = per_task["baseline_auc_no_finetune"][keep] if is_base else per_task["auc_no_finetune"][sel]
         counts = {o: int((oc["outcome"] == o).sum()) if testable else float("nan") for o in OUTCOMES}
         rows.append({
             "method": m, "sources": ", ".join(srcs), "cells": p.cells, "seeds": p.seeds,
             "auc": auc_e.mean, "auc_low": auc_e.lo, "auc_high": auc_e.hi,
+            "auc_no_finetune": float(nf.mean()) if nf.notna().any() else float("nan"),
             # no sparsity matches → 0, so a method that never matches is not dropped from the mean
             "strict_sparsity": float(strict.fillna(0).mean()) if len(strict) and strict.notna().any() else float("nan"),
             "relaxed_sparsity": float(rel.fillna(0).mean()) if len(rel) else float("nan"),
@@ -325,6 +450,12 @@ def leaderboard(df: pd.DataFrame, methods: list[str], baseline: str = "imp", *, 
 
 
 # ---- writing ------------------------------------------------------------------------------------
+# The leaderboard's Markdown / TeX headers where the CSV's names would be ambiguous to a reviewer.
+HEADERS = {"auc": "AUC after fine-tuning (mask fixed)", "auc_no_finetune": "AUC without fine-tuning",
+           "flops": "FLOPs kept", "peak_rss_mb": "peak memory (MB)", "search_s": "pruning wall (s)",
+           "train_steps": "pruning train steps", "calib_samples": "calibration samples"}
+
+
 def compare_dir_name(methods: list[str], baseline: str) -> str:
     for m in [*methods, baseline]:
         safe_name(m, "method")
@@ -416,18 +547,26 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
     ctx = load_context(out_dir, config, subdir=name, plan=plan)
     rd = ctx.report_dir
     sources = sorted(set(ctx.df.loc[ctx.df["method"].isin([baseline, *methods]), "source"]))
+    nf = no_finetune_frame(ctx.out)  # this plan's runs only
     lb = leaderboard(ctx.df, list(methods), baseline, relaxed=ctx.config.report.relaxed,
-                     costs=search_costs(ctx.out, sources))
-    lb.summary = with_search_facts(lb.summary, search_facts(ctx.out, sources))  # pattern, peak memory
+                     costs=search_costs(ctx.out, sources), no_finetune=nf[nf["run_id"].isin(set(ctx.df["run_id"]))],
+                     reference=ctx.convergence)
+    lb.summary = with_search_facts(lb.summary, search_facts(ctx.out, sources))  # pattern, FLOPs, calibration, …
     rd.mkdir(parents=True, exist_ok=True)
     sp = ("strict_sparsity", "relaxed_sparsity")
-    ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp),
+    ctx.add(write_table(rd, "leaderboard", lb.summary, _display(lb.summary, sp).rename(columns=HEADERS),
                         f"{', '.join(lb.methods)} vs {baseline}: mean paired difference (points) over the paired "
                         "(task, sparsity, search, seed) cells with its 95 % CI and outcome (tie margin: half the seed "
                         "noise; Holm-corrected across methods); win/tie/loss/inconclusive per (source, task, "
                         "sparsity); AUC = mean score over the sparsity range, with its 95 % CI; matching sparsity "
                         "averaged over tasks (0 = none matches); search cost. Only tasks whose dense model is "
-                        "clearly above chance are ranked."))
+                        "clearly above chance and converged (where checked) are ranked. 'AUC after fine-tuning' is the matrix's score (θ0 ⊙ m "
+                        "fine-tuned with the mask fixed); 'AUC without fine-tuning' scores the pruned model "
+                        "before any training (θ0 ⊙ m, or the method's reconstructed weights), only where the "
+                        "task's head starts from θ0's ('–' elsewhere). FLOPs: theoretical forward FLOPs per "
+                        "token kept, % of dense, per sparsity (pruned multiply-adds skipped; attention scores "
+                        "not counted). Latency: structured tickets only, speed-up of the exported smaller "
+                        "model over dense on the named device."))
     pt_sp = sp + ("baseline_strict_sparsity", "baseline_relaxed_sparsity")
     ctx.add(write_table(rd, "per_task", lb.per_task, _display(lb.per_task, pt_sp),
                         "Per method, source and target task, beside the like baseline ticket."))
@@ -445,8 +584,12 @@ def write_leaderboard(out_dir: str | Path, methods: list[str], baseline: str = "
              "![leaderboard](leaderboard.png)", "", "![accuracy against sparsity](curves.png)", "",
              "Tables: [leaderboard](leaderboard.md), [per task](per_task.md), [per cell](outcomes.md), "
              "[seed noise](seed_noise.md); every paired run: `cells.csv`.", ""]
+    rewound = [m for m in lb.methods if evaluated_as(m).startswith("mask of")]
+    if rewound:
+        lines += ["Evaluated as their masks rewound to θ0, not as the trained network or reconstructed weights their "
+                  f"papers publish: {', '.join(rewound)} (column `evaluated_as`).", ""]
     if lb.excluded:
-        lines += [f"Tasks not ranked (dense model not clearly above chance): {lb.excluded}", ""]
+        lines += [f"Tasks not ranked (dense model not clearly above chance, or not converged): {lb.excluded}", ""]
     if lb.unpaired:
         lines += ["Not ranked (no like baseline ticket): " +
                   "; ".join(f"{m}: {', '.join(u)}" for m, u in lb.unpaired.items()), ""]

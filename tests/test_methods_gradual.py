@@ -141,6 +141,7 @@ def test_ticketbench_methods_lists_family_pattern_support_and_citation():
                                    ("gmp", "training-based", False, "Zhu & Gupta"), ("imp", "training-based", True, ""),
                                    ("soft_movement", "training-based", False, "Sanh"), ("synflow", "data-free", False, "")):
         assert family in lines[name] and ("N:M" in lines[name]) == nm and cite in lines[name], name
+    assert "structured (heads, FFN neurons)" in lines["structured_magnitude"]
 
 
 def test_cost_estimate_counts_one_fine_tuning_per_sparsity_for_gmp_and_soft_movement():

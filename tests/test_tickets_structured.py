@@ -77,3 +77,72 @@ def test_unstructured_masks_are_refused_for_export():
         shrink_bert(copy.deepcopy(model), bad, 4)
     with pytest.raises(TicketError, match="num_heads"):
         tickets.get_method("structured_magnitude")(SearchContext("b", "x", {}, None, "", (0.5,)))
+
+
+def test_tickets_export_writes_a_structured_ticket_as_the_smaller_model(tmp_path):
+    """`ticketbench tickets export` of a structured ticket (50 % of heads and FFN neurons) writes the
+    physically smaller BertModel; `load_exported` rebuilds it with the masked model's outputs."""
+    from bench.backbones import create_backbone
+    from bench.backbones.export import export_ticket
+    from bench.backbones.structured import load_exported
+    from bench.backbones.uniter import bert_config
+    from bench.core.io import file_hash
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["a", "red", "cube", "is", "left", "of", "the"]) + "\n")
+    torch.manual_seed(0)
+    backbone = create_backbone("toy-uniter", vocab_path=vocab, feat_dim=8)
+    theta0 = backbone.save(tmp_path / "out" / "pretrain" / "h0")
+    (theta0 / "DONE").write_text(file_hash(theta0 / "model.safetensors") + "\n")
+    named = dict(backbone.prunable_parameters())
+    heads = backbone.config["num_heads"]
+    ctx = SearchContext(backbone=backbone.preset, fingerprint=backbone.fingerprint(),
+                        theta0={n: p.detach().clone() for n, p in named.items()}, train=None, source="",
+                        sparsities=(0.5,), meta={"num_heads": heads})
+    t = tickets.get_method("structured_magnitude")(ctx)[0]
+    path = tmp_path / "out" / "tickets" / "h1" / "structured_magnitude__none" / "sparsity-0.50.safetensors"
+    t.save(path)
+    dest = export_ticket(path, tmp_path / "small")
+    small = load_exported(dest)
+    masked = BertModel(bert_config(backbone.config)).eval()
+    state = {k: v * t.masks[k] if k in t.masks else v for k, v in backbone.state_dict().items()
+             if k.split(".")[0] in ("embeddings", "encoder", "pooler")}
+    masked.load_state_dict(state, strict=False)
+    assert sum(p.numel() for p in small.encoder.parameters()) < 0.6 * sum(p.numel() for p in masked.encoder.parameters())
+    ids = torch.randint(0, 7, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(small(input_ids=ids).last_hidden_state, masked(input_ids=ids).last_hidden_state,
+                              atol=1e-5)
+    with pytest.raises(TicketError, match="not a structured export"):
+        load_exported(tmp_path)
+
+
+def test_structured_imp_prunes_by_the_fine_tuned_norms_nested_and_rewound():
+    """Each round removes the heads and neurons whose *trained* weights are smallest (not θ0's), keeps
+    the units pruned before, and the ticket starts from θ0 (no rewind weights)."""
+    from tickets.search import TrainResult
+    from tickets.structured import unit_scores
+
+    model = _bert()
+    ctx = _context(model, sparsities=(0.25, 0.5, 0.75))
+    layers = bert_layers(ctx.theta0)
+    g = torch.Generator().manual_seed(5)
+    factor = {n: torch.rand(w.shape[0], 1, generator=g) + 0.5 for n, w in ctx.theta0.items()}
+    calls = []
+
+    def train(start, masks, **kw):  # "fine-tuning" rescales rows: the trained norms differ from θ0's
+        calls.append({n: m.clone() for n, m in masks.items()})
+        assert all(torch.equal(start[n], ctx.theta0[n]) for n in start)  # rewound to θ0 every round
+        return TrainResult({n: start[n] * factor[n] * masks[n] for n in start}, metrics={"steps": 3})
+
+    ctx.train = train
+    ts = tickets.get_method("structured_imp")(ctx)
+    assert [t.metadata["round"] for t in ts] == [1, 2, 3] and len(calls) == 3
+    first_trained = {n: ctx.theta0[n] * factor[n] for n in ctx.theta0}
+    h, _ = unit_scores(first_trained, layers[0], 4)
+    gone_h, _ = pruned_units(ts[0].masks, 4)
+    assert gone_h[layers[0].prefix] == sorted(h.argsort(stable=True)[:1].tolist())  # 25 % of 4 heads, trained norms
+    for a, b in zip(ts, ts[1:]):
+        assert not (b.masks[layers[0].q] & ~a.masks[layers[0].q]).any()  # nested: pruned stays pruned
+    assert all(len(v) == 3 for v in pruned_units(ts[2].masks, 4)[0].values())  # 75 %: one head left per layer
+    assert all(t.rewind_weights is None for t in ts) and tickets.get_method("structured_imp").structured

@@ -40,6 +40,11 @@ class PruningMethod:
     scores: Callable | None = None
     # It fine-tunes once per ladder sparsity (GMP, soft movement), for `bench.cost`'s estimate.
     trains_per_sparsity: bool = False
+    # Its tickets remove whole attention heads and FFN neurons (`tickets.structured`): exportable smaller.
+    structured: bool = False
+    # What the paper publishes besides the mask: None (θ0 ⊙ m itself, or a ticket rewound to θ0 as in IMP),
+    # or e.g. "a trained network" — the matrix still rewinds the mask to θ0, and the leaderboard says so.
+    publishes: str | None = None
 
     @property
     def family(self) -> str:
@@ -97,7 +102,7 @@ FAMILIES = ("data-free", "calibration", "training-based")
 def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: str | None = None,
                     citation: str = "", yields: Callable | None = None, override: bool = False,
                     patterns: bool = False, family: str | None = None, scores: Callable | None = None,
-                    trains_per_sparsity: bool = False):
+                    trains_per_sparsity: bool = False, structured: bool = False, publishes: str | None = None):
     """Decorator registering `fn(ctx, hparams) -> list[Ticket]` as pruning method `name`.
 
     trains: the method fine-tunes on its source (ctx.train); base: name of the method whose ticket
@@ -109,7 +114,8 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
     patterns: its tickets follow an N:M `find.pattern` (`ctx.pattern`); family: data-free, calibration or
     training-based (default: from `trains`); scores: `(ctx, hparams) -> {name: score}` when it ranks
     weights by a score (allocators such as OWL use it); trains_per_sparsity: it fine-tunes once per
-    ladder sparsity (cost estimates)."""
+    ladder sparsity (cost estimates); structured: its tickets remove whole heads and FFN neurons;
+    publishes: what its paper's output is when that is not the mask on θ0 ("a trained network")."""
     if family is not None and family not in FAMILIES:
         raise TypeError(f"method '{name}': family must be one of {', '.join(FAMILIES)}, found {family!r}")
     if not (dataclasses.is_dataclass(hparams_cls) and hparams_cls.__dataclass_params__.frozen):
@@ -118,7 +124,7 @@ def register_method(name: str, hparams_cls: type, *, trains: bool = True, base: 
     def wrap(fn: Callable) -> PruningMethod:
         method = PruningMethod(name, fn, hparams_cls, trains=trains, base=base, citation=citation, yields=yields,
                                patterns=patterns, family_name=family, scores=scores,
-                               trains_per_sparsity=trains_per_sparsity)
+                               trains_per_sparsity=trains_per_sparsity, structured=structured, publishes=publishes)
         METHODS.register(name, method, override=override)
         return method
 

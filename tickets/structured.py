@@ -97,3 +97,23 @@ def pruned_units(masks: dict, heads: int) -> tuple[dict, dict]:
     if other:
         raise TicketError(f"mask '{other}' is outside every head and neuron but prunes weights: not a structured ticket")
     return out_h, out_n
+
+
+def lowest_units(scores: dict, heads: int, sparsity: float) -> tuple[dict, dict]:
+    """({layer prefix: pruned heads}, {layer prefix: pruned neurons}) removing, in every layer of
+    `scores` ({prefix: (head scores, neuron scores)}), the fraction `sparsity` of heads and of neurons
+    with the lowest scores (ties: lower index first); at least one head and one neuron stay."""
+    gone_h, gone_n = {}, {}
+    for prefix, (h, n) in scores.items():
+        gone_h[prefix] = sorted(h.argsort(stable=True)[: min(round(sparsity * heads), heads - 1)].tolist())
+        gone_n[prefix] = sorted(n.argsort(stable=True)[: min(round(sparsity * len(n)), len(n) - 1)].tolist())
+    return gone_h, gone_n
+
+
+def structured_ticket(ctx, shapes: dict, layers: list, heads: int, gone_h: dict, gone_n: dict, *, method: str,
+                      hparams, sparsity: float, **kw):
+    """A structured ticket removing the given units, recording them (`extra.structured`)."""
+    extra = {**kw.pop("extra", {}), "structured": {"num_heads": heads, "pruned_heads": gone_h,
+                                                  "pruned_neurons": {k: len(v) for k, v in gone_n.items()}}}
+    return ctx.make_ticket(unit_masks(shapes, layers, heads, gone_h, gone_n), method=method, hparams=hparams,
+                           target_sparsity=sparsity, extra=extra, **kw)

@@ -123,6 +123,13 @@ def _family(m) -> str:
     return getattr(m, "family", None) or ("training-based" if getattr(m, "trains", True) else "data-free")
 
 
+def patterns_of(m) -> str:
+    """The sparsity patterns a method's tickets can have."""
+    if getattr(m, "structured", False):
+        return "structured (heads, FFN neurons)"
+    return "unstructured, N:M" if getattr(m, "patterns", False) else "unstructured"
+
+
 def methods_table() -> str:
     """One line per registered method: family (data-free, calibration, training-based), whether it can
     make N:M tickets (`find.pattern`) and its citation."""
@@ -135,8 +142,7 @@ def methods_table() -> str:
             continue
         cited = getattr(m, "citation", "") or _citation(getattr(sys.modules.get(m.fn.__module__ or ""), "__doc__",
                                                                 "") or "")[1]
-        rows.append([name, _family(m), "unstructured, N:M" if getattr(m, "patterns", False) else "unstructured",
-                     cited])
+        rows.append([name, _family(m), patterns_of(m), cited])
     return _table(["method", "family", "patterns", "citation"], rows)
 
 
@@ -156,7 +162,9 @@ def describe_methods() -> str:
         where = "built-in" if modname.startswith("tickets.methods.") else f"plugin {modname or '(no module)'}"
         needs = f"{_family(m)}; " + ("trains on its source" if getattr(m, "trains", True) else "no training") + (
             f", transforms {m.base}'s ticket" if getattr(m, "base", None) else "") + (
-            "; N:M tickets" if getattr(m, "patterns", False) else "")
+            "; N:M tickets" if getattr(m, "patterns", False) else "") + (
+            "; structured tickets (heads, FFN neurons)" if getattr(m, "structured", False) else "") + (
+            f"; publishes {m.publishes} (the matrix rewinds its mask to θ0)" if getattr(m, "publishes", None) else "")
         lines = [f"{name}  ({where}; {needs})"]
         what = (inspect.getdoc(m.fn) or "").split("\n\n")[0].replace("\n", " ")
         lines += [f"  {x}" for x in (title, cited if cited != title else "", what) if x]

@@ -5,6 +5,11 @@ the ticket's weight names) and cuts the pruned heads' rows out of query / key / 
 columns out of the attention output, and the pruned neurons' rows and columns out of the FFN, in place.
 The masked weights it removes contribute exactly nothing (`tickets.structured`), so the smaller model
 computes the masked model's outputs; `benchmarks/test_bench_structured.py` measures its CPU latency.
+
+`ticketbench tickets export` writes a structured ticket this way (`save_pretrained` of the smaller
+model, its removed units in `ticketbench.json`); transformers 5 has no per-layer head counts
+(`pruned_heads` is gone), so `load_exported(folder)` rebuilds the smaller model from the config and
+those units before loading the weights.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import torch
 from torch import nn
 
 from bench.core.errors import TicketError
-from tickets.structured import bert_layers, pruned_units
+from tickets.structured import bert_layers, pruned_units, unit_masks
+
+STRUCTURED_FILE = "ticketbench.json"  # the export's provenance; its "structured" entry names the removed units
 
 
 def _linear(old: nn.Linear, rows=None, cols=None) -> nn.Linear:
@@ -55,3 +62,38 @@ def shrink_bert(model: nn.Module, masks: dict, num_heads: int) -> nn.Module:
         block.intermediate.dense = _linear(block.intermediate.dense, rows=keep_n)
         block.output.dense = _linear(block.output.dense, cols=keep_n)
     return model
+
+
+def removed_units(masks: dict, num_heads: int) -> dict:
+    """The units a structured ticket removes, as `ticketbench.json` records them."""
+    gone_h, gone_n = pruned_units(masks, num_heads)
+    return {"num_heads": num_heads, "pruned_heads": gone_h, "pruned_neurons": gone_n}
+
+
+def load_exported(folder) -> nn.Module:
+    """The smaller BertModel a structured export wrote: built from its config, cut to the recorded
+    units (`removed_units`), then its weights loaded strictly (a shape that does not fit is an error)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    folder = Path(folder)
+    try:
+        units = json.loads((folder / STRUCTURED_FILE).read_text())["structured"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TicketError(f"{folder}: no '{STRUCTURED_FILE}' with a 'structured' entry; not a structured export "
+                          "(load it with AutoModel.from_pretrained)") from None
+    model = BertModel(BertConfig.from_pretrained(str(folder)), add_pooling_layer=True)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    masks = unit_masks(shapes, bert_layers(shapes), int(units["num_heads"]), units["pruned_heads"],
+                       units["pruned_neurons"])
+    shrink_bert(model, masks, int(units["num_heads"]))
+    state = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise TicketError(f"{folder}: weights do not fit the structured model "
+                          f"({(missing or unexpected)[0]} {'missing' if missing else 'unexpected'})")
+    return model.eval()

@@ -184,6 +184,9 @@ class TaskModel(nn.Module):
         self.backbone = backbone
         self.spec = spec
         self.kind = spec.head
+        # The head starts from θ0's own weights (a pre-trained ITM head): θ0 ⊙ m can then be scored
+        # without fine-tuning (the leaderboard's "without fine-tuning" column).
+        self.head_from_theta0 = False
         self.hard_pool = hard_pool
         self.itm_loss = itm_loss or ("margin" if backbone.family in self.REAL_FAMILIES else "bce")
         if self.itm_loss not in ("bce", "margin"):
@@ -211,6 +214,7 @@ class TaskModel(nn.Module):
                     if k.startswith("rank.")}
             if rank and self.itm_loss == "margin":
                 load_state_into(self.head, rank, what=f"rank head of {backbone.preset} (its ITM head's match row)")
+                self.head_from_theta0 = True
             elif self.itm_loss == "margin" and "itm.proj.weight" in getattr(backbone, "pretrained_heads", {}):
                 log.warning("%s: θ0's heads.safetensors predates the rank head (rank.*): the retrieval head starts "
                             "fresh; write θ0 again (a new --out) for UNITER's ITM-initialised one", backbone.preset)

@@ -98,7 +98,8 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     study.check_digest(pair.task, pair.data_hash)
     spec = TASKS.get(pair.task)
     backbone = study.theta0(theta0_dir).set_max_text_len(cfg.finetune.max_text_len)
-    enforcer = None
+    enforcer = ticket = None
+    named: list = []
     if pair.ticket_path:
         ticket = Ticket.load(pair.ticket_path)
         if ticket.content_hash != pair.ticket_hash:
@@ -112,6 +113,8 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     torch.manual_seed(pair.seed)
     model = task_model(backbone, spec, study.labels(pair.task), hard_negatives=pair.settings.hard_negatives)
     store = study.store_for(pair.task)
+    no_finetune = (without_finetuning(model, ticket, named, spec, study, cfg, pair)
+                   if getattr(model, "head_from_theta0", False) else None)
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Layout.checkpoint(run_dir), cfg.matrix.checkpoint_minutes, key=pair.run_id)
     log = train(model, model.batch_loss(store), study.train_examples(pair.task), pair.settings,
@@ -136,4 +139,28 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},
         "env": environment(study.device), "eval_examples": len(examples),
+        **({"no_finetune": no_finetune} if no_finetune else {}),
     }
+
+
+def without_finetuning(model, ticket, named, spec, study, cfg, pair) -> dict:
+    """The pruned model scored as it is, before any training (its head from θ0): θ0 ⊙ m, or the
+    method's reconstructed weights when its ticket keeps them (SparseGPT). The weights and the RNG
+    are restored, so the fine-tuning that follows is the one it would be without this."""
+    rec = ticket.reconstructed() if ticket is not None else None
+    params = dict(named) if rec else {}
+    saved = {n: params[n].detach().clone() for n in rec or {} if n in params}
+    rng = torch.get_rng_state()
+    try:
+        with torch.no_grad():
+            for n in saved:
+                params[n].copy_(rec[n].to(params[n].device, params[n].dtype))
+        _, examples = study.eval_examples(pair.task)
+        metrics, _, _ = evaluate_task(model, spec, examples, study.store_for(pair.task), cfg.finetune.eval_batch_size,
+                                      bf16=pair.settings.bf16, workers=cfg.finetune.loader_workers)
+    finally:
+        with torch.no_grad():
+            for n, w in saved.items():
+                params[n].copy_(w)
+        torch.set_rng_state(rng)
+    return {"value": float(metrics[spec.headline]), "weights": "reconstructed" if saved else "θ0 ⊙ m"}

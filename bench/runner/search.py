@@ -17,10 +17,12 @@ from typing import Any
 import torch
 
 from bench.backbones import MLMModel, PretrainModel, task_model
+from bench.backbones.export import structured_latency
 from bench.core.errors import TicketbenchError
 from bench.core.io import atomic_write_json, read_json
 from bench.core.layout import Layout
 from bench.core.source import PRETRAIN
+from bench.cost import kept_flops
 from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS
@@ -290,16 +292,29 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
         tickets += method(ctx, search.hparams_dict)
     for t in tickets:
         store.put(t)
+    # Structured tickets: the exported smaller model's latency against dense, on this device (leaderboard).
+    latency = structured_latency(backbone, tickets) if method.structured and backbone.arch == "uniter" else None
     record = {
         "source": str(search.source), "method": method.name, "source_task": search.source.task,
         "sparsities": list(search.sparsities), "seconds": round(time.perf_counter() - t0, 2),
         "tickets": [{"sparsity": t.sparsity, "target": t.metadata["target_sparsity"],
                      "round": t.metadata.get("round"), "content_hash": t.content_hash,
-                     "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics")} for t in tickets],
+                     "train_metrics": (t.metadata.get("extra") or {}).get("train_metrics"),
+                     "flops_kept": _flops_kept(t)} for t in tickets],
         "cost": {**cost, **peak_memory(study.device)}, "pattern": ctx.pattern, "hparams": search.hparams_dict, "search_id": job.search_id, "env": environment(study.device),
+        **({"latency": latency} if latency else {}),
     }
     atomic_write_json(Layout.search_log(job.root), record)
     return {"status": "done", **record}
+
+
+def _flops_kept(ticket) -> float | None:
+    """The ticket's theoretical FLOPs kept (`bench.cost.kept_flops`); None for a backbone the cost model
+    cannot read (a plugin's): the leaderboard then shows '–', the search does not fail."""
+    try:
+        return round(kept_flops(ticket.backbone, ticket.masks), 6)
+    except TicketbenchError:
+        return None
 
 
 def peak_memory(device) -> dict:

@@ -3,6 +3,7 @@
 from tickets.methods import (  # noqa: F401 - each module registers its method
     controls,
     early_bird,
+    fisher_mask,
     gmp,
     grasp,
     imp,
@@ -16,6 +17,7 @@ from tickets.methods import (  # noqa: F401 - each module registers its method
     snip,
     soft_movement,
     sparsegpt,
+    structured_imp,
     structured_magnitude,
     synflow,
     wanda,

@@ -63,7 +63,8 @@ def pruning_steps(total: int, hparams: GMPHparams) -> tuple[int, int, list[int]]
 
 
 @register_method("gmp", GMPHparams, family="training-based", trains_per_sparsity=True,
-                 citation="Zhu & Gupta 2017 (gradual magnitude pruning, cubic schedule)")
+                 citation="Zhu & Gupta 2017 (gradual magnitude pruning, cubic schedule)",
+                 publishes="a trained network (pruned while fine-tuning)")
 def gmp(ctx: SearchContext, hparams: GMPHparams) -> list:
     """Per ladder sparsity: one fine-tuning from θ0 pruning by magnitude on the cubic schedule."""
     total = ctx.meta.get("train_steps")

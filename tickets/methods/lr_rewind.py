@@ -22,7 +22,8 @@ class LRRewindHparams(IMPHparams):
 
 
 @register_method("lr_rewind", LRRewindHparams, patterns=True, yields=lambda hp, ladder: imp_schedule(hp, sorted(ladder)),
-                 citation="Renda, Frankle & Carbin, ICLR 2020 (learning-rate rewinding)")
+                 citation="Renda, Frankle & Carbin, ICLR 2020 (learning-rate rewinding)",
+                 publishes="a trained network (retrained with the learning rate rewound)")
 def lr_rewind(ctx: SearchContext, hparams: LRRewindHparams) -> list:
     """Train → prune → retrain the survivors from their trained values with the full schedule → …"""
     weights = copy_weights(ctx.theta0)

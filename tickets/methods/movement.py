@@ -42,7 +42,8 @@ def movement_scores(ctx: SearchContext, start: dict, masks: dict, scores: dict |
     return {n: s.cpu() for n, s in scores.items()}, result
 
 
-@register_method("movement", MovementHparams, patterns=True, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)")
+@register_method("movement", MovementHparams, patterns=True, citation="Sanh, Wolf & Rush, NeurIPS 2020 (movement pruning)",
+                 publishes="a trained network (pruned while fine-tuning)")
 def movement(ctx: SearchContext, hparams: MovementHparams) -> list:
     """One dense fine-tuning accumulating S = −Σ w·g; prune the lowest S. With `gradual`,
     one fine-tuning per ladder sparsity, each continuing from the previous one's pruned weights with

@@ -71,7 +71,8 @@ def score_gradient(scores: dict, weight_grads: dict, full_weights: dict, lam: fl
 
 @register_method("soft_movement", SoftMovementHparams, family="training-based",
                  trains_per_sparsity=True,
-                 citation="Sanh, Wolf & Rush, NeurIPS 2020 (soft movement pruning)")
+                 citation="Sanh, Wolf & Rush, NeurIPS 2020 (soft movement pruning)",
+                 publishes="a trained network (pruned while fine-tuning)")
 def soft_movement(ctx: SearchContext, hparams: SoftMovementHparams) -> list:
     """Per ladder sparsity: one fine-tuning learning scores (straight-through + L1 on σ(S)), the mask
     being the top (1 − s_t) scores on the cubic schedule; the final mask is the ticket."""

@@ -106,7 +106,8 @@ def reconstruction_error(weight: Tensor, new: Tensor, hessian: Tensor) -> float:
 
 
 @register_method("sparsegpt", SparseGPTHparams, trains=False, patterns=True, family="calibration",
-                 citation="Frantar & Alistarh, ICML 2023 (SparseGPT)")
+                 citation="Frantar & Alistarh, ICML 2023 (SparseGPT)",
+                 publishes="reconstructed weights (the OBS update; kept in the ticket)")
 def sparsegpt(ctx: SearchContext, hparams: SparseGPTHparams) -> list:
     """Per ladder sparsity, from θ0: block by block, collect H of every linear's inputs (earlier blocks
     already pruned), prune and reconstruct each linear; the mask is the ticket, the weights ride along."""

@@ -17,7 +17,7 @@ from bench.core.errors import TicketError
 from tickets.methods.common import ladder
 from tickets.registry import register_method
 from tickets.search import SearchContext
-from tickets.structured import bert_layers, unit_masks, unit_scores
+from tickets.structured import bert_layers, lowest_units, structured_ticket, unit_scores
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class StructuredHparams:
     """No hyperparameters: heads and neurons are each removed at the ladder's sparsity per layer."""
 
 
-@register_method("structured_magnitude", StructuredHparams, trains=False, family="data-free",
+@register_method("structured_magnitude", StructuredHparams, trains=False, family="data-free", structured=True,
                  citation="Michel, Levy & Neubig, NeurIPS 2019; Li et al., ICLR 2017 (heads and neurons by weight norm)")
 def structured_magnitude(ctx: SearchContext, hparams: StructuredHparams) -> list:
     """Per ladder sparsity: in every layer remove the lowest-norm fraction s of heads and of neurons."""
@@ -35,15 +35,5 @@ def structured_magnitude(ctx: SearchContext, hparams: StructuredHparams) -> list
     layers = bert_layers(ctx.theta0)
     scores = {layer.prefix: unit_scores(ctx.theta0, layer, heads) for layer in layers}
     shapes = {n: tuple(w.shape) for n, w in ctx.theta0.items()}
-    tickets = []
-    for s in ladder(ctx, "structured_magnitude"):
-        gone_h, gone_n = {}, {}
-        for layer in layers:
-            h, n = scores[layer.prefix]
-            gone_h[layer.prefix] = sorted(h.argsort(stable=True)[: min(round(s * heads), heads - 1)].tolist())
-            gone_n[layer.prefix] = sorted(n.argsort(stable=True)[: min(round(s * len(n)), len(n) - 1)].tolist())
-        tickets.append(ctx.make_ticket(
-            unit_masks(shapes, layers, heads, gone_h, gone_n), method="structured_magnitude", hparams=hparams,
-            target_sparsity=s, extra={"structured": {"num_heads": heads, "pruned_heads": gone_h,
-                                                     "pruned_neurons": {k: len(v) for k, v in gone_n.items()}}}))
-    return tickets
+    return [structured_ticket(ctx, shapes, layers, heads, *lowest_units(scores, heads, s), method="structured_magnitude",
+                              hparams=hparams, sparsity=s) for s in ladder(ctx, "structured_magnitude")]
