@@ -29,15 +29,18 @@ def _rows(*sets: str, noise=None) -> dict:
 
 
 def test_the_default_design_says_what_it_cannot_resolve():
-    rows, where = _rows()
+    rows, where = _rows("find.seeds=1")
     assert "assumed" in where and all(r.noise == ASSUMED_NOISE for r in rows.values())
     strict = rows["strict matching"]
     assert not strict.testable and "one seed" in strict.why and strict.resolves > strict.needs
     # Enough seeds resolve strict matching's one-std margin; search replicates count as ticket runs.
     assert "≥ 16 runs per cell and dense seeds each" in strict.why
-    assert _rows("matrix.seeds=16")[0]["strict matching"].testable  # dense gets max(seeds, dense_seeds)
-    assert not _rows("matrix.seeds=8", "matrix.dense_seeds=16")[0]["strict matching"].testable
+    assert _rows("find.seeds=1", "matrix.seeds=16")[0]["strict matching"].testable  # dense: max(seeds, dense_seeds)
+    assert not _rows("find.seeds=1", "matrix.seeds=8", "matrix.dense_seeds=16")[0]["strict matching"].testable
     assert _rows("matrix.seeds=8", "find.seeds=2", "matrix.dense_seeds=16")[0]["strict matching"].testable
+    # The default's three ticket searches give an interval, not yet the assumed noise's resolution.
+    default = _rows()[0]["strict matching"]
+    assert "one seed" not in default.why and "3 search(es)" in default.design and not default.testable
 
 
 def test_measured_noise_is_used_and_named():
