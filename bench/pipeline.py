@@ -22,6 +22,7 @@ from bench.core.pipes import refuse_distributed_launch
 from bench.core.validate import check_timings
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
+from bench.runner.progress import say
 from bench.runner.stages import (
     SearchesFailed,
     search_jobs,
@@ -35,16 +36,11 @@ from bench.runner.study import Study
 from reports.fresh import inputs_key, is_current, mark_current
 
 
-def _say(quiet: bool, msg: str) -> None:
-    if not quiet:
-        print(msg, flush=True)
-
-
 def _report(out_dir: Path, cfg: Config, quiet: bool) -> None:
     """Build the report, unless the last build read this very store and config (reports/fresh.py)."""
     key = inputs_key(out_dir, to_dict(cfg))
     if is_current(out_dir, key):
-        _say(quiet, "[report] the store did not change since the last build: kept")
+        say(quiet, "[report] the store did not change since the last build: kept")
         return
     reports.build_report(out_dir, config=cfg)  # imports pandas and matplotlib on first use (reports/__init__.py)
     mark_current(out_dir, key)
@@ -74,7 +70,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         stages = STAGES[: STAGES.index(stages[-1]) + 1]
     t_start = time.perf_counter()
     # The output directory and the report path are printed even with --quiet: they are the answer.
-    _say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
+    say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     study = Study(cfg, out_dir)
     timings: dict[str, float] = {}
@@ -120,8 +116,8 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
                                     "device": str(study.device), "threads": torch.get_num_threads()})
     if "report" in stages and not nothing_done:
-        _say(False, f"report: {layout.report() / 'README.md'}")
-    _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
+        say(False, f"report: {layout.report() / 'README.md'}")
+    say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
     if summary is not None and summary.failed:
         # The other pairs ran and the report was written; the exit status still says something failed.
         first = summary.failed[0]
