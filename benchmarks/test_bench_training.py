@@ -17,7 +17,7 @@ from conftest import benchmark_best, best_times, sized
 from models import FEAT, RegionStore, sentence, task_model, vqa_examples, write_vocab
 from torch.nn.utils import prune
 
-from bench.training import TrainSettings, train
+from bench.training import OnStep, TrainSettings, train
 from tickets import MaskEnforcer, global_magnitude_masks
 
 SPARSITY = 0.7
@@ -46,7 +46,7 @@ def prepared(preset: str, vocab: str, mode: str):
 def step_times(preset: str, vocab: str, steps: int, rounds: int, batch_size: int = 16) -> dict[str, float]:
     """Seconds per optimizer step of each mode: wall ('<mode>') and CPU time of this process ('<mode>/cpu':
     on a shared machine other jobs inflate wall time, not our CPU time). Each step is timed at its end
-    (`on_step`), the first of a `train` call left out (set-up); the figure is the median over every step of
+    (`OnStep`), the first of a `train` call left out (set-up); the figure is the median over every step of
     every round, the modes interleaved in many short rounds (rotated), so load that comes and goes hits
     all modes alike and neither a preempted step nor `train`'s set-up counts."""
     store = RegionStore(64)
@@ -68,7 +68,7 @@ def step_times(preset: str, vocab: str, steps: int, rounds: int, batch_size: int
                 enforcer.mask_grads = timed
             ticks: list[tuple[float, float]] = []
             train(model, lambda b, m=model: m.loss(b, store), examples, settings, enforcer=enforcer,
-                  on_step=lambda *_, t=ticks: t.append((time.process_time(), time.perf_counter())))
+                  callbacks=[OnStep(lambda *_, t=ticks: t.append((time.process_time(), time.perf_counter())))])
             for k, key in ((0, f"{mode}/cpu"), (1, mode)):
                 times[key] += [b[k] - a[k] for a, b in zip(ticks, ticks[1:])]
             if enforcer is not None:

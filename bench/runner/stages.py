@@ -34,7 +34,7 @@ from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
 from bench.runner.store import RunStore
 from bench.runner.study import Study, environment
-from bench.training import train
+from bench.training import OnStep, train
 
 
 # ---- world ------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
                         device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers,
-                        on_step=None if quiet else step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))
+                        callbacks=() if quiet else [OnStep(step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))])
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps
