@@ -139,6 +139,8 @@ def test_report_figures_and_ticket_tools_from_the_cli(smoke):
     assert "sparsity" in _cli("tickets", "show", str(a)).stdout.lower()
     assert "jaccard" in _cli("tickets", "diff", str(a), str(b)).stdout.lower()
     _cli("report", str(smoke), "--quiet")
+    # Any build but the pipeline's own unmarks the report: the next `run` builds it again (it may have had --compare).
+    assert not (smoke / "report" / ".report-inputs.json").exists()
     _cli("figures", str(smoke), "--paper", "vl")
     listed = _cli("plans", str(smoke)).stdout.splitlines()
     last = (smoke / "plans" / "LAST").read_text().strip()
