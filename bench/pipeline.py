@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
+import reports
 from bench.config import STAGES, Config, apply_overrides, to_dict
 from bench.core.errors import ConfigError, DataError, RunFailed
 from bench.core.io import MAX_STORE_BYTES, atomic_write_json, atomic_write_text, read_json
@@ -21,6 +22,7 @@ from bench.core.pipes import refuse_distributed_launch
 from bench.core.validate import check_timings
 from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
+from bench.runner.progress import say
 from bench.runner.stages import (
     SearchesFailed,
     search_jobs,
@@ -31,12 +33,17 @@ from bench.runner.stages import (
     stage_world,
 )
 from bench.runner.study import Study
-from reports import build_report
+from reports.fresh import inputs_key, is_current, mark_current
 
 
-def _say(quiet: bool, msg: str) -> None:
-    if not quiet:
-        print(msg, flush=True)
+def _report(out_dir: Path, cfg: Config, quiet: bool) -> None:
+    """Build the report, unless the last build read this very store and config (reports/fresh.py)."""
+    key = inputs_key(out_dir, to_dict(cfg))
+    if is_current(out_dir, key):
+        say(quiet, "[report] the store did not change since the last build: kept")
+        return
+    reports.build_report(out_dir, config=cfg)  # imports pandas and matplotlib on first use (reports/__init__.py)
+    mark_current(out_dir, key)
 
 
 def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAGES, upto: bool = False,
@@ -63,7 +70,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         stages = STAGES[: STAGES.index(stages[-1]) + 1]
     t_start = time.perf_counter()
     # The output directory and the report path are printed even with --quiet: they are the answer.
-    _say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
+    say(False, f"ticketbench: {cfg.name} (plan {plan.hash}) -> {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     study = Study(cfg, out_dir)
     timings: dict[str, float] = {}
@@ -98,7 +105,7 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet, failed_searches))
     nothing_done = summary is not None and summary.failed and not (summary.done or summary.cached)
     if "report" in stages and not nothing_done:  # every run failed: the failure summary below says so
-        timed("report", lambda: build_report(out_dir, config=cfg))
+        timed("report", lambda: _report(out_dir, cfg, quiet))
     total = time.perf_counter() - t_start
     timing_file = layout.inside(layout.timings)
     try:
@@ -109,8 +116,8 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
     atomic_write_json(timing_file, {**old, **timings, "last_total_s": round(total, 2),
                                     "device": str(study.device), "threads": torch.get_num_threads()})
     if "report" in stages and not nothing_done:
-        _say(False, f"report: {layout.report() / 'README.md'}")
-    _say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
+        say(False, f"report: {layout.report() / 'README.md'}")
+    say(quiet, f"ticketbench: done in {total:.0f}s -> {out_dir}")
     if summary is not None and summary.failed:
         # The other pairs ran and the report was written; the exit status still says something failed.
         first = summary.failed[0]

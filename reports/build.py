@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.config import Config, to_dict
 from bench.core.io import file_hash, safe_name, short_hash
-from bench.core.layout import REPORT_FILES, file_name
+from bench.core.layout import REPORT_FILES, Layout, file_name
 from bench.tasks.base import DECLARATIONS
 from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
@@ -172,6 +172,7 @@ def build_report(out_dir: str | Path, compare: str | None = None, config: Config
     """
     if compare:
         safe_name(compare, "method")
+    Layout(out_dir).report_inputs.unlink(missing_ok=True)  # the pipeline marks its own builds (reports/fresh.py)
     ctx = load_context(out_dir, config, plan=plan, plans=plans)
     tables = build_tables(ctx)
     key = figures_key(ctx)

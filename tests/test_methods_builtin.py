@@ -321,11 +321,11 @@ def test_adding_a_method_keeps_the_stored_searches():
 
 
 def test_training_loop_on_grads_sees_masked_gradients_and_can_stop():
-    """The runner's hook for movement pruning and early-bird tickets (bench.training.train(on_grads=))."""
+    """The runner's hook for movement pruning and early-bird tickets (bench.training.train(callbacks=[OnGrads(fn)]))."""
     from types import SimpleNamespace
 
     from bench.core.settings import TrainSettings
-    from bench.training import train
+    from bench.training import OnGrads, train
     from tickets import MaskEnforcer
     from tickets.testing import ToyLinear
 
@@ -344,7 +344,7 @@ def test_training_loop_on_grads_sees_masked_gradients_and_can_stop():
         return len(seen) == 3
 
     log = train(model, loss_fn, examples, TrainSettings(steps=10, batch_size=4, lr=1e-2, bf16=False),
-                enforcer=MaskEnforcer(named, masks), head_prefixes=(), on_grads=on_grads)
+                enforcer=MaskEnforcer(named, masks), head_prefixes=(), callbacks=[OnGrads(on_grads)])
     assert log.steps == 3 and len(seen) == 3
     for g in seen:
         assert all((g[n][~masks[n]] == 0).all() and g[n][masks[n]].abs().sum() > 0 for n in masks)

@@ -108,6 +108,27 @@ def test_rerun_is_fully_cached(smoke, capsys):
     assert time.perf_counter() - t0 < 60
 
 
+def test_a_noop_rerun_reads_no_data_and_keeps_the_report(smoke, monkeypatch):
+    from bench.core import statcache
+    from bench.runner.study import Study
+
+    monkeypatch.setattr(statcache, "RACY_S", 0.0)  # the fixture's files were written seconds ago
+    run_pipeline(load_config("smoke"), out=str(smoke), quiet=True)  # digests remembered, the report marked
+    readme = smoke / "report" / "README.md"
+    built = readme.stat().st_mtime_ns
+
+    def read(*a):
+        raise AssertionError("a data file was read on a no-op re-run")
+
+    monkeypatch.setattr(Study, "_data_digest", read)
+    run_pipeline(load_config("smoke"), out=str(smoke), quiet=True)
+    assert readme.stat().st_mtime_ns == built  # nothing in the store changed: the report was kept
+    record = next(smoke.glob("runs/*/record.json"))
+    os.utime(record, ns=(built, built - 10**9))  # a store file changed: the report is built again
+    run_pipeline(load_config("smoke"), out=str(smoke), quiet=True)
+    assert readme.stat().st_mtime_ns != built
+
+
 def test_report_figures_and_ticket_tools_from_the_cli(smoke):
     report = smoke / "report"
     for name in ("accuracy_vs_sparsity.png", "transfer_heatmap_s50.png", "README.md", "matching_sparsity.md"):
@@ -118,6 +139,8 @@ def test_report_figures_and_ticket_tools_from_the_cli(smoke):
     assert "sparsity" in _cli("tickets", "show", str(a)).stdout.lower()
     assert "jaccard" in _cli("tickets", "diff", str(a), str(b)).stdout.lower()
     _cli("report", str(smoke), "--quiet")
+    # Any build but the pipeline's own unmarks the report: the next `run` builds it again (it may have had --compare).
+    assert not (smoke / "report" / ".report-inputs.json").exists()
     _cli("figures", str(smoke), "--paper", "vl")
     listed = _cli("plans", str(smoke)).stdout.splitlines()
     last = (smoke / "plans" / "LAST").read_text().strip()

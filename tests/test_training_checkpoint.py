@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from test_training_loop import _data
 from torch import nn
 
-from bench.training import TrainSettings, train
+from bench.training import OnStep, Snapshot, TrainSettings, train
 from bench.training.checkpoint import LATEST, Checkpoint
 
 
@@ -70,7 +70,7 @@ def test_resumed_call_equals_an_uninterrupted_one(tmp_path):
 
     model = _fresh()
     with pytest.raises(Interrupted):  # killed at step 27: the last checkpoint is step 25's
-        train(model, model.loss, _data(), SETTINGS, log_every=5, on_step=_interrupt_at(27),
+        train(model, model.loss, _data(), SETTINGS, log_every=5, callbacks=[OnStep(_interrupt_at(27))],
               checkpoint=Checkpoint(tmp_path, 1e-9, key="run"))
     latest = json.loads((tmp_path / LATEST).read_text())
     assert latest["step"] == 25 and latest["batches"] == 25 * SETTINGS.grad_accum
@@ -102,7 +102,7 @@ def test_no_checkpoint_at_the_last_step_and_none_when_off(tmp_path):
 def test_a_checkpoint_of_another_run_or_a_corrupt_one_is_not_resumed(tmp_path, capsys):
     model = _fresh()
     with pytest.raises(Interrupted):
-        train(model, model.loss, _data(), SETTINGS, log_every=5, on_step=_interrupt_at(12),
+        train(model, model.loss, _data(), SETTINGS, log_every=5, callbacks=[OnStep(_interrupt_at(12))],
               checkpoint=Checkpoint(tmp_path, 1e-9, key="run-a"))
     ref = _fresh()
     ref_log = train(ref, ref.loss, _data(), SETTINGS, log_every=5)
@@ -125,5 +125,5 @@ def test_a_checkpoint_of_another_run_or_a_corrupt_one_is_not_resumed(tmp_path, c
 def test_checkpoint_and_rewind_snapshot_are_not_combined(tmp_path):
     model = _fresh()
     with pytest.raises(ValueError, match="snapshot"):
-        train(model, model.loss, _data(), SETTINGS, snapshot_step=3, snapshot_fn=dict,
+        train(model, model.loss, _data(), SETTINGS, callbacks=[Snapshot(3, dict)],
               checkpoint=Checkpoint(tmp_path, 1))

@@ -6,7 +6,7 @@ from torch import nn
 
 from bench.core.errors import RunFailed
 from bench.tasks.base import Example
-from bench.training import TrainSettings, train
+from bench.training import Callback, Snapshot, TrainSettings, train
 from bench.training.batching import bucketed_batches, eval_batches
 
 
@@ -57,9 +57,33 @@ def test_non_finite_loss_fails_the_run():
 
 def test_snapshot_for_late_rewinding_is_a_copy():
     model = Regressor()
+    snap = Snapshot(3, lambda: {"w": model.body.weight.detach().clone()})
+    train(model, model.loss, _data(), TrainSettings(steps=10, batch_size=8, lr=1e-2), callbacks=[snap])
+    assert not torch.equal(snap.value["w"], model.body.weight)
+
+
+def test_callbacks_are_called_in_order_at_each_point_of_a_step():
+    model, calls = Regressor(), []
+
+    class Spy(Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def begin(self):
+            calls.append((self.name, "begin"))
+
+        def after_grads(self, step):
+            calls.append((self.name, "grads", step))
+            return self.name == "b" and step == 2  # one callback's stop stops training; the others still ran
+
+        def after_step(self, step, steps, loss):
+            calls.append((self.name, "step", step))
+
     log = train(model, model.loss, _data(), TrainSettings(steps=10, batch_size=8, lr=1e-2),
-                snapshot_step=3, snapshot_fn=lambda: {"w": model.body.weight.detach().clone()})
-    assert not torch.equal(log.snapshot["w"], model.body.weight)
+                callbacks=[Spy("a"), Spy("b")])
+    assert log.steps == 2
+    assert calls == [("a", "begin"), ("b", "begin"), ("a", "grads", 1), ("b", "grads", 1), ("a", "step", 1),
+                     ("b", "step", 1), ("a", "grads", 2), ("b", "grads", 2), ("a", "step", 2), ("b", "step", 2)]
 
 
 def test_batches_are_seeded_and_cover_the_data():

@@ -10,8 +10,10 @@ Overrides are config keys of the preset (hidden_size, num_layers, feat_dim, max_
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +31,7 @@ from bench.backbones.vilt import ViltBackbone, config_from_vilt
 from bench.core.errors import CheckpointError, ConfigError
 from bench.core.io import read_json
 from bench.core.registry import Registry, suggest
+from bench.core.statcache import StatCache
 
 ARCHS: dict[str, type[Backbone]] = {"uniter": UniterBackbone, "lxmert": LxmertBackbone, "vilt": ViltBackbone,
                                     "bert": BertBackbone}
@@ -296,11 +299,28 @@ def load_backbone(directory: str | Path, device: str | None = None) -> Backbone:
 
 
 def count_parameters(preset: str) -> int:
-    """Parameter count of a preset at its nominal vocabulary, built on the meta device (no memory)."""
+    """Parameter count of a preset at its nominal vocabulary, built on the meta device (no memory).
+
+    Remembered in the user's cache (`parameter_cache`) against the architecture's source files and the
+    transformers version: building the model imports transformers' model code (~3 CPU-s), which a re-run
+    that trains nothing would otherwise pay only to size its micro-batches (issue 30, item 10)."""
     spec = PRESETS.get(preset)
-    with torch.device("meta"):
-        model = ARCHS[spec.arch](spec.name, spec.family, spec.config, None)
-    return model.num_parameters()
+    arch = ARCHS[spec.arch]
+    code = sorted({inspect.getsourcefile(c) for c in arch.__mro__ if c.__module__.startswith("bench.")} - {None})
+
+    def build() -> int:
+        with torch.device("meta"):
+            model = arch(spec.name, spec.family, spec.config, None)
+        return model.num_parameters()
+
+    what = {"arch": spec.arch, "family": spec.family, "config": spec.config, "transformers": _version("transformers")}
+    return int(StatCache(parameter_cache()).get_or_compute(what, code, build))
+
+
+def parameter_cache() -> Path:
+    """`$TICKETBENCH_CACHE/parameters.json` (default `$XDG_CACHE_HOME/ticketbench`, else `~/.cache/ticketbench`)."""
+    root = os.environ.get("TICKETBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ticketbench"
+    return Path(root) / "parameters.json"
 
 
 def describe_presets() -> str:

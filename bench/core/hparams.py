@@ -10,11 +10,13 @@ from bench.core.errors import ConfigError
 from bench.core.io import load_yaml
 
 
-def hp(default: Any, help: str):  # noqa: A002 - mirrors argparse's name
-    """A hyperparameter: a default and a one-line help string."""
+def hp(default: Any, help: str, check: Any = None):  # noqa: A002 - mirrors argparse's name
+    """A hyperparameter: a default, a one-line help string and, for config fields, its value check
+    (`bench.core.validate.Check`: what the type cannot say — ranges, elements, choices, syntax), run by
+    `bench.core.validate.validate` when a config is built."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use tuples for sequence defaults (frozen dataclasses)")
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, **({"check": check} if check is not None else {})})
 
 
 def _scalar(text: str) -> Any:

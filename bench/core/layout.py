@@ -25,6 +25,7 @@ RECORD = "record.json"  # a run's or a search's record (the executor's)
 SEARCH_LOG = "search.json"  # a search's log beside its tickets
 DONE = "DONE"  # θ0 is complete; holds the weights' content hash
 REPORT_FILES = ".report-files.json"  # what the last report build wrote, with content hashes
+REPORT_INPUTS = ".report-inputs.json"  # the key of the store the last report was built from
 UNITS = ("runs", "tickets")  # the run store's kinds of work (fine-tuning runs, ticket searches)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]")
@@ -164,6 +165,15 @@ class Layout:
         if subdir:
             path = path / safe_name(subdir, "report folder")
         return self.inside(path)
+
+    @property
+    def report_inputs(self) -> Path:
+        return self.report() / REPORT_INPUTS
+
+    # ---- bookkeeping that only saves work (never input) -------------------------------------------
+    @property
+    def digest_cache(self) -> Path:
+        return self.out / ".cache" / "digests.json"
 
     @property
     def matrix(self) -> Path:

@@ -9,33 +9,35 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.core.hparams import hp
+from bench.core.validate import BETAS, BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Resolved optimisation settings of one training call (AdamW, warm-up then linear decay to 0)."""
 
-    steps: int = hp(100, "optimizer steps")
-    batch_size: int = hp(32, "examples per step (per accumulation micro-batch)")
+    steps: int = hp(100, "optimizer steps", check=POSITIVE_INT)
+    batch_size: int = hp(32, "examples per step (per accumulation micro-batch)", check=POSITIVE_INT)
     batch_tokens: Optional[int] = hp(None, "token budget of a micro-batch instead of `batch_size` examples: text "
                                            "tokens plus image tokens per example (UNITER's recipes are in tokens; "
-                                           "None = batch_size examples)")
-    lr: float = hp(1e-4, "peak learning rate")
-    warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0")
-    weight_decay: float = hp(0.01, "AdamW weight decay")
-    betas: tuple = hp((0.9, 0.98), "AdamW betas")
-    grad_clip: float = hp(2.0, "gradient-norm clipping (0 = off)")
-    grad_accum: int = hp(1, "gradient accumulation steps")
-    head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head")
-    seed: int = hp(0, "seed of data order and head initialisation")
-    bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)")
+                                           "None = batch_size examples)", check=POSITIVE_INT)
+    lr: float = hp(1e-4, "peak learning rate", check=POSITIVE)
+    warmup: float = hp(0.1, "fraction of steps for linear warm-up, then linear decay to 0", check=FRACTION)
+    weight_decay: float = hp(0.01, "AdamW weight decay", check=NON_NEGATIVE)
+    betas: tuple = hp((0.9, 0.98), "AdamW betas", check=BETAS)
+    grad_clip: float = hp(2.0, "gradient-norm clipping (0 = off)", check=NON_NEGATIVE)
+    grad_accum: int = hp(1, "gradient accumulation steps", check=POSITIVE_INT)
+    head_lr_mult: float = hp(1.0, "learning-rate multiplier of the task head", check=POSITIVE)
+    seed: int = hp(0, "seed of data order and head initialisation", check=NON_NEGATIVE_INT)
+    bf16: bool = hp(True, "bf16 autocast on CUDA (ignored on CPU)", check=BOOL)
     hard_negatives: int = hp(0, "retrieval's margin loss: rank the hardest of this many sampled in-batch negatives "
                                 "each way, mined by forward passes without gradients (0 = UNITER's released "
-                                "default: one sampled negative each way, no mining)")
+                                "default: one sampled negative each way, no mining)", check=NON_NEGATIVE_INT)
     adv_steps: int = hp(0, "adversarial training: ascent steps K on embedding perturbations per step (0 = off; "
-                           "FreeLB / VILLA, bench/training/adversarial.py)")
-    adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation")
-    adv_step_size: float = hp(1e-3, "adversarial training: ascent step size α")
+                           "FreeLB / VILLA, bench/training/adversarial.py)", check=NON_NEGATIVE_INT)
+    adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation",
+                            check=NON_NEGATIVE)
+    adv_step_size: float = hp(1e-3, "adversarial training: ascent step size α", check=NON_NEGATIVE)
 
     def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
         """These settings with every non-None field of `overrides` (a dataclass or mapping whose

@@ -2,8 +2,10 @@
 options, so that a bad value fails in one line *before* any stage starts (never as a traceback, a
 hang, or "failed" records after hours of training).
 
-`bench.core.hparams.coerce_value` gives every field its type; this module checks what the type
-cannot: ranges, list elements, enumerations and syntax. Names that need a registry (tasks,
+`bench.core.hparams.coerce_value` gives every field its type; each field declares what the type
+cannot say — ranges, list elements, enumerations, syntax — with itself (`hp(default, help,
+check=POSITIVE_INT)`, the `Check`s below), and `validate` runs every field's check. A recipe's fields
+in `tasks.yaml` take `TrainSettings`' checks (`field_check`). Names that need a registry (tasks,
 presets, pruning methods) are checked by the pipeline before it writes anything.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from bench.core.errors import ConfigError, DataError, TicketbenchError
 from bench.core.io import safe_name
@@ -33,35 +35,63 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# Checks of one value: (predicate, what was expected).
-def int_at_least(lo: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _is_int(v) and v >= lo), f"an integer ≥ {lo}"
+class Check(NamedTuple):
+    """The check of one field, declared with it (`hp(default, help, check=...)`): `ok(value)` and what was
+    expected, in words; a tuple field is checked element by element, `nonempty` ones hold at least one
+    element and `length` ones exactly that many."""
+
+    ok: Callable[[Any], bool]
+    expected: str
+    nonempty: bool = False
+    length: int | None = None
 
 
-def number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+def nonempty(check: Check) -> Check:
+    return check._replace(nonempty=True)
+
+
+def length(check: Check, n: int) -> Check:
+    return check._replace(length=n)
+
+
+def int_at_least(lo: int) -> Check:
+    return Check(lambda v: _is_int(v) and v >= lo, f"an integer ≥ {lo}")
+
+
+def number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Check:
     def ok(v: Any) -> bool:
         return _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
 
-    return ok, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return Check(ok, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}")
 
 
-def number_at_least(lo: float, open_: bool = False):
-    return (lambda v: _is_num(v) and (v > lo if open_ else v >= lo)), f"a finite number {'>' if open_ else '≥'} {lo:g}"
+def number_at_least(lo: float, open_: bool = False) -> Check:
+    return Check(lambda v: _is_num(v) and (v > lo if open_ else v >= lo), f"a finite number {'>' if open_ else '≥'} {lo:g}")
 
 
-def one_of(*choices: str):
-    return (lambda v: v in choices), "one of " + ", ".join(choices)
+def one_of(*choices: str) -> Check:
+    return Check(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+def matches(pattern: str, expected: str, full: bool = False) -> Check:
+    """A string that `pattern` matches at its start (`full`: the whole string, surrounding spaces aside)."""
+    rx = re.compile(pattern)
+    return Check(lambda v: isinstance(v, str) and bool(rx.fullmatch(v.strip()) if full else rx.match(v)), expected)
 
 
 NON_NEGATIVE_INT = int_at_least(0)
 POSITIVE_INT = int_at_least(1)
-FRACTION = number_in(0.0, 1.0)[0], "a fraction in [0, 1]"
+FRACTION = Check(number_in(0.0, 1.0).ok, "a fraction in [0, 1]")
+POSITIVE = number_at_least(0.0, open_=True)
+NON_NEGATIVE = number_at_least(0.0)
 # Sparsities are keyed and reported at 4 decimals: 0.9999999 would become a 100 % ticket and 1e-9 a 0 % one.
-SPARSITY = ((lambda v: _is_num(v) and (v == 0 or 1e-4 <= v <= 0.9999)),
-            "a number in [0, 1): 0, or 0.0001 to 0.9999 (sparsities are kept to 4 decimals)")
-NAME = (lambda v: isinstance(v, str) and bool(v.strip())), "a non-empty name"
-TEXT = (lambda v: isinstance(v, str)), "a string"
-BOOL = (lambda v: isinstance(v, bool)), "true or false"
+SPARSITY = Check(lambda v: _is_num(v) and (v == 0 or 1e-4 <= v <= 0.9999),
+                 "a number in [0, 1): 0, or 0.0001 to 0.9999 (sparsities are kept to 4 decimals)")
+NAME = Check(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")
+TEXT = Check(lambda v: isinstance(v, str), "a string")
+BOOL = Check(lambda v: isinstance(v, bool), "true or false")
+BETAS = length(number_in(0.0, 1.0, hi_open=True), 2)
+DEVICE = Check(lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "auto, cpu, mps, cuda or cuda:N")
 
 
 def _regex(v: Any) -> bool:
@@ -74,7 +104,7 @@ def _regex(v: Any) -> bool:
     return True
 
 
-REGEX = _regex, "a valid regular expression"
+REGEX = Check(_regex, "a valid regular expression")
 
 
 def _mix(spec: Any, allow_empty: bool) -> bool:
@@ -97,115 +127,9 @@ def _mix(spec: Any, allow_empty: bool) -> bool:
     return True
 
 
-HPARAM = ((lambda v: isinstance(v, str) and bool(re.match(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+=", v))),
-          "method.field=value")
-MIX = (lambda v: _mix(v, False)), f"an objective mix name[:ratio],... of {', '.join(OBJECTIVES)} with ratios > 0"
-MIX_OR_EMPTY = (lambda v: _mix(v, True)), MIX[1] + " (or empty)"
-
-# Every field's check; a tuple field is checked element by element ("each ..."), `nonempty` lists
-# must hold at least one element.
-FIELDS: dict[str, tuple] = {
-    "world.source": one_of("toyland", "real"),
-    "world.scale": one_of("smoke", "default", "study", "large"),
-    "world.seed": NON_NEGATIVE_INT,
-    "world.data_root": TEXT,
-    "world.features": TEXT,
-    "world.images": ((lambda v: isinstance(v, str) and bool(re.match(r"^[A-Za-z0-9_]+=.+", v))),
-                     "SOURCE=PATH[|KEY_TEMPLATE]"),
-    "world.task_images": ((lambda v: isinstance(v, str) and bool(re.match(r"^[A-Za-z0-9_]+=[A-Za-z0-9_]+$", v))),
-                          "TASK=SOURCE"),
-    "world.cache_mb": NON_NEGATIVE_INT,
-    "world.conf_th": number_in(-1.0, 1.0),
-    "world.min_bb": NON_NEGATIVE_INT,
-    "world.max_bb": POSITIVE_INT,
-    "backbone.preset": NAME,
-    "backbone.checkpoint": TEXT,
-    "backbone.tokenizer": TEXT,
-    "backbone.device": ((lambda v: isinstance(v, str) and bool(_DEVICE.match(v))), "auto, cpu, mps, cuda or cuda:N"),
-    "pretrain.steps": POSITIVE_INT,
-    "pretrain.batch_size": POSITIVE_INT,
-    "pretrain.batch_tokens": POSITIVE_INT,
-    "pretrain.lr": number_at_least(0.0, open_=True),
-    "pretrain.warmup": FRACTION,
-    "pretrain.weight_decay": number_at_least(0.0),
-    "pretrain.objectives": MIX,
-    "pretrain.first_objectives": MIX_OR_EMPTY,
-    "pretrain.first_fraction": FRACTION,
-    "pretrain.tag_fraction": number_at_least(0.0),
-    "pretrain.mask_prob": number_in(0.0, 1.0, lo_open=True, hi_open=True),
-    "pretrain.seed": NON_NEGATIVE_INT,
-    "pretrain.betas": number_in(0.0, 1.0, hi_open=True),
-    "pretrain.grad_clip": number_at_least(0.0),
-    "pretrain.grad_accum": POSITIVE_INT,
-    "pretrain.head_lr_mult": number_at_least(0.0, open_=True),
-    "pretrain.bf16": BOOL,
-    "pretrain.adv_steps": NON_NEGATIVE_INT,
-    "pretrain.hard_negatives": NON_NEGATIVE_INT,
-    "pretrain.adv_epsilon": number_at_least(0.0),
-    "pretrain.adv_step_size": number_at_least(0.0),
-    "find.sources": NAME,
-    "find.one_shot": NAME,
-    "find.sparsities": SPARSITY,
-    "find.hparams": HPARAM,
-    "find.rewind_step": NON_NEGATIVE_INT,
-    "find.steps": POSITIVE_INT,
-    "find.include": REGEX,
-    "find.exclude": REGEX,
-    "find.plugins": NAME,
-    "find.seed": NON_NEGATIVE_INT,
-    "find.adv_steps": NON_NEGATIVE_INT,
-    # N < M is the plan's check (tickets.patterns.parse_pattern), with the ladder it implies
-    "find.pattern": ((lambda v: isinstance(v, str) and bool(re.fullmatch(r"unstructured|\d+:\d+", v.strip()))),
-                     "unstructured or N:M (e.g. 2:4)"),
-    "find.seeds": POSITIVE_INT,
-    "finetune.steps": POSITIVE_INT,
-    "finetune.batch_size": POSITIVE_INT,
-    "finetune.batch_tokens": POSITIVE_INT,
-    "finetune.lr": number_at_least(0.0, open_=True),
-    "finetune.head_lr_mult": number_at_least(0.0, open_=True),
-    "finetune.warmup": FRACTION,
-    "finetune.weight_decay": number_at_least(0.0),
-    "finetune.betas": number_in(0.0, 1.0, hi_open=True),
-    "finetune.grad_clip": number_at_least(0.0),
-    "finetune.grad_accum": POSITIVE_INT,
-    "finetune.eval_batch_size": POSITIVE_INT,
-    "finetune.max_text_len": int_at_least(3),
-    "finetune.dev_limit": NON_NEGATIVE_INT,
-    "finetune.memory_gib": number_at_least(0.0),
-    "finetune.loader_workers": NON_NEGATIVE_INT,
-    "finetune.bf16": BOOL,
-    "finetune.adv_steps": NON_NEGATIVE_INT,
-    "finetune.hard_negatives": NON_NEGATIVE_INT,
-    "finetune.adv_epsilon": number_at_least(0.0),
-    "finetune.adv_step_size": number_at_least(0.0),
-    "matrix.tasks": NAME,
-    "matrix.sources": NAME,
-    "matrix.sparsities": SPARSITY,
-    "matrix.seeds": POSITIVE_INT,
-    "matrix.dense_seeds": POSITIVE_INT,
-    "matrix.convergence_check": BOOL,
-    "matrix.claim_tasks": NAME,
-    "matrix.claim_sparsities": SPARSITY,
-    "matrix.adaptive": BOOL,
-    "matrix.adaptive_max_seeds": POSITIVE_INT,
-    "matrix.adaptive_thresholds": number_at_least(0.0, open_=True),
-    "matrix.adaptive_sigma": number_at_least(0.0, open_=True),
-    "matrix.adaptive_alpha": number_in(0.0, 1.0, lo_open=True, hi_open=True),
-    "matrix.baselines": NAME,
-    "matrix.controls": NAME,
-    "matrix.control_sparsities": SPARSITY,
-    "matrix.executor": one_of(*EXECUTORS),
-    "matrix.workers": NON_NEGATIVE_INT,  # 0 = one per visible GPU
-    "matrix.gpus_per_run": number_at_least(0.0, open_=True),
-    "matrix.threads": POSITIVE_INT,
-    "matrix.ray_address": TEXT,
-    "matrix.checkpoint_minutes": number_at_least(0.0),
-    "report.transfer_sparsities": SPARSITY,
-    "report.relaxed": number_in(0.0, 1.0, lo_open=True),
-    "report.tie_margin": number_at_least(0.0),
-}
-NONEMPTY = {"matrix.tasks", "find.sparsities"}
-LENGTH = {"finetune.betas": 2, "pretrain.betas": 2}
+HPARAM = matches(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+=", "method.field=value")
+MIX = Check(lambda v: _mix(v, False), f"an objective mix name[:ratio],... of {', '.join(OBJECTIVES)} with ratios > 0")
+MIX_OR_EMPTY = Check(lambda v: _mix(v, True), MIX.expected + " (or empty)")
 
 
 def check_name(name: Any, where: str = "config") -> str:
@@ -216,24 +140,30 @@ def check_name(name: Any, where: str = "config") -> str:
     return name
 
 
-def check_value(key: str, value: Any, where: str = "config", optional: bool = False) -> None:
+def field_check(cls: type, name: str) -> Check | None:
+    """The check declared with field `name` of dataclass `cls` (None: it has none)."""
+    import dataclasses
+
+    return next((f.metadata.get("check") for f in dataclasses.fields(cls) if f.name == name), None)
+
+
+def check_value(key: str, value: Any, check: Check, where: str = "config", optional: bool = False) -> None:
     """Check one field (list elements included); a ConfigError names `where`, the key, the value and
     what was expected. `optional` fields (default None: "the recipe's") also take None."""
-    ok, expected = FIELDS[key]
     if optional and value is None:
         return
     if isinstance(value, tuple):
-        if key in NONEMPTY and not value:
+        if check.nonempty and not value:
             raise _fail(where, key, list(value), "at least one value")
-        if key in LENGTH and len(value) != LENGTH[key]:
-            raise _fail(where, key, list(value), f"{LENGTH[key]} values")
+        if check.length is not None and len(value) != check.length:
+            raise _fail(where, key, list(value), f"{check.length} values")
         for element in value:
-            if not ok(element):
-                raise ConfigError(f"{where}: {key}: element {element!r} of {list(value)!r}: expected {expected}")
-        if len(set(value)) != len(value) and key not in LENGTH:
+            if not check.ok(element):
+                raise ConfigError(f"{where}: {key}: element {element!r} of {list(value)!r}: expected {check.expected}")
+        if len(set(value)) != len(value) and check.length is None:
             raise _fail(where, key, list(value), "no repeated values")
-    elif not ok(value):
-        raise _fail(where, key, value, expected)
+    elif not check.ok(value):
+        raise _fail(where, key, value, check.expected)
 
 
 def validate(cfg, where: str = "config"):
@@ -246,10 +176,10 @@ def validate(cfg, where: str = "config"):
             continue
         sec = getattr(cfg, section.name)
         for f in dataclasses.fields(sec):
-            key = f"{section.name}.{f.name}"
-            if key not in FIELDS:  # a new field without a check: tests/test_bad_inputs.py fails
+            check = f.metadata.get("check")
+            if check is None:  # a field declared without a check: tests/test_bad_inputs.py fails
                 continue
-            check_value(key, getattr(sec, f.name), where, optional=f.default is None)
+            check_value(f"{section.name}.{f.name}", getattr(sec, f.name), check, where, optional=f.default is None)
     if cfg.world.source == "real" and not cfg.world.data_root:
         raise ConfigError(f"{where}: world.source is 'real' but world.data_root is empty; set it to the "
                           "root of the real datasets")

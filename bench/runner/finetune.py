@@ -21,7 +21,7 @@ from bench.runner import progress
 from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
-from bench.training import evaluate_task, train
+from bench.training import OnStep, evaluate_task, train
 from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
@@ -118,7 +118,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     # Saved every matrix.checkpoint_minutes into the run's folder; a rerun of this run id resumes from it.
     checkpoint = Checkpoint(Layout.checkpoint(run_dir), cfg.matrix.checkpoint_minutes, key=pair.run_id)
     log = train(model, model.batch_loss(store), study.train_examples(pair.task), pair.settings,
-                device=study.device, enforcer=enforcer, on_step=progress.report, checkpoint=checkpoint,
+                device=study.device, enforcer=enforcer, callbacks=[OnStep(progress.report)], checkpoint=checkpoint,
                 loader_workers=cfg.finetune.loader_workers)
     audit = enforcer.audit() if enforcer else {"pruned": 0, "nonzero_pruned": 0, "trained_sparsity": 0.0}
     if audit["nonzero_pruned"]:

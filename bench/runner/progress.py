@@ -28,6 +28,12 @@ Reporter = Callable[[int, int, "float | None"], None]
 _reporter: ContextVar[Reporter | None] = ContextVar("ticketbench_reporter", default=None)
 
 
+def say(quiet: bool, msg: str) -> None:
+    """One line of a stage's progress on stdout, unless `quiet` (the pipeline's and the stages' one voice)."""
+    if not quiet:
+        print(msg, flush=True)
+
+
 def report(step: int, total: int, loss: float | None = None) -> None:
     """Tell the current run's progress bar that `step` of `total` steps are done (cheap when no bar)."""
     reporter = _reporter.get()

@@ -26,7 +26,7 @@ from bench.cost import kept_flops
 from bench.plan import Plan, Search, load_plugins
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS
-from bench.training import train
+from bench.training import OnGrads, Snapshot, train
 from bench.training.batching import bucketed_batches
 from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResult, get_method, select_prunable
 from tickets.activations import collect_input_stats
@@ -206,16 +206,18 @@ def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
         named = _prunable(backbone, plan)
         _set_weights(named, start_weights, masks)
         enforcer = MaskEnforcer(named, masks)
-        snap = (lambda: {n: p.detach().to("cpu").clone() for n, p in named}) if rewind_step else None
-        # Methods that read the gradients during training (movement pruning, early-bird tickets).
-        hook = (lambda: on_grads({n: p.detach() for n, p in named},
-                                 {n: p.grad.detach() if p.grad is not None else torch.zeros_like(p) for n, p in named})
-                ) if on_grads is not None else None
+        callbacks = []
+        if rewind_step:
+            snap = Snapshot(rewind_step, lambda: {n: p.detach().to("cpu").clone() for n, p in named})
+            callbacks.append(snap)
+        if on_grads is not None:  # methods that read the gradients during training (movement pruning, early-bird)
+            callbacks.append(OnGrads(lambda: on_grads(
+                {n: p.detach() for n, p in named},
+                {n: p.grad.detach() if p.grad is not None else torch.zeros_like(p) for n, p in named})))
         log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
-                    head_prefixes=heads, snapshot_step=rewind_step, snapshot_fn=snap, on_grads=hook,
-                    loader_workers=plan.config.finetune.loader_workers)
+                    head_prefixes=heads, callbacks=callbacks, loader_workers=plan.config.finetune.loader_workers)
         weights = {n: p.detach().to("cpu").clone() for n, p in named}
-        return TrainResult(weights=weights, rewind=log.snapshot,
+        return TrainResult(weights=weights, rewind=snap.value if rewind_step else None,
                            metrics={"train_s": round(log.seconds, 2), "steps": log.steps,
                                     "final_loss": log.history[-1]["loss"] if log.history else None})
 

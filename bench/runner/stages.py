@@ -2,7 +2,7 @@
 
 Every stage writes content-addressed outputs (keys from the plan) and skips what is stored, so
 re-running resumes. `bench.pipeline.run_pipeline` runs them in order; the matrix stage leaves the plan's manifest, which
-the results object (`bench.runner.results.load_results`) reads back.
+the results object (`ticketbench.load_results`, reports/store.py) reads back.
 """
 
 from __future__ import annotations
@@ -29,17 +29,12 @@ from bench.runner.adaptive import run_waves
 from bench.runner.executors import FailedRun, run_pairs
 from bench.runner.executors.local import visible_gpus
 from bench.runner.finetune import finetune_pair, make_pairs
-from bench.runner.progress import step_lines
+from bench.runner.progress import say, step_lines
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
 from bench.runner.store import RunStore
 from bench.runner.study import Study, environment
-from bench.training import train
-
-
-def _say(quiet: bool, msg: str) -> None:
-    if not quiet:
-        print(msg, flush=True)
+from bench.training import OnStep, train
 
 
 # ---- world ------------------------------------------------------------------------------------
@@ -63,14 +58,14 @@ def stage_world(plan: Plan, study: Study, quiet: bool = False) -> Path:
                 f"{version}{'' if found == needed else f' of the {needed} world this backbone reads'}; use another --out "
                 f"(or delete {world} and what was built on it)")
         if m.get("seed") == w.seed and m.get("scale") == w.scale:
-            _say(quiet, f"[world] cached: {world}")
+            say(quiet, f"[world] cached: {world}")
             return world
         raise TicketbenchError(
             f"{world} holds a {found} world of scale {m.get('scale')} seed {m.get('seed')}, not "
             f"{w.scale} seed {w.seed}; use another --out")
     t0 = time.perf_counter()
     (generate_text_world if text else generate_world)(world, seed=w.seed, scale=w.scale)
-    _say(quiet, f"[world] {'textworld' if text else 'toyland'} ({w.scale}, seed {w.seed}) written to {world} "
+    say(quiet, f"[world] {'textworld' if text else 'toyland'} ({w.scale}, seed {w.seed}) written to {world} "
                 f"in {time.perf_counter() - t0:.1f}s")
     return world
 
@@ -88,7 +83,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     # ticket and run ids downstream, which hash θ0's content).
     d = study.layout.inside(study.layout.theta0(plan.theta0_id(study.data_digest(PRETRAIN) if plan.phases else None)))
     if Layout.done(d).exists():
-        _say(quiet, f"[pretrain] cached: {d}")
+        say(quiet, f"[pretrain] cached: {d}")
         return d
     t0 = time.perf_counter()
     metrics: dict = {}
@@ -105,7 +100,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
             log = train(model, pretrain_loss_fn(study, model, phase.objectives), examples,
                         plan.pretrain_settings(phase.steps, c.pretrain.seed + k),
                         device=study.device, head_prefixes=heads, loader_workers=c.finetune.loader_workers,
-                        on_step=None if quiet else step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))
+                        callbacks=() if quiet else [OnStep(step_lines(f"[pretrain] phase {k + 1}/{len(plan.phases)}"))])
             history += [{**r, "step": r["step"] + done, "phase": k} for r in log.history]
             seconds += log.seconds
             done += phase.steps
@@ -124,7 +119,7 @@ def stage_pretrain(plan: Plan, study: Study, quiet: bool = False) -> Path:
     atomic_write_json(d / "metrics.json", {**metrics, "env": environment(study.device),
                                            "config": to_dict(c)["pretrain"]})
     atomic_write_text(Layout.done(d), file_hash(d / "model.safetensors") + "\n")
-    _say(quiet, f"[pretrain] θ0 of {c.backbone.preset} written to {d} in {time.perf_counter() - t0:.1f}s")
+    say(quiet, f"[pretrain] θ0 of {c.backbone.preset} written to {d} in {time.perf_counter() - t0:.1f}s")
     return d
 
 
@@ -197,12 +192,12 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
         wave = [j for j in wave if search_key(j.search) not in failed]
         todo = [j for j in wave if not j.is_stored()]
         if wave:
-            _say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
+            say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
         records = RunStore(study.out, kind="tickets")
         for j in todo:
             record = records.record_path(j.run_id)
             if record.exists():  # done once, tickets missing since: search again (a kept record would skip it)
-                _say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
+                say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
                 record.unlink()
         if todo:
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
@@ -239,7 +234,7 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     def run(pairs):
         runs = len({p.run_id for p in pairs})
         shared = f" for {len(pairs)} cells (identical tickets share a run)" if runs < len(pairs) else ""
-        _say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
+        say(quiet, f"[matrix] {runs} fine-tuning runs{shared} ({m.executor}, {workers(plan)} worker(s))")
         return run_pairs(pairs, study.out, finetune_pair, executor=m.executor, workers=workers(plan),
                          ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run)
 
@@ -250,13 +245,13 @@ def stage_matrix(plan: Plan, study: Study, theta0_dir: Path, roots: dict, quiet:
     def on_wave(pairs, status):
         write_manifest(study.out, plan, theta0_dir, roots, pairs, seeds=[s.row() for s in status])
 
-    summary, _ = run_waves(plan, make, run, value_of, on_wave, say=lambda msg: _say(quiet, msg))
+    summary, _ = run_waves(plan, make, run, value_of, on_wave, say=lambda msg: say(quiet, msg))
     if lost:
         for c in lost:
             reason = failed_searches[(c.source, c.search_seed)]
             label = f"{c.source}→{c.task} s={c.sparsity:g} seed={c.seed}"
             summary.failed.append(FailedRun("-", label, f"no ticket: search {c.source} failed: {reason}"))
         summary.total += len(lost)
-        _say(False, f"[matrix] {len(lost)} cell(s) not run, their ticket search failed: "
+        say(False, f"[matrix] {len(lost)} cell(s) not run, their ticket search failed: "
                     + "; ".join(f"{_search_label(k)}: {r}" for k, r in failed_searches.items()))
     return summary

@@ -4,6 +4,7 @@ process so that many pairs in one worker load the world and the pre-trained weig
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import platform
 from pathlib import Path
@@ -19,10 +20,12 @@ from bench.core.io import MAX_STORE_BYTES, read_json, short_hash
 from bench.core.layout import Layout
 from bench.core.provenance import git_commit
 from bench.core.source import PRETRAIN
+from bench.core.statcache import StatCache
 from bench.core.validate import check_world_manifest
 from bench.data.sources import ImageSources
 from bench.tasks import TASKS, label_space
 from bench.tasks.base import Example, TaskSpec, examples_digest
+from bench.tasks.files import split_paths
 from bench.tasks.files import task_dir as find_task_dir
 
 
@@ -54,6 +57,8 @@ class Study:
         self._examples: dict[tuple[str, str], list[Example]] = {}
         self._labels: dict[str, list[str] | None] = {}
         self._digests: dict[tuple[str, str], str] = {}
+        self._data_digests: dict[str, str] = {}
+        self._digest_cache = StatCache(self.layout.digest_cache)
 
     # ---- data -------------------------------------------------------------------------------
     @property
@@ -136,6 +141,40 @@ class Study:
         as the world settings every key already hashes (toyland: version, seed, scale — which fix every
         pixel and feature; real data: the store paths and box policy), and through targets computed from
         them (RefCOCO+'s region index). A feature store replaced in place needs a new --out."""
+        if objective not in self._data_digests:
+            files = self._digest_files(objective)
+            if files is None:  # a split's file is missing: reading it says so in one line
+                self._data_digests[objective] = self._data_digest(objective)
+            else:  # a re-run whose files did not change reads none of them (bench/core/statcache.py)
+                self._data_digests[objective] = self._digest_cache.get_or_compute(
+                    self._digest_depends(objective), files, lambda: self._data_digest(objective))
+        return self._data_digests[objective]
+
+    def _digest_splits(self, objective: str) -> list[tuple[str, str]]:
+        if objective == PRETRAIN:
+            return [self.corpus_split]
+        return [(objective, split) for split in TASKS.get(objective).splits[:2]]
+
+    def _digest_files(self, objective: str) -> list[Path] | None:
+        """The files `data_digest(objective)` reads: its splits' files, and a region task's image store (its
+        targets come from the boxes); None when one is missing."""
+        try:
+            files = [p for task, split in self._digest_splits(objective)
+                     for p in split_paths(TASKS.get(task), self.data_root, split)]
+        except DataError:
+            return None
+        tasks = {task for task, _ in self._digest_splits(objective)}
+        if not self.text_only and any(TASKS.get(t).head == "region" for t in tasks):
+            files.append(self.image_kind[1])
+        return files
+
+    def _digest_depends(self, objective: str) -> dict:
+        """What a digest depends on besides its files: the loaders' versions and what selects the store."""
+        return {"objective": objective, "ticketbench": __version__, "preset": self.cfg.backbone.preset,
+                "tasks": {t: [TASKS.get(t).version, s] for t, s in self._digest_splits(objective)},
+                "world": dataclasses.asdict(self.cfg.world)}
+
+    def _data_digest(self, objective: str) -> str:
         if objective == PRETRAIN:
             return short_hash({"corpus": self.split_digest(*self.corpus_split)})
         train, evaluation = TASKS.get(objective).splits[:2]

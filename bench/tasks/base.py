@@ -20,7 +20,7 @@ import yaml
 from bench.core.errors import ConfigError, DataError
 from bench.core.registry import Registry, suggest
 from bench.core.settings import TrainSettings
-from bench.core.validate import FIELDS, check_value
+from bench.core.validate import check_value, field_check
 
 # Head kinds the model side implements (bench/backbones/heads.py):
 #   classify  - one or more (text, image) encodings -> logits over the task's label space
@@ -221,8 +221,9 @@ def parse_recipes(task: str, raw: Any) -> tuple[dict[str, TrainSettings], dict[s
             if key not in settings_fields and key not in NOTE_FIELDS:
                 raise ConfigError(f"{at}: unknown field '{key}'{suggest(str(key), known)}; expected a TrainSettings "
                                   f"field or one of {', '.join(NOTE_FIELDS)}")
-            if f"finetune.{key}" in FIELDS:
-                check_value(f"finetune.{key}", tuple(value) if isinstance(value, list) else value, at)
+            check = field_check(TrainSettings, key)
+            if check is not None:
+                check_value(f"finetune.{key}", tuple(value) if isinstance(value, list) else value, check, at)
         source = kw.get("source", "")
         if not isinstance(source, str) or (family in PAPER_FAMILIES and not source.strip()):
             raise ConfigError(f"{at}: source: expected a string naming the paper or released config of its numbers")

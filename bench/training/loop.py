@@ -27,8 +27,61 @@ from bench.training.checkpoint import Checkpoint
 class TrainLog:
     history: list = field(default_factory=list)
     seconds: float = 0.0
-    snapshot: dict | None = None  # prunable weights at `snapshot_step` (late rewinding)
-    steps: int = 0  # optimizer steps taken (fewer than settings.steps when `on_grads` stopped training)
+    steps: int = 0  # optimizer steps taken (fewer than settings.steps when a callback stopped training)
+
+
+class Callback:
+    """A hook into `train`: subclass and override what you need; `train` calls its `callbacks` in order.
+
+    `begin()` before the first step (after a checkpoint's resume); `after_grads(step)` once the step's
+    gradients are accumulated and masked, before clipping and the optimizer step (movement pruning reads
+    them there) — a truthy return stops training after that step (its loss window is then logged and
+    checked at once); `after_step(step, steps, loss)` once the step is taken, with the loss on logged
+    steps and None between them."""
+
+    def begin(self) -> None:
+        pass
+
+    def after_grads(self, step: int) -> bool | None:
+        return None
+
+    def after_step(self, step: int, steps: int, loss: float | None) -> None:
+        pass
+
+
+class OnStep(Callback):
+    """`fn(step, steps, loss)` after every step (progress lines and bars)."""
+
+    def __init__(self, fn: Callable[[int, int, float | None], None]):
+        self.fn = fn
+
+    def after_step(self, step: int, steps: int, loss: float | None) -> None:
+        self.fn(step, steps, loss)
+
+
+class OnGrads(Callback):
+    """`fn()` after every step's masked gradients, before clipping; a truthy return stops training."""
+
+    def __init__(self, fn: Callable[[], bool | None]):
+        self.fn = fn
+
+    def after_grads(self, step: int) -> bool | None:
+        return self.fn()
+
+
+class Snapshot(Callback):
+    """`value`: what `fn()` returns at step `step` (0: before the first step) — late rewinding's θk."""
+
+    def __init__(self, step: int, fn: Callable[[], dict]):
+        self.step, self.fn, self.value = step, fn, None
+
+    def begin(self) -> None:
+        if self.step == 0:
+            self.value = self.fn()
+
+    def after_step(self, step: int, steps: int, loss: float | None) -> None:
+        if step == self.step:
+            self.value = self.fn()
 
 
 def _param_groups(model: nn.Module, s: TrainSettings, head_prefixes: Sequence[str]) -> list[dict]:
@@ -94,10 +147,7 @@ def train(
     device: torch.device | str = "cpu",
     enforcer=None,
     head_prefixes: Sequence[str] = ("head.",),
-    snapshot_step: int = 0,
-    snapshot_fn: Callable[[], dict] | None = None,
-    on_step: Callable[[int, int, float | None], None] | None = None,
-    on_grads: Callable[[], bool | None] | None = None,
+    callbacks: Sequence[Callback] = (),
     log_every: int = 10,
     checkpoint: Checkpoint | None = None,
     loader_workers: int = 0,
@@ -111,11 +161,9 @@ def train(
     (tickets.MaskEnforcer) the gradients of pruned weights are zeroed before clipping and every
     step, so pruned weights and their AdamW state stay exactly zero. Losses stay on the device and
     are read once per log window (no per-step synchronisation); a non-finite loss raises RunFailed
-    at the end of its window, naming its step. `on_step(step, steps, loss)` gets the loss on
-    logged steps and None between them.
-    `on_grads()` runs after the gradients are masked, before clipping and the step (movement
-    pruning reads them there); a truthy return stops training after that step (its loss window is
-    then logged and checked at once).
+    at the end of its window, naming its step. `callbacks` (`Callback`: `OnStep`, `OnGrads`,
+    `Snapshot` or your own) are called before the first step, after each step's masked gradients
+    (one may stop training) and after each step.
     `checkpoint` (bench.training.checkpoint.Checkpoint) resumes from its last save, if any, and saves
     every N minutes at the end of a log window.
     """
@@ -138,14 +186,14 @@ def train(
         return train_batches(loss_fn, examples, settings, device, loader_workers, skip=skip)
 
     if checkpoint is not None:
-        if snapshot_fn is not None:
+        if any(isinstance(c, Snapshot) for c in callbacks):
             raise ValueError("train: a checkpoint does not carry the late-rewinding snapshot; pass one or the other")
         batches, first = checkpoint.resume(model, opt, sched, make_batches, log.history, settings.steps)
     else:
         batches = make_batches(0)
     t0 = time.perf_counter()
-    if snapshot_step == 0 and snapshot_fn is not None:
-        log.snapshot = snapshot_fn()
+    for c in callbacks:
+        c.begin()
     # The window's per-step totals and per-part sums (with one sampled objective per batch, a single
     # step's parts would name only one objective), as device tensors until the window is logged.
     totals: list[torch.Tensor] = []
@@ -172,14 +220,12 @@ def train(
             acc[1] += 1
         if enforcer is not None:
             enforcer.mask_grads()
-        stop = bool(on_grads()) if on_grads is not None else False
+        stop = any([bool(c.after_grads(step)) for c in callbacks])  # a list: every callback sees every step
         if settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if step == snapshot_step and snapshot_fn is not None:
-            log.snapshot = snapshot_fn()
         logged = None
         if step % log_every == 0 or step == settings.steps or stop:
             names = sorted(window)
@@ -194,8 +240,8 @@ def train(
             totals, window = [], {}
             if checkpoint is not None and not stop:  # between windows: nothing of a window is pending
                 checkpoint.maybe_save(step, settings.steps, model, opt, sched, log.history)
-        if on_step is not None:
-            on_step(step, settings.steps, logged)
+        for c in callbacks:
+            c.after_step(step, settings.steps, logged)
         log.steps = step
         if stop:
             break
