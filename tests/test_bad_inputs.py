@@ -48,7 +48,7 @@ SET_CASES = [
     ("pretrain.adv_steps=-1", "≥ 0, found -1"),
     ("pretrain.adv_epsilon=-0.1", "≥ 0, found -0.1"),
     ("world.source=synthetic", "one of toyland, real, found 'synthetic'"),
-    ("world.scale=huge", "one of smoke, default, large, found 'huge'"),
+    ("world.scale=huge", "one of smoke, default, study, large, found 'huge'"),
     ("world.seed=-3", "≥ 0, found -3"),
     ("world.source=real", "world.data_root is empty"),
     ("world.images=coco", "element 'coco' of ['coco']: expected SOURCE=PATH[|KEY_TEMPLATE]"),
