@@ -178,6 +178,7 @@ FIELDS: dict[str, tuple] = {
     "finetune.hard_negatives": NON_NEGATIVE_INT,
     "finetune.adv_epsilon": number_at_least(0.0),
     "finetune.adv_step_size": number_at_least(0.0),
+    "finetune.adv_eval_steps": NON_NEGATIVE_INT,
     "matrix.tasks": NAME,
     "matrix.sources": NAME,
     "matrix.sparsities": SPARSITY,
