@@ -14,6 +14,7 @@ from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale, reused_figures
+from reports.figure_data import figure_tables, write_figure_tables
 from reports.readme import write_readme
 from reports.seeds import replicate_spread, seeds_display, seeds_table, sigma_check
 from reports.tables import (
@@ -73,6 +74,9 @@ def build_tables(ctx: ReportContext) -> dict:
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    # The figures' own tables, made with the verdicts' functions (reports/figure_data.py).
+    out["figure"] = figure_tables(ctx.df, ctx.tasks, ctx.convergence, cfg.report.relaxed)
+    write_figure_tables(ctx, out["figure"])
     seeds = seeds_table(ctx.df, ctx.seeds)
     out["seeds"] = seeds
     ctx.add(write_table(rd, "seeds", seeds, seeds_display(seeds),
@@ -128,7 +132,8 @@ def figures_key(ctx: ReportContext) -> str:
 def build_figures(ctx: ReportContext, t: dict) -> None:
     rd = ctx.report_dir
     for bb in ctx.backbones:
-        ctx.add(plots.accuracy_grid(t["summary"], ctx.tasks, bb, rd / f"accuracy_vs_sparsity{ctx.suffix(bb)}",
+        _, curves, matches = t["figure"]
+        ctx.add(plots.accuracy_grid(curves, matches, ctx.tasks, bb, rd / f"accuracy_vs_sparsity{ctx.suffix(bb)}",
                                     ctx.config.report.relaxed))
     for (bb, sp), pct in t["transfer"].items():
         ctx.add(plots.heatmap(pct, rd / f"transfer_heatmap_{sparsity_tag(sp)}{ctx.suffix(bb)}",
