@@ -167,3 +167,30 @@ def test_per_layer_figures_stay_readable_from_two_to_twelve_layers(tmp_path, mon
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_xticklabels()]
     labels = [t.get_text() for t in panels[0].get_xticklabels()]
     assert len(labels) == layers and all(len(x) <= 12 for x in labels)
+
+
+def test_bert_paper_figures_put_table2_beside_this_run_per_task(tmp_path):
+    from reports import paper_figures
+
+    values = {"dense": {"mnli": {0.0: (80.0, 80.4, 79.6)}, "sst2": {0.0: (90.0, 90.2, 89.8)}},
+              "imp:mnli": {"mnli": {0.5: (80.1, 80.0, 80.2), 0.7: (75.0, 75.2, 74.8)}},
+              "imp:sst2": {"sst2": {0.5: (90.0, 90.1, 89.9), 0.7: (90.0, 90.2, 89.8)}},
+              "random": {"mnli": {0.5: (60.0, 60.0, 60.0), 0.7: (50.0, 50.0, 50.0)},
+                         "sst2": {0.5: (70.0, 70.0, 70.0), 0.7: (60.0, 60.0, 60.0)}}}
+    out = tmp_path / "out"
+    for source, per_task in values.items():
+        method, _, st = source.partition(":")
+        for task, per_sp in per_task.items():
+            for sp, vals in per_sp.items():
+                for seed, v in enumerate(vals):
+                    write_record(out, f"{source.replace(':', '-')}_{task}_{sp}_{seed}", status="done",
+                                 backbone="toy-bert", source=source, method=method, source_task=st, sparsity=sp,
+                                 task=task, seed=seed, split="dev", metric="accuracy", value=v)
+    cfg = build_config({"matrix": {"tasks": ["mnli", "sst2"], "sparsities": [0.5, 0.7], "seeds": 3}})
+    rd = paper_figures(out, "bert", config=cfg)
+    side = pd.read_csv(rd / "bert_table2_side_by_side.csv").set_index("task")
+    assert len(side) == 11 and side.loc["MNLI", "paper_sparsity"] == 0.7 and side.loc["MNLI", "run_sparsity"] == 0.5
+    assert not side.loc["MNLI", "run_censored"] and side.loc["SST-2", "run_censored"]  # sst2 matches at the top
+    assert side.loc["SST-2", "run_task"] == "sst2" and pd.isna(side.loc["QQP", "run_sparsity"])
+    text = (rd / "bert_table2_side_by_side.md").read_text()
+    assert "| SST-2 | 60% | ≥ 70% (highest tested) |" in text and "| MNLI | 70% | 50% |" in text
