@@ -290,8 +290,12 @@ def vl_paper(ctx: ReportContext) -> list[str]:
         for sp in ctx.sparsities:
             pct, _ = transfer_matrix(ctx.df, ctx.tasks, sp, bb)
             avg.append(float(pct.loc["imp:pretrain", "average"]) if "imp:pretrain" in pct.index else np.nan)
+        curve = pd.DataFrame({"sparsity": [0.0, *ctx.sparsities], "avg_pct_dense": [100.0, *avg]})
+        ctx.add(write_table(rd, f"vl_pretrain_transfer_curve{sfx}", curve,
+                            caption="The pre-training ticket's average % of dense over target tasks per ladder sparsity "
+                            "(the figure's right panel; dense at 0%)."))
         # Dense is 100 % of itself at 0 %: the curve starts there.
-        b.plot([0.0] + [100 * s for s in ctx.sparsities], [100.0] + avg, "s-", color="#d62728", lw=2, label="this run")
+        b.plot(100 * curve["sparsity"], curve["avg_pct_dense"], "s-", color="#d62728", lw=2, label="this run")
         b.plot([100 * s for s in VL_PRETRAIN_TRANSFER], list(VL_PRETRAIN_TRANSFER.values()), "k*", ms=14,
                label="paper (UNITER)")
         b.axhline(100 * relaxed, color="black", ls=":", lw=1, label=f"{100 * relaxed:g}% of dense")

@@ -131,6 +131,9 @@ def test_paper_figures_put_the_published_numbers_beside_this_run(report):
     assert not rel.loc["gqa", "counted"]
     text = (vl / "vl_relaxed_sparsity.md").read_text()
     assert "| vqa | 50%–70% | yes | ≥ 90% (highest tested) |" in text
+    curve = pd.read_csv(vl / "vl_pretrain_transfer_curve.csv")
+    assert curve["sparsity"].tolist() == [0.0, *LADDER] and curve["avg_pct_dense"].iloc[0] == 100.0
+    assert pd.read_csv(vl / "vl_figure_matches.csv").equals(pd.read_csv(out / "report" / "figure_matches.csv"))
     for name in ("vl_accuracy_vs_sparsity", "vl_claims"):
         assert (vl / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
