@@ -22,7 +22,7 @@ from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import evaluate_task, train
-from bench.training.adversarial import robust_evaluate
+from bench.training.adversarial import ROBUST_HEADS, robust_evaluate
 from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
@@ -130,7 +130,9 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")
     robust = {}
-    if pair.settings.adv_eval_steps:  # the same eval split under the adversarial regime's attack
+    if pair.settings.adv_eval_steps and model.kind not in ROBUST_HEADS:
+        robust = {"robust": {"skipped": f"head '{model.kind}' has no single gold label to attack"}}
+    elif pair.settings.adv_eval_steps:  # the same eval split under the adversarial regime's attack
         st = pair.settings
         r_metrics, r_s = robust_evaluate(model, spec, examples, store, st.adv_eval_steps, st.adv_epsilon,
                                          st.adv_step_size, cfg.finetune.eval_batch_size)

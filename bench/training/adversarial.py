@@ -117,6 +117,10 @@ def adversarial_loss_fn(model: nn.Module, loss_fn: Callable, steps: int, epsilon
     return loss
 
 
+# Heads whose gold label is one index, so the attack has one loss to ascend; others are not scored robustly.
+ROBUST_HEADS = ("classify", "region")
+
+
 def robust_evaluate(model, spec, examples: list, store, steps: int, epsilon: float, step_size: float,
                     batch_size: int = 64) -> tuple[dict, float]:
     """The task's metrics under the training regime's attack: per eval batch, K ascent steps on δ against
@@ -126,7 +130,7 @@ def robust_evaluate(model, spec, examples: list, store, steps: int, epsilon: flo
     from bench.training.batching import eval_index_batches
 
     _check(steps, epsilon, step_size, f"robust evaluation of {spec.name} (adv_eval_steps)")
-    if getattr(model, "kind", None) not in ("classify", "region"):
+    if getattr(model, "kind", None) not in ROBUST_HEADS:
         raise ConfigError(f"robust evaluation (finetune.adv_eval_steps): task {spec.name} has head "
                           f"'{getattr(model, 'kind', '?')}'; expected a classify or region head")
     t0 = time.perf_counter()
