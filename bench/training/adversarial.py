@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import ConfigError
+from bench.training.batching import eval_index_batches
 
 # Image embedders perturbed, by module name in each backbone family (the first match is used).
 IMAGE_EMBEDDERS = (
@@ -127,8 +128,6 @@ def robust_evaluate(model, spec, examples: list, store, steps: int, epsilon: flo
     the gold labels' loss (dropout off), then the prediction with δ_K added — robust accuracy under the
     same ε, α and K that `adv_steps` trains with. Returns (metrics, seconds). Classify and region heads
     (the heads whose gold label is one index); others are refused with a one-line error."""
-    from bench.training.batching import eval_index_batches
-
     _check(steps, epsilon, step_size, f"robust evaluation of {spec.name} (adv_eval_steps)")
     if getattr(model, "kind", None) not in ROBUST_HEADS:
         raise ConfigError(f"robust evaluation (finetune.adv_eval_steps): task {spec.name} has head "
