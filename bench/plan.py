@@ -176,7 +176,8 @@ class Plan:
         else:
             s = self.finetune_settings(source.objective, seed)
         adv = f.adv_steps if f.adv_steps is not None else self.config.finetune.adv_steps
-        return s.override({"steps": f.steps, "adv_steps": adv})
+        # A search keeps no eval split, so the robust evaluation never enters a search's identity.
+        return s.override({"steps": f.steps, "adv_steps": adv}, adv_eval_steps=0)
 
     @property
     def tagging(self) -> bool:

@@ -14,6 +14,7 @@ from reports import plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale, reused_figures
+from reports.figure_data import figure_tables, write_figure_tables
 from reports.readme import write_readme
 from reports.seeds import replicate_spread, seeds_display, seeds_table, sigma_check
 from reports.tables import (
@@ -73,6 +74,9 @@ def build_tables(ctx: ReportContext) -> dict:
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
     out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    # The figures' own tables, made with the verdicts' functions (reports/figure_data.py).
+    out["figure"] = figure_tables(ctx.df, ctx.tasks, ctx.convergence, cfg.report.relaxed)
+    write_figure_tables(ctx, out["figure"])
     seeds = seeds_table(ctx.df, ctx.seeds)
     out["seeds"] = seeds
     ctx.add(write_table(rd, "seeds", seeds, seeds_display(seeds),
@@ -128,10 +132,15 @@ def figures_key(ctx: ReportContext) -> str:
 def build_figures(ctx: ReportContext, t: dict) -> None:
     rd = ctx.report_dir
     for bb in ctx.backbones:
-        ctx.add(plots.accuracy_grid(t["summary"], ctx.tasks, bb, rd / f"accuracy_vs_sparsity{ctx.suffix(bb)}",
+        _, curves, matches = t["figure"]
+        ctx.add(plots.accuracy_grid(curves, matches, ctx.tasks, bb, rd / f"accuracy_vs_sparsity{ctx.suffix(bb)}",
                                     ctx.config.report.relaxed))
+    status = t["figure"][0]
     for (bb, sp), pct in t["transfer"].items():
-        ctx.add(plots.heatmap(pct, rd / f"transfer_heatmap_{sparsity_tag(sp)}{ctx.suffix(bb)}",
+        # Target tasks the claims do not count against dense are named so in the figure, not drawn like the others.
+        out = set(status[(status["backbone"] == bb) & ~status["relative"].astype(bool)]["task"])
+        shown = pct.rename(columns={c: f"{c} (not counted)" for c in pct.columns if c in out})
+        ctx.add(plots.heatmap(shown, rd / f"transfer_heatmap_{sparsity_tag(sp)}{ctx.suffix(bb)}",
                               f"Transfer at {fmt_sparsity(sp)} sparsity — {bb}", "% of dense accuracy",
                               center=100.0, average_col="average"))
     for (bb, sp, name), sq in t["overlap_sq"].items():

@@ -58,47 +58,91 @@ def _style(source: str, task: str, extra: dict) -> dict:
     return dict(color=colour, lw=1.8, marker="v", label=source, zorder=3)
 
 
-def accuracy_grid(summary: pd.DataFrame, tasks: list[str], backbone: str, stem: Path, relaxed: float = 0.99) -> list[Path]:
-    """One panel per task: the headline metric against sparsity, a line per source with a ±std
-    band, the dense level (dashed) and the relaxed-match band (≥ 99% of dense, shaded)."""
-    s = summary[summary["backbone"] == backbone]
+def _wrap(text: str, width: int = 46, lines: int = 4) -> str:
+    import textwrap
+
+    out = textwrap.wrap(text, width)
+    return "\n".join(out[:lines]) + (" …" if len(out) > lines else "")
+
+
+def accuracy_grid(curves: pd.DataFrame, matches: pd.DataFrame, tasks: list[str], backbone: str, stem: Path,
+                  relaxed: float = 0.99) -> list[Path]:
+    """One panel per task over the whole ladder (`reports.figure_data`): dense at 0 % with its seed band
+    and dotted level, every source's mean from dense at 0 % with a ± std band (fine-tuning seeds and
+    search replicates) for IMP, random and the controls, the relaxed-match region (≥ `relaxed` of dense,
+    shaded), and the own-task IMP ticket's highest *clearly* relaxed match (star) — at the highest tested
+    sparsity only a bound (▷ '≥'), never a match. A task the claims do not count is greyed, its curves
+    thin and its reason printed in the panel."""
+    s = curves[curves["backbone"] == backbone]
+    m = matches[matches["backbone"] == backbone].set_index("task")
     tasks = [t for t in tasks if t in set(s["task"])]
-    n = len(tasks)
+    n = max(len(tasks), 1)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.6 * nrows), squeeze=False)
     handles: dict[str, object] = {}
     extra: dict = {}
     for ax, task in zip(axes.flat, tasks):
         t = s[s["task"] == task]
+        counts = bool(t["counts"].iloc[0])
         dense = t[t["source"] == DENSE]
-        metric = t["metric"].iloc[0]
+        d = float(dense["mean"].iloc[0]) if len(dense) else math.nan
         if len(dense):
-            d = float(dense["mean"].iloc[0])
-            band = ax.axhspan(relaxed * d, d, color="#ffd54f", alpha=0.35, zorder=0)
-            line = ax.axhline(d, color="black", ls=":", lw=1.4, zorder=1)
-            handles.setdefault("dense", line)
+            lo, hi = float(dense["band_lo"].iloc[0]), float(dense["band_hi"].iloc[0])
+            band = ax.axhspan(relaxed * d, d, color="#ffd54f", alpha=0.35 if counts else 0.15, zorder=0)
             handles.setdefault(f"≥ {100 * relaxed:g}% of dense", band)
+            ax.axhspan(lo, hi, color="#000000", alpha=0.08, lw=0, zorder=0)
+            ax.axhline(d, color="black", ls=":", lw=1.2, zorder=1)
+            pt = ax.errorbar([0.0], [d], yerr=[[d - lo], [hi - d]], fmt="o", color="black", ms=5, capsize=3, zorder=6)
+            handles.setdefault("dense (0%) ± std", pt)
         for source in source_order(set(t["source"]) - {DENSE}, tasks):
             g = t[t["source"] == source].sort_values("sparsity")
-            x = 100 * g["sparsity"].to_numpy()
-            y, sd = g["mean"].to_numpy(), g["std"].fillna(0).to_numpy()
+            x, y = 100 * g["sparsity"].to_numpy(), g["mean"].to_numpy()
+            blo, bhi = g["band_lo"].to_numpy(), g["band_hi"].to_numpy()
+            if len(dense):  # a ticket at 0 % sparsity is the dense model: every curve starts there
+                x, y = np.r_[0.0, x], np.r_[d, y]
+                blo, bhi = np.r_[float(dense["band_lo"].iloc[0]), blo], np.r_[float(dense["band_hi"].iloc[0]), bhi]
             st = _style(source, task, extra)
             label = st.pop("label")
-            (ln,) = ax.plot(x, y, ms=4, **st)
-            if st["lw"] > 1.2 and np.any(sd > 0):
-                ax.fill_between(x, y - sd, y + sd, color=st["color"], alpha=0.15, lw=0)
+            if not counts:  # drawn, but not like the tasks that count
+                st.update(color="#9e9e9e", lw=min(st["lw"], 1.2), alpha=0.8)
+            (ln,) = ax.plot(x, y, ms=4, label=label, **st)
+            if counts and st["lw"] > 1.2 and np.any(bhi > blo):
+                ax.fill_between(x, blo, bhi, color=st["color"], alpha=0.15, lw=0)
             handles.setdefault(label, ln)
-        ax.set_title(task)
+        ladder = sorted(set(100 * t["sparsity"]))
+        ax.set_xticks(ladder, [f"{v:g}" for v in ladder], fontsize=8 if len(ladder) > 7 else 10)
+        own = t[t["source"] == f"imp:{task}"]
+        if counts and task in m.index and len(own):
+            r = m.loc[task]
+            sp = r["relaxed_clear"]
+            if not pd.isna(sp):
+                yv = float(own[(own["sparsity"] - sp).abs() < 1e-9]["mean"].iloc[0])
+                if r["relaxed_censored"]:
+                    mk = ax.plot([100 * sp], [yv], ">", ms=11, mfc="white", mec=_COLOURS["imp_own"], mew=2, zorder=7)[0]
+                    ax.annotate("≥", (100 * sp, yv), textcoords="offset points", xytext=(-14, 6), fontsize=11,
+                                color=_COLOURS["imp_own"])
+                    handles.setdefault("matches at the highest tested sparsity: a bound, not a match", mk)
+                else:
+                    mk = ax.plot([100 * sp], [yv], "*", ms=14, color="#ffb300", mec="black", zorder=7)[0]
+                    handles.setdefault("highest clearly relaxed match (95% CI)", mk)
+        title = task
+        if not counts:
+            ax.set_facecolor("#f2f2f2")
+            title += " — not counted"
+            ax.text(0.02, 0.03, _wrap(str(t["why"].iloc[0])), transform=ax.transAxes, fontsize=7.5, va="bottom",
+                    color="#b71c1c", bbox=dict(boxstyle="round", fc="white", ec="#b71c1c", alpha=0.85), zorder=8)
+        ax.set_title(title, color="black" if counts else "#b71c1c")
         ax.set_xlabel("sparsity (%)")
-        ax.set_ylabel(f"{metric} (%)")
+        ax.set_ylabel(f"{t['metric'].iloc[0]} (%)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
+    for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    fig.suptitle(f"Headline metric vs sparsity — {backbone} (mean ± std over seeds)", y=1.0)
+    fig.suptitle(f"Headline metric vs sparsity — {backbone} (mean; bands ± std over fine-tuning seeds and "
+                 "search replicates)", y=1.0)
     fig.tight_layout()
     fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(handles)), frameon=False)
+               bbox_to_anchor=(0.5, 0.0), ncol=min(4, max(len(handles), 1)), frameon=False)
     return save(fig, stem)
 
 
@@ -140,47 +184,60 @@ def heatmap(square: pd.DataFrame, stem: Path, title: str, cbar_label: str, cente
 
 
 def layer_profile(per_layer: pd.DataFrame, backbone: str, stem: Path) -> list[Path]:
-    """Per-layer sparsity of every ticket: one panel per ticket sparsity, a line per source,
-    layers in model order; the stream of each layer marked on the x axis where there are several."""
+    """Per-layer sparsity of every ticket: one panel per source ticket, layers in model order on the x
+    axis, one line per ticket sparsity (colour: the overall sparsity, dotted at its level) — as readable
+    for a 2-layer toy as for a 12-layer model over a whole ladder; the stream of each layer is marked
+    where there are several."""
     d = per_layer[per_layer["backbone"] == backbone]
     sps = sorted(set(d["sparsity"]))
-    fig, axes = plt.subplots(len(sps), 1, figsize=(max(6.5, 0.32 * d["layer"].nunique() + 3), 3.4 * len(sps)),
-                             squeeze=False)
+    sources = source_order(set(d["source"]), [])
+    layers = list(dict.fromkeys(d["layer"]))
+    pos = {name: i for i, name in enumerate(layers)}
+    width = max(3.8, 0.3 * len(layers) + 2.0)
+    ncols = max(1, min(3, len(sources), int(16 // width)))
+    nrows = math.ceil(len(sources) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.3 * nrows + 0.6), squeeze=False,
+                             sharey=True)
+    cmap = plt.get_cmap("viridis")
+    colour = {sp: cmap(0.9 * i / max(len(sps) - 1, 1)) for i, sp in enumerate(sps)}
     handles: dict[str, object] = {}
-    extra: dict = {}
-    for ax, sp in zip(axes[:, 0], sps):
-        part = d[d["sparsity"] == sp]
-        layers = list(dict.fromkeys(part["layer"]))
-        pos = {name: i for i, name in enumerate(layers)}
-        for source in source_order(set(part["source"]), []):
-            g = part[part["source"] == source]
-            st = _style(source, "", extra)
-            st.pop("label")
-            st["color"] = st["color"] if source.partition(":")[0] != "imp" or source == "imp:pretrain" else None
-            st["lw"], st["ms"], st["marker"] = 1.4, 5, st.get("marker") or "o"
-            (ln,) = ax.plot([pos[x] for x in g["layer"]], 100 * g["layer_sparsity"], label=source, **st)
-            handles.setdefault(source, ln)
-        ax.axhline(100 * sp, color="black", ls=":", lw=1.2)
-        streams = part.drop_duplicates("layer").set_index("layer")["stream"]
+    # Drop the prefix all layers share ('lxmert.encoder.') so the ticks stay short.
+    prefix = os.path.commonprefix(layers)
+    prefix = prefix[: prefix.rfind(".") + 1] if len(layers) > 1 else ""
+    streams = d.drop_duplicates("layer").set_index("layer")["stream"]
+    for ax, source in zip(axes.flat, sources):
+        part = d[d["source"] == source]
+        for sp in sps:
+            g = part[part["sparsity"] == sp]
+            if g.empty:
+                continue
+            (ln,) = ax.plot([pos[x] for x in g["layer"]], 100 * g["layer_sparsity"], "o-", color=colour[sp], lw=1.3,
+                            ms=4)
+            ax.axhline(100 * sp, color=colour[sp], ls=":", lw=0.8, alpha=0.6)
+            handles.setdefault(f"{100 * sp:g}%", ln)
         if streams.nunique() > 1:
             for i, name in enumerate(layers):
                 if i == 0 or streams[name] != streams[layers[i - 1]]:
                     ax.axvline(i - 0.5, color="#999999", lw=0.8)
-                    ax.text(i - 0.4, 1.02, streams[name], transform=ax.get_xaxis_transform(), fontsize=9)
-        # Drop the prefix all layers share ('lxmert.encoder.') so the ticks stay short.
-        prefix = os.path.commonprefix(layers)
-        prefix = prefix[: prefix.rfind(".") + 1] if len(layers) > 1 else ""
-        ax.set_xticks(range(len(layers)), [x[len(prefix):] for x in layers], rotation=60, ha="right", fontsize=8)
-        if prefix:
-            ax.set_xlabel(f"layer (prefix {prefix.rstrip('.')})")
-        ax.set_ylabel("layer sparsity (%)")
+                    ax.text(i - 0.4, 1.02, streams[name], transform=ax.get_xaxis_transform(), fontsize=8)
+        ticks = [x[len(prefix):] for x in layers]
+        tilt = len(layers) > 4 and max(len(x) for x in ticks) > 3  # numbers stay upright
+        ax.set_xticks(range(len(layers)), ticks, rotation=60 if tilt else 0, ha="right" if tilt else "center",
+                      fontsize=8)
+        ax.set_xlim(-0.5, len(layers) - 0.5)
         ax.set_ylim(0, 100)
-        ax.set_title(f"ticket sparsity {100 * sp:g}% (dotted: overall)", pad=14)
+        ax.set_title(source, pad=14 if streams.nunique() > 1 else 6)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Per-layer sparsity of each ticket — {backbone}")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("layer sparsity (%)")
+    for ax in list(axes.flat)[len(sources):]:
+        ax.set_visible(False)
+    if prefix:
+        fig.supxlabel(f"layer (prefix {prefix.rstrip('.')})", fontsize=10)
+    fig.suptitle(f"Per-layer sparsity of each ticket — {backbone} (colour: ticket sparsity; dotted: its level)")
     fig.tight_layout()
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
-               frameon=False)
+    fig.legend(list(handles.values()), list(handles.keys()), title="ticket sparsity", loc="center left",
+               bbox_to_anchor=(1.0, 0.5), frameon=False)
     return save(fig, stem)
 
 

@@ -200,7 +200,8 @@ def test_backbones_config_plans_the_three_toys_alike():
     assert len({p.theta0_key for p in plans.values()}) == 3
     for plan in plans.values():
         assert plan.ladder == (0.3, 0.5, 0.7, 0.9)
-        assert len(plan.cells) == 153  # (3 IMP + random) × 3 tasks × 4 sparsities × 3 seeds + 9 dense
+        # (3 IMP + random) × 3 tasks × 4 sparsities × 3 seeds + 9 dense + 9 dense at 2× steps (convergence)
+        assert len(plan.cells) == 162
         assert {str(s.source) for s in plan.searches} == {"imp:nlvr2", "imp:snli_ve", "imp:gqa", "random"}
 
 

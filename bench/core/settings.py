@@ -38,6 +38,9 @@ class TrainSettings:
     adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation",
                             check=NON_NEGATIVE)
     adv_step_size: float = hp(1e-3, "adversarial training: ascent step size α", check=NON_NEGATIVE)
+    adv_eval_steps: int = hp(0, "robust evaluation: after fine-tuning, also score the eval split under the "
+                                "attack of adv_epsilon / adv_step_size with this many ascent steps (record "
+                                "field `robust`; 0 = off; bench/training/adversarial.py)", check=NON_NEGATIVE_INT)
 
     def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
         """These settings with every non-None field of `overrides` (a dataclass or mapping whose

@@ -22,6 +22,7 @@ from bench.runner.pairs import PairSpec
 from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS, write_vqa_predictions
 from bench.training import OnStep, evaluate_task, train
+from bench.training.adversarial import ROBUST_HEADS, robust_evaluate
 from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, Ticket, TicketStore, select_prunable
 
@@ -131,6 +132,16 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
     value = metrics[spec.headline]
     if not torch.isfinite(torch.tensor(float(value))):
         raise RunFailed(f"metric {spec.headline} is not finite")
+    robust = {}
+    if pair.settings.adv_eval_steps and model.kind not in ROBUST_HEADS:
+        robust = {"robust": {"skipped": f"head '{model.kind}' has no single gold label to attack"}}
+    elif pair.settings.adv_eval_steps:  # the same eval split under the adversarial regime's attack
+        st = pair.settings
+        r_metrics, r_s = robust_evaluate(model, spec, examples, store, st.adv_eval_steps, st.adv_epsilon,
+                                         st.adv_step_size, cfg.finetune.eval_batch_size)
+        robust = {"robust": {"steps": st.adv_eval_steps, "epsilon": st.adv_epsilon, "step_size": st.adv_step_size,
+                             "value": float(r_metrics[spec.headline]), "metrics": r_metrics,
+                             "eval_s": round(r_s, 3)}}
     checkpoint.clear()  # complete: the runner writes the record next
     return {
         **({"resumed_from": checkpoint.resumed_from} if checkpoint.resumed_from else {}),
@@ -138,7 +149,7 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
         "chance": study.chance(pair.task, spec.headline), "history": log.history, "mask_audit": audit,
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},
-        "env": environment(study.device), "eval_examples": len(examples),
+        "env": environment(study.device), "eval_examples": len(examples), **robust,
         **({"no_finetune": no_finetune} if no_finetune else {}),
     }
 
