@@ -21,6 +21,7 @@ from bench.backbones import checkpoint
 from bench.backbones.pretrained_heads import HEADS_FILE
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import atomic_write_bytes, atomic_write_json
+from bench.data.images import image_size
 from tickets.fingerprint import fingerprint_of
 
 BACKBONE_FORMAT = 1
@@ -82,8 +83,8 @@ class RegionBatch:
 
 @dataclass
 class PixelBatch:
-    pixel_values: torch.Tensor  # [B, 3, H, W]
-    pixel_mask: torch.Tensor  # [B, H, W] long
+    pixel_values: torch.Tensor  # [B, 3, H, W] uint8 (normalised on the device) or float32
+    pixel_mask: torch.Tensor  # [B, H, W] bool with uint8 pixels, else long
 
 
 def _tensor(x: Any) -> torch.Tensor:
@@ -154,22 +155,24 @@ def collate_regions(images: Sequence[Any], feat_dim: int, pos_dim: int, preset: 
 
 
 def collate_pixels(images: Sequence[Any], preset: str) -> PixelBatch:
-    """Stack `PixelInput`s (pixel_values [3, H, W], pixel_mask [H, W]), zero-padding to the largest H, W."""
+    """Stack `PixelInput`s (pixel_values [3, H, W], pixel_mask [H, W]), zero-padding to the largest H, W.
+    uint8 pictures (the stores') stay uint8 with a bool mask — a quarter of float32's bytes to build, pin
+    and copy — and are normalised on the device (`normalise_pixels`); anything else becomes float32."""
     vals, masks = [], []
     for i, img in enumerate(images):
         if not hasattr(img, "pixel_values"):
             raise DataError(f"image #{i}: preset '{preset}' takes pixels, found {type(img).__name__}")
-        v = _tensor(img.pixel_values).float()
+        v = _tensor(img.pixel_values)
         if v.ndim != 3 or v.shape[0] != 3:
             raise DataError(f"image #{i}: pixel_values have shape {tuple(v.shape)}, expected [3, H, W]")
         m = getattr(img, "pixel_mask", None)
-        m = _tensor(m).long() if m is not None else torch.ones(v.shape[1:], dtype=torch.long)
         vals.append(v)
-        masks.append(m)
+        masks.append(_tensor(m) if m is not None else torch.ones(v.shape[1:], dtype=torch.bool))
+    raw = all(v.dtype == torch.uint8 for v in vals)
     h = max(v.shape[1] for v in vals)
     w = max(v.shape[2] for v in vals)
-    pixel_values = torch.zeros(len(vals), 3, h, w)
-    pixel_mask = torch.zeros(len(vals), h, w, dtype=torch.long)
+    pixel_values = torch.zeros(len(vals), 3, h, w, dtype=torch.uint8 if raw else torch.float32)
+    pixel_mask = torch.zeros(len(vals), h, w, dtype=torch.bool if raw else torch.long)
     for i, (v, m) in enumerate(zip(vals, masks)):
         pixel_values[i, :, : v.shape[1], : v.shape[2]] = v
         pixel_mask[i, : m.shape[0], : m.shape[1]] = m
@@ -280,12 +283,15 @@ class BatchInputs:
     def text_tokens(self, text: str) -> int:
         return len(self.token_ids(text))
 
-    def image_tokens(self, image: Any) -> int:
-        """Tokens an image adds to the sequence: its regions, or its patches and the image [CLS]."""
+    def image_tokens(self, size: Any) -> int:
+        """Tokens an image adds to the sequence — its regions, or its patches and the image [CLS] — from its
+        size (`store.size(key)`: a region count or (height, width)) or the decoded image."""
+        if not isinstance(size, (int, tuple)):
+            size = image_size(size)
         if self.image_input == "pixels":
-            _, h, w = image.pixel_values.shape
+            h, w = size
             return (int(h) // self.patch_size) * (int(w) // self.patch_size) + 1
-        return int(image.features.shape[0])
+        return int(size)
 
 
 class Backbone(nn.Module):
