@@ -347,6 +347,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         host_ratio_model,
         measured_mfu,
         memory_lines,
+        run_timings,
     )
     from bench.plan import build_plan
     from bench.power import describe_power
@@ -357,6 +358,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     world = Layout(args.out).world if args.out else None  # toyland: its splits give the evaluation sizes
     kw = dict(mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world,
               measured=measured_mfu(args.out, cfg.backbone.preset))
+    timings = run_timings(args.out, plan, estimate(plan, **kw))  # the store's first real GPU steps win
+    kw["measured"] = {**kw["measured"], **{t: m.mfu for t, m in timings.items()}}
     est = estimate(plan, **kw)
     print(est.describe(gpus=args.gpus))
     if args.budget is not None:
@@ -367,7 +370,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print()
         print(design_for_budget(plan, args.budget, gpus, max_days=args.days, **kw).describe())
     print()
-    print(host_ratio_model(plan, est))
+    print(host_ratio_model(plan, est, timings))
     print(memory_lines(plan))
     print()
     print(describe_power(plan, _store_noise(Path(args.out) if args.out else Layout.default(cfg.name))))

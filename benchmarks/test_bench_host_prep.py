@@ -13,7 +13,8 @@ at the assumed MFU): the GPU waits when it exceeds 1; the suite's goal is ≤ 0.
 Caveat of the fixtures: their pictures are 100 × 50 (real COCO ones ~640 × 480 JPEGs decode slower) and
 their img_db keeps 12 boxes an image (real ones 10–100).
 
-BENCH_QUICK=1: the uniter config only, one micro-batch a task (seconds).
+The best of 3 preparations of the step is kept (the machine is shared; conftest's convention).
+BENCH_QUICK=1: the uniter config only, one micro-batch a task, once (seconds).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from bench.plan import build_plan  # noqa: E402
 from bench.runner.study import Study  # noqa: E402
 from bench.tasks import TASKS  # noqa: E402
 from bench.training.batching import batch_stream  # noqa: E402
+
+REPEATS = 3
 
 
 def _world(family: str, release: dict) -> list[str]:
@@ -93,10 +96,12 @@ def test_host_preparation_per_step_vs_estimated_gpu_time(family, record_ratio, t
         if quick():
             micro = micro[:1]
         batcher(micro[0][:2])  # the first call opens the stores
-        t0 = time.perf_counter()
-        for examples in micro:
-            batcher(examples)
-        host = time.perf_counter() - t0
+        host = float("inf")
+        for _ in range(1 if quick() else REPEATS):  # the best of a few: this machine is shared (conftest)
+            t0 = time.perf_counter()
+            for examples in micro:
+                batcher(examples)
+            host = min(host, time.perf_counter() - t0)
         gpu = step_seconds(est, plan, task)
         ratio = host / (workers * gpu)
         size = sum(len(m) for m in micro)

@@ -29,6 +29,8 @@ class TrainLog:
     seconds: float = 0.0
     snapshot: dict | None = None  # prunable weights at `snapshot_step` (late rewinding)
     steps: int = 0  # optimizer steps taken (fewer than settings.steps when `on_grads` stopped training)
+    trained: int = 0  # optimizer steps taken in this call (fewer than `steps` after resuming from a checkpoint)
+    wait_seconds: float = 0.0  # of `seconds`, waiting for the next prepared batch (the host behind the device)
 
 
 def _param_groups(model: nn.Module, s: TrainSettings, head_prefixes: Sequence[str]) -> list[dict]:
@@ -154,8 +156,11 @@ def train(
         total: torch.Tensor | float = 0.0
         parts: dict[str, torch.Tensor] = {}
         for _ in range(settings.grad_accum):
+            tw = time.perf_counter()
+            batch = next(batches)
+            log.wait_seconds += time.perf_counter() - tw
             with autocast(device, settings.bf16):
-                out = loss_fn(next(batches))
+                out = loss_fn(batch)
             if isinstance(out, dict):
                 for k, v in out.items():
                     parts[k] = parts.get(k, 0.0) + v.detach().float()
@@ -197,6 +202,7 @@ def train(
         if on_step is not None:
             on_step(step, settings.steps, logged)
         log.steps = step
+        log.trained += 1
         if stop:
             break
     log.seconds = time.perf_counter() - t0
