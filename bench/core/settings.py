@@ -36,6 +36,8 @@ class TrainSettings:
                            "FreeLB / VILLA, bench/training/adversarial.py)")
     adv_epsilon: float = hp(1e-2, "adversarial training: L2 radius ε of each example's perturbation")
     adv_step_size: float = hp(1e-3, "adversarial training: ascent step size α")
+    optimizer: str = hp("adamw", "adamw (torch's AdamW, no decay on biases and LayerNorms) or bertadam (LXMERT's "
+                                 "BertAdam: no bias correction, eps 1e-6, weight decay on every parameter)")
 
     def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
         """These settings with every non-None field of `overrides` (a dataclass or mapping whose

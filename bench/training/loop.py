@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from bench.core.device import place
-from bench.core.errors import RunFailed
+from bench.core.errors import ConfigError, RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.adversarial import adversarial_loss_fn
 from bench.training.batching import train_batches
 from bench.training.checkpoint import Checkpoint
+from bench.training.optim import BertAdam
 
 
 @dataclass
@@ -72,11 +73,19 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-def make_adamw(groups: list[dict], settings: TrainSettings, device: torch.device) -> torch.optim.AdamW:
+def make_adamw(groups: list[dict], settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with torch's fused kernel on CPU and CUDA (one vectorised pass per tensor), else the
     multi-tensor path. Measured on MiniLM's 10.6M prunable weights, 1 CPU thread: fused 10 ms,
     foreach 50 ms dense and 100 ms with a 70 % ticket (its `_foreach_sqrt` is ~2x slower on the zero
-    moments of pruned weights), the default per-tensor loop slower still (BENCHMARKS.md, benchmark 3)."""
+    moments of pruned weights), the default per-tensor loop slower still (BENCHMARKS.md, benchmark 3).
+    A recipe with `optimizer: bertadam` gets LXMERT's BertAdam (bench/training/optim.py), which decays
+    every parameter as LXMERT does."""
+    if settings.optimizer == "bertadam":
+        for g in groups:
+            g["weight_decay"] = settings.weight_decay
+        return BertAdam(groups, lr=settings.lr, betas=tuple(settings.betas))
+    if settings.optimizer != "adamw":
+        raise ConfigError(f"optimizer: expected adamw or bertadam, found {settings.optimizer!r}")
     fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas),
                              **({"fused": True} if fused else {"foreach": True}))
