@@ -241,7 +241,8 @@ class Schedule:
         util = self.find_gpu_hours / (self.find_hours * self.gpus) if self.find_hours else 1.0
         return (f"wall-clock on {self.gpus} GPU(s): {self.days:.2f} days = find {self.find_hours:,.1f} h (critical "
                 f"path: {self.critical}; GPUs busy {util:.0%} of it) + matrix {self.matrix_hours:,.1f} h "
-                "(it starts when every search has finished)")
+                "(counted from when every search has finished: an upper bound, since `run` starts a source's cells "
+                "as soon as its tickets exist)")
 
 
 @dataclass
