@@ -25,3 +25,7 @@ def test_a_sources_cells_finish_before_a_slower_search_does(tmp_path, capsys):
     assert runs["imp:gqa"]["finished_at"] > imp_found  # its cell waited for its ticket
     manifest = json.loads(next(out.glob("plans/*.json")).read_text())
     assert sorted(manifest["runs"]) == sorted(r["run_id"] for r in runs.values())  # the matrix stage's manifest
+    # The same command again: the searches are stored, so their cells are found done without a search or run.
+    proc = cli_here(*argv, capsys=capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert {r["source"]: r["finished_at"] for r in records(out)} == {k: r["finished_at"] for k, r in runs.items()}

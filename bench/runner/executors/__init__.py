@@ -71,10 +71,23 @@ def run_pairs(
     todo = []
     for pair in unique:
         (summary.cached.append(pair.run_id) if store.is_done(pair.run_id) else todo.append(pair))
+    seen = {p.run_id for p in unique}
+    frontier = [p for p in unique if p.run_id in set(summary.cached)]
+    while more is not None and frontier:  # what units done before this call make ready, transitively
+        done = frontier.pop()
+        for unit in more(done, store.read_record(done.run_id) or {"status": "done"}):
+            if unit.run_id not in seen:
+                seen.add(unit.run_id)
+                summary.total += 1
+                if store.is_done(unit.run_id):
+                    summary.cached.append(unit.run_id)
+                    frontier.append(unit)
+                else:
+                    todo.append(unit)
     bar = MatrixProgress(summary.total, len(summary.cached), enabled=progress, file=file,
                          label="find" if kind == "tickets" else "matrix")
     try:
-        if todo or (more is not None and summary.cached):  # cached units may release new ones
+        if todo:
             # The backend first: an unreachable cluster must leave the store untouched.
             backend = factory(
                 pair_fn=pair_fn, store=store, workers=workers, ray_address=ray_address, progress=bar,
@@ -82,8 +95,7 @@ def run_pairs(
             )
             try:
                 store.check_writable()
-                _Scheduler(store, backend, summary, bar, start, poll_s, more).run(
-                    todo, [p for p in unique if p.run_id in set(summary.cached)])
+                _Scheduler(store, backend, summary, bar, start, poll_s, more).run(todo, seen)
             finally:
                 backend.close()
     finally:
@@ -127,15 +139,14 @@ class _Scheduler:
             if self.store.is_done(unit.run_id):
                 self.summary.cached.append(unit.run_id)
                 self.bar.pair_finished("cached")
+                self._release(unit, self.store.read_record(unit.run_id) or {"status": "done"})
             else:
                 self.queue.append(unit)
 
-    def run(self, todo: list[Any], cached: list[Any] = ()) -> None:
-        self.seen.update(p.run_id for p in (*todo, *cached))
+    def run(self, todo: list[Any], seen: set = frozenset()) -> None:
+        self.seen.update(seen, (p.run_id for p in todo))
         queue = self.queue
         queue.extend(todo)
-        for pair in cached:  # done before this call: what they make ready can start now
-            self._release(pair, self.store.read_record(pair.run_id) or {"status": "done"})
         try:
             while queue or self.busy or self.inflight:
                 while queue and len(self.inflight) < self.backend.slots:
