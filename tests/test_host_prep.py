@@ -88,3 +88,13 @@ def test_loader_workers_and_threads_are_execution_only():
 
     assert keys() == keys("finetune.loader_workers=12", "matrix.threads=4")
     assert keys() != keys("finetune.lr=1e-3")  # the comparison can see a change
+
+
+def test_loader_workers_are_capped_at_the_usable_cpus():
+    """A paper config's 12-16 loader workers a GPU become the CPUs a small machine has (CI, a CPU rehearsal)."""
+    import os
+
+    from bench.training.batching import usable_workers
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert usable_workers(10_000) == (cpus, "") and usable_workers(1) == (1, "")
