@@ -258,13 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
             sample of their image ids in the image stores (UNITER img_db / npz, LXMERT TSV, picture trees),
             and print a table per (task, split): examples, images found and missing, feature width and box
             counts. Exit 1 when anything is missing. Trains nothing, writes nothing.
+            `data resize SRC DST`: write ViLT's pictures resized once (uint8 .npy, the same numbers), so a
+            run loads them instead of decoding and resampling every picture each epoch; point
+            world.features / world.images at DST.
         """), epilog="examples:\n  ticketbench data check paper-uniter --set world.data_root=/data/vl\n"
-                     "  ticketbench data check smoke --out runs/smoke --tasks vqa,gqa\n")
+                     "  ticketbench data check smoke --out runs/smoke --tasks vqa,gqa\n"
+                     "  ticketbench data resize /data/coco/images /fast/coco-384 --workers 16\n")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = dsub.add_parser("check", help="check every split and image source of a config")
     _add_config_args(d, subset=False)
     d.add_argument("--tasks", default=None, help="comma-separated tasks (default: the config's)")
     d.add_argument("--sample", type=int, default=200, help="image ids looked up per split (0 = all)")
+    d = dsub.add_parser("resize", help="write a picture tree resized as ViLT reads it (uint8 .npy)")
+    d.add_argument("src", help="picture tree (.png/.jpg, any sub-folders)")
+    d.add_argument("dst", help="output folder (resumes: pictures already written are kept)")
+    d.add_argument("--shorter", type=int, default=384, help="shorter side: the preset's image_size (vilt-b32: 384)")
+    d.add_argument("--workers", type=int, default=1, help="processes resizing in parallel")
     p.set_defaults(func=_cmd_data, data_command=None)
 
     p = sub.add_parser("figures", formatter_class=fmt, help="write the papers' figures and tables",
@@ -339,6 +348,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         host_ratio_model,
         measured_mfu,
         memory_lines,
+        run_timings,
     )
     from bench.plan import build_plan
     from bench.power import describe_power
@@ -349,6 +359,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     world = Layout(args.out).world if args.out else None  # toyland: its splits give the evaluation sizes
     kw = dict(mfu=args.mfu, peak_tflops=args.peak_tflops, regions=args.regions, world=world,
               measured=measured_mfu(args.out, cfg.backbone.preset))
+    timings = run_timings(args.out, plan, estimate(plan, **kw))  # the store's first real GPU steps win
+    kw["measured"] = {**kw["measured"], **{t: m.mfu for t, m in timings.items()}}
     est = estimate(plan, **kw)
     print(est.describe(gpus=args.gpus))
     if args.budget is not None:
@@ -359,7 +371,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print()
         print(design_for_budget(plan, args.budget, gpus, max_days=args.days, **kw).describe())
     print()
-    print(host_ratio_model(plan, est))
+    print(host_ratio_model(plan, est, timings))
     print(memory_lines(plan))
     print()
     print(describe_power(plan, _store_noise(Path(args.out) if args.out else Layout.default(cfg.name))))
@@ -470,8 +482,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from bench.backbones import PRESETS, tokenizer_identity
     from bench.data.check import check_data, format_check
 
+    if args.data_command == "resize":
+        from bench.data.images import resize_pictures
+
+        n = resize_pictures(args.src, args.dst, shorter=args.shorter, workers=args.workers)
+        print(f"{n} picture(s) resized to a shorter side of {args.shorter} in {args.dst}")
+        return 0
     if args.data_command != "check":
-        raise TicketbenchError("data: give an action: check")
+        raise TicketbenchError("data: give an action: check or resize")
     cfg = load_config(args.config, args.overrides)
     if cfg.backbone.tokenizer:
         tokenizer_identity(cfg.backbone.tokenizer)  # the tokenizer directory exists before any check runs

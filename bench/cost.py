@@ -65,6 +65,7 @@ from bench.backbones.presets import ARCHS
 from bench.config import MFU, PEAK_TFLOPS
 from bench.core.errors import ConfigError, DataError
 from bench.core.io import MAX_STORE_BYTES, read_json
+from bench.core.layout import Layout
 from bench.core.settings import TrainSettings
 from bench.core.source import DENSE, PRETRAIN
 from bench.core.validate import check_world_manifest
@@ -259,7 +260,8 @@ class Schedule:
         util = self.find_gpu_hours / (self.find_hours * self.gpus) if self.find_hours else 1.0
         return (f"wall-clock on {self.gpus} GPU(s): {self.days:.2f} days = find {self.find_hours:,.1f} h (critical "
                 f"path: {self.critical}; GPUs busy {util:.0%} of it) + matrix {self.matrix_hours:,.1f} h "
-                "(it starts when every search has finished)")
+                "(counted from when every search has finished: an upper bound, since `run` starts a source's cells "
+                "as soon as its tickets exist)")
 
 
 @dataclass
@@ -344,7 +346,8 @@ class Estimate:
         def fmt(r):  # the task name left, the numbers right
             return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
-        measured = f"; measured by gpu-check (m): {', '.join(sorted(self.measured))}" if self.measured else ""
+        measured = (f"; measured (m) by the store's first GPU runs or gpu-check: {', '.join(sorted(self.measured))}"
+                    if self.measured else "")
         lines = [f"cost estimate (before anything runs): {self.preset}, {self.params / 1e6:.1f}M matmul parameters "
                  f"(embedding tables left out); {self.image_tokens} image tokens an image ({self.image_note})",
                  "FLOPs = 3 × forward of every trained sequence + 1 × forward of mined and evaluated ones; a forward = "
@@ -681,23 +684,80 @@ def _collapse(names: list) -> list:
 HOST_RATIO_LIMIT = 0.5  # preparation must take at most half a step's GPU time, or the GPU waits
 
 
-def step_seconds(est: Estimate, plan: Plan, task: str) -> float:
-    """Estimated GPU seconds of one optimizer step of `task`'s recipe (training FLOPs of a step at the row's MFU)."""
+def step_flops(est: Estimate, plan: Plan, task: str) -> float:
+    """Training FLOPs of one optimizer step of `task`'s recipe, as the estimate counts them."""
     settings = plan.finetune_settings(task, 0)
     spec = TASKS.get(task)
     note = spec.recipe_notes[spec.recipe_key(plan.family, plan.config.backbone.preset)]
     one = _training(settings, (_text_tokens(plan, note.text_len), est.image_tokens), spec.sequences,
                     mined_sequences(spec, settings, plan.family), est.model)
-    return est.gpu_hours(one.train_flops / settings.steps, task) * 3600.0
+    return one.train_flops / settings.steps
 
 
-def host_ratio_model(plan: Plan, est: Estimate) -> str:
-    """How the host-time ratio is formed, with this plan's estimated GPU time per step per task."""
+def step_seconds(est: Estimate, plan: Plan, task: str) -> float:
+    """Estimated GPU seconds of one optimizer step of `task`'s recipe (training FLOPs of a step at the row's MFU)."""
+    return est.gpu_hours(step_flops(est, plan, task), task) * 3600.0
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """What the first real fine-tuning runs on a GPU measured for a task (medians over its runs)."""
+
+    mfu: float  # the estimate's training FLOPs of a step / (measured seconds a step × peak)
+    host_wait: float  # share of training time spent waiting for the host's next batch
+    runs: int
+
+
+_MATCHED = ("batch_size", "batch_tokens", "grad_accum", "steps")  # a record's recipe must be the plan's on these
+
+
+def run_timings(out: str | Path | None, plan: Plan, est: Estimate) -> dict:
+    """{task: RunTiming} from the finished fine-tuning runs on a CUDA device in the store `out` whose backbone
+    and recipe (batch, accumulation, steps; no `steps_factor`) are the plan's: the MFU they reached on their
+    real steps and how long they waited for batches. Empty without such runs (the estimate stays assumed)."""
+    if out is None or not Layout(out).runs.is_dir():
+        return {}
+    from statistics import median
+
+    seen: dict[str, list] = {}
+    for path in Layout(out).records():
+        try:
+            rec = read_json(path, MAX_STORE_BYTES)
+        except DataError:
+            continue  # a record being written, or damaged: `report` names it; a cost estimate does without it
+        if not isinstance(rec, dict) or rec.get("status") != "done" or rec.get("steps_factor", 1) != 1:
+            continue
+        t, env, task = rec.get("timings") or {}, rec.get("env") or {}, rec.get("task")
+        if (rec.get("backbone") != plan.config.backbone.preset or task not in plan.config.matrix.tasks
+                or not str(env.get("device", "")).startswith("cuda") or not t.get("step_s")):
+            continue
+        want = plan.finetune_settings(task, 0)
+        config = rec.get("config") or {}
+        if any(k in config and config[k] != getattr(want, k) for k in _MATCHED):
+            continue
+        seen.setdefault(task, []).append((float(t["step_s"]), float(t.get("host_wait_s", 0.0)) / max(float(t.get("train_s") or 0.0), 1e-9)))
+    out_: dict = {}
+    for task, rows in seen.items():
+        step = median(r[0] for r in rows)
+        mfu = step_flops(est, plan, task) / (step * est.peak_tflops * 1e12)
+        out_[task] = RunTiming(min(mfu, 1.0), median(r[1] for r in rows), len(rows))
+    return out_
+
+
+def host_ratio_model(plan: Plan, est: Estimate, timings: Mapping | None = None) -> str:
+    """How the host-time ratio is formed, with this plan's estimated GPU time per step per task, the host seconds
+    a step may take on one core, and (`timings`: `run_timings`) the host wait the plan's GPU runs measured."""
     workers = max(plan.config.finetune.loader_workers, 1)
-    per = ", ".join(f"{t} {step_seconds(est, plan, t):.3g} s" for t in plan.config.matrix.tasks)
-    return (f"host-time ratio = host seconds to prepare one step's batches (one core; benchmarks/test_bench_host_prep.py "
+    per = ", ".join(f"{t} {step_seconds(est, plan, t):.3g} s (host ≤ {HOST_RATIO_LIMIT * workers * step_seconds(est, plan, t):.3g} s)"
+                    for t in plan.config.matrix.tasks)
+    text = (f"host-time ratio = host seconds to prepare one step's batches (one core; benchmarks/test_bench_host_prep.py "
             f"measures it) / ({workers} loader worker(s) × estimated GPU seconds of that step); the GPU waits when "
-            f"it exceeds 1, the suite asks ≤ {HOST_RATIO_LIMIT}. Estimated GPU seconds a step: {per}")
+            f"it exceeds 1, the suite asks ≤ {HOST_RATIO_LIMIT}. Estimated GPU seconds a step (and the host seconds "
+            f"one core may take for it): {per}")
+    if timings:
+        text += ("\nmeasured on this store's GPU runs (share of training time waiting for batches; MFU reached): " +
+                 ", ".join(f"{t} {m.host_wait:.0%} wait, MFU {m.mfu:.0%} ({m.runs} run(s))" for t, m in sorted(timings.items())))
+    return text
 
 
 def memory_lines(plan: Plan) -> str:

@@ -24,10 +24,10 @@ from bench.plan import Plan, build_plan
 from bench.runner.guards import check_task_data
 from bench.runner.progress import say
 from bench.runner.stages import (
-    SearchesFailed,
     search_jobs,
     search_key,
     stage_find,
+    stage_find_and_matrix,
     stage_matrix,
     stage_pretrain,
     stage_world,
@@ -92,14 +92,12 @@ def run_pipeline(plan: Plan | Config, out: str | Path | None = None, stages=STAG
         theta0_dir = timed("pretrain", lambda: stage_pretrain(plan, study, quiet))
     if "find" in stages or "matrix" in stages:
         theta0_dir = theta0_dir or stage_pretrain(plan, study, quiet=True)
-    if "find" in stages:
-        try:
-            roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
-        except SearchesFailed as e:
-            if "matrix" not in stages:
-                raise
-            # The other sources' cells do not need those tickets: the matrix runs them, and fails only these.
-            roots, failed_searches = e.roots, e.failed
+    if "find" in stages and "matrix" in stages:
+        # A source's cells start as soon as its tickets exist (the matrix's first wave streams behind the
+        # searches); a failed search fails only its own cells. "find" times both, "matrix" what is left.
+        roots, failed_searches = timed("find", lambda: stage_find_and_matrix(plan, study, theta0_dir, quiet))
+    elif "find" in stages:
+        roots = timed("find", lambda: stage_find(plan, study, theta0_dir, quiet))
     if "matrix" in stages:
         roots = roots or {search_key(j.search): j.root for j in search_jobs(plan, study, theta0_dir)}
         summary = timed("matrix", lambda: stage_matrix(plan, study, theta0_dir, roots, quiet, failed_searches))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.backbones import create_backbone
 from bench.backbones.pretrain_model import PretrainModel
-from bench.data.images import open_image_store
+from bench.data.images import normalise_pixels, open_image_store
 from bench.tasks.base import Example
 
 WORDS = "a the red blue green square circle is left right of".split()
@@ -48,7 +48,9 @@ def test_pixels_are_the_pictures_rgb_scaled_to_unit_range(world):
         raw = np.asarray(Image.open(world / "images" / f"{i}.png").convert("RGB")).astype(np.float32)
         got = store.get(str(i))
         assert tuple(got.pixel_values.shape) == (3, 64, 64)  # no resize, no crop at the preset's size
-        np.testing.assert_allclose(got.pixel_values.numpy().transpose(1, 2, 0), raw / 127.5 - 1, atol=1e-6)
+        assert got.pixel_values.dtype == torch.uint8  # as resized: normalised on the device
+        np.testing.assert_allclose(normalise_pixels(got.pixel_values).numpy().transpose(1, 2, 0), raw / 127.5 - 1,
+                                   atol=1e-6)
         assert bool(got.pixel_mask.all())
 
 

@@ -259,4 +259,41 @@ def test_a_measured_mfu_replaces_the_assumed_one_and_is_labelled(tmp_path, capsy
         2 * sum(assumed.row_hours("vqa", assumed.rows["vqa"])))
     assert main(["plan", PAPER, "--set", "matrix.tasks=vqa,gqa", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "measured by gpu-check (m): vqa" in out and "20%m" in out and "40%a" in out
+    assert "measured (m) by the store's first GPU runs or gpu-check: vqa" in out and "20%m" in out and "40%a" in out
+
+
+def test_the_first_real_gpu_runs_measure_mfu_and_host_wait(tmp_path, capsys):
+    """Fine-tuning records of the plan's recipe on a CUDA device give the task's MFU (the estimate's FLOPs a
+    step over the measured seconds a step) and its host wait; CPU runs, other recipes and the doubled-steps
+    reference do not count."""
+    import json
+
+    from bench.cost import run_timings, step_flops
+
+    plan = _plan(PAPER, "matrix.tasks=vqa,gqa", "matrix.sources=dense")
+    est = estimate(plan)
+    want = plan.finetune_settings("vqa", 0)
+    flops = step_flops(est, plan, "vqa")
+    step = flops / (0.25 * est.peak_tflops * 1e12)  # a run at 25 % MFU
+
+    def record(name, device="cuda:0", step_s=step, **extra):
+        config = {"batch_size": want.batch_size, "batch_tokens": want.batch_tokens, "grad_accum": want.grad_accum,
+                  "steps": want.steps, **extra.pop("config", {})}
+        rec = {"status": "done", "backbone": "uniter-base", "task": "vqa", "env": {"device": device},
+               "timings": {"train_s": 100.0, "step_s": step_s, "host_wait_s": 5.0}, "config": config, **extra}
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "record.json").write_text(json.dumps(rec))
+
+    record("a")
+    record("b", step_s=step * 3)  # the median of three runs
+    record("c", step_s=step * 0.5)
+    record("cpu", device="cpu", step_s=step * 100)
+    record("other-recipe", step_s=step * 100, config={"grad_accum": want.grad_accum + 1})
+    record("reference", step_s=step * 100, steps_factor=2)
+    got = run_timings(tmp_path, plan, est)
+    assert set(got) == {"vqa"} and got["vqa"].runs == 3
+    assert got["vqa"].mfu == pytest.approx(0.25) and got["vqa"].host_wait == pytest.approx(0.05)
+    assert main(["plan", PAPER, "--set", "matrix.tasks=vqa,gqa", "--set", "matrix.sources=dense",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "25%m" in out and "40%a" in out and "vqa 5% wait, MFU 25% (3 run(s))" in out

@@ -9,7 +9,14 @@ from fixtures.releases import needs_img_db
 from fixtures.task_files import FEAT_DIM, REGION_BOXES, H, W, region_features, write_features
 
 from bench.core.errors import DataError
-from bench.data.images import PixelInput, RegionFeatures, open_image_store
+from bench.data.images import (
+    PixelInput,
+    RegionFeatures,
+    image_size,
+    normalise_pixels,
+    open_image_store,
+    resize_pictures,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +80,9 @@ def test_pixel_store_resizes_like_vilt(root):
     p = store.get("img1")
     assert isinstance(p, PixelInput) and p.pixel_values.shape == (3, 32, 96)
     assert p.pixel_mask.shape == (32, 96) and bool(p.pixel_mask.all())
-    # grey 200 normalised with mean = std = 0.5
-    assert p.pixel_values.mean().item() == pytest.approx((200 / 255 - 0.5) / 0.5, abs=1e-2)
+    # uint8 as resized; grey 200 normalised on the device with mean = std = 0.5
+    assert p.pixel_values.dtype == torch.uint8
+    assert normalise_pixels(p.pixel_values).mean().item() == pytest.approx((200 / 255 - 0.5) / 0.5, abs=1e-2)
     assert store.ids() == ["img1", "img2"] and store.feat_dim == 3
 
 
@@ -273,3 +281,80 @@ def test_img_db_soft_labels_follow_the_kept_boxes(img_db):
     assert full.soft_labels.shape == (12, 1601) and full.soft_labels.dtype == torch.float16
     few = open_image_store("uniter", img_db / "coco_val2014", policy=BoxPolicy(0.2, 2, 5))
     assert few.get("coco_val2014_000000000003.npz").soft_labels.shape == (5, 1601)
+
+
+# ---- what the host does per picture and per example (issue 27 item 3) -----------------------------
+
+
+@pytest.mark.parametrize("width, height", [(100, 50), (640, 480), (333, 500), (1000, 200)])
+def test_pixels_are_vilts_processor_bit_for_bit(tmp_path, width, height):
+    """PIL's bicubic resize kept as uint8 and normalised by table on the device equals transformers'
+    ViltImageProcessor output exactly (the normalisation moved, not the numbers)."""
+    from PIL import Image
+
+    try:
+        from transformers import ViltImageProcessorPil as Processor
+    except ImportError:
+        from transformers import ViltImageProcessor as Processor
+    rgb = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "pic.png")
+    want = Processor(size={"shortest_edge": 384}, size_divisor=32, do_pad=True)(
+        images=Image.fromarray(rgb), return_tensors="pt")["pixel_values"][0]
+    store = open_image_store("pixels", tmp_path, shorter=384)
+    got = store.get("pic")
+    assert torch.equal(normalise_pixels(got.pixel_values[None])[0], want)
+    assert store.size("pic") == tuple(want.shape[1:])
+
+
+def _no_decoding(monkeypatch):
+    def refuse(self, key):
+        raise AssertionError(f"{key} decoded to count its tokens")
+    from bench.data import images
+
+    for cls in (images.UniterNpzStore, images.UniterLmdbStore, images.LxmertTsvStore, images.PixelStore):
+        monkeypatch.setattr(cls, "_read", refuse)
+
+
+@pytest.mark.parametrize("kind, sub", [("uniter", "features/uniter"), ("lxmert", "features/lxmert"), ("pixels", "images")])
+def test_size_is_read_without_decoding(root, kind, sub, monkeypatch):
+    """The token sampler costs every training example before the first step: a store tells an image's
+    size (box count, resized picture) from its header, index or small arrays, never by decoding it."""
+    opts = {"shorter": 64} if kind == "pixels" else {}
+    want = {k: image_size(open_image_store(kind, root / sub, **opts).get(k)) for k in ("img1", "img2")}
+    store = open_image_store(kind, root / sub, cache_mb=0, **opts)
+    _no_decoding(monkeypatch)
+    assert {k: store.size(k) for k in ("img1", "img2")} == want
+    with pytest.raises(DataError, match="image nope has no"):
+        store.size("nope")
+
+
+@needs_img_db
+def test_img_db_sizes_from_uniters_nbb_table(img_db, monkeypatch):
+    """UNITER's nbb_th…json beside the LMDB gives the box counts (as its DetectFeatLmdb reads them)."""
+    import json
+
+    store = open_image_store("uniter", img_db / "coco_train2014")
+    key = store.ids()[0]
+    table = json.loads((img_db / "coco_train2014" / "nbb_th0.2_max100_min10.json").read_text())
+    assert store.size(key) == table[key] == image_size(store.get(key))
+    fresh = open_image_store("uniter", img_db / "coco_train2014")
+    _no_decoding(monkeypatch)
+    assert fresh.size(key) == table[key]
+
+
+def test_resized_tree_reads_the_same_pictures(root, tmp_path, monkeypatch):
+    """`ticketbench data resize`: every picture stored once at ViLT's size (uint8 .npy); the store reads
+    the same tensors as from the originals, and refuses a tree resized for another size."""
+    assert resize_pictures(root / "images", tmp_path / "r", shorter=64) == 2
+    assert resize_pictures(root / "images", tmp_path / "r", shorter=64) == 0  # resumes: nothing left
+    orig = open_image_store("pixels", root / "images", shorter=64)
+    small = open_image_store("pixels", tmp_path / "r", shorter=64)
+    assert small.resized and small.ids() == ["img1", "img2"]
+    for k in ("img1", "img2"):
+        assert torch.equal(small.get(k).pixel_values, orig.get(k).pixel_values)
+        assert small.size(k) == orig.size(k)
+    with pytest.raises(DataError, match="resized to a shorter side of 64"):
+        open_image_store("pixels", tmp_path / "r", shorter=384)
+    (tmp_path / "r" / "img1.npy").write_bytes(b"junk")
+    with pytest.raises(DataError, match="img1.npy: not a readable resized picture"):
+        open_image_store("pixels", tmp_path / "r", shorter=64, cache_mb=0).get("img1")

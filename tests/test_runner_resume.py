@@ -119,6 +119,35 @@ def test_kill_9_mid_search_resumes_after_its_last_stored_round(prepared, tmp_pat
     assert [t["content_hash"] for t in resumed["tickets"]] == [t["content_hash"] for t in ref["tickets"]]
 
 
+@pytest.mark.slow
+def test_kill_9_inside_an_imp_round_resumes_that_round_from_its_checkpoint(prepared, tmp_path):
+    """An IMP round checkpoints like a fine-tuning pair (issue 27 item 5): killed mid-round, the search resumes
+    the round after its last checkpoint, not from its first step, and finds the uninterrupted run's tickets."""
+    extra = ("find.steps=150", "matrix.checkpoint_minutes=0.001")
+    reference = _copy(prepared, tmp_path / "reference", "tickets")
+    run_pipeline(tiny_config(*extra[:1], "matrix.checkpoint_minutes=0"), out=reference, stages=["find"], quiet=True,
+                 tasks=[TASK], sources=[SOURCE])
+    [ref_search] = reference.glob("tickets/*/search.json")
+    ref = json.loads(ref_search.read_text())
+
+    out = _copy(prepared, tmp_path / "killed", "tickets")
+    args = ["find", "smoke", "--out", str(out), "--tasks", TASK, "--sources", SOURCE, "--quiet", *tiny_args(*extra)]
+    _kill_when(_start(*args), f"tickets/*/checkpoint/{LATEST}", out)
+    [latest] = out.glob(f"tickets/*/checkpoint/{LATEST}")
+    saved = json.loads(latest.read_text())
+    assert 10 <= saved["step"] < 150 and not list(out.glob("tickets/*/*/sparsity-*.safetensors"))  # inside round 1
+
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [search] = out.glob("tickets/*/search.json")
+    assert search.parent.name == ref_search.parent.name
+    resumed = json.loads(search.read_text())
+    first = resumed["tickets"][0]["train_metrics"]
+    assert first["resumed_from"] >= saved["step"] and first["steps"] == 150  # the round went on from there
+    assert [t["content_hash"] for t in resumed["tickets"]] == [t["content_hash"] for t in ref["tickets"]]
+    assert not (search.parent / "checkpoint").exists()  # cleared as each round completed
+
+
 @pytest.mark.parametrize("command", [["run", "smoke"], ["world"]])  # one check in main() serves every command
 def test_a_distributed_launch_is_refused_before_anything_is_written(tmp_path, command):
     out = tmp_path / "out"

@@ -144,12 +144,17 @@ class TaskBatcher:
             return torch.tensor([[int(ex.target[0]), int(ex.target[1])] for ex in examples])
         return None
 
+    def _image_tokens(self, image_id: str) -> int:
+        # the store's size of the image (box count, picture size: read without decoding it, memoised)
+        size = self.store.size(image_id) if hasattr(self.store, "size") else self.store.get(image_id)
+        return self.inputs.image_tokens(size)
+
     def tokens(self, ex: Any) -> int:
         """Text plus image tokens of every (text, image) pair the forward encodes for `ex`."""
         if self.kind == "classify":
-            return sum(self.inputs.text_tokens(ex.texts[0]) + self.inputs.image_tokens(self.store.get(ex.image_ids[k]))
+            return sum(self.inputs.text_tokens(ex.texts[0]) + self._image_tokens(ex.image_ids[k])
                        for k in range(self.n_images))
-        image = self.inputs.image_tokens(self.store.get(ex.image_ids[0]))
+        image = self._image_tokens(ex.image_ids[0])
         if self.kind == "choice":
             return sum(self.inputs.text_tokens(t) for t in ex.texts) + len(ex.texts) * image
         return self.inputs.text_tokens(ex.texts[0]) + image

@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.backbones.base import Backbone, Encoding, PixelBatch, collate_pixels
 from bench.backbones.uniter import additive_mask
+from bench.data.images import normalise_pixels
 
 
 def vilt_config(cfg: dict):
@@ -73,9 +74,10 @@ class ViltBackbone(Backbone):
         # ViltModel.forward does not return the patch mask, so run its parts here to keep it.
         v = self.vilt
         dtype = v.embeddings.text_embeddings.word_embeddings.weight.dtype
+        pixels = normalise_pixels(images.pixel_values, images.pixel_mask)  # the stores' uint8 pictures
         emb, mask = v.embeddings(
-            input_ids, text_mask.long(), torch.zeros_like(input_ids), images.pixel_values.to(dtype),
-            images.pixel_mask, None, None, image_token_type_idx=1,
+            input_ids, text_mask.long(), torch.zeros_like(input_ids), pixels.to(dtype),
+            images.pixel_mask.long(), None, None, image_token_type_idx=1,
         )
         mask = mask.bool()
         out = v.encoder(emb, attention_mask=additive_mask(mask, emb.dtype))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.core.hparams import hp
-from bench.core.validate import BETAS, BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
+from bench.core.validate import BETAS, BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, one_of
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class TrainSettings:
     adv_eval_steps: int = hp(0, "robust evaluation: after fine-tuning, also score the eval split under the "
                                 "attack of adv_epsilon / adv_step_size with this many ascent steps (record "
                                 "field `robust`; 0 = off; bench/training/adversarial.py)", check=NON_NEGATIVE_INT)
+    optimizer: str = hp("adamw", "adamw (torch's AdamW, no decay on biases and LayerNorms) or bertadam (LXMERT's "
+                                 "BertAdam: no bias correction, eps 1e-6, weight decay on every parameter)",
+                         check=one_of("adamw", "bertadam"))
 
     def override(self, overrides: Any = None, **fixed) -> "TrainSettings":
         """These settings with every non-None field of `overrides` (a dataclass or mapping whose

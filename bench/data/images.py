@@ -59,7 +59,8 @@ class RegionFeatures:
 
 @dataclass
 class PixelInput:
-    """One preprocessed image: pixel_values [3, H, W] float32, pixel_mask [H, W] int64 (1 = real pixel)."""
+    """One image: pixel_values [3, H, W] — uint8 as resized (the stores: normalised on the device,
+    `normalise_pixels`) or float32 already normalised — and pixel_mask [H, W] (1 = real pixel)."""
 
     pixel_values: torch.Tensor
     pixel_mask: torch.Tensor
@@ -84,6 +85,13 @@ class BoxPolicy:
         if conf is None:
             return n
         return int(min(n, self.max_bb, max(self.min_bb, int((np.asarray(conf) > self.conf_th).sum()))))
+
+
+def image_size(item: Any) -> Any:
+    """A decoded image's size in a sequence: regions (RegionFeatures) or (height, width) (PixelInput)."""
+    if hasattr(item, "pixel_values"):
+        return int(item.pixel_values.shape[-2]), int(item.pixel_values.shape[-1])
+    return int(item.features.shape[0])
 
 
 class LRUCache:
@@ -129,6 +137,7 @@ class _CachedStore:
     def __init__(self, path: Path, cache_mb: float = DEFAULT_CACHE_MB):
         self.path = path
         self.cache = LRUCache(cache_mb)
+        self._sizes: dict[str, Any] = {}
 
     def get(self, key: str) -> Any:
         """The decoded input of `key` (from the cache when it is there)."""
@@ -139,6 +148,20 @@ class _CachedStore:
             item = self._read(key)
             self.cache.put(key, item)
         return item
+
+    def size(self, key: str) -> Any:
+        """What `key`'s image adds to a sequence — its region count, or (height, width) of its picture after
+        ViLT's resize — read without decoding the image where the store can (the token sampler costs every
+        training example before the first step); memoised per store and process."""
+        got = self._sizes.get(key)
+        if got is None:
+            if key not in self:
+                raise DataError(f"image {key} has no {self.what} in {self.path}")
+            got = self._sizes[key] = self._size(key)
+        return got
+
+    def _size(self, key: str) -> Any:
+        return image_size(self.get(key))
 
     def __contains__(self, key: object) -> bool:
         raise NotImplementedError
@@ -234,6 +257,18 @@ class UniterNpzStore(_CachedStore):
             raise
         except Exception as e:  # noqa: BLE001 - a damaged zip raises BadZipFile, EOFError, KeyError, ...
             raise DataError(f"{path}: not a readable npz archive ({e})") from None
+
+    def _size(self, key: str) -> int:
+        path = self._file(key)
+        try:
+            with np.load(path, allow_pickle=False) as arrays:  # a zip: only the small members are read
+                if "norm_bb" not in arrays.files:
+                    return super()._size(key)
+                n = int(arrays["norm_bb"].shape[0])
+                conf = arrays["conf"] if self.policy is not None and "conf" in arrays.files else None
+        except Exception as e:  # noqa: BLE001 - a damaged zip raises BadZipFile, EOFError, KeyError, ...
+            raise DataError(f"{path}: not a readable npz archive ({e})") from None
+        return self.policy.count(conf, n) if self.policy is not None else n
 
     @property
     def feat_dim(self) -> int:
@@ -388,12 +423,47 @@ class UniterLmdbStore(UniterNpzStore):
             self._ids = sorted(str(k) for k in keys if k != "__keys__")
         return self._ids
 
+    def _nbb(self) -> dict[str, int]:
+        """UNITER's per-image box counts, `nbb_th{conf_th}_max{max_bb}_min{min_bb}.json` beside its LMDBs
+        (UNITER's `DetectFeatLmdb` reads the same file), for the boxes this store keeps; {} without one."""
+        if getattr(self, "_nbb_table", None) is None:
+            table: dict[str, int] = {}
+            m = _TH.match(self.db.name)
+            policy = self.policy or (BoxPolicy(float(m.group(1)), int(m.group(3)), int(m.group(2))) if m else None)
+            if policy is not None and policy.conf_th >= 0:
+                name = f"nbb_th{policy.conf_th:g}_max{policy.max_bb}_min{policy.min_bb}.json"
+                for where in (self.path / name, self.db.parent / name):
+                    if where.is_file():
+                        try:
+                            raw = json.loads(where.read_text())
+                            table = {str(k): int(v) for k, v in raw.items()}
+                        except (ValueError, TypeError, AttributeError) as e:
+                            raise DataError(f"{where}: expected a JSON object of image key -> box count ({e})") from None
+                        break
+            self._nbb_table = table
+        return self._nbb_table
+
+    def _size(self, key: str) -> int:
+        table = self._nbb()
+        n = table.get(key, table.get(f"{key}.npz"))
+        return int(n) if n is not None else super(UniterNpzStore, self)._size(key)
+
     def _read(self, key: str) -> RegionFeatures:
         where = f"{self.db}[{key}]"
         value = self._value(key)
         if value is None:
             raise DataError(f"image {key} has no {self.what} in {self.db}")
         return region_arrays(decode_img_db_value(value, where), where, self.policy)
+
+
+def _read_only_tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor over a decoded, read-only buffer without copying it (LXMERT's 36 × 2048 float32 an image: a copy
+    here was half of an LXMERT step's host time). Only read: the batch is collated into a tensor of its own."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 # ---- LXMERT TSV --------------------------------------------------------------------------------
@@ -415,6 +485,7 @@ class LxmertTsvStore(_CachedStore):
         if not self.files or not self.files[0].is_file():
             raise DataError(f"{path}: LXMERT feature TSV not found")
         self._index: dict[str, tuple[int, int, int]] = {}  # img_id -> (file index, byte offset, line number)
+        self._boxes: dict[str, bytes] = {}  # img_id -> its num_boxes field, read while indexing (the token costs)
         for k, f in enumerate(self.files):
             self._index_file(k, f)
         self._handles: dict[int, Any] = {}
@@ -432,7 +503,9 @@ class LxmertTsvStore(_CachedStore):
                     if tabs != n_tabs:
                         raise DataError(f"{f}:{lineno}: expected {len(LXMERT_FIELDS)} tab-separated fields "
                                         f"({', '.join(LXMERT_FIELDS)}), found {tabs + 1}")
-                    self._index[line[: line.index(b"\t")].decode()] = (k, offset, lineno)
+                    fields = line.split(b"\t", 8)
+                    self._index[fields[0].decode()] = (k, offset, lineno)
+                    self._boxes[fields[0].decode()] = fields[7]
                 offset += len(line)
 
     def __contains__(self, key: object) -> bool:
@@ -440,6 +513,12 @@ class LxmertTsvStore(_CachedStore):
 
     def ids(self) -> list[str]:
         return sorted(self._index)
+
+    def _size(self, key: str) -> int:
+        try:
+            return int(self._boxes[key])
+        except ValueError:
+            return super()._size(key)  # decoding names the malformed field
 
     def _line(self, k: int, offset: int) -> bytes:
         if self._pid != os.getpid():  # file positions must not be shared across fork()
@@ -463,7 +542,7 @@ class LxmertTsvStore(_CachedStore):
         if w <= 0 or h <= 0:
             raise DataError(f"{where}: image {key}: expected positive img_w/img_h, found {w}x{h}")
         norm = (boxes / np.array([w, h, w, h], dtype=np.float32)).astype(np.float32)
-        return RegionFeatures(torch.from_numpy(feats.copy()), torch.from_numpy(norm), torch.from_numpy(norm.copy()))
+        return RegionFeatures(_read_only_tensor(feats), torch.from_numpy(norm), torch.from_numpy(norm.copy()))
 
     def __del__(self):
         for fh in getattr(self, "_handles", {}).values():
@@ -473,15 +552,71 @@ class LxmertTsvStore(_CachedStore):
 # ---- ViLT pixels -------------------------------------------------------------------------------
 
 
+RESIZED_MANIFEST = "RESIZED.json"  # marks a picture tree written by `resize_pictures`
+VILT_MAX_RATIO = 1333 / 800  # ViLT's longer side is at most this times the shorter (its processor's 1333 / 800)
+
+
+def vilt_resized(height: int, width: int, shorter: int, divisor: int = 32) -> tuple[int, int]:
+    """(height, width) of a picture after ViLT's resize, as transformers' ViltImageProcessor computes it:
+    shorter side to `shorter`, longer at most int(1333 / 800 × shorter), rounded, then down to multiples of 32."""
+    longer = int(VILT_MAX_RATIO * shorter)
+    scale = shorter / min(height, width)
+    h, w = (shorter, scale * width) if height < width else (scale * height, shorter)
+    if max(h, w) > longer:
+        scale = longer / max(h, w)
+        h, w = scale * h, scale * w
+    return int(h + 0.5) // divisor * divisor, int(w + 0.5) // divisor * divisor
+
+
+def resize_picture(path: Path, shorter: int) -> np.ndarray:
+    """One picture decoded and resized as ViLT's processor does (PIL, bicubic): uint8 [3, H, W]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    h, w = vilt_resized(rgb.height, rgb.width, shorter)
+    return np.ascontiguousarray(np.asarray(rgb.resize((w, h), Image.BICUBIC)).transpose(2, 0, 1))
+
+
+def pixel_input(chw: np.ndarray) -> PixelInput:
+    """uint8 [3, H, W] -> PixelInput: normalising happens on the device (`normalise_pixels`), so the host
+    prepares and copies a quarter of float32's bytes. Channels first and contiguous: a batch copies each
+    picture in one block (a transposing copy per batch was 14 times slower)."""
+    values = torch.from_numpy(np.ascontiguousarray(chw))
+    return PixelInput(values, torch.ones(1, 1, dtype=torch.bool).expand(values.shape[1], values.shape[2]))
+
+
+# ViLT's rescale (× 1/255 in float64, as transformers does) then normalise (mean = std = 0.5) in float32, per
+# byte value: indexing this table gives the processor's pixel_values bit for bit, on any device.
+_PIXEL_TABLE = ((torch.arange(256, dtype=torch.float64) * (1 / 255)).float() - 0.5) / 0.5
+
+
+def normalise_pixels(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 pixels -> ViLT's float32 input (padding, where `mask` is 0, stays 0 as the processor pads);
+    float input is returned as it is."""
+    if values.dtype != torch.uint8:
+        return values
+    out = _PIXEL_TABLE.to(values.device)[values.long()]
+    if mask is not None:
+        out = out.masked_fill(~mask.bool().unsqueeze(1), 0.0)
+    return out
+
+
 class PixelStore(_CachedStore):
-    """ViLT input: pictures under a folder tree, found by file stem, resized and normalised like
-    ViltProcessor.
+    """ViLT input: pictures under a folder tree, found by file stem, resized like ViltProcessor.
 
     `<root>/<key>.png|.jpg` is tried first; otherwise the tree is indexed once (stem -> path), so
     the datasets' own trees work as unpacked (COCO `train2014/`, NLVR2 `train/<dir>/`, VCR
     `vcr1images/<movie>/`). The shorter side becomes `shorter` (ViLT: 384) and the longer at most
-    1333/800 of it, both rounded down to multiples of 32 (ViLT's patch size); mean = std = 0.5.
-    A single image has an all-ones pixel mask; batching pads and masks (the backbone's collate).
+    1333/800 of it, both rounded down to multiples of 32 (ViLT's patch size); items are uint8 [3, H, W],
+    normalised (mean = std = 0.5) on the device. A single image has an all-ones pixel mask; batching pads
+    and masks (the backbone's collate).
+
+    A tree written by `resize_pictures` (a `RESIZED.json` at its root) holds every picture already resized,
+    as uint8 `<key>.npy` [3, H, W]: a read is a file load, no decoding or resampling (the same numbers).
     """
 
     kind = "pixels"
@@ -493,22 +628,33 @@ class PixelStore(_CachedStore):
         if not path.is_dir():
             raise DataError(f"{path}: image directory not found (expected <image_id>.png/.jpg files)")
         self.shorter = int(shorter)
-        self._processor = _vilt_processor(self.shorter)
+        # a sub-folder of a resized tree is one too (an image source's part: <tree>/train2014)
+        manifest = next((d / RESIZED_MANIFEST for d in (path, *path.parents) if (d / RESIZED_MANIFEST).is_file()), None)
+        self.resized = manifest is not None
+        if manifest is not None:
+            try:
+                made = json.loads(manifest.read_text())["shorter"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{manifest}: expected a JSON object with 'shorter' ({e})") from None
+            if made != self.shorter:
+                raise DataError(f"{path}: pictures were resized to a shorter side of {made}, this store reads "
+                                f"{self.shorter} (resize them again with --shorter {self.shorter})")
         self._tree: dict[str, Path] | None = None
 
     def _index(self) -> dict[str, Path]:
         if self._tree is None:
+            exts = (".npy",) if self.resized else PIXEL_EXTS
             tree: dict[str, Path] = {}
             for dirpath, _, names in os.walk(self.path):
                 for name in names:
                     stem, ext = os.path.splitext(name)
-                    if ext.lower() in PIXEL_EXTS:
+                    if ext.lower() in exts:
                         tree.setdefault(stem, Path(dirpath) / name)
             self._tree = tree
         return self._tree
 
     def _file(self, key: str) -> Path | None:
-        for ext in PIXEL_EXTS:
+        for ext in (".npy",) if self.resized else PIXEL_EXTS:
             p = self.path / f"{key}{ext}"
             if p.is_file():
                 return p
@@ -520,26 +666,67 @@ class PixelStore(_CachedStore):
     def ids(self) -> list[str]:
         return sorted(self._index())
 
-    def _read(self, key: str) -> PixelInput:
+    def _load(self, path: Path, mmap: bool = False) -> np.ndarray:
+        try:
+            rgb = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a readable resized picture ({e})") from None
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[0] != 3:
+            raise DataError(f"{path}: expected a uint8 picture [3, H, W], found {rgb.dtype} {rgb.shape}")
+        return rgb
+
+    def _size(self, key: str) -> tuple[int, int]:
+        path = self._file(key)
+        if self.resized:
+            return tuple(int(x) for x in self._load(path, mmap=True).shape[1:])
         from PIL import Image, UnidentifiedImageError
 
-        path = self._file(key)
         try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
+            with Image.open(path) as img:  # the header only: nothing is decoded
+                width, height = img.size
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"{path}: not a readable image ({e})") from None
-        out = self._processor(images=rgb, return_tensors="pt")
-        return PixelInput(out["pixel_values"][0].float(), out["pixel_mask"][0].long())
+        return vilt_resized(height, width, self.shorter)
+
+    def _read(self, key: str) -> PixelInput:
+        path = self._file(key)
+        return pixel_input(self._load(path) if self.resized else resize_picture(path, self.shorter))
 
 
-def _vilt_processor(shorter: int):
-    """transformers' ViLT image processor (its PIL backend when torchvision is absent)."""
-    try:
-        from transformers import ViltImageProcessorPil as Processor
-    except ImportError:  # older transformers: one class
-        from transformers import ViltImageProcessor as Processor
-    return Processor(size={"shortest_edge": shorter}, size_divisor=32, do_pad=True)
+def _resize_one(job: tuple[str, str, int]) -> None:
+    src, dst, shorter = job
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{dst}.{os.getpid()}.tmp.npy"
+    np.save(tmp, resize_picture(Path(src), shorter))
+    os.replace(tmp, dst)  # a killed resize leaves no half-written picture under its name
+
+
+def resize_pictures(src: str | Path, dst: str | Path, shorter: int = 384, workers: int = 1) -> int:
+    """Write every picture of the tree `src` to `dst` resized as ViLT reads it (uint8 `<stem>.npy` [3, H, W],
+    the same sub-folders), and `RESIZED.json`; pictures already there are kept, so a stopped run resumes.
+    `PixelStore(dst)` then reads each picture with one file load. Returns the number of pictures written."""
+    src, dst = Path(src), Path(dst)
+    store = PixelStore(src, shorter, cache_mb=0)
+    if store.resized:
+        raise DataError(f"{src}: already a resized picture tree ({RESIZED_MANIFEST})")
+    jobs = []
+    for stem, path in sorted(store._index().items()):
+        out = dst / path.relative_to(src).parent / f"{stem}.npy"
+        if not out.is_file():
+            jobs.append((str(path), str(out), int(shorter)))
+    dst.mkdir(parents=True, exist_ok=True)
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_resize_one, jobs, chunksize=16):
+                pass
+    else:
+        for job in jobs:
+            _resize_one(job)
+    (dst / RESIZED_MANIFEST).write_text(json.dumps({"shorter": int(shorter), "format": "uint8 npy [3, H, W]",
+                                                     "source": str(src)}) + "\n")
+    return len(jobs)
 
 
 def is_lmdb(path: Path) -> bool:

@@ -137,6 +137,14 @@ class SourceStore:
     def __contains__(self, image_id: object) -> bool:
         return self.locate(str(image_id)) is not None
 
+    def size(self, image_id: str) -> Any:
+        """The image's size in a sequence without decoding it (the part store's `size`)."""
+        found = self.locate(image_id)
+        if found is None:
+            return self.get(image_id)  # raises the one-line "not found"
+        part, key = found
+        return part.store.size(key)
+
     def get(self, image_id: str) -> Any:
         found = self.locate(image_id)
         if found is None:

@@ -148,7 +148,11 @@ def finetune_pair(pair: PairSpec, run_dir: Path) -> dict:
         "status": "done", "metric": spec.headline, "value": float(value), "metrics": metrics,
         "chance": study.chance(pair.task, spec.headline), "history": log.history, "mask_audit": audit,
         "timings": {"train_s": round(log.seconds, 3), "eval_s": round(eval_s, 3),
-                    "total_s": round(time.perf_counter() - t_start, 3)},
+                    "total_s": round(time.perf_counter() - t_start, 3),
+                    # per optimizer step trained here, and the share of it spent waiting for the host's
+                    # batches: `ticketbench plan --out` reads them (measured MFU, host wait) from GPU runs
+                    "step_s": round(log.seconds / max(log.trained, 1), 6),
+                    "host_wait_s": round(log.wait_seconds, 3)},
         "env": environment(study.device), "eval_examples": len(examples), **robust,
         **({"no_finetune": no_finetune} if no_finetune else {}),
     }

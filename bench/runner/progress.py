@@ -93,6 +93,13 @@ class MatrixProgress:
             )
             self._bar.set_postfix(cached=cached, failed=0)
 
+    def add(self, n: int = 1) -> None:
+        """More units to count (those a finished search made ready)."""
+        self.total += n
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
+
     def pair_finished(self, status: str) -> None:
         """Count one pair: status is "done", "cached" or "failed"."""
         if status == "cached":

@@ -28,6 +28,7 @@ from bench.runner.study import Study, cached_study, environment
 from bench.tasks import TASKS
 from bench.training import OnGrads, Snapshot, train
 from bench.training.batching import bucketed_batches
+from bench.training.checkpoint import Checkpoint
 from tickets import MaskEnforcer, SearchContext, Ticket, TicketStore, TrainResult, get_method, select_prunable
 from tickets.activations import collect_input_stats
 from tickets.fingerprint import fingerprint_of
@@ -192,9 +193,28 @@ def make_flow_fn(plan: Plan, study: Study, theta0_dir: str):
     return flow
 
 
-def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
+def _round_key(search_id: str, masks: dict) -> str:
+    """What one training call of a search trains: the search and the masks it starts from (each IMP round
+    has its own), so a checkpoint is resumed only by the round that wrote it."""
+    import hashlib
+
+    h = hashlib.sha256(search_id.encode())
+    for name in sorted(masks):
+        h.update(name.encode())
+        h.update(masks[name].detach().to("cpu", torch.bool).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search, root: str | Path | None = None,
+                  search_id: str = ""):
     """train(start_weights, masks) -> TrainResult: fine-tune θ0 with its prunable weights set to
-    start_weights ⊙ masks on the source (a task, or the pre-training objective mix)."""
+    start_weights ⊙ masks on the source (a task, or the pre-training objective mix).
+
+    With `root` (the search's folder), a call checkpoints every `matrix.checkpoint_minutes` into
+    `<root>/checkpoint/` (as a fine-tuning pair does), keyed by the search and the round's masks: a search
+    killed inside an IMP round resumes that round from its last checkpoint, with the same numbers. Calls
+    that keep state outside the model — late rewinding's θk snapshot, a method reading the gradients —
+    are not checkpointed (they restart the round)."""
     settings = plan.search_settings(search.source, search.search_seed)
     rewind_step = plan.config.find.rewind_step
 
@@ -207,19 +227,28 @@ def make_train_fn(plan: Plan, study: Study, theta0_dir: str, search: Search):
         _set_weights(named, start_weights, masks)
         enforcer = MaskEnforcer(named, masks)
         callbacks = []
+        snap = Snapshot(rewind_step, lambda: {n: p.detach().to("cpu").clone() for n, p in named})
         if rewind_step:
-            snap = Snapshot(rewind_step, lambda: {n: p.detach().to("cpu").clone() for n, p in named})
             callbacks.append(snap)
         if on_grads is not None:  # methods that read the gradients during training (movement pruning, early-bird)
             callbacks.append(OnGrads(lambda: on_grads(
                 {n: p.detach() for n, p in named},
                 {n: p.grad.detach() if p.grad is not None else torch.zeros_like(p) for n, p in named})))
+        checkpoint = None
+        if root is not None and not callbacks:  # a checkpoint carries neither a snapshot nor gradient readers
+            checkpoint = Checkpoint(Layout.checkpoint(root), plan.config.matrix.checkpoint_minutes,
+                                    key=_round_key(search_id, masks))
         log = train(model, loss_fn, examples, settings, device=study.device, enforcer=enforcer,
-                    head_prefixes=heads, callbacks=callbacks, loader_workers=plan.config.finetune.loader_workers)
+                    head_prefixes=heads, callbacks=callbacks, loader_workers=plan.config.finetune.loader_workers,
+                    checkpoint=checkpoint)
+        resumed = checkpoint.resumed_from if checkpoint is not None else 0
+        if checkpoint is not None:
+            checkpoint.clear()  # the round is complete: its ticket is stored next
         weights = {n: p.detach().to("cpu").clone() for n, p in named}
         return TrainResult(weights=weights, rewind=snap.value if rewind_step else None,
                            metrics={"train_s": round(log.seconds, 2), "steps": log.steps,
-                                    "final_loss": log.history[-1]["loss"] if log.history else None})
+                                    "final_loss": log.history[-1]["loss"] if log.history else None,
+                                    **({"resumed_from": resumed} if resumed else {})})
 
     return run
 
@@ -240,7 +269,7 @@ def run_search_job(job: SearchJob, run_dir: Path) -> dict:
     named = _prunable(backbone, plan)
     theta0 = copy_weights({n: p for n, p in named})
     t0 = time.perf_counter()
-    train_fn = make_train_fn(plan, study, job.theta0_dir, search) if search.trains else None
+    train_fn = make_train_fn(plan, study, job.theta0_dir, search, job.root, job.search_id) if search.trains else None
 
     def no_training(*_, **__):
         raise TicketbenchError(f"method {method.name} asked to train but is registered with trains=False")

@@ -32,7 +32,7 @@ from bench.runner.finetune import finetune_pair, make_pairs
 from bench.runner.progress import say, step_lines
 from bench.runner.results import write_manifest
 from bench.runner.search import SearchJob, pretrain_loss_fn, run_search_job, source_objective
-from bench.runner.store import RunStore
+from bench.runner.store import RoutedStore, RunStore
 from bench.runner.study import Study, environment
 from bench.training import OnStep, train
 
@@ -176,6 +176,64 @@ class SearchesFailed(TicketbenchError):
         self.failed, self.roots = failed, roots
 
 
+def _forget_lost_tickets(jobs: list, study: Study) -> None:
+    """A search done once whose tickets are gone since: drop its record, so that it searches again."""
+    records = RunStore(study.out, kind="tickets")
+    for j in jobs:
+        if not j.is_stored():
+            record = records.record_path(j.run_id)
+            if record.exists():
+                say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
+                record.unlink()
+
+
+def run_unit(unit, run_dir: Path) -> dict:
+    """A ticket search or a fine-tuning pair, whichever `unit` is (`stage_find_and_matrix` runs both)."""
+    return run_search_job(unit, run_dir) if isinstance(unit, SearchJob) else finetune_pair(unit, run_dir)
+
+
+def stage_find_and_matrix(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> tuple[dict, dict]:
+    """The find stage with the matrix's first wave streamed behind it: every search starts at once (they are
+    the critical path), and a source's cells start as soon as its tickets exist — the dense cells at once —
+    on the slots the searches leave free, instead of after the last search. A derived search (a control)
+    starts when its base is done. Returns (roots, failed searches) as `stage_find` does; `stage_matrix` then
+    finds the first wave stored and goes on with the manifest and adaptive seeds."""
+    jobs = search_jobs(plan, study, theta0_dir)
+    check_inputs(study, plan.config.matrix.tasks)
+    _forget_lost_tickets(jobs, study)
+    roots = {search_key(j.search): j.root for j in jobs}
+    by_key = {search_key(j.search): j for j in jobs}
+    cells: dict = {}
+    for c in plan.cells:
+        cells.setdefault(None if c.source.is_dense else (c.source, c.search_seed), []).append(c)
+    derived: dict = {}
+    for j in jobs:
+        if j.search.base:
+            derived.setdefault((j.search.base, j.search.search_seed), []).append(j)
+    failed: dict = {}
+
+    def ready(unit, record: dict) -> list:
+        if not isinstance(unit, SearchJob):
+            return []
+        key = search_key(unit.search)
+        if record.get("status") != "done" or not unit.is_stored():
+            failed[key] = record.get("reason", "failed")
+            for d in derived.get(key, []):
+                failed[search_key(d.search)] = f"its base search {unit.search.source} failed"
+            return []
+        return make_pairs(plan, study, theta0_dir, roots, cells.get(key, [])) + derived.get(key, [])
+
+    first = [by_key[k] for k in by_key if not by_key[k].search.base]
+    dense = make_pairs(plan, study, theta0_dir, roots, cells.get(None, []))
+    m = plan.config.matrix
+    say(quiet, f"[find+matrix] {len(jobs)} search(es), their cells started as each search's tickets exist "
+                f"({m.executor}, {workers(plan)} worker(s))")
+    store = RoutedStore(study.out, {j.run_id: "tickets" for j in jobs})
+    run_pairs([*first, *dense], study.out, run_unit, executor=m.executor, workers=workers(plan),
+              ray_address=m.ray_address, progress=not quiet, gpus_per_run=m.gpus_per_run, more=ready, store=store)
+    return roots, failed
+
+
 def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) -> dict:
     """Run every search the plan needs on the plan's executor; stored searches are skipped, and a search
     whose record says done but whose tickets are gone (deleted) runs again. Returns {(Source, search
@@ -193,12 +251,7 @@ def stage_find(plan: Plan, study: Study, theta0_dir: Path, quiet: bool = False) 
         todo = [j for j in wave if not j.is_stored()]
         if wave:
             say(quiet, f"[find] {len(wave)} search(es), {len(wave) - len(todo)} stored")
-        records = RunStore(study.out, kind="tickets")
-        for j in todo:
-            record = records.record_path(j.run_id)
-            if record.exists():  # done once, tickets missing since: search again (a kept record would skip it)
-                say(False, f"[find] {j.search.source}: tickets missing under {j.root}; searching again")
-                record.unlink()
+        _forget_lost_tickets(todo, study)
         if todo:
             summary = run_pairs(todo, study.out, run_search_job, executor=m.executor, kind="tickets",
                                 workers=min(workers(plan), len(todo)), ray_address=m.ray_address, progress=not quiet,

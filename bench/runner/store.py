@@ -269,3 +269,38 @@ class RunStore:
         # A writer killed mid-write leaves `.record.json.*.tmp`; we hold the claim, so nobody writes now.
         for tmp in run_dir.glob(f".{RECORD}.*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+class RoutedStore:
+    """One scheduler call over units of several kinds (ticket searches and the fine-tuning pairs they make
+    ready): each unit's claim and record live in its kind's folder. `kinds` maps run ids to a kind
+    (`tickets`); any other run id is a `default` unit."""
+
+    def __init__(self, out_dir: str | os.PathLike, kinds: dict[str, str], default: str = "runs"):
+        self.kinds, self.default = kinds, default
+        self.stores = {k: RunStore(out_dir, kind=k) for k in {default, *kinds.values()}}
+
+    def of(self, run_id: str) -> RunStore:
+        return self.stores[self.kinds.get(run_id, self.default)]
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.of(run_id).run_dir(run_id)
+
+    def record_path(self, run_id: str) -> Path:
+        return self.of(run_id).record_path(run_id)
+
+    def read_record(self, run_id: str) -> dict | None:
+        return self.of(run_id).read_record(run_id)
+
+    def is_done(self, run_id: str) -> bool:
+        return self.of(run_id).is_done(run_id)
+
+    def write_record(self, run_id: str, record: dict[str, Any]) -> Path:
+        return self.of(run_id).write_record(run_id, record)
+
+    def claim(self, run_id: str) -> Claim | None:
+        return self.of(run_id).claim(run_id)
+
+    def check_writable(self) -> None:
+        for store in self.stores.values():
+            store.check_writable()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import random
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -162,7 +163,10 @@ def usable_workers(requested: int) -> tuple[int, str]:
         return 0, "this is a daemonic process, which may not start child processes"
     if "fork" not in multiprocessing.get_all_start_methods():
         return 0, "the platform cannot fork (the image stores are opened per process after a fork)"
-    return requested, ""
+    # No more workers than CPUs this process may run on: the paper configs ask 8-16 a GPU, which a small
+    # machine (a CPU rehearsal, CI) could only time-slice. The numbers do not depend on the count.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, max(cpus, 1)), ""
 
 
 def prepared_batches(examples: Sequence[Example], batches: Iterable[list[int]], prepare: Callable | None,

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from bench.core.device import place
-from bench.core.errors import RunFailed
+from bench.core.errors import ConfigError, RunFailed
 from bench.core.settings import TrainSettings
 from bench.tasks.base import Example
 from bench.training.adversarial import adversarial_loss_fn
 from bench.training.batching import train_batches
 from bench.training.checkpoint import Checkpoint
+from bench.training.optim import BertAdam
 
 
 @dataclass
@@ -28,6 +29,8 @@ class TrainLog:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0  # optimizer steps taken (fewer than settings.steps when a callback stopped training)
+    trained: int = 0  # optimizer steps taken in this call (fewer than `steps` after resuming from a checkpoint)
+    wait_seconds: float = 0.0  # of `seconds`, waiting for the next prepared batch (the host behind the device)
 
 
 class Callback:
@@ -123,11 +126,19 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-def make_adamw(groups: list[dict], settings: TrainSettings, device: torch.device) -> torch.optim.AdamW:
+def make_adamw(groups: list[dict], settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with torch's fused kernel on CPU and CUDA (one vectorised pass per tensor), else the
     multi-tensor path. Measured on MiniLM's 10.6M prunable weights, 1 CPU thread: fused 10 ms,
     foreach 50 ms dense and 100 ms with a 70 % ticket (its `_foreach_sqrt` is ~2x slower on the zero
-    moments of pruned weights), the default per-tensor loop slower still (BENCHMARKS.md, benchmark 3)."""
+    moments of pruned weights), the default per-tensor loop slower still (BENCHMARKS.md, benchmark 3).
+    A recipe with `optimizer: bertadam` gets LXMERT's BertAdam (bench/training/optim.py), which decays
+    every parameter as LXMERT does."""
+    if settings.optimizer == "bertadam":
+        for g in groups:
+            g["weight_decay"] = settings.weight_decay
+        return BertAdam(groups, lr=settings.lr, betas=tuple(settings.betas))
+    if settings.optimizer != "adamw":
+        raise ConfigError(f"optimizer: expected adamw or bertadam, found {settings.optimizer!r}")
     fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas),
                              **({"fused": True} if fused else {"foreach": True}))
@@ -202,8 +213,11 @@ def train(
         total: torch.Tensor | float = 0.0
         parts: dict[str, torch.Tensor] = {}
         for _ in range(settings.grad_accum):
+            tw = time.perf_counter()
+            batch = next(batches)
+            log.wait_seconds += time.perf_counter() - tw
             with autocast(device, settings.bf16):
-                out = loss_fn(next(batches))
+                out = loss_fn(batch)
             if isinstance(out, dict):
                 for k, v in out.items():
                     parts[k] = parts.get(k, 0.0) + v.detach().float()
@@ -243,6 +257,7 @@ def train(
         for c in callbacks:
             c.after_step(step, settings.steps, logged)
         log.steps = step
+        log.trained += 1
         if stop:
             break
     log.seconds = time.perf_counter() - t0

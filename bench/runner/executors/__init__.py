@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 from bench.core.errors import TicketbenchError
 from bench.runner.executors import local as _local  # noqa: F401 - registers "local"
@@ -48,6 +48,8 @@ def run_pairs(
     progress: bool = True,
     poll_s: float = 0.5,
     file: TextIO | None = None,
+    more: Callable[[Any, dict], list] | None = None,
+    store: Any = None,
 ) -> Summary:
     """Run every pair not yet done under `out_dir` and return what happened.
 
@@ -56,17 +58,32 @@ def run_pairs(
     executor "ray": one Ray task per pair on the cluster at `ray_address`, or on a local instance
     with `workers` CPUs. Failed pairs are recorded (status "failed") and retried on the next call.
     `kind` names the store's folder: `runs` for fine-tuning pairs, `tickets` for ticket searches (whose
-    record then lives beside the tickets it wrote)."""
+    record then lives beside the tickets it wrote); `store` replaces it (a store routing each unit to its
+    folder: `bench.runner.store.RoutedStore`). `more(unit, record)`, called as each unit finishes (done or
+    not), returns units that can start now (a search's fine-tuning pairs), queued behind those waiting."""
     start = time.time()
     if workers < 1:
         raise TicketbenchError(f"workers: expected at least 1, found {workers}")
     factory = EXECUTORS.get(executor)
-    store = RunStore(out_dir, kind=kind)
+    store = store if store is not None else RunStore(out_dir, kind=kind)
     unique = list({pair.run_id: pair for pair in pairs}.values())
     summary = Summary(total=len(unique))
     todo = []
     for pair in unique:
         (summary.cached.append(pair.run_id) if store.is_done(pair.run_id) else todo.append(pair))
+    seen = {p.run_id for p in unique}
+    frontier = [p for p in unique if p.run_id in set(summary.cached)]
+    while more is not None and frontier:  # what units done before this call make ready, transitively
+        done = frontier.pop()
+        for unit in more(done, store.read_record(done.run_id) or {"status": "done"}):
+            if unit.run_id not in seen:
+                seen.add(unit.run_id)
+                summary.total += 1
+                if store.is_done(unit.run_id):
+                    summary.cached.append(unit.run_id)
+                    frontier.append(unit)
+                else:
+                    todo.append(unit)
     bar = MatrixProgress(summary.total, len(summary.cached), enabled=progress, file=file,
                          label="find" if kind == "tickets" else "matrix")
     try:
@@ -78,7 +95,7 @@ def run_pairs(
             )
             try:
                 store.check_writable()
-                _Scheduler(store, backend, summary, bar, start, poll_s).run(todo)
+                _Scheduler(store, backend, summary, bar, start, poll_s, more).run(todo, seen)
             finally:
                 backend.close()
     finally:
@@ -100,14 +117,36 @@ class _Scheduler:
         bar: MatrixProgress,
         start: float,
         poll_s: float,
+        more: Callable[[Any, dict], list] | None = None,
     ):
         self.store, self.backend, self.summary, self.bar = store, backend, summary, bar
-        self.start, self.poll_s = start, poll_s
+        self.start, self.poll_s, self.more = start, poll_s, more
         self.inflight: dict[Any, tuple[Any, Claim, float]] = {}
         self.busy: list[Any] = []
+        self.queue: deque = deque()
+        self.seen: set = set()  # run ids queued or counted in this call
 
-    def run(self, todo: list[Any]) -> None:
-        queue = deque(todo)
+    def _release(self, pair: Any, record: dict) -> None:
+        """Queue the units `pair`'s end makes ready (each run id once), counting the ones already done."""
+        if self.more is None:
+            return
+        for unit in self.more(pair, record):
+            if unit.run_id in self.seen:
+                continue
+            self.seen.add(unit.run_id)
+            self.summary.total += 1
+            self.bar.add(1)
+            if self.store.is_done(unit.run_id):
+                self.summary.cached.append(unit.run_id)
+                self.bar.pair_finished("cached")
+                self._release(unit, self.store.read_record(unit.run_id) or {"status": "done"})
+            else:
+                self.queue.append(unit)
+
+    def run(self, todo: list[Any], seen: set = frozenset()) -> None:
+        self.seen.update(seen, (p.run_id for p in todo))
+        queue = self.queue
+        queue.extend(todo)
         try:
             while queue or self.busy or self.inflight:
                 while queue and len(self.inflight) < self.backend.slots:
@@ -128,6 +167,7 @@ class _Scheduler:
         if record is not None and record["status"] == "failed" and record.get("finished_at", 0) >= self.start:
             # A concurrent runner tried it during this invocation; retrying belongs to the next one.
             self._count_failed(pair, record.get("reason", "failed in a concurrent runner"))
+            self._release(pair, record)
             return
         try:
             claim = self.store.claim(pair.run_id)
@@ -138,6 +178,7 @@ class _Scheduler:
             if self.store.is_done(pair.run_id):
                 self.summary.cached.append(pair.run_id)
                 self.bar.pair_finished("cached")
+                self._release(pair, self.store.read_record(pair.run_id) or {"status": "done"})
             else:
                 self.busy.append(pair)
             return
@@ -167,6 +208,7 @@ class _Scheduler:
             self.bar.pair_finished("done")
         else:
             self._count_failed(pair, result.get("reason", "failed"))
+        self._release(pair, result)
 
     def _count_failed(self, pair: Any, reason: str) -> None:
         self.summary.failed.append(FailedRun(pair.run_id, pair.label, reason))

@@ -1,7 +1,8 @@
 """`--executor ray`: one Ray task per pair, on a running cluster (`--ray-address`) or a local instance.
 
-Tasks return the record and the runner writes it, so results land in the runner's store. Pair
-functions that write extra files into their run directory need a filesystem shared with the workers.
+Tasks return the record and the runner writes it, so results land in the runner's store. Every node
+must see the output folder at the same path (a shared filesystem: θ0, tickets, mid-run checkpoints and
+predictions are read and written there by the workers), and the data at the config's paths.
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 class RayBackend:
     """Submits `compute_record` as Ray tasks: `gpus_per_run` GPUs per task on clusters with GPUs (0.5
-    lets two runs share one GPU), one CPU each otherwise. Worker processes are reused between tasks
-    (`max_calls=0`), so θ0 and the data are loaded once per worker, not once per pair; a task whose
-    worker or node dies is retried by Ray (`max_retries`), a run that fails for its own reason is not."""
+    lets two runs share one GPU), one CPU each otherwise. A GPU task runs in a fresh worker process
+    (`max_calls=1`, Ray's own default for GPU tasks): the CUDA context, the memory it cached and the device
+    Ray bound through CUDA_VISIBLE_DEVICES end with the task, so the next task on that GPU starts clean
+    (θ0 and the data load once per task: seconds to a minute against hours of training). CPU-only tasks
+    reuse their workers (`max_calls=0`: θ0 and the data load once per worker). A task whose worker or node
+    dies is retried by Ray (`max_retries`), a run that fails for its own reason is not. The workers' output
+    (warnings, the loader's fallbacks) is forwarded to the runner's terminal (`log_to_driver`)."""
 
     def __init__(self, pair_fn: PairFn, store: RunStore, workers: int, ray_address: str,
                  gpus_per_run: float = 1.0, max_retries: int = 2):
@@ -66,7 +71,7 @@ class RayBackend:
             raise TicketbenchError(f"matrix.gpus_per_run: expected a number in (0, 8], found {gpus_per_run}")
         self.gpus_per_run = gpus_per_run
         gpus = ray.cluster_resources().get("GPU", 0)
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run if gpus else 0, max_calls=0,
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run if gpus else 0, max_calls=1 if gpus else 0,
                                   max_retries=max_retries, retry_exceptions=False)(compute_record)
 
     @property
@@ -77,7 +82,7 @@ class RayBackend:
         return max(1, int(gpus // self.gpus_per_run) if gpus else int(resources.get("CPU", 1)))
 
     def _connect(self, address: str, workers: int) -> None:
-        common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+        common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True}
         try:
             if address:
                 check_reachable(address)
