@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.core.hparams import hp
-from bench.core.validate import BETAS, BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, one_of
+from bench.core.validate import (
+    BETAS,
+    BOOL,
+    FRACTION,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    one_of,
+)
 
 
 @dataclass(frozen=True)
