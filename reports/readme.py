@@ -169,7 +169,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
               "numbers in absolute terms; the claims below compare their *shape*.", ""]
     L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
-          "holds / fails / **not testable** unless the numbers can carry the claim. " + RULES, "",
+          "holds / fails / **not testable** unless the numbers can carry the claim. " + t.get("rules", RULES), "",
           _verdicts(t["claims"])]
     cmp_t = t.get("comparisons")
     if cmp_t is not None and not cmp_t.empty:

@@ -45,6 +45,9 @@ def test_bert_study_runs_end_to_end(tmp_path):
         assert r["metric"] == {"sst2": "accuracy", "squad": "f1"}[r["task"]]
     assert (out / "world" / "SST-2" / "train.tsv").exists() and (out / "report" / "README.md").exists()
     assert json.loads((out / "world" / "MANIFEST.json").read_text())["kind"] == "textworld"
+    claims = (out / "report" / "claims.csv").read_text()  # a text study is judged by the BERT-tickets claims
+    assert "Table 2" in claims and "re-initialisation" in claims and "MLM" in claims
+    assert "BERT-tickets rules" in (out / "report" / "README.md").read_text()
 
 
 def test_paper_bert_plan_prints_its_gpu_hours():
