@@ -88,3 +88,18 @@ def test_text_study_detection():
 
     assert is_text_study(["mnli", "squad", "text_mlm"])
     assert not is_text_study(["vqa", "gqa"]) and not is_text_study([])
+
+
+def test_a_correlation_below_zero_is_a_valid_record():
+    """CoLA's Matthews and STS-B's Pearson (× 100) go below zero for a model worse than chance; the
+    record check takes [-100, 100] for them and keeps [0, 100] for every other score."""
+    import pytest
+
+    from bench.core.errors import DataError
+    from bench.core.validate import check_record
+
+    assert check_record("r.json", {"task": "cola", "metric": "matthews", "value": -88.4})["value"] == -88.4
+    with pytest.raises(DataError, match=r"a pearson correlation × 100, in \[-100, 100\], found -150"):
+        check_record("r.json", {"task": "stsb", "metric": "pearson", "value": -150.0})
+    with pytest.raises(DataError, match=r"a score in \[0, 100\]"):
+        check_record("r.json", {"task": "sst2", "metric": "accuracy", "value": -5.0})
