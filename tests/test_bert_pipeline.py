@@ -30,6 +30,13 @@ def test_bert_toy_plan_has_the_study_shape():
     assert {c.task for c in plan.cells} == {"mnli", "qqp", "stsb", "wnli", "qnli", "mrpc", "rte", "sst2", "cola", "squad"}
 
 
+def test_bert_minilm_plan_is_the_study_on_real_weights():
+    plan = build_plan(load_config("bert-minilm"))
+    assert plan.image_input == "none" and plan.family == "minilm"
+    assert {"imp:pretrain", "imp:mnli", "random", "reinit:pretrain"} <= {str(s.source) for s in plan.searches}
+    assert len(plan.cells) == 84  # the breadth its header's time estimate counts
+
+
 @pytest.mark.slow
 def test_bert_study_runs_end_to_end(tmp_path):
     cfg = load_config("bert-toy", overrides=[
