@@ -52,6 +52,10 @@ def _table2_this_run(ctx: ReportContext, bb: str) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["task", "criterion", "sparsity", "dense", "imp", "random"])
     out["imp_minus_dense"] = out["imp"] - out["dense"]
     out["random_minus_dense"] = out["random"] - out["dense"]
+    # The paper's row for the same task beside this run's (task by task; NaN for a task the paper has not).
+    paper = out["task"].map(lambda t: BERT_TABLE2.get(t, (np.nan,) * 4))
+    out["paper_sparsity"] = paper.map(lambda v: v[0])
+    out["paper_imp_minus_dense"] = paper.map(lambda v: round(v[2] - v[1], 2))
     return out
 
 
