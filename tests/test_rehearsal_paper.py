@@ -9,9 +9,10 @@ the limits in `LIMITS` (`--set` overrides: one or two steps per stage, a handful
 sparsity and one seed), so every stage, task head, search and report path runs at full width.
 
 Breadth: `REHEARSE=full` (`tox -e rehearse`) fine-tunes every source of the config on every task for all
-three configs. Otherwise (the README's `pytest -q`, CI) only UNITER runs, with every task and search kind
-but three sources (`CI_SOURCES`), to stay within CI's time budget (measurements: docs/ARCHITECTURE.md,
-"Full-size rehearsals").
+four configs. Otherwise (the README's `pytest -q`, CI) only UNITER and BERT run, with every task and search
+kind but three sources (`CI_SOURCES`, `CI_SOURCES_BERT`), to stay within CI's time budget (measurements:
+docs/ARCHITECTURE.md, "Full-size rehearsals" and "The BERT study"). paper-bert reads the text world's files
+(GLUE's TSV folders, SQuAD v1.1 JSON, the raw corpus) with a bert-base-uncased-sized BertForMaskedLM.
 """
 
 from __future__ import annotations
