@@ -10,7 +10,7 @@ from bench.config import Config, to_dict
 from bench.core.io import file_hash, safe_name, short_hash
 from bench.core.layout import REPORT_FILES, Layout, file_name
 from bench.tasks.base import DECLARATIONS
-from reports import plots
+from reports import claims_bert, plots
 from reports.claims import convergence, dense_vs_chance, verdict_tables
 from reports.compare import compare_frame, compare_summary
 from reports.context import ReportContext, load_context, prune_stale, reused_figures
@@ -73,7 +73,8 @@ def build_tables(ctx: ReportContext) -> dict:
     ctx.add(write_table(rd, "dense_convergence", conv, conv_disp,
                         "Dense at the recipe's steps and at steps_factor × them (mean over seeds); converged when "
                         "the gain is below one dense seed std."))
-    out.update(verdict_tables(ctx))  # claims.* and comparisons.*
+    # claims.* and comparisons.*: the BERT-tickets claims for a text study, the VL-LTH ones otherwise
+    out.update((claims_bert.verdict_tables if claims_bert.is_text_study(ctx.tasks) else verdict_tables)(ctx))
     # The figures' own tables, made with the verdicts' functions (reports/figure_data.py).
     out["figure"] = figure_tables(ctx.df, ctx.tasks, ctx.convergence, cfg.report.relaxed)
     write_figure_tables(ctx, out["figure"])

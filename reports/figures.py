@@ -24,6 +24,7 @@ from reports.claims import (
     relaxed_cells,
     vl_claims,
 )
+from reports.claims_bert import BERT_MLM_TRANSFER_70, BERT_TABLE2, PAPER_NAMES, bert_claims
 from reports.context import ReportContext, load_context, prune_stale
 from reports.figure_data import figure_tables, match_label, write_figure_tables
 from reports.store import DENSE
@@ -32,18 +33,6 @@ from reports.writers import fmt_num, fmt_sparsity, sparsity_tag, to_markdown, wr
 
 PAPERS = ("vl", "bert")
 
-# Chen et al. 2020, Table 2: task → (sparsity, dense, IMP ticket, random pruning).
-BERT_TABLE2 = {
-    "MNLI": (0.7, 82.4, 82.6, 67.5), "QQP": (0.9, 90.2, 90.0, 76.3), "STS-B": (0.5, 88.4, 88.2, 21.0),
-    "WNLI": (0.9, 54.9, 54.9, 53.5), "QNLI": (0.7, 89.1, 88.9, 61.9), "MRPC": (0.5, 85.2, 84.9, 69.6),
-    "RTE": (0.6, 66.2, 66.0, 56.0), "SST-2": (0.6, 92.1, 91.9, 83.1), "CoLA": (0.5, 54.5, 53.8, 9.6),
-    "SQuAD": (0.4, 88.1, 87.7, 31.8), "MLM": (0.7, 63.5, 63.2, 32.3),
-}
-# Chen et al. 2020: the MLM ticket at 70% transferred to each task, minus dense (points).
-BERT_MLM_TRANSFER_70 = {
-    "MNLI": 0.20, "QQP": -0.16, "STS-B": -0.97, "WNLI": 0.12, "QNLI": 0.30, "MRPC": -3.65, "RTE": -6.35,
-    "SST-2": -0.19, "CoLA": -7.36, "SQuAD": -2.29, "MLM": -0.34,
-}
 CAVEAT = ("Toyland numbers are not comparable to the paper's in absolute terms (different data, models and "
           "tasks); compare the shape: gaps to dense, IMP vs random, where tickets stop matching.")
 
@@ -76,6 +65,10 @@ def _table2_this_run(ctx: ReportContext, bb: str) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["task", "criterion", "sparsity", "dense", "imp", "random", "censored"])
     out["imp_minus_dense"] = out["imp"] - out["dense"]
     out["random_minus_dense"] = out["random"] - out["dense"]
+    # The paper's row for the same task beside this run's (task by task; NaN for a task the paper has not).
+    paper = out["task"].map(lambda t: BERT_TABLE2.get(t, (np.nan,) * 4))
+    out["paper_sparsity"] = paper.map(lambda v: v[0])
+    out["paper_imp_minus_dense"] = paper.map(lambda v: round(v[2] - v[1], 2))
     return out
 
 
@@ -140,13 +133,16 @@ def _side_by_side_display(t: pd.DataFrame) -> pd.DataFrame:
 
 def bert_paper(ctx: ReportContext) -> list[str]:
     rd = ctx.report_dir
-    paper = pd.DataFrame([{"task": t, "sparsity": fmt_sparsity(v[0]), "dense": v[1], "imp": v[2], "random": v[3],
+    paper = pd.DataFrame([{"task": PAPER_NAMES[t], "sparsity": fmt_sparsity(v[0]), "dense": v[1], "imp": v[2], "random": v[3],
                            "imp_minus_dense": round(v[2] - v[1], 2), "random_minus_dense": round(v[3] - v[1], 2)}
                           for t, v in BERT_TABLE2.items()])
     ctx.add(write_table(rd, "bert_table2_paper", paper, caption="Chen et al. 2020, Table 2 (the paper's numbers)."))
-    paper_mlm = pd.DataFrame({"task": list(BERT_MLM_TRANSFER_70), "mlm_minus_dense": list(BERT_MLM_TRANSFER_70.values())})
+    paper_mlm = pd.DataFrame({"task": [PAPER_NAMES[t] for t in BERT_MLM_TRANSFER_70], "mlm_minus_dense": list(BERT_MLM_TRANSFER_70.values())})
     ctx.add(write_table(rd, "bert_mlm_transfer_paper", paper_mlm, caption="Chen et al. 2020: MLM ticket at 70%, minus dense."))
     md = ["# BERT-tickets figures for this run", "", f"> {CAVEAT}", ""]
+    claims = claims_frame(bert_claims(ctx.df, ctx.tasks, ctx.convergence))
+    ctx.add(write_table(rd, "bert_claims", claims, caption="The BERT-tickets claims: paper vs this run."))
+    md += ["## Claims", "", to_markdown(claims[["claim", "paper", "this_run", "verdict", "reason"]]), ""]
     for bb in ctx.backbones:
         sfx = ctx.suffix(bb)
         ours = _table2_this_run(ctx, bb)

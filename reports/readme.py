@@ -169,7 +169,7 @@ def write_readme(ctx: ReportContext, t: dict, cmp, method: str | None) -> None:
               "numbers in absolute terms; the claims below compare their *shape*.", ""]
     L += dense_reference(t["dense"], t.get("convergence", pd.DataFrame()))
     L += ["## Verdicts", "",
-          "holds / fails / **not testable** unless the numbers can carry the claim. " + RULES, ""]
+          "holds / fails / **not testable** unless the numbers can carry the claim. " + t.get("rules", RULES), ""]
     if ctx.config.matrix.claim_tasks:  # the pre-registered core; the transfer matrix below covers every task
         L += [f"The claims are decided on {', '.join(claim_tasks(ctx))} (`matrix.claim_tasks`, fixed in the config "
               "before any run), where the claims' sources have every search replicate; the transfer tables cover "

@@ -209,6 +209,11 @@ def _int(v: Any) -> bool:
     return _is_int(v) and abs(v) < 2**63
 
 
+# Headline metrics that are correlations (× 100): GLUE's CoLA (Matthews) and STS-B (Pearson / Spearman)
+# go below zero when a model does worse than chance.
+SIGNED_METRICS = frozenset({"matthews", "pearson", "spearman"})
+
+
 def check_record(path, rec: dict) -> dict:
     """A run record read back from disk: fields that become file names (backbone, task) must stay
     inside the output folder, fields read as mappings must be mappings, text fields text, numbers
@@ -239,7 +244,10 @@ def check_record(path, rec: dict) -> dict:
         if rec.get(key) is not None and not _int(rec[key]):
             raise _stored(path, key, rec[key], "an integer", RECORD_HINT)
     value = rec.get("value")
-    if _is_num(value) and not 0.0 <= value <= 100.0:
+    if _is_num(value) and rec.get("metric") in SIGNED_METRICS:
+        if not -100.0 <= value <= 100.0:
+            raise _stored(path, "value", value, f"a {rec['metric']} correlation × 100, in [-100, 100]", RECORD_HINT)
+    elif _is_num(value) and not 0.0 <= value <= 100.0:
         raise _stored(path, "value", value, "a score in [0, 100]", RECORD_HINT)
     if _is_num(rec.get("sparsity")) and not 0.0 <= rec["sparsity"] < 1.0:
         raise _stored(path, "sparsity", rec["sparsity"], "a number in [0, 1)", RECORD_HINT)
