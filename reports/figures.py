@@ -98,19 +98,13 @@ def _bars(ax, labels, values, colour, title, ylabel):
     ax.grid(axis="y", alpha=0.3)
 
 
-def _paper_task(name: str) -> str:
-    """Table 2's task names in this suite's spelling ('STS-B' → 'stsb', 'MLM' → 'text_mlm')."""
-    return "text_mlm" if name == "MLM" else name.lower().replace("-", "")
-
-
 def _table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     """Per Table 2 task: the paper's sparsity and gaps beside this run's (NaN where the run lacks the task)."""
     run = ours.set_index("task")
     rows = []
-    for t, (sp, dense, imp, rnd) in BERT_TABLE2.items():
-        k = _paper_task(t)
+    for k, (sp, dense, imp, rnd) in BERT_TABLE2.items():  # keyed by this suite's task names
         r = run.loc[k] if k in run.index else None
-        rows.append({"task": t, "paper_sparsity": sp, "paper_imp_minus_dense": round(imp - dense, 2),
+        rows.append({"task": PAPER_NAMES[k], "paper_sparsity": sp, "paper_imp_minus_dense": round(imp - dense, 2),
                      "paper_random_minus_dense": round(rnd - dense, 2),
                      "run_task": k if r is not None else "", "run_sparsity": r["sparsity"] if r is not None else np.nan,
                      "run_censored": bool(r["censored"]) if r is not None else False,
