@@ -14,7 +14,7 @@ from bench.plan import build_plan
 
 # The plan hash of `ticketbench plan toyland` (the VL default). It changes only with a deliberate change
 # to the VL default (its config, a recipe, a toyland version); adding text tasks, presets or worlds must not.
-TOYLAND_PLAN = "9a5b53bac35f"
+TOYLAND_PLAN = "b30142ba7863"
 
 
 def test_the_vl_default_plan_hash_is_pinned():

@@ -23,7 +23,7 @@ THETA0, DATA = "t" * 16, "d" * 16
 # default of a hashed field is such a purpose too: bump KEY_SCHEMA with it.
 PINNED = {
     # toyland re-pinned on purpose with the powered default (issue 26: world scale study, claims on NLVR2).
-    "toyland": {"plan": "9a5b53bac35f", "theta0": "1c7b48a16bf3", "search": "3a6858cc5e04", "run": "cea5271eab0f"},
+    "toyland": {"plan": "b30142ba7863", "theta0": "1c7b48a16bf3", "search": "febaf77a02a3", "run": "cea5271eab0f"},
     "smoke": {"plan": "fd7e8436be1e", "theta0": "06edd5927ae1", "search": "87837e6c4634", "run": "2e8e01c72156"},
 }
 
