@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.tasks import TASKS
 from reports import stats
 from reports.claims import (
     FAILS,
@@ -74,8 +75,6 @@ RULES = ("BERT-tickets rules (`reports/claims_bert.py`), on top of the suite's: 
 
 def is_text_study(tasks: list[str]) -> bool:
     """Whether a report's tasks are the BERT study's (text only: no image per example)."""
-    from bench.tasks import TASKS
-
     return bool(tasks) and all(t in TASKS and TASKS.get(t).num_images == 0 for t in tasks)
 
 
