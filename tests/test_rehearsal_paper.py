@@ -46,12 +46,17 @@ FULL = os.environ.get("REHEARSE", "") == "full"
 LIMITS = ("finetune.steps=1", "finetune.batch_size=2", "finetune.grad_accum=1", "finetune.eval_batch_size=4",
           "finetune.dev_limit=4",
           "pretrain.steps=2", "pretrain.batch_size=2",
-          "find.sparsities=0.1", "matrix.control_sparsities=0.1", "matrix.seeds=1")
+          "find.sparsities=0.1", "matrix.control_sparsities=0.1", "matrix.seeds=1",
+          # batches of two examples: the configs' loader workers (execution only; tests/test_host_prep.py) would
+          # cost more forking than they save here
+          "finetune.loader_workers=0")
 # CI breadth: a search on the pre-training mix (the checkpoint's heads, MLM/ITM/MRM at 2048-d), one on a
 # task, and dense, fine-tuned on all seven tasks.
 CI_SOURCES = "dense,imp:pretrain,imp:vqa"
-# paper-bert's CI breadth: the MLM search (the checkpoint's own MLM head) and one GLUE task's, on all ten tasks.
+# paper-bert's CI breadth: the MLM search (the checkpoint's own MLM head) and one GLUE task's, on one task of
+# each head kind — classification, regression, span extraction (all ten at REHEARSE=full; CI's time budget).
 CI_SOURCES_BERT = "dense,imp:pretrain,imp:sst2"
+CI_TASKS_BERT = "sst2,stsb,squad"
 
 
 def _world(family: str, release: dict) -> list[str]:
@@ -81,7 +86,8 @@ def rehearse(tmp_path: Path, family: str, full: bool) -> tuple[Path, list[str]]:
         checkpoint = hf_checkpoint(tmp_path / family, family, tok)
     del tok
     overrides = [f"world.data_root={release['root']}", *_world(family, release), f"backbone.checkpoint={checkpoint}",
-                 f"backbone.tokenizer={tmp_path / 'tokenizer'}", *LIMITS] + ([] if full else [f"matrix.sources={CI_SOURCES_BERT if family == 'bert' else CI_SOURCES}"])
+                 f"backbone.tokenizer={tmp_path / 'tokenizer'}", *LIMITS] + ([] if full else [f"matrix.sources={CI_SOURCES_BERT if family == 'bert' else CI_SOURCES}"]
+                                     + ([f"matrix.tasks={CI_TASKS_BERT}"] if family == "bert" else []))
     hf_home = tmp_path / "hf"
     hf_home.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "PYTHONPATH": str(ROOT)}
