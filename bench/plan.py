@@ -471,7 +471,7 @@ def build_plan(cfg: Config) -> Plan:
     for src in every:
         search = searches.get(src)
         wanted = controls_at if src in controls else chosen
-        if claim_tasks and any(src in claim_sources(t) for t in claim_tasks):
+        if src in claim_read:
             wanted = tuple(sorted(set(wanted) | set(claim_at)))
         missing = [x for x in wanted if search and x not in search.sparsities]
         if missing:
